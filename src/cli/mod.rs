@@ -1,0 +1,5 @@
+//! Operator-facing pieces of the command line: key tools, logging set-up,
+//! daemonizing with a readiness pipe.
+pub mod daemonize;
+pub mod keys;
+pub mod logging;

@@ -1,0 +1,2 @@
+//! The device: peers, keys, index table and packet pipelines.
+pub mod ratelimiter;

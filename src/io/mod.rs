@@ -1,0 +1,70 @@
+//! I/O behind small traits, as wireguard-go's tun.Device and conn.Bind.
+//!
+//! The packet path only sees [`Tun`] and [`Udp`]; Linux backends live in
+//! [`linux_tun`] and [`linux_udp`], and [`mem`] provides in-memory backends so
+//! a pair of devices can hold a whole conversation in a unit test, no root.
+//!
+//! Batches: every call moves a slice of buffers. Buffers are owned by the
+//! caller and reused (no allocation per packet). Packets sit at `offset` in
+//! their buffer so the caller can prepend the WireGuard header in place.
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub mod linux_tun;
+pub mod linux_udp;
+pub mod mem;
+
+/// Most packets moved by one call.
+pub const MAX_BATCH: usize = 128;
+
+/// A TUN device (one queue).
+pub trait Tun: Send + Sync {
+    /// Reads up to `bufs.len()` packets, packet `i` into `bufs[i][offset..]`,
+    /// its length into `sizes[i]`. Blocks until at least one packet arrives
+    /// or a short internal timeout passes (then returns `Ok(0)` so loops can
+    /// notice shutdown). After [`Tun::close`] it returns an error.
+    fn read(&self, bufs: &mut [&mut [u8]], sizes: &mut [usize], offset: usize) -> io::Result<usize>;
+    /// Writes every packet `bufs[i][offset..]`.
+    fn write(&self, bufs: &[&[u8]], offset: usize) -> io::Result<()>;
+    /// Packets one `read` may return.
+    fn batch_size(&self) -> usize;
+    fn name(&self) -> &str;
+    fn mtu(&self) -> io::Result<usize>;
+    /// Whether the interface still exists (false once it was deleted).
+    fn exists(&self) -> bool;
+    fn close(&self);
+}
+
+/// Metadata of one received datagram.
+#[derive(Clone, Copy, Debug)]
+pub struct RecvMeta {
+    pub len: usize,
+    /// Source address; IPv4-mapped IPv6 addresses are reported as IPv4.
+    pub src: SocketAddr,
+}
+
+impl Default for RecvMeta {
+    fn default() -> Self {
+        RecvMeta { len: 0, src: SocketAddr::from(([0, 0, 0, 0], 0)) }
+    }
+}
+
+/// A bound UDP endpoint (IPv4 and IPv6).
+pub trait Udp: Send + Sync {
+    /// Receives up to `bufs.len()` datagrams. Returns `Ok(0)` after a short
+    /// internal timeout so loops can notice shutdown; an error after close.
+    fn recv(&self, bufs: &mut [&mut [u8]], meta: &mut [RecvMeta]) -> io::Result<usize>;
+    /// Sends every buffer in `bufs` to `dst` (one batch, one destination).
+    fn send(&self, bufs: &[&[u8]], dst: SocketAddr) -> io::Result<()>;
+    /// The bound port (the chosen one when 0 was asked for).
+    fn port(&self) -> u16;
+    fn close(&self);
+}
+
+/// Opens UDP endpoints: the device re-binds when `listen_port` changes.
+pub trait Bind: Send + Sync {
+    /// Binds `port` (0 = any) on all addresses, IPv4 and IPv6.
+    /// `fwmark` is applied when non-zero.
+    fn open(&self, port: u16, fwmark: u32) -> io::Result<Arc<dyn Udp>>;
+}

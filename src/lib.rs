@@ -1,0 +1,17 @@
+//! PhantomMesh: a userspace WireGuard data plane with an admin plane.
+//!
+//! Layout (data flows top to bottom on receive, bottom to top on send):
+//! - [`io`]: TUN and UDP behind small batch traits, Linux and in-memory backends.
+//! - [`device`]: peers, index table, rate limiter, and the pipelines that move
+//!   batches between I/O and the protocol core.
+//! - [`noise`]: the sans-IO protocol core (handshake, cookies, sessions, timers).
+//! - [`routing`]: allowed-IPs longest-prefix table, used both ways.
+//! - [`uapi`], [`config`]: configuration surfaces (`wg`'s socket, files).
+//! - [`cli`]: key tools, logging, daemonizing.
+pub mod cli;
+pub mod config;
+pub mod device;
+pub mod io;
+pub mod noise;
+pub mod routing;
+pub mod uapi;

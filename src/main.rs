@@ -1,0 +1,3 @@
+fn main() {
+    println!("phantommesh {}", env!("CARGO_PKG_VERSION"));
+}
