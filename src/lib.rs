@@ -10,6 +10,7 @@
 //! - [`cli`]: key tools, logging, daemonizing.
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod device;
 pub mod io;
 pub mod noise;

@@ -1,3 +1,87 @@
+//! The `phantommesh` binary. Two ways to run the daemon share it:
+//! - `phantommesh [-f|--foreground] IFNAME`: wireguard-go's command line
+//!   (any first argument that is not a subcommand is taken as this form);
+//! - `phantommesh run --config FILE`: the operator's config-file mode;
+//!
+//! plus the key tools `genkey`, `pubkey`, `genpsk`.
+use clap::{Parser, Subcommand};
+use phantommesh::cli::keys;
+use phantommesh::cli::logging::LogFormat;
+use phantommesh::daemon::{run_mode, wg_mode};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "phantommesh", version, about = "Userspace WireGuard daemon with go-live gates")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the daemon from a config file (TOML, or a wg-quick .conf).
+    Run {
+        #[arg(short, long, env = "PHANTOMMESH_CONFIG")]
+        config: PathBuf,
+        /// Log format: text for terminals, json for log collectors.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "PHANTOMMESH_LOG_FORMAT")]
+        log_format: LogFormat,
+    },
+    /// Print a new private key (base64), like `wg genkey`.
+    Genkey,
+    /// Read a private key on stdin, print its public key, like `wg pubkey`.
+    Pubkey,
+    /// Print a new preshared key, like `wg genpsk`.
+    Genpsk,
+}
+
+const SUBCOMMANDS: &[&str] = &["run", "genkey", "pubkey", "genpsk", "help", "--help", "-h"];
+
 fn main() {
-    println!("phantommesh {}", env!("CARGO_PKG_VERSION"));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let first = args.first().map(String::as_str);
+    if matches!(first, Some("--version" | "-v" | "-V" | "version")) {
+        println!("phantommesh v{}\n\nUserspace WireGuard daemon for Linux (wireguard-go compatible).", env!("CARGO_PKG_VERSION"));
+        return;
+    }
+    if !first.is_some_and(|f| SUBCOMMANDS.contains(&f)) {
+        let env_fg = std::env::var("WG_PROCESS_FOREGROUND").is_ok_and(|v| v == "1");
+        match wg_mode::parse_args(&args, env_fg) {
+            Ok(a) => std::process::exit(wg_mode::main(a)),
+            Err(usage) => {
+                eprintln!("{usage}");
+                std::process::exit(1);
+            }
+        }
+    }
+    let code = match Cli::parse().cmd {
+        Cmd::Run { config, log_format } => run_mode::main(&config, log_format),
+        Cmd::Genkey => print_key(keys::generate_private_key()),
+        Cmd::Genpsk => print_key(keys::generate_preshared_key()),
+        Cmd::Pubkey => {
+            let mut s = String::new();
+            if std::io::stdin().take(1024).read_to_string(&mut s).is_err() {
+                eprintln!("pubkey: cannot read stdin");
+                1
+            } else {
+                match keys::parse_base64_key(&s) {
+                    Ok(k) => print_key(keys::public_key(&k)),
+                    Err(_) => {
+                        eprintln!("pubkey: Key is not the correct length or format");
+                        1
+                    }
+                }
+            }
+        }
+    };
+    std::process::exit(code);
+}
+
+fn print_key(k: [u8; 32]) -> i32 {
+    let mut out = std::io::stdout();
+    if writeln!(out, "{}", keys::encode_base64_key(&k)).is_err() {
+        return 1;
+    }
+    0
 }

@@ -1,2 +1,336 @@
-//! The device: peers, keys, index table and packet pipelines.
+//! The device: peers, keys, the receiver-index table, and the threads that
+//! move batches between the TUN and the UDP socket.
+//!
+//! Threads (see the files named after them):
+//! - [`send`]: TUN -> routing lookup -> encrypt -> UDP, a batch at a time.
+//! - [`receive`]: UDP -> decrypt -> source check -> TUN; handshake messages
+//!   go to a bounded queue so a flood never stalls data.
+//! - [`handshake`]: drains that queue (MAC checks, cookies, rate limit).
+//! - [`timers`]: runs the peers' protocol timers.
+//!
+//! Lock order (never take an earlier one while holding a later one):
+//! `peers` -> a peer's `state` -> `index` / `allowed_ips` / `staged`.
+//! The packet path holds `index` and `allowed_ips` only as readers, once per
+//! batch, and a peer's `state` once per batch per peer.
+pub mod config;
+pub mod handshake;
+pub mod peer;
 pub mod ratelimiter;
+pub mod receive;
+pub mod send;
+pub mod timers;
+
+use crate::io::{Bind, Tun, Udp};
+use crate::noise::cookie::CookieChecker;
+use crate::noise::handshake::Identity;
+use crate::noise::keypair::Keypair;
+use crate::noise::peer::{Env, IndexEvent, Output, PeerState};
+use crate::routing::AllowedIps;
+use parking_lot::{Mutex, RwLock};
+use peer::{Peer, PeerRef};
+use rand::RngCore;
+use ratelimiter::RateLimiter;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime};
+
+/// Capacity of the handshake queue (the kernel's MAX_QUEUED_INCOMING_HANDSHAKES).
+pub const HANDSHAKE_QUEUE_LEN: usize = 4096;
+/// The device is "under load" once the queue is this full; it stays so for 1 s.
+pub const UNDER_LOAD_THRESHOLD: usize = HANDSHAKE_QUEUE_LEN / 8;
+
+/// What a receiver index points at.
+#[derive(Clone)]
+pub struct IndexEntry {
+    pub peer: Arc<Peer>,
+    /// None while the index names a pending initiation.
+    pub keypair: Option<Arc<Keypair>>,
+}
+
+/// Counters the admin plane reads; relaxed atomics, bumped per batch.
+#[derive(Default)]
+pub struct Stats {
+    pub rx_packets: AtomicU64,
+    pub tx_packets: AtomicU64,
+    pub drop_bad_mac: AtomicU64,
+    pub drop_replay: AtomicU64,
+    pub drop_decrypt: AtomicU64,
+    pub drop_no_route: AtomicU64,
+    pub drop_source_check: AtomicU64,
+    pub drop_rate_limited: AtomicU64,
+    pub drop_malformed: AtomicU64,
+    pub drop_no_session: AtomicU64,
+    pub drop_queue_full: AtomicU64,
+    pub cookie_replies_sent: AtomicU64,
+    pub handshakes_initiated: AtomicU64,
+    pub handshakes_completed: AtomicU64,
+    pub handshakes_failed: AtomicU64,
+}
+
+pub(crate) fn bump(c: &AtomicU64, n: u64) {
+    if n > 0 {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+pub struct Settings {
+    pub listen_port: u16,
+    pub fwmark: u32,
+    pub private_key: Option<[u8; 32]>,
+}
+
+pub struct Shared {
+    pub tun: Arc<dyn Tun>,
+    pub bind: Arc<dyn Bind>,
+    pub udp: RwLock<Option<Arc<dyn Udp>>>,
+    pub identity: RwLock<Option<Arc<Identity>>>,
+    pub cookie_checker: Mutex<Option<CookieChecker>>,
+    pub peers: RwLock<HashMap<[u8; 32], Arc<Peer>>>,
+    pub allowed_ips: RwLock<AllowedIps<PeerRef>>,
+    pub index: RwLock<HashMap<u32, IndexEntry>>,
+    pub settings: Mutex<Settings>,
+    pub rate_limiter: Mutex<RateLimiter>,
+    /// Milliseconds since `epoch` until which the device counts as under load.
+    pub under_load_until: AtomicU64,
+    pub epoch: Instant,
+    pub stats: Stats,
+    /// The TUN's MTU, refreshed by the timer thread (padding needs it).
+    pub mtu: std::sync::atomic::AtomicUsize,
+    pub shutdown: AtomicBool,
+    /// Set when the TUN went away; the owner should exit.
+    pub tun_gone: AtomicBool,
+    next_peer_id: AtomicU64,
+    pub(crate) handshake_tx: crossbeam_channel::Sender<handshake::Queued>,
+    pub(crate) handshake_rx: crossbeam_channel::Receiver<handshake::Queued>,
+    /// Wakes the UDP receive loop when the socket is replaced.
+    pub udp_generation: AtomicU64,
+}
+
+/// A running device. Dropping it stops its threads.
+pub struct Device {
+    pub shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Device {
+    /// Starts a device on `tun`, opening UDP through `bind` once a port is
+    /// set (port 0 = any, as wireguard-go binds on first configuration).
+    pub fn new(tun: Arc<dyn Tun>, bind: Arc<dyn Bind>) -> Arc<Device> {
+        let (handshake_tx, handshake_rx) = crossbeam_channel::bounded(HANDSHAKE_QUEUE_LEN);
+        let shared = Arc::new(Shared {
+            tun,
+            bind,
+            udp: RwLock::new(None),
+            identity: RwLock::new(None),
+            cookie_checker: Mutex::new(None),
+            peers: RwLock::new(HashMap::new()),
+            allowed_ips: RwLock::new(AllowedIps::new()),
+            index: RwLock::new(HashMap::new()),
+            settings: Mutex::new(Settings { listen_port: 0, fwmark: 0, private_key: None }),
+            rate_limiter: Mutex::new(RateLimiter::new()),
+            under_load_until: AtomicU64::new(0),
+            epoch: Instant::now(),
+            stats: Stats::default(),
+            mtu: std::sync::atomic::AtomicUsize::new(1420),
+            shutdown: AtomicBool::new(false),
+            tun_gone: AtomicBool::new(false),
+            next_peer_id: AtomicU64::new(1),
+            handshake_tx,
+            handshake_rx,
+            udp_generation: AtomicU64::new(0),
+        });
+        let dev = Arc::new(Device { shared: shared.clone(), threads: Mutex::new(Vec::new()) });
+        let mut th = dev.threads.lock();
+        let s = shared.clone();
+        th.push(spawn("pm-send", move || send::run(&s)));
+        let s = shared.clone();
+        th.push(spawn("pm-recv", move || receive::run(&s)));
+        let s = shared.clone();
+        th.push(spawn("pm-handshake", move || handshake::run(&s)));
+        let s = shared;
+        th.push(spawn("pm-timers", move || timers::run(&s)));
+        drop(th);
+        dev
+    }
+
+    /// Stops every thread and closes the I/O. Idempotent.
+    pub fn close(&self) {
+        if self.shared.shutdown.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.shared.tun.close();
+        if let Some(u) = self.shared.udp.write().take() {
+            u.close();
+        }
+        let me = std::thread::current().id();
+        for t in self.threads.lock().drain(..) {
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.shared.shutdown.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+    std::thread::Builder::new().name(name.into()).spawn(f).expect("spawning a device thread")
+}
+
+impl Shared {
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    pub fn is_under_load(&self) -> bool {
+        self.now_ms() < self.under_load_until.load(Ordering::Relaxed)
+    }
+
+    pub fn new_peer_id(&self) -> u64 {
+        self.next_peer_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn current_udp(&self) -> Option<Arc<dyn Udp>> {
+        self.udp.read().clone()
+    }
+
+    /// A random receiver index not yet in use.
+    pub fn alloc_index(&self, peer: &Arc<Peer>) -> u32 {
+        let mut rng = rand::thread_rng();
+        let mut idx = self.index.write();
+        loop {
+            let i = rng.next_u32();
+            if let std::collections::hash_map::Entry::Vacant(v) = idx.entry(i) {
+                v.insert(IndexEntry { peer: peer.clone(), keypair: None });
+                return i;
+            }
+        }
+    }
+
+    /// Runs `f` on the peer's protocol state with a fresh [`Env`], applies
+    /// index events, then performs the outputs (with no lock held).
+    /// None when the device has no private key.
+    pub fn with_peer<R>(
+        &self,
+        peer: &Arc<Peer>,
+        f: impl FnOnce(&mut PeerState, &mut Env, &mut Vec<Output>) -> R,
+    ) -> Option<R> {
+        let (r, out) = self.peer_call(peer, f)?;
+        self.perform(peer, out);
+        Some(r)
+    }
+
+    /// As [`Shared::with_peer`], but hands the outputs back to the caller.
+    pub fn peer_call<R>(
+        &self,
+        peer: &Arc<Peer>,
+        f: impl FnOnce(&mut PeerState, &mut Env, &mut Vec<Output>) -> R,
+    ) -> Option<(R, Vec<Output>)> {
+        let identity = self.identity.read().clone()?;
+        let mut st = peer.state.lock();
+        Some(self.call_locked(peer, &mut st, &identity, f))
+    }
+
+    /// Runs `f` on an already locked state.
+    pub fn call_locked<R>(
+        &self,
+        peer: &Arc<Peer>,
+        st: &mut PeerState,
+        identity: &Identity,
+        f: impl FnOnce(&mut PeerState, &mut Env, &mut Vec<Output>) -> R,
+    ) -> (R, Vec<Output>) {
+        let mut out = Vec::new();
+        let mut rng = rand::rngs::OsRng;
+        let mut alloc = || self.alloc_index(peer);
+        let mut env = Env {
+            identity,
+            now: Instant::now(),
+            wall: SystemTime::now(),
+            rng: &mut rng,
+            alloc_index: &mut alloc,
+        };
+        let r = f(st, &mut env, &mut out);
+        self.apply_index_events(peer, st);
+        (r, out)
+    }
+
+    pub fn apply_index_events(&self, peer: &Arc<Peer>, st: &mut PeerState) {
+        let events: Vec<IndexEvent> = st.drain_events().collect();
+        if events.is_empty() {
+            return;
+        }
+        let mut idx = self.index.write();
+        for ev in events {
+            match ev {
+                IndexEvent::Handshake(i) => {
+                    idx.insert(i, IndexEntry { peer: peer.clone(), keypair: None });
+                }
+                IndexEvent::Session(kp) => {
+                    idx.insert(kp.local_index, IndexEntry { peer: peer.clone(), keypair: Some(kp) });
+                }
+                IndexEvent::Retired(i) => {
+                    if idx.get(&i).is_some_and(|e| e.peer.id == peer.id) {
+                        idx.remove(&i);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Carries out protocol outputs for `peer` (no peer lock held).
+    pub fn perform(&self, peer: &Arc<Peer>, out: Vec<Output>) {
+        for o in out {
+            match o {
+                Output::Handshake(msg) => {
+                    if msg.first() == Some(&1) {
+                        bump(&self.stats.handshakes_initiated, 1);
+                    }
+                    self.send_to_peer(peer, &[&msg]);
+                }
+                Output::Keepalive => send::send_keepalive(self, peer),
+                Output::SessionReady { confirm } => {
+                    bump(&self.stats.handshakes_completed, 1);
+                    let sent = send::flush_staged(self, peer);
+                    if !sent && confirm {
+                        send::send_keepalive(self, peer);
+                    }
+                }
+                Output::GaveUp => {
+                    bump(&self.stats.handshakes_failed, 1);
+                    peer.staged.lock().clear();
+                }
+            }
+        }
+    }
+
+    /// Sends already-built datagrams to the peer's endpoint, if it has one.
+    pub fn send_to_peer(&self, peer: &Peer, bufs: &[&[u8]]) -> bool {
+        let (Some(ep), Some(udp)) = (peer.endpoint(), self.current_udp()) else {
+            return false;
+        };
+        let n: usize = bufs.iter().map(|b| b.len()).sum();
+        if udp.send(bufs, ep).is_ok() {
+            peer.add_tx(n as u64);
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn send_to(&self, addr: SocketAddr, buf: &[u8]) {
+        if let Some(udp) = self.current_udp() {
+            let _ = udp.send(&[buf], addr);
+        }
+    }
+}

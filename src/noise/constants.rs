@@ -17,7 +17,10 @@ pub const NEW_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 pub const REKEY_ON_RECEIVE_AFTER: Duration = Duration::from_secs(165);
 /// All key material is zeroed after REJECT_AFTER_TIME * 3 of silence.
 pub const ZERO_KEYS_AFTER: Duration = Duration::from_secs(540);
-pub const MAX_TIMER_HANDSHAKES: u32 = 20;
+/// Retries after the first initiation before giving up (kernel: 90 s / 5 s),
+/// so 1 + 19 = 20 initiations are sent in all (the retry counter is checked
+/// with `>` before it is incremented).
+pub const MAX_TIMER_HANDSHAKES: u32 = 18;
 pub const COOKIE_SECRET_MAX_AGE: Duration = Duration::from_secs(120);
 /// An initiator uses a received cookie for this long.
 pub const COOKIE_SECRET_LATENCY: Duration = Duration::from_secs(5);

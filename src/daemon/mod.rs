@@ -1,0 +1,52 @@
+//! Process lifecycle shared by both ways of running the daemon: the
+//! wireguard-go-compatible `phantommesh [-f] IFNAME` ([`wg_mode`]) and the
+//! operator's `phantommesh run --config FILE` ([`run_mode`]).
+pub mod run_mode;
+pub mod wg_mode;
+
+use crate::device::Device;
+use crate::uapi::server::UapiServer;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Exit code for set-up failures (wireguard-go's ExitSetupFailed).
+pub const EXIT_SETUP_FAILED: i32 = 1;
+
+/// Why the daemon stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Signal(i32),
+    TunGone,
+    SocketGone,
+}
+
+/// Blocks until a stop condition; calls `on_hup` for each SIGHUP.
+pub fn wait(dev: &Device, uapi: &UapiServer, mut on_hup: impl FnMut()) -> StopReason {
+    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install signal handlers");
+            return StopReason::Signal(0);
+        }
+    };
+    loop {
+        for sig in signals.pending() {
+            if sig == SIGHUP {
+                on_hup();
+            } else {
+                tracing::info!(signal = sig, "shutting down on signal");
+                return StopReason::Signal(sig);
+            }
+        }
+        if dev.shared.tun_gone.load(Ordering::SeqCst) {
+            tracing::info!("interface was deleted; shutting down");
+            return StopReason::TunGone;
+        }
+        if !uapi.file_present() {
+            tracing::info!(path = %uapi.path().display(), "UAPI socket was deleted; shutting down");
+            return StopReason::SocketGone;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,164 @@
+//! `phantommesh run --config FILE`: the operator's mode. Reads a TOML (or
+//! wg-quick `.conf`) file, creates and configures the interface itself
+//! (addresses, MTU, link up), and re-applies the file on SIGHUP as
+//! `wg syncconf` would: only the difference, keeping live sessions.
+use super::{wait, EXIT_SETUP_FAILED};
+use crate::cli::keys::{encode_base64_key, load_or_generate_private_key, public_key, read_key_file};
+use crate::cli::logging::{self, LogFormat};
+use crate::config::{self, Config, KeySource};
+use crate::device::{config::rebind, Device};
+use crate::io::linux_tun::{self, LinuxTun};
+use crate::io::linux_udp::LinuxBind;
+use crate::uapi::protocol::{AllowedIpChange, DeviceSet, PeerSet};
+use crate::uapi::server::UapiServer;
+use std::net::ToSocketAddrs;
+use std::path::Path;
+use std::sync::Arc;
+
+pub fn main(path: &Path, format: LogFormat) -> i32 {
+    logging::init(format);
+    let cfg = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("invalid config: {e}");
+            eprintln!("phantommesh: {e}");
+            return EXIT_SETUP_FAILED;
+        }
+    };
+    let set = match device_set(&cfg, &[]) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("phantommesh: {e}");
+            return EXIT_SETUP_FAILED;
+        }
+    };
+    let name = cfg.interface.name.clone();
+    let tun = match LinuxTun::create(&name) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(interface = %name, error = %e, "cannot create TUN");
+            eprintln!("phantommesh: cannot create TUN {name}: {e}");
+            return EXIT_SETUP_FAILED;
+        }
+    };
+    if let Err(e) = configure_link(&cfg, &[]) {
+        tracing::error!("{e}");
+        return EXIT_SETUP_FAILED;
+    }
+    let dev = Device::new(Arc::new(tun), Arc::new(LinuxBind::new()));
+    if cfg.interface.listen_port.is_none() {
+        let _ = rebind(&dev.shared, 0, 0);
+    }
+    if let Err(e) = dev.apply(&set) {
+        tracing::error!(error = %e, "cannot apply config");
+        return EXIT_SETUP_FAILED;
+    }
+    let uapi = match UapiServer::bind(&name).and_then(|u| u.serve(dev.clone()).map(|_| u)) {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open UAPI socket");
+            return EXIT_SETUP_FAILED;
+        }
+    };
+    tracing::info!(interface = %name, peers = cfg.peers.len(), "device started");
+    let mut current = cfg;
+    let reason = wait(&dev, &uapi, || match reload(path, &dev, &current) {
+        Ok(new) => current = new,
+        Err(e) => tracing::error!("config reload failed, keeping the running config: {e}"),
+    });
+    tracing::info!(?reason, "stopping");
+    dev.close();
+    drop(uapi);
+    0
+}
+
+/// Re-reads the file and applies the difference.
+fn reload(path: &Path, dev: &Device, old: &Config) -> Result<Config, String> {
+    let cfg = config::load(path).map_err(|e| e.to_string())?;
+    if cfg.interface.name != old.interface.name {
+        return Err(format!(
+            "interface name changed from {} to {}; restart to rename",
+            old.interface.name, cfg.interface.name
+        ));
+    }
+    let running: Vec<[u8; 32]> = dev.peers().iter().map(|p| p.public_key).collect();
+    let set = device_set(&cfg, &running)?;
+    configure_link(&cfg, &old.interface.addresses)?;
+    dev.apply(&set).map_err(|e| e.to_string())?;
+    tracing::info!(peers = cfg.peers.len(), "config reloaded");
+    Ok(cfg)
+}
+
+/// Assigns addresses (removing ones no longer configured), sets the MTU and
+/// brings the link up.
+fn configure_link(cfg: &Config, old_addresses: &[(std::net::IpAddr, u8)]) -> Result<(), String> {
+    let name = &cfg.interface.name;
+    let mtu = cfg.interface.mtu.unwrap_or(super::wg_mode::DEFAULT_MTU);
+    linux_tun::set_mtu(name, mtu.into()).map_err(|e| format!("cannot set MTU {mtu} on {name}: {e}"))?;
+    for a in old_addresses.iter().filter(|a| !cfg.interface.addresses.contains(a)) {
+        let _ = linux_tun::del_address(name, a.0, a.1);
+    }
+    for &(ip, prefix) in cfg.interface.addresses.iter().filter(|a| !old_addresses.contains(a)) {
+        linux_tun::add_address(name, ip, prefix).map_err(|e| format!("cannot add {ip}/{prefix} to {name}: {e}"))?;
+    }
+    linux_tun::set_up(name).map_err(|e| format!("cannot bring {name} up: {e}"))
+}
+
+fn load_key(src: &KeySource, generate: bool) -> Result<[u8; 32], String> {
+    match src {
+        KeySource::Inline(k) => Ok(*k),
+        KeySource::File(p) if generate => {
+            let (key, created) = load_or_generate_private_key(p).map_err(|e| e.to_string())?;
+            if created {
+                tracing::info!(path = %p.display(), public_key = %encode_base64_key(&public_key(&key)), "generated a new private key");
+            }
+            Ok(key)
+        }
+        KeySource::File(p) => read_key_file(p).map_err(|e| e.to_string()),
+    }
+}
+
+/// The set operation that makes a device match `cfg`: `running` peers that
+/// the file no longer names are removed, the others updated in place.
+pub fn device_set(cfg: &Config, running: &[[u8; 32]]) -> Result<DeviceSet, String> {
+    let private = load_key(&cfg.interface.private_key, true)?;
+    tracing::info!(public_key = %encode_base64_key(&public_key(&private)), "interface key");
+    let mut set = DeviceSet {
+        private_key: Some(private),
+        listen_port: cfg.interface.listen_port,
+        fwmark: Some(cfg.interface.fwmark.unwrap_or(0)),
+        replace_peers: false,
+        peers: Vec::new(),
+    };
+    for k in running {
+        if !cfg.peers.iter().any(|p| &p.public_key == k) {
+            set.peers.push(PeerSet { public_key: *k, remove: true, ..Default::default() });
+        }
+    }
+    for p in &cfg.peers {
+        let endpoint = match &p.endpoint {
+            Some(e) => Some(
+                e.to_socket_addrs()
+                    .map_err(|err| format!("cannot resolve endpoint {e}: {err}"))?
+                    .next()
+                    .ok_or_else(|| format!("endpoint {e} resolved to nothing"))?,
+            ),
+            None => None,
+        };
+        let psk = match &p.preshared_key {
+            Some(src) => load_key(src, false)?,
+            None => [0u8; 32],
+        };
+        set.peers.push(PeerSet {
+            public_key: p.public_key,
+            preshared_key: Some(psk),
+            endpoint,
+            persistent_keepalive_interval: Some(p.persistent_keepalive.unwrap_or(0)),
+            replace_allowed_ips: true,
+            allowed_ips: p.allowed_ips.iter().map(|&(ip, c)| AllowedIpChange::Add(ip, c)).collect(),
+            ..Default::default()
+        });
+    }
+    Ok(set)
+}

@@ -1,0 +1,129 @@
+//! `phantommesh [-f|--foreground] IFNAME`: wireguard-go's command line, so
+//! `wg-quick` (WG_QUICK_USERSPACE_IMPLEMENTATION) and scripts written for
+//! wireguard-go run unchanged.
+use super::{wait, EXIT_SETUP_FAILED};
+use crate::cli::daemonize::{daemonize, Readiness};
+use crate::cli::logging::{self, LogFormat};
+use crate::device::{config::rebind, Device};
+use crate::io::linux_tun::{self, LinuxTun};
+use crate::io::linux_udp::LinuxBind;
+use crate::io::Tun;
+use crate::uapi::server::UapiServer;
+use std::sync::Arc;
+
+/// MTU of a fresh interface, as wireguard-go's DefaultMTU.
+pub const DEFAULT_MTU: u16 = 1420;
+
+/// Parsed wireguard-go-style arguments.
+#[derive(Debug, PartialEq, Eq)]
+pub struct WgArgs {
+    pub foreground: bool,
+    pub ifname: String,
+}
+
+pub const USAGE: &str = "Usage: phantommesh [-f/--foreground] INTERFACE-NAME\n       phantommesh run --config FILE\n       phantommesh genkey | pubkey | genpsk\n       phantommesh --version";
+
+/// Parses `[-f|--foreground] IFNAME` (WG_PROCESS_FOREGROUND=1 also means -f).
+pub fn parse_args(args: &[String], env_foreground: bool) -> Result<WgArgs, String> {
+    let (foreground, rest) = match args {
+        [f, rest @ ..] if f == "-f" || f == "--foreground" => (true, rest),
+        rest => (env_foreground, rest),
+    };
+    match rest {
+        [name] if !name.starts_with('-') => Ok(WgArgs { foreground, ifname: name.clone() }),
+        _ => Err(USAGE.to_string()),
+    }
+}
+
+/// Runs the daemon; returns the process exit code.
+pub fn main(args: WgArgs) -> i32 {
+    // Fork before any thread exists; the parent waits for our verdict.
+    let readiness = if args.foreground {
+        None
+    } else {
+        match daemonize() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("phantommesh: cannot daemonize: {e}");
+                return EXIT_SETUP_FAILED;
+            }
+        }
+    };
+    logging::init(LogFormat::Text);
+    match start(&args.ifname) {
+        Ok((dev, uapi)) => {
+            if let Some(r) = readiness {
+                r.ready();
+            }
+            tracing::info!(interface = %args.ifname, "device started");
+            let reason = wait(&dev, &uapi, || tracing::info!("SIGHUP ignored without --config"));
+            tracing::info!(?reason, "stopping");
+            dev.close();
+            drop(uapi);
+            0
+        }
+        Err(msg) => {
+            tracing::error!("{msg}");
+            fail(readiness, &msg)
+        }
+    }
+}
+
+fn fail(readiness: Option<Readiness>, msg: &str) -> i32 {
+    if let Some(r) = readiness {
+        r.failed(msg);
+    }
+    EXIT_SETUP_FAILED
+}
+
+/// Opens the TUN (or takes WG_TUN_FD), starts the device and the UAPI socket
+/// (or takes WG_UAPI_FD).
+pub fn start(ifname: &str) -> Result<(Arc<Device>, UapiServer), String> {
+    let tun = match fd_from_env("WG_TUN_FD")? {
+        Some(fd) => LinuxTun::from_fd(fd, Some(ifname)).map_err(|e| format!("WG_TUN_FD={fd}: {e}"))?,
+        None => {
+            let t = LinuxTun::create(ifname).map_err(|e| format!("cannot create TUN {ifname}: {e}"))?;
+            if let Err(e) = linux_tun::set_mtu(t.name(), DEFAULT_MTU.into()) {
+                tracing::warn!(error = %e, "cannot set MTU");
+            }
+            t
+        }
+    };
+    let real_name = tun.name().to_string();
+    let dev = Device::new(Arc::new(tun), Arc::new(LinuxBind::new()));
+    rebind(&dev.shared, 0, 0).map_err(|e| e.message)?;
+    let uapi = match fd_from_env("WG_UAPI_FD")? {
+        Some(fd) => UapiServer::from_fd(fd, &real_name),
+        None => UapiServer::bind(&real_name),
+    }
+    .map_err(|e| format!("cannot open UAPI socket: {e}"))?;
+    uapi.serve(dev.clone()).map_err(|e| format!("cannot serve UAPI: {e}"))?;
+    Ok((dev, uapi))
+}
+
+fn fd_from_env(var: &str) -> Result<Option<i32>, String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => v.parse::<i32>().map(Some).map_err(|_| format!("{var}={v:?} is not a file descriptor")),
+        _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_wireguard_go_command_lines() {
+        assert_eq!(parse_args(&s(&["wg0"]), false), Ok(WgArgs { foreground: false, ifname: "wg0".into() }));
+        assert_eq!(parse_args(&s(&["-f", "wg0"]), false), Ok(WgArgs { foreground: true, ifname: "wg0".into() }));
+        assert_eq!(parse_args(&s(&["--foreground", "wg0"]), false).unwrap().foreground, true);
+        assert!(parse_args(&s(&["wg0"]), true).unwrap().foreground, "WG_PROCESS_FOREGROUND");
+        assert!(parse_args(&s(&[]), false).is_err());
+        assert!(parse_args(&s(&["-x", "wg0"]), false).is_err());
+        assert!(parse_args(&s(&["wg0", "extra"]), false).is_err());
+    }
+}

@@ -1,0 +1,220 @@
+//! Applying configuration to a running device (UAPI `set`, config files,
+//! SIGHUP) and reading it back (UAPI `get`).
+//!
+//! A set operation is parsed whole before anything is applied, so a
+//! malformed request changes nothing. Updating an existing peer keeps its
+//! sessions: that is what lets `wg syncconf` and SIGHUP reloads run without
+//! dropping traffic.
+use super::peer::{Peer, PeerRef};
+use super::{Device, Shared};
+use crate::noise::cookie::CookieChecker;
+use crate::noise::handshake::Identity;
+use crate::noise::keys::{PublicKey, StaticSecretKey};
+use crate::noise::peer::PeerState;
+use crate::uapi::protocol::{
+    AllowedIpChange, DeviceInfo, DeviceSet, PeerInfo, PeerSet, UapiError, EADDRINUSE, EINVAL,
+};
+use rand::RngCore;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+fn err(errno: i32, message: impl Into<String>) -> UapiError {
+    UapiError { errno, message: message.into() }
+}
+
+impl Device {
+    /// Applies a parsed set operation.
+    pub fn apply(&self, set: &DeviceSet) -> Result<(), UapiError> {
+        apply(&self.shared, set)
+    }
+    /// The device lines of a get reply.
+    pub fn info(&self) -> DeviceInfo {
+        let st = self.shared.settings.lock();
+        DeviceInfo { private_key: st.private_key, listen_port: st.listen_port, fwmark: st.fwmark }
+    }
+    /// Every peer, in the order they were added.
+    pub fn peers(&self) -> Vec<Arc<Peer>> {
+        let mut v: Vec<_> = self.shared.peers.read().values().cloned().collect();
+        v.sort_by_key(|p| p.id);
+        v
+    }
+    /// One peer's get-reply state.
+    pub fn peer_info(&self, peer: &Arc<Peer>) -> PeerInfo {
+        peer_info(&self.shared, peer)
+    }
+    pub fn public_key(&self) -> Option<[u8; 32]> {
+        self.shared.identity.read().as_ref().map(|i| *i.public_key().as_bytes())
+    }
+}
+
+pub fn peer_info(s: &Shared, peer: &Arc<Peer>) -> PeerInfo {
+    let (psk, pka, last) = {
+        let st = peer.state.lock();
+        (*st.preshared_key(), st.persistent_keepalive(), st.last_handshake())
+    };
+    let (sec, nsec) = last
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| (d.as_secs(), d.subsec_nanos()))
+        .unwrap_or((0, 0));
+    PeerInfo {
+        public_key: peer.public_key,
+        preshared_key: psk,
+        endpoint: peer.endpoint(),
+        last_handshake_time_sec: sec,
+        last_handshake_time_nsec: nsec,
+        tx_bytes: peer.tx_bytes.load(Ordering::Relaxed),
+        rx_bytes: peer.rx_bytes.load(Ordering::Relaxed),
+        persistent_keepalive_interval: pka,
+        allowed_ips: s.allowed_ips.read().prefixes_of(&PeerRef(peer.clone())),
+    }
+}
+
+pub fn apply(s: &Shared, set: &DeviceSet) -> Result<(), UapiError> {
+    if let Some(key) = set.private_key {
+        set_private_key(s, key);
+    }
+    if set.listen_port.is_some() || set.fwmark.is_some() {
+        let (port, mark) = {
+            let st = s.settings.lock();
+            (set.listen_port.unwrap_or(st.listen_port), set.fwmark.unwrap_or(st.fwmark))
+        };
+        rebind(s, port, mark)?;
+    }
+    if set.replace_peers {
+        let all: Vec<_> = s.peers.read().keys().copied().collect();
+        for k in all {
+            remove_peer(s, &k);
+        }
+    }
+    for p in &set.peers {
+        apply_peer(s, p)?;
+    }
+    Ok(())
+}
+
+/// Binds the UDP socket on `port` (0 = any). Keeps the old socket on failure.
+pub fn rebind(s: &Shared, port: u16, fwmark: u32) -> Result<(), UapiError> {
+    {
+        let st = s.settings.lock();
+        let bound = s.udp.read().is_some();
+        if bound && st.fwmark == fwmark && port == st.listen_port {
+            return Ok(());
+        }
+    }
+    let udp = s.bind.open(port, fwmark).map_err(|e| {
+        let errno = if e.kind() == std::io::ErrorKind::AddrInUse { EADDRINUSE } else { crate::uapi::protocol::EIO };
+        err(errno, format!("cannot bind UDP port {port}: {e}"))
+    })?;
+    let actual = udp.port();
+    if let Some(old) = s.udp.write().replace(udp) {
+        old.close();
+    }
+    s.udp_generation.fetch_add(1, Ordering::Relaxed);
+    let mut st = s.settings.lock();
+    st.listen_port = actual;
+    st.fwmark = fwmark;
+    tracing::info!(port = actual, "listening for WireGuard on UDP");
+    Ok(())
+}
+
+fn set_private_key(s: &Shared, key: [u8; 32]) {
+    let identity = if key == [0u8; 32] {
+        None
+    } else {
+        Some(Arc::new(Identity::new(StaticSecretKey::from(key))))
+    };
+    {
+        let mut st = s.settings.lock();
+        if st.private_key == Some(key) || (st.private_key.is_none() && identity.is_none()) {
+            return;
+        }
+        st.private_key = identity.as_ref().map(|_| key);
+    }
+    // A peer with our own public key would be talking to itself.
+    if let Some(id) = &identity {
+        remove_peer(s, id.public_key().as_bytes());
+    }
+    *s.cookie_checker.lock() = identity.as_ref().map(|id| CookieChecker::new(id.public_key()));
+    *s.identity.write() = identity.clone();
+    let peers: Vec<_> = s.peers.read().values().cloned().collect();
+    for p in peers {
+        let mut st = p.state.lock();
+        st.set_identity(identity.as_deref());
+        s.apply_index_events(&p, &mut st);
+    }
+}
+
+fn remove_peer(s: &Shared, key: &[u8; 32]) {
+    let Some(peer) = s.peers.write().remove(key) else { return };
+    {
+        let mut st = peer.state.lock();
+        st.shutdown();
+        s.apply_index_events(&peer, &mut st);
+    }
+    s.allowed_ips.write().remove_by_value(&PeerRef(peer.clone()));
+    peer.staged.lock().clear();
+}
+
+fn apply_peer(s: &Shared, p: &PeerSet) -> Result<(), UapiError> {
+    let own = s.identity.read().as_ref().map(|i| *i.public_key().as_bytes());
+    if own == Some(p.public_key) {
+        // wireguard-go ignores a peer section naming the device itself.
+        return Ok(());
+    }
+    if p.remove {
+        remove_peer(s, &p.public_key);
+        return Ok(());
+    }
+    let existing = s.peers.read().get(&p.public_key).cloned();
+    let peer = match existing {
+        Some(peer) => peer,
+        None if p.update_only => return Ok(()),
+        None => {
+            let identity = s.identity.read().clone();
+            let state = PeerState::new(
+                identity.as_deref(),
+                PublicKey::from(p.public_key),
+                [0u8; 32],
+                rand::rngs::OsRng.next_u64(),
+            );
+            let peer = Arc::new(Peer::new(s.new_peer_id(), p.public_key, state));
+            s.peers.write().insert(p.public_key, peer.clone());
+            peer
+        }
+    };
+    if let Some(psk) = p.preshared_key {
+        peer.state.lock().set_preshared_key(psk);
+    }
+    if let Some(ep) = p.endpoint {
+        peer.set_endpoint(ep);
+    }
+    {
+        let mut table = s.allowed_ips.write();
+        let me = PeerRef(peer.clone());
+        if p.replace_allowed_ips {
+            table.remove_by_value(&me);
+        }
+        for change in &p.allowed_ips {
+            match *change {
+                AllowedIpChange::Add(ip, cidr) => {
+                    let max = if ip.is_ipv4() { 32 } else { 128 };
+                    if cidr > max {
+                        return Err(err(EINVAL, format!("invalid prefix length /{cidr}")));
+                    }
+                    table.insert(ip, cidr, me.clone());
+                }
+                AllowedIpChange::Remove(ip, cidr) => {
+                    table.remove(ip, cidr, &me);
+                }
+            }
+        }
+    }
+    if let Some(secs) = p.persistent_keepalive_interval {
+        s.with_peer(&peer, |st, env, out| st.set_persistent_keepalive(env, secs, out));
+        if s.identity.read().is_none() {
+            peer.state.lock().timers.persistent_keepalive_interval = secs;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! The handshake worker: drains the queue the receive loop fills, checks
+//! MAC1, and under load demands MAC2 (answering with cookie replies) and
+//! applies the per-source rate limiter before any Diffie-Hellman is spent.
+use super::peer::Peer;
+use super::{bump, Shared};
+use crate::noise::constants::{COOKIE_REPLY_LEN, INITIATION_LEN, RESPONSE_LEN};
+use crate::noise::handshake::consume_initiation;
+use crate::noise::messages::{message_type, receiver_index, MessageType};
+use crate::noise::peer::PeerState;
+use parking_lot::MutexGuard;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A handshake message waiting for the worker.
+pub struct Queued {
+    pub msg: Vec<u8>,
+    pub src: SocketAddr,
+}
+
+pub fn run(s: &Shared) {
+    let mut last_gc = Instant::now();
+    while !s.shutdown.load(Ordering::Relaxed) {
+        match s.handshake_rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(q) => process(s, &q),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+        }
+        if last_gc.elapsed() >= Duration::from_secs(1) {
+            last_gc = Instant::now();
+            s.rate_limiter.lock().collect(last_gc);
+        }
+    }
+}
+
+/// Handles one handshake message.
+pub fn process(s: &Shared, q: &Queued) {
+    let Ok(kind) = message_type(&q.msg) else {
+        bump(&s.stats.drop_malformed, 1);
+        return;
+    };
+    let now = Instant::now();
+    if matches!(kind, MessageType::Initiation | MessageType::Response) && !admit(s, q, now) {
+        return;
+    }
+    match kind {
+        MessageType::Initiation => handle_initiation(s, q),
+        MessageType::Response => handle_response(s, q),
+        MessageType::CookieReply => handle_cookie_reply(s, q, now),
+        MessageType::Data => {}
+    }
+}
+
+/// MAC1 always; under load MAC2 (else a cookie reply) and the rate limiter.
+fn admit(s: &Shared, q: &Queued, now: Instant) -> bool {
+    let reply = {
+        let mut guard = s.cookie_checker.lock();
+        let Some(cc) = guard.as_mut() else { return false };
+        if !cc.check_mac1(&q.msg) {
+            bump(&s.stats.drop_bad_mac, 1);
+            return false;
+        }
+        if !s.is_under_load() {
+            return true;
+        }
+        let mut rng = rand::rngs::OsRng;
+        if cc.check_mac2(&q.msg, q.src, now, &mut rng) {
+            None
+        } else {
+            Some(cc.create_reply(&q.msg, q.src, now, &mut rng))
+        }
+    };
+    if let Some(reply) = reply {
+        s.send_to(q.src, &reply);
+        bump(&s.stats.cookie_replies_sent, 1);
+        return false;
+    }
+    if !s.rate_limiter.lock().allow(q.src.ip(), now) {
+        bump(&s.stats.drop_rate_limited, 1);
+        return false;
+    }
+    true
+}
+
+fn handle_initiation(s: &Shared, q: &Queued) {
+    let Some(identity) = s.identity.read().clone() else { return };
+    let Ok(msg) = <&[u8; INITIATION_LEN]>::try_from(&q.msg[..]) else { return };
+    let (peer, res, out) = {
+        let peers = s.peers.read();
+        let peers_ref = &*peers;
+        // The lookup keeps the peer's state locked from finding its keys
+        // until the response is built, so no configuration change slips in.
+        let mut slot: Option<(Arc<Peer>, MutexGuard<'_, PeerState>)> = None;
+        let slot_ref = &mut slot;
+        let consumed = consume_initiation(&identity, msg, move |pk| {
+            let p = peers_ref.get(pk.as_bytes())?;
+            let (_, guard) = slot_ref.insert((p.clone(), p.state.lock()));
+            guard.keys()
+        });
+        let (Some((peer, mut st)), Ok(init)) = (slot, consumed) else {
+            bump(&s.stats.handshakes_failed, 1);
+            return;
+        };
+        let (res, out) = s.call_locked(&peer, &mut st, &identity, |st, env, _| st.accept_initiation(env, init));
+        drop(st);
+        (peer, res, out)
+    };
+    match res {
+        Ok(response) => {
+            peer.set_endpoint(q.src);
+            peer.add_rx(q.msg.len() as u64);
+            s.send_to_peer(&peer, &[&response]);
+            s.perform(&peer, out);
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "initiation rejected");
+            bump(&s.stats.handshakes_failed, 1);
+        }
+    }
+}
+
+fn handle_response(s: &Shared, q: &Queued) {
+    let Ok(msg) = <&[u8; RESPONSE_LEN]>::try_from(&q.msg[..]) else { return };
+    let idx = receiver_index(MessageType::Response, msg);
+    let Some(peer) = s.index.read().get(&idx).filter(|e| e.keypair.is_none()).map(|e| e.peer.clone()) else {
+        return;
+    };
+    let r = s.peer_call(&peer, |st, env, out| {
+        if st.pending_index() != Some(idx) {
+            return Err(crate::noise::peer::PeerError::Unexpected);
+        }
+        st.consume_response(env, msg, out)
+    });
+    match r {
+        Some((Ok(()), out)) => {
+            // Roam before confirming, so the keepalive goes where they are.
+            peer.set_endpoint(q.src);
+            peer.add_rx(q.msg.len() as u64);
+            s.perform(&peer, out);
+        }
+        Some((Err(e), out)) => {
+            tracing::debug!(error = %e, "response rejected");
+            bump(&s.stats.handshakes_failed, 1);
+            s.perform(&peer, out);
+        }
+        None => {}
+    }
+}
+
+fn handle_cookie_reply(s: &Shared, q: &Queued, now: Instant) {
+    let Ok(msg) = <&[u8; COOKIE_REPLY_LEN]>::try_from(&q.msg[..]) else { return };
+    let idx = receiver_index(MessageType::CookieReply, msg);
+    let Some(peer) = s.index.read().get(&idx).map(|e| e.peer.clone()) else { return };
+    let res = peer.state.lock().consume_cookie_reply(msg, now);
+    if let Err(e) = res {
+        tracing::debug!(error = %e, "cookie reply rejected");
+    }
+}

@@ -1,0 +1,58 @@
+//! A peer as the device sees it: protocol state behind its own lock, plus
+//! what the packet path touches without that lock (endpoint, counters).
+use crate::noise::peer::PeerState;
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub struct Peer {
+    /// Unique per device lifetime: a cheap identity for the routing table.
+    pub id: u64,
+    pub public_key: [u8; 32],
+    pub state: Mutex<PeerState>,
+    pub endpoint: Mutex<Option<SocketAddr>>,
+    /// Inner packets waiting for a session (at most MAX_STAGED_PACKETS).
+    pub staged: Mutex<VecDeque<Vec<u8>>>,
+    pub rx_bytes: AtomicU64,
+    pub tx_bytes: AtomicU64,
+}
+
+impl Peer {
+    pub fn new(id: u64, public_key: [u8; 32], state: PeerState) -> Self {
+        Peer {
+            id,
+            public_key,
+            state: Mutex::new(state),
+            endpoint: Mutex::new(None),
+            staged: Mutex::new(VecDeque::new()),
+            rx_bytes: AtomicU64::new(0),
+            tx_bytes: AtomicU64::new(0),
+        }
+    }
+    pub fn endpoint(&self) -> Option<SocketAddr> {
+        *self.endpoint.lock()
+    }
+    pub fn set_endpoint(&self, addr: SocketAddr) {
+        let mut e = self.endpoint.lock();
+        if *e != Some(addr) {
+            *e = Some(addr);
+        }
+    }
+    pub fn add_rx(&self, n: u64) {
+        self.rx_bytes.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn add_tx(&self, n: u64) {
+        self.tx_bytes.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Routing-table value: a peer compared by identity, not by content.
+#[derive(Clone)]
+pub struct PeerRef(pub std::sync::Arc<Peer>);
+
+impl PartialEq for PeerRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
