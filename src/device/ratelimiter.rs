@@ -108,7 +108,7 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::net::Ipv4Addr;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
