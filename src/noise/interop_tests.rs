@@ -27,9 +27,14 @@ fn secret(rng: &mut ChaCha20Rng) -> StaticSecretKey {
 fn ipv4_packet(payload_len: usize, fill: u8) -> Vec<u8> {
     let total = 20 + 8 + payload_len;
     let mut p = vec![fill; total];
-    p[..20].copy_from_slice(&[0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+    p[..20].copy_from_slice(&[
+        0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ]);
     p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    let sum = p[..20].chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum::<u32>();
+    let sum = p[..20]
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum::<u32>();
     let sum = (sum & 0xffff) + (sum >> 16);
     p[10..12].copy_from_slice(&(!((sum & 0xffff) + (sum >> 16)) as u16).to_be_bytes());
     p[20..22].copy_from_slice(&1234u16.to_be_bytes());
@@ -80,7 +85,10 @@ fn receive_from_tunn(ours: &Keypair, tunn: &mut Tunn, packet: &[u8]) {
 }
 
 fn data_both_ways(ours: &Keypair, tunn: &mut Tunn) {
-    for (i, len) in [0usize, 1, 15, 16, 100, 555, 1000, 1392].into_iter().enumerate() {
+    for (i, len) in [0usize, 1, 15, 16, 100, 555, 1000, 1392]
+        .into_iter()
+        .enumerate()
+    {
         send_to_tunn(ours, tunn, &ipv4_packet(len, i as u8));
         receive_from_tunn(ours, tunn, &ipv4_packet(len, 0x80 | i as u8));
     }
@@ -134,7 +142,8 @@ fn tunn_initiates_we_respond() {
     assert_eq!(message_type(&init), Ok(MessageType::Initiation));
     assert!(checker.check_mac1(&init));
     let init: [u8; 148] = init.try_into().unwrap();
-    let consumed = consume_initiation(&ours, &init, |k| (k == &their_pub).then_some(&peer)).unwrap();
+    let consumed =
+        consume_initiation(&ours, &init, |k| (k == &their_pub).then_some(&peer)).unwrap();
     assert_eq!(consumed.remote_static, their_pub);
     let (mut resp, keys) = create_response(&peer, &consumed, 0x0102_0304, &mut rng).unwrap();
     gen.add_macs(&mut resp, now);
@@ -155,8 +164,14 @@ fn no_psk_interop() {
     let their_pub = PublicKey::from(&their_secret);
     let mut tunn = Tunn::new(their_secret, *ours.public_key(), None, None, 1, None);
     let peer = PeerKeys::new(&ours, their_pub, [0; 32]).unwrap();
-    let (state, mut init) =
-        create_initiation(&ours, &peer, 5, Tai64n::from_system_time(SystemTime::now()), &mut rng).unwrap();
+    let (state, mut init) = create_initiation(
+        &ours,
+        &peer,
+        5,
+        Tai64n::from_system_time(SystemTime::now()),
+        &mut rng,
+    )
+    .unwrap();
     CookieGenerator::new(&their_pub).add_macs(&mut init, Instant::now());
     let mut dst = vec![0u8; 2048];
     let resp = network(tunn.decapsulate(None, &init, &mut dst));
@@ -174,19 +189,33 @@ fn cookie_reply_from_tunn_is_consumed() {
     let their_secret = secret(&mut rng);
     let their_pub = PublicKey::from(&their_secret);
     let limiter = Arc::new(RateLimiter::new(&their_pub, 0));
-    let mut tunn = Tunn::new(their_secret, *ours.public_key(), None, None, 3, Some(limiter));
+    let mut tunn = Tunn::new(
+        their_secret,
+        *ours.public_key(),
+        None,
+        None,
+        3,
+        Some(limiter),
+    );
     let peer = PeerKeys::new(&ours, their_pub, [0; 32]).unwrap();
     let mut gen = CookieGenerator::new(&their_pub);
     let now = Instant::now();
 
-    let (state, mut init) =
-        create_initiation(&ours, &peer, 0x77, Tai64n::from_system_time(SystemTime::now()), &mut rng).unwrap();
+    let (state, mut init) = create_initiation(
+        &ours,
+        &peer,
+        0x77,
+        Tai64n::from_system_time(SystemTime::now()),
+        &mut rng,
+    )
+    .unwrap();
     gen.add_macs(&mut init, now);
     let mut dst = vec![0u8; 2048];
     let reply = network(tunn.decapsulate(Some(TUNN_IP), &init, &mut dst));
     assert_eq!(message_type(&reply), Ok(MessageType::CookieReply));
     assert_eq!(&reply[4..8], &0x77u32.to_le_bytes());
-    gen.consume_reply(reply.as_slice().try_into().unwrap(), now).unwrap();
+    gen.consume_reply(reply.as_slice().try_into().unwrap(), now)
+        .unwrap();
 
     gen.add_macs(&mut init, now);
     let resp = network(tunn.decapsulate(Some(TUNN_IP), &init, &mut dst));
