@@ -444,3 +444,7 @@ pub fn consume_response(
 #[cfg(test)]
 #[path = "handshake_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "interop_tests.rs"]
+mod interop_tests;
