@@ -50,14 +50,17 @@ pub fn daemonize() -> std::io::Result<Readiness> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: pipe2 succeeded, so both descriptors are open and owned by us alone.
-    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     // SAFETY: the caller guarantees no other thread exists, so the child
     // inherits a consistent process (no locks held elsewhere).
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
         0 => {
             drop(read_end);
-            let readiness = Readiness { pipe: Some(write_end) };
+            let readiness = Readiness {
+                pipe: Some(write_end),
+            };
             if let Err(e) = detach() {
                 let msg = format!("phantommesh: cannot detach from the terminal: {e}");
                 readiness.failed(&msg);
@@ -69,7 +72,8 @@ pub fn daemonize() -> std::io::Result<Readiness> {
             drop(write_end);
             let (code, message) = wait_for_verdict(File::from(read_end), pid);
             if let Some(m) = message {
-                eprintln!("{}", m.trim_end());
+                // Straight to fd 2: eprintln! output can be captured (test harness).
+                let _ = writeln!(io::stderr(), "{}", m.trim_end());
             }
             std::process::exit(code)
         }
@@ -98,7 +102,12 @@ fn wait_for_verdict(mut pipe: File, child: libc::pid_t) -> (i32, Option<String>)
         match pipe.read(&mut first) {
             Ok(n) => break n,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return (1, Some(format!("phantommesh: reading the daemon's status: {e}"))),
+            Err(e) => {
+                return (
+                    1,
+                    Some(format!("phantommesh: reading the daemon's status: {e}")),
+                )
+            }
         }
     };
     if n == 1 && first[0] == READY {
@@ -114,7 +123,12 @@ fn wait_for_verdict(mut pipe: File, child: libc::pid_t) -> (i32, Option<String>)
         return (1, Some(msg));
     }
     let how = child_exit(child).unwrap_or_default();
-    (1, Some(format!("phantommesh: the daemon exited before it was ready{how}")))
+    (
+        1,
+        Some(format!(
+            "phantommesh: the daemon exited before it was ready{how}"
+        )),
+    )
 }
 
 /// Describes the child's exit if it ends within a second; the pipe can
@@ -157,7 +171,9 @@ mod tests {
     #[test]
     #[ignore = "helper run by the tests below in a child process"]
     fn child_entry() {
-        let Ok(mode) = std::env::var(MODE) else { return };
+        let Ok(mode) = std::env::var(MODE) else {
+            return;
+        };
         let marker = PathBuf::from(std::env::var(MARKER).unwrap());
         let readiness = daemonize().expect("daemonize");
         // Only the daemon child gets here. Never return into the harness.
@@ -170,7 +186,10 @@ mod tests {
             "ready" => {
                 readiness.ready();
                 std::thread::sleep(Duration::from_secs(2));
-                let mut f = std::fs::OpenOptions::new().append(true).open(&marker).unwrap();
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&marker)
+                    .unwrap();
                 let _ = f.write_all(b"done\n");
             }
             "fail" => readiness.failed("phantommesh: cannot open /dev/net/tun: boom"),
@@ -192,7 +211,12 @@ mod tests {
     fn spawn(mode: &str, marker: &PathBuf, stdout: Stdio) -> std::process::Child {
         let _ = std::fs::remove_file(marker);
         Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "cli::daemonize::tests::child_entry", "--ignored", "--nocapture"])
+            .args([
+                "--exact",
+                "cli::daemonize::tests::child_entry",
+                "--ignored",
+                "--nocapture",
+            ])
             .arg("--test-threads=1")
             .env(MODE, mode)
             .env(MARKER, marker)
@@ -205,7 +229,9 @@ mod tests {
 
     fn run(mode: &str) -> (Output, String) {
         let marker = marker_path(mode);
-        let out = spawn(mode, &marker, Stdio::piped()).wait_with_output().unwrap();
+        let out = spawn(mode, &marker, Stdio::piped())
+            .wait_with_output()
+            .unwrap();
         let facts = std::fs::read_to_string(&marker).unwrap_or_default();
         let _ = std::fs::remove_file(&marker);
         (out, facts)
@@ -220,9 +246,16 @@ mod tests {
         let status = child.wait().unwrap();
         assert!(status.success(), "{status:?}");
         let facts = std::fs::read_to_string(&marker).unwrap();
-        assert!(!facts.contains("done"), "parent waited for the daemon to finish: {facts}");
+        assert!(
+            !facts.contains("done"),
+            "parent waited for the daemon to finish: {facts}"
+        );
         let field = |k: &str| {
-            facts.split_whitespace().find_map(|w| w.strip_prefix(k)).unwrap_or("").to_string()
+            facts
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .unwrap_or("")
+                .to_string()
         };
         assert_eq!(field("pid="), field("sid="), "setsid did not run: {facts}");
         assert_ne!(field("pid="), child.id().to_string());
@@ -242,7 +275,10 @@ mod tests {
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("cannot open /dev/net/tun: boom"), "{err}");
-        assert!(facts.starts_with("pid="), "daemon child did not run: {facts}");
+        assert!(
+            facts.starts_with("pid="),
+            "daemon child did not run: {facts}"
+        );
     }
 
     #[test]
@@ -250,7 +286,10 @@ mod tests {
         let (out, _) = run("die");
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("exited before it was ready (exit status 3)"), "{err}");
+        assert!(
+            err.contains("exited before it was ready (exit status 3)"),
+            "{err}"
+        );
     }
 
     #[test]

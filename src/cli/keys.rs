@@ -16,13 +16,19 @@ pub enum KeyError {
     /// I/O failures, and key files whose content is not a key (kind
     /// `InvalidData`), so the message names the file.
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: key file is accessible by group or others (mode {mode:o}); chmod 600 it")]
     InsecureMode { path: String, mode: u32 },
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> KeyError {
-    KeyError::Io { path: path.display().to_string(), source }
+    KeyError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// A fresh X25519 private key, clamped as `wg genkey` prints it.
@@ -79,9 +85,16 @@ pub fn encode_base64_key(key: &[u8; 32]) -> String {
 /// Fails with [`KeyError::InsecureMode`] if group or others have any access
 /// to the file (for `preflight`; the daemon itself only warns).
 pub fn check_key_file_mode(path: &Path) -> Result<(), KeyError> {
-    let mode = fs::metadata(path).map_err(|e| io_err(path, e))?.permissions().mode() & 0o7777;
+    let mode = fs::metadata(path)
+        .map_err(|e| io_err(path, e))?
+        .permissions()
+        .mode()
+        & 0o7777;
     if mode & 0o077 != 0 {
-        return Err(KeyError::InsecureMode { path: path.display().to_string(), mode });
+        return Err(KeyError::InsecureMode {
+            path: path.display().to_string(),
+            mode,
+        });
     }
     Ok(())
 }
@@ -94,7 +107,10 @@ pub fn read_key_file(path: &Path) -> Result<[u8; 32], KeyError> {
         tracing::warn!("{e}");
     }
     parse_base64_key(&text).map_err(|_| {
-        io_err(path, std::io::Error::new(ErrorKind::InvalidData, "key is not 32 bytes of base64"))
+        io_err(
+            path,
+            std::io::Error::new(ErrorKind::InvalidData, "key is not 32 bytes of base64"),
+        )
     })
 }
 
@@ -106,7 +122,10 @@ pub fn write_key_file(path: &Path, key: &[u8; 32]) -> Result<(), KeyError> {
         _ => Path::new("."),
     };
     let name = path.file_name().ok_or_else(|| {
-        io_err(path, std::io::Error::new(ErrorKind::InvalidInput, "not a file path"))
+        io_err(
+            path,
+            std::io::Error::new(ErrorKind::InvalidInput, "not a file path"),
+        )
     })?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
@@ -114,7 +133,11 @@ pub fn write_key_file(path: &Path, key: &[u8; 32]) -> Result<(), KeyError> {
     let tmp = dir.join(tmp_name);
 
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         let mut line = Zeroizing::new(encode_base64_key(key));
         line.push('\n');
         f.write_all(line.as_bytes())?;
@@ -142,7 +165,11 @@ pub fn load_or_generate_private_key(path: &Path) -> Result<([u8; 32], bool), Key
         Err(e) => return Err(io_err(path, e)),
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| io_err(dir, e))?;
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| io_err(dir, e))?;
     }
     let key = generate_private_key();
     write_key_file(path, &key)?;
@@ -236,7 +263,12 @@ mod tests {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(encode_base64_key(&sk).as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(encode_base64_key(&sk).as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success());
         let theirs = parse_base64_key(std::str::from_utf8(&out.stdout).unwrap()).unwrap();
@@ -253,11 +285,14 @@ mod tests {
             &good[..43],                                     // missing padding
             &format!("{good}A"),                             // too long
             "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA!=", // bad character
-            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB=", // non-zero trailing bits
-            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==", // 31 bytes
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB=",  // non-zero trailing bits
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==",  // 31 bytes
         ];
         for b in bad {
-            assert!(matches!(parse_base64_key(b), Err(KeyError::Malformed)), "accepted {b:?}");
+            assert!(
+                matches!(parse_base64_key(b), Err(KeyError::Malformed)),
+                "accepted {b:?}"
+            );
         }
     }
 
@@ -289,7 +324,10 @@ mod tests {
         fs::write(&path, "not a key\n").unwrap();
         let e = load_or_generate_private_key(&path).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("private.key") && msg.contains("not 32 bytes"), "{msg}");
+        assert!(
+            msg.contains("private.key") && msg.contains("not 32 bytes"),
+            "{msg}"
+        );
         assert_eq!(fs::read_to_string(&path).unwrap(), "not a key\n");
         fs::remove_dir_all(&base).unwrap();
     }

@@ -45,11 +45,14 @@ pub fn init(format: LogFormat) {
     let rust_log = std::env::var("RUST_LOG").ok();
     let log_level = std::env::var("LOG_LEVEL").ok();
     let (filter, problem) = build_filter(rust_log.as_deref(), log_level.as_deref());
-    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
     let installed = match format {
-        LogFormat::Text => {
-            builder.with_ansi(std::io::stderr().is_terminal()).try_init().is_ok()
-        }
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
+            .is_ok(),
         LogFormat::Json => builder.json().with_ansi(false).try_init().is_ok(),
     };
     if let (true, Some(p)) = (installed, problem) {
@@ -96,11 +99,16 @@ mod tests {
     fn run_child(format: &str, env: &[(&str, &str)]) -> String {
         let exe = std::env::current_exe().unwrap();
         let mut cmd = Command::new(exe);
-        cmd.args(["--exact", "cli::logging::tests::child_entry", "--ignored", "--nocapture"])
-            .arg("--test-threads=1")
-            .env("PM_LOGGING_TEST_FORMAT", format)
-            .env_remove("RUST_LOG")
-            .env_remove("LOG_LEVEL");
+        cmd.args([
+            "--exact",
+            "cli::logging::tests::child_entry",
+            "--ignored",
+            "--nocapture",
+        ])
+        .arg("--test-threads=1")
+        .env("PM_LOGGING_TEST_FORMAT", format)
+        .env_remove("RUST_LOG")
+        .env_remove("LOG_LEVEL");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -112,8 +120,14 @@ mod tests {
     #[test]
     #[ignore = "helper run by the tests below in a child process"]
     fn child_entry() {
-        let Ok(format) = std::env::var("PM_LOGGING_TEST_FORMAT") else { return };
-        init(if format == "json" { LogFormat::Json } else { LogFormat::Text });
+        let Ok(format) = std::env::var("PM_LOGGING_TEST_FORMAT") else {
+            return;
+        };
+        init(if format == "json" {
+            LogFormat::Json
+        } else {
+            LogFormat::Text
+        });
         tracing::debug!(marker = "pm-debug", "debug line");
         tracing::info!(marker = "pm-info", "info line");
         tracing::error!(marker = "pm-error", "error line");
@@ -138,7 +152,10 @@ mod tests {
         assert!(err.contains("pm-debug") && err.contains("pm-info"), "{err}");
         assert!(!err.contains('\x1b'), "ANSI escapes on a pipe: {err:?}");
         let err = run_child("text", &[("LOG_LEVEL", "error")]);
-        assert!(!err.contains("pm-info") && err.contains("pm-error"), "{err}");
+        assert!(
+            !err.contains("pm-info") && err.contains("pm-error"),
+            "{err}"
+        );
         let err = run_child("text", &[("LOG_LEVEL", "silent"), ("RUST_LOG", "debug")]);
         assert!(err.contains("pm-debug"), "RUST_LOG must win: {err}");
     }

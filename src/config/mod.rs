@@ -46,7 +46,10 @@ pub struct AdminConfig {
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { listen: "127.0.0.1:9586".into(), token_file: None }
+        AdminConfig {
+            listen: "127.0.0.1:9586".into(),
+            token_file: None,
+        }
     }
 }
 
@@ -70,7 +73,11 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(file: impl Into<String>, line: usize, message: impl Into<String>) -> Self {
-        ConfigError { file: file.into(), line, message: message.into() }
+        ConfigError {
+            file: file.into(),
+            line,
+            message: message.into(),
+        }
     }
 
     fn render(&self) -> String {
@@ -108,7 +115,8 @@ pub fn load_with_warnings(path: &Path) -> Result<(Config, Vec<String>), ConfigEr
 }
 
 fn is_wg_quick(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("conf"))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("conf"))
 }
 
 // ---- validators shared by both parsers; each returns a message without position ----
@@ -159,12 +167,15 @@ pub(crate) fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
 /// resolved later, when the config is applied.
 pub(crate) fn validate_endpoint(s: &str) -> Result<(), String> {
     let bad = |why: &str| format!("invalid endpoint {s:?}: {why}");
-    let (host, port) = s.rsplit_once(':').ok_or_else(|| bad("expected host:port"))?;
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| bad("expected host:port"))?;
     if let Some(inner) = host.strip_prefix('[') {
         let inner = inner.strip_suffix(']').ok_or_else(|| bad("missing ']'"))?;
         // Allow a zone (fe80::1%eth0), as getaddrinfo does.
         let addr = inner.split('%').next().unwrap_or("");
-        addr.parse::<Ipv6Addr>().map_err(|_| bad("invalid IPv6 address"))?;
+        addr.parse::<Ipv6Addr>()
+            .map_err(|_| bad("invalid IPv6 address"))?;
     } else if host.is_empty() {
         return Err(bad("empty host"));
     } else if host.contains(':') {
@@ -222,8 +233,13 @@ pub(crate) fn find_duplicate(peers: &[PeerConfig], key: &[u8; 32]) -> Option<usi
 /// 1-based line of a byte offset.
 pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 #[cfg(test)]
+#[path = "load_tests.rs"]
 mod tests;

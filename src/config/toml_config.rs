@@ -5,9 +5,9 @@
 //! are read as [`Spanned`] so semantic checks (CIDRs, keys, ranges) can point
 //! at the offending line too.
 use super::{
-    find_duplicate, line_of, parse_cidr, parse_key, parse_u64, resolve_relative,
-    validate_endpoint, validate_interface_name, validate_mtu, AdminConfig, Config, ConfigError,
-    InterfaceConfig, KeySource, PeerConfig,
+    find_duplicate, line_of, parse_cidr, parse_key, parse_u64, resolve_relative, validate_endpoint,
+    validate_interface_name, validate_mtu, AdminConfig, Config, ConfigError, InterfaceConfig,
+    KeySource, PeerConfig,
 };
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -96,7 +96,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         .listen_port
         .map(|v| {
             u16::try_from(*v.get_ref()).map_err(|_| {
-                at(v.span(), format!("listen_port {} out of range 0..=65535", v.get_ref()))
+                at(
+                    v.span(),
+                    format!("listen_port {} out of range 0..=65535", v.get_ref()),
+                )
             })
         })
         .transpose()?;
@@ -104,7 +107,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         .fwmark
         .map(|v| {
             u32::try_from(*v.get_ref()).map_err(|_| {
-                at(v.span(), format!("fwmark {} out of range 0..=4294967295", v.get_ref()))
+                at(
+                    v.span(),
+                    format!("fwmark {} out of range 0..=4294967295", v.get_ref()),
+                )
             })
         })
         .transpose()?;
@@ -137,12 +143,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let mut key_lines = Vec::with_capacity(raw.peer.len());
     for rp in raw.peer {
         let pk_span = rp.public_key.span();
-        let public_key = parse_key(rp.public_key.get_ref(), "public_key")
-            .map_err(|m| at(pk_span.clone(), m))?;
+        let public_key =
+            parse_key(rp.public_key.get_ref(), "public_key").map_err(|m| at(pk_span.clone(), m))?;
         if let Some(i) = find_duplicate(&peers, &public_key) {
             return Err(at(
                 pk_span,
-                format!("duplicate peer public_key (first given on line {})", key_lines[i]),
+                format!(
+                    "duplicate peer public_key (first given on line {})",
+                    key_lines[i]
+                ),
             ));
         }
         key_lines.push(line_of(text, pk_span.start));
@@ -160,8 +169,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
                 Ok(0) => None,
                 Ok(k) => Some(k),
                 Err(_) => {
-                    let msg =
-                        format!("persistent_keepalive {} out of range 0..=65535", v.get_ref());
+                    let msg = format!(
+                        "persistent_keepalive {} out of range 0..=65535",
+                        v.get_ref()
+                    );
                     return Err(at(v.span(), msg));
                 }
             },
@@ -174,7 +185,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             persistent_keepalive,
         });
     }
-    Ok(Config { interface, peers, admin })
+    Ok(Config {
+        interface,
+        peers,
+        admin,
+    })
 }
 
 fn cidr_list(
@@ -192,7 +207,9 @@ fn validate_admin_listen(s: &str) -> Result<(), String> {
     if s == "off" || s.parse::<SocketAddr>().is_ok() {
         Ok(())
     } else {
-        Err(format!("invalid admin listen address {s:?}: expected ip:port or \"off\""))
+        Err(format!(
+            "invalid admin listen address {s:?}: expected ip:port or \"off\""
+        ))
     }
 }
 
@@ -206,7 +223,8 @@ pub fn apply_env(
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<(), ConfigError> {
     let get = |name: &str| env(name).filter(|v| !v.is_empty());
-    let err = |name: &str, msg: String| ConfigError::new("environment", 0, format!("{name}: {msg}"));
+    let err =
+        |name: &str, msg: String| ConfigError::new("environment", 0, format!("{name}: {msg}"));
 
     if let Some(v) = get("PHANTOMMESH_INTERFACE") {
         validate_interface_name(&v).map_err(|m| err("PHANTOMMESH_INTERFACE", m))?;
@@ -218,7 +236,10 @@ pub fn apply_env(
     if let Some(v) = get("PHANTOMMESH_LISTEN_PORT") {
         let port = parse_u64(&v).and_then(|p| u16::try_from(p).ok());
         let port = port.ok_or_else(|| {
-            err("PHANTOMMESH_LISTEN_PORT", format!("invalid port {v:?}: expected 0..=65535"))
+            err(
+                "PHANTOMMESH_LISTEN_PORT",
+                format!("invalid port {v:?}: expected 0..=65535"),
+            )
         })?;
         cfg.interface.listen_port = Some(port);
     }
@@ -236,15 +257,24 @@ pub fn apply_env(
     };
     let mtu_var = get("PHANTOMMESH_MTU");
     if let Some(v) = &mtu_var {
-        let n = parse_u64(v).and_then(|n| i64::try_from(n).ok()).ok_or_else(|| {
-            err("PHANTOMMESH_MTU", format!("invalid mtu {v:?}: expected a number"))
-        })?;
+        let n = parse_u64(v)
+            .and_then(|n| i64::try_from(n).ok())
+            .ok_or_else(|| {
+                err(
+                    "PHANTOMMESH_MTU",
+                    format!("invalid mtu {v:?}: expected a number"),
+                )
+            })?;
         let m = validate_mtu(n, &cfg.interface.addresses).map_err(|m| err("PHANTOMMESH_MTU", m))?;
         cfg.interface.mtu = Some(m);
     } else if let (true, Some(m)) = (addresses_set, cfg.interface.mtu) {
         // New IPv6 addresses can make the file's MTU too small.
-        validate_mtu(i64::from(m), &cfg.interface.addresses)
-            .map_err(|m| err("PHANTOMMESH_ADDRESSES", format!("{m} (mtu from the config)")))?;
+        validate_mtu(i64::from(m), &cfg.interface.addresses).map_err(|m| {
+            err(
+                "PHANTOMMESH_ADDRESSES",
+                format!("{m} (mtu from the config)"),
+            )
+        })?;
     }
     if let Some(v) = get("PHANTOMMESH_ADMIN_LISTEN") {
         validate_admin_listen(&v).map_err(|m| err("PHANTOMMESH_ADMIN_LISTEN", m))?;

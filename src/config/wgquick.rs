@@ -44,7 +44,14 @@ pub struct WgQuickConfig {
 /// (`/etc/wireguard/wg0.conf` -> `wg0`).
 pub fn interface_name_from_path(path: &Path) -> Result<String, ConfigError> {
     let file = path.display().to_string();
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    let fname = path.file_name().and_then(|s| s.to_str()).unwrap_or("");
+    // Strip ".conf" by hand: file_stem would keep ".conf" whole as a dotfile name.
+    let stem = match fname.len().checked_sub(5) {
+        Some(cut) if fname.is_char_boundary(cut) && fname[cut..].eq_ignore_ascii_case(".conf") => {
+            &fname[..cut]
+        }
+        _ => path.file_stem().and_then(|s| s.to_str()).unwrap_or(""),
+    };
     validate_interface_name(stem)
         .map_err(|m| ConfigError::new(&file, 0, format!("{m} (taken from the file name)")))?;
     Ok(stem.to_string())
@@ -101,21 +108,28 @@ pub fn parse(text: &str, path: &Path) -> Result<WgQuickConfig, ConfigError> {
                 interface_line.get_or_insert(ln);
             } else if inner.eq_ignore_ascii_case("peer") {
                 section = Section::Peer;
-                builders.push(PeerBuilder { header_line: ln, ..Default::default() });
+                builders.push(PeerBuilder {
+                    header_line: ln,
+                    ..Default::default()
+                });
             } else {
                 return Err(err(ln, format!("unknown section [{inner}]")));
             }
             continue;
         }
-        let (key_raw, value) =
-            line.split_once('=').ok_or_else(|| err(ln, format!("expected Key = Value, got {line:?}")))?;
+        let (key_raw, value) = line
+            .split_once('=')
+            .ok_or_else(|| err(ln, format!("expected Key = Value, got {line:?}")))?;
         // wg drops all whitespace from a line before matching keys.
         let key: String = key_raw.chars().filter(|c| !c.is_whitespace()).collect();
         let lkey = key.to_ascii_lowercase();
         let value = value.trim();
         match section {
             Section::None => {
-                return Err(err(ln, format!("{key} outside of an [Interface] or [Peer] section")))
+                return Err(err(
+                    ln,
+                    format!("{key} outside of an [Interface] or [Peer] section"),
+                ))
             }
             Section::Interface => match lkey.as_str() {
                 "privatekey" => {
@@ -124,7 +138,10 @@ pub fn parse(text: &str, path: &Path) -> Result<WgQuickConfig, ConfigError> {
                 "listenport" => {
                     let p = parse_u64(value).and_then(|p| u16::try_from(p).ok());
                     listen_port = Some(p.ok_or_else(|| {
-                        err(ln, format!("invalid ListenPort {value:?}: expected 0..=65535"))
+                        err(
+                            ln,
+                            format!("invalid ListenPort {value:?}: expected 0..=65535"),
+                        )
                     })?);
                 }
                 "fwmark" => fwmark = Some(parse_fwmark(value).map_err(|m| err(ln, m))?),
@@ -135,12 +152,17 @@ pub fn parse(text: &str, path: &Path) -> Result<WgQuickConfig, ConfigError> {
                     mtu = Some((m, ln));
                 }
                 "dns" | "table" | "preup" | "postup" | "predown" | "postdown" | "saveconfig" => {
-                    ignored.push(IgnoredKey { line: ln, key: key.clone() })
+                    ignored.push(IgnoredKey {
+                        line: ln,
+                        key: key.clone(),
+                    })
                 }
                 _ => return Err(err(ln, format!("unknown key {key} in [Interface]"))),
             },
             Section::Peer => {
-                let b = builders.last_mut().expect("a [Peer] header pushed a builder");
+                let b = builders
+                    .last_mut()
+                    .expect("a [Peer] header pushed a builder");
                 match lkey.as_str() {
                     "publickey" => {
                         b.public_key = Some(parse_key(value, "PublicKey").map_err(|m| err(ln, m))?);
@@ -178,12 +200,16 @@ pub fn parse(text: &str, path: &Path) -> Result<WgQuickConfig, ConfigError> {
     let mut peers: Vec<PeerConfig> = Vec::with_capacity(builders.len());
     let mut key_lines = Vec::with_capacity(builders.len());
     for b in builders {
-        let public_key =
-            b.public_key.ok_or_else(|| err(b.header_line, "[Peer] has no PublicKey".into()))?;
+        let public_key = b
+            .public_key
+            .ok_or_else(|| err(b.header_line, "[Peer] has no PublicKey".into()))?;
         if let Some(i) = find_duplicate(&peers, &public_key) {
             return Err(err(
                 b.public_key_line,
-                format!("duplicate peer PublicKey (first given on line {})", key_lines[i]),
+                format!(
+                    "duplicate peer PublicKey (first given on line {})",
+                    key_lines[i]
+                ),
             ));
         }
         key_lines.push(b.public_key_line);
@@ -246,7 +272,9 @@ fn parse_keepalive(v: &str) -> Result<Option<u16>, String> {
     match parse_u64(v).and_then(|n| u16::try_from(n).ok()) {
         Some(0) => Ok(None),
         Some(n) => Ok(Some(n)),
-        None => Err(format!("invalid PersistentKeepalive {v:?}: expected off or 0..=65535")),
+        None => Err(format!(
+            "invalid PersistentKeepalive {v:?}: expected off or 0..=65535"
+        )),
     }
 }
 
