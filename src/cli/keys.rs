@@ -4,7 +4,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use rand_core::{OsRng, RngCore};
 use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use zeroize::Zeroizing;
@@ -102,7 +102,12 @@ pub fn check_key_file_mode(path: &Path) -> Result<(), KeyError> {
 /// Reads a base64 key file. A file open to group or others is accepted with
 /// a warning, as `wg` does.
 pub fn read_key_file(path: &Path) -> Result<[u8; 32], KeyError> {
-    let text = Zeroizing::new(fs::read_to_string(path).map_err(|e| io_err(path, e))?);
+    // A key file is 45 bytes; bound the read so a wrong path (a device, a
+    // huge file) cannot stall or exhaust memory.
+    let mut text = Zeroizing::new(String::new());
+    fs::File::open(path)
+        .and_then(|f| f.take(4096).read_to_string(&mut text))
+        .map_err(|e| io_err(path, e))?;
     if let Err(e @ KeyError::InsecureMode { .. }) = check_key_file_mode(path) {
         tracing::warn!("{e}");
     }
@@ -348,6 +353,13 @@ mod tests {
         let msg = check_key_file_mode(&path).unwrap_err().to_string();
         assert!(msg.contains("644") && msg.contains("chmod 600"), "{msg}");
         fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn oversized_key_file_is_malformed_not_a_hang() {
+        // /dev/zero never ends; the bounded read must still return.
+        let e = read_key_file(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.to_string().contains("not 32 bytes"), "{e}");
     }
 
     #[test]

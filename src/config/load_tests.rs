@@ -154,3 +154,23 @@ fn line_numbers_from_offsets() {
     assert_eq!(line_of(t, 6), 4);
     assert_eq!(line_of(t, 999), 4);
 }
+
+#[test]
+fn debug_output_redacts_inline_keys() {
+    let secret = [0xabu8; 32];
+    let shown = format!("{:?}", KeySource::Inline(secret));
+    assert_eq!(shown, "Inline(<redacted>)");
+    let b64 = crate::cli::keys::encode_base64_key(&secret);
+    let text = format!(
+        "[Interface]\nPrivateKey = {b64}\n[Peer]\nPublicKey = {PK1}\nPresharedKey = {b64}\n"
+    );
+    let cfg = wgquick::parse(&text, Path::new("wg0.conf")).unwrap().config;
+    let dump = format!("{cfg:?}");
+    assert!(!dump.contains("171") && !dump.contains(&b64), "{dump}");
+    // A malformed key line must not be echoed in the error either.
+    let e = wgquick::parse(
+        &format!("[Interface]\nPrivateKey {b64}\n"),
+        Path::new("wg0.conf"),
+    );
+    assert!(!e.unwrap_err().to_string().contains(&b64));
+}

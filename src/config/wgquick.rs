@@ -119,7 +119,7 @@ pub fn parse(text: &str, path: &Path) -> Result<WgQuickConfig, ConfigError> {
         }
         let (key_raw, value) = line
             .split_once('=')
-            .ok_or_else(|| err(ln, format!("expected Key = Value, got {line:?}")))?;
+            .ok_or_else(|| err(ln, "expected Key = Value".into()))?;
         // wg drops all whitespace from a line before matching keys.
         let key: String = key_raw.chars().filter(|c| !c.is_whitespace()).collect();
         let lkey = key.to_ascii_lowercase();
