@@ -3,16 +3,26 @@
 pub mod toml_config;
 pub mod wgquick;
 
-use std::net::IpAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv6Addr};
+use std::path::{Path, PathBuf};
 
 /// Where a key comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum KeySource {
     /// Base64 key given inline (wg-quick `.conf`).
     Inline([u8; 32]),
     /// A file holding the base64 key (TOML `private_key_file`).
     File(PathBuf),
+}
+
+// Private and preshared keys must not reach logs through `{:?}` of a config.
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::Inline(_) => f.write_str("Inline(<redacted>)"),
+            KeySource::File(p) => f.debug_tuple("File").field(p).finish(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +43,7 @@ pub struct PeerConfig {
     /// `host:port` or `[v6]:port`, resolved when applied.
     pub endpoint: Option<String>,
     pub allowed_ips: Vec<(IpAddr, u8)>,
+    /// Seconds; `None` when off (both parsers map `0` and `off` to `None`).
     pub persistent_keepalive: Option<u16>,
 }
 
@@ -45,7 +56,10 @@ pub struct AdminConfig {
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { listen: "127.0.0.1:9586".into(), token_file: None }
+        AdminConfig {
+            listen: "127.0.0.1:9586".into(),
+            token_file: None,
+        }
     }
 }
 
@@ -57,19 +71,185 @@ pub struct Config {
 }
 
 /// A config error that names the file, the line (1-based; 0 when not tied to
-/// a line) and the problem.
+/// a line) and the problem. Displayed as `file:line: message`, or
+/// `file: message` when the line is 0.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}: {message}")]
+#[error("{}", self.render())]
 pub struct ConfigError {
     pub file: String,
     pub line: usize,
     pub message: String,
 }
 
+impl ConfigError {
+    pub fn new(file: impl Into<String>, line: usize, message: impl Into<String>) -> Self {
+        ConfigError {
+            file: file.into(),
+            line,
+            message: message.into(),
+        }
+    }
+
+    fn render(&self) -> String {
+        if self.line == 0 {
+            format!("{}: {}", self.file, self.message)
+        } else {
+            format!("{}:{}: {}", self.file, self.line, self.message)
+        }
+    }
+}
+
 /// Loads a config file: `.conf` files as wg-quick format, anything else as
 /// TOML; then applies `PHANTOMMESH_*` environment overrides (see
 /// [`toml_config::apply_env`]).
 pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
-    let _ = path;
-    todo!()
+    load_with_warnings(path).map(|(cfg, _)| cfg)
 }
+
+/// [`load`], also returning warnings the daemon should log: for `.conf`
+/// files, the wg-quick keys (DNS, Table, PostUp, ...) that were accepted
+/// but are not acted on by the daemon.
+pub fn load_with_warnings(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(&file, 0, format!("cannot read config file: {e}")))?;
+    let (mut cfg, warnings) = if is_wg_quick(path) {
+        let parsed = wgquick::parse(&text, path)?;
+        let warnings = parsed.ignored.iter().map(|k| k.warning(&file)).collect();
+        (parsed.config, warnings)
+    } else {
+        (toml_config::parse(&text, path)?, Vec::new())
+    };
+    toml_config::apply_env(&mut cfg, |name| std::env::var(name).ok())?;
+    Ok((cfg, warnings))
+}
+
+fn is_wg_quick(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("conf"))
+}
+
+// ---- validators shared by both parsers; each returns a message without position ----
+
+pub(crate) const MIN_MTU: u16 = 576;
+/// IPv6 requires every link to carry 1280-byte packets (RFC 8200).
+pub(crate) const MIN_MTU_IPV6: u16 = 1280;
+
+/// Linux interface names: at most 15 bytes (IFNAMSIZ - 1), from the set
+/// wg-quick accepts; "." and ".." are refused by the kernel.
+pub(crate) fn validate_interface_name(name: &str) -> Result<(), String> {
+    let charset_ok = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'=' | b'+' | b'.' | b'-'));
+    if name.is_empty() || name.len() > 15 || !charset_ok || name == "." || name == ".." {
+        return Err(format!(
+            "invalid interface name {name:?}: 1 to 15 characters from [a-zA-Z0-9_=+.-]"
+        ));
+    }
+    Ok(())
+}
+
+/// `addr/prefix`, or a bare address meaning a host route (as `wg` and `ip`
+/// read it). Host bits are kept as written.
+pub(crate) fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let bad = || format!("invalid CIDR {s:?}");
+    let (addr, prefix) = match s.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (s, None),
+    };
+    let ip: IpAddr = addr.parse().map_err(|_| bad())?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        None => max,
+        // u8::from_str would accept "+8"; insist on plain digits.
+        Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => {
+            p.parse::<u8>().map_err(|_| bad())?
+        }
+        Some(_) => return Err(bad()),
+    };
+    if prefix > max {
+        return Err(bad());
+    }
+    Ok((ip, prefix))
+}
+
+/// Checks an endpoint's shape (`host:port`, `[v6]:port`); the host is
+/// resolved later, when the config is applied.
+pub(crate) fn validate_endpoint(s: &str) -> Result<(), String> {
+    let bad = |why: &str| format!("invalid endpoint {s:?}: {why}");
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| bad("expected host:port"))?;
+    if let Some(inner) = host.strip_prefix('[') {
+        let inner = inner.strip_suffix(']').ok_or_else(|| bad("missing ']'"))?;
+        // Allow a zone (fe80::1%eth0), as getaddrinfo does.
+        let addr = inner.split('%').next().unwrap_or("");
+        addr.parse::<Ipv6Addr>()
+            .map_err(|_| bad("invalid IPv6 address"))?;
+    } else if host.is_empty() {
+        return Err(bad("empty host"));
+    } else if host.contains(':') {
+        return Err(bad("IPv6 addresses must be written [addr]:port"));
+    } else if host.contains(|c: char| c.is_whitespace() || c == '[' || c == ']' || c == '/') {
+        return Err(bad("invalid host"));
+    }
+    match parse_u64(port) {
+        Some(1..=65535) => Ok(()),
+        _ => Err(bad("port must be 1..=65535")),
+    }
+}
+
+/// MTU bounds; the IPv6 minimum applies when any address is IPv6.
+pub(crate) fn validate_mtu(mtu: i64, addresses: &[(IpAddr, u8)]) -> Result<u16, String> {
+    let v6 = addresses.iter().any(|(a, _)| a.is_ipv6());
+    let min = if v6 { MIN_MTU_IPV6 } else { MIN_MTU };
+    match u16::try_from(mtu) {
+        Ok(m) if m >= min => Ok(m),
+        _ if v6 && (i64::from(MIN_MTU)..=65535).contains(&mtu) => Err(format!(
+            "mtu {mtu} is below {MIN_MTU_IPV6}, the minimum with an IPv6 address"
+        )),
+        _ => Err(format!("mtu {mtu} out of range {min}..=65535")),
+    }
+}
+
+pub(crate) fn parse_key(s: &str, what: &str) -> Result<[u8; 32], String> {
+    crate::cli::keys::parse_base64_key(s)
+        .map_err(|_| format!("invalid {what}: not a base64 key of 32 bytes"))
+}
+
+/// Plain decimal digits only (no sign, no spaces), as wg reads numbers.
+pub(crate) fn parse_u64(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Resolves a key or token file path from the config relative to the
+/// config file's directory, so a config works wherever it is started from.
+pub(crate) fn resolve_relative(config_path: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    match config_path.parent() {
+        Some(dir) if p.is_relative() && !dir.as_os_str().is_empty() => dir.join(p),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// The peer whose public key was already seen, if any (index into `peers`).
+pub(crate) fn find_duplicate(peers: &[PeerConfig], key: &[u8; 32]) -> Option<usize> {
+    peers.iter().position(|p| &p.public_key == key)
+}
+
+/// 1-based line of a byte offset.
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+#[cfg(test)]
+#[path = "load_tests.rs"]
+mod tests;
