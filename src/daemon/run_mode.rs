@@ -17,8 +17,13 @@ use std::sync::Arc;
 
 pub fn main(path: &Path, format: LogFormat) -> i32 {
     logging::init(format);
-    let cfg = match config::load(path) {
-        Ok(c) => c,
+    let cfg = match config::load_with_warnings(path) {
+        Ok((c, warnings)) => {
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+            c
+        }
         Err(e) => {
             tracing::error!("invalid config: {e}");
             eprintln!("phantommesh: {e}");
