@@ -1,3 +1,4 @@
+use super::netlink::{find_ack, netlink_request};
 use super::test_support::{in_netns, privileged};
 use super::*;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
