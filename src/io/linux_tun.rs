@@ -1,12 +1,586 @@
-//! owner: fill in
-pub struct LinuxTun;
-impl LinuxTun { pub fn create(_: &str) -> std::io::Result<Self> { todo!() } pub fn from_fd(_: i32, _: Option<&str>) -> std::io::Result<Self> { todo!() } }
-impl super::Tun for LinuxTun {
-    fn read(&self, _: &mut [&mut [u8]], _: &mut [usize], _: usize) -> std::io::Result<usize> { todo!() }
-    fn write(&self, _: &[&[u8]], _: usize) -> std::io::Result<()> { todo!() }
-    fn batch_size(&self) -> usize { 1 } fn name(&self) -> &str { "" } fn mtu(&self) -> std::io::Result<usize> { todo!() } fn exists(&self) -> bool { true } fn close(&self) {}
+//! Linux TUN (one queue, IFF_TUN | IFF_NO_PI) and link configuration helpers.
+//!
+//! Hand-rolled on libc rather than tun-rs: what is needed now (open, adopt a
+//! descriptor from WG_TUN_FD, poll with a timeout and drain, notice deletion)
+//! is a few ioctls, and owning them keeps close/exists semantics exact.
+//! tun-rs remains the candidate for the later offload issue (IFF_VNET_HDR +
+//! TUNSETOFFLOAD, GSO split and GRO coalescing): such a mode would open with
+//! extra flags and put a virtio_net_hdr in front of each packet, which the
+//! caller-reserved `offset` in every buffer already leaves room for.
+//!
+//! Link helpers use ioctls (MTU, flags) and one rtnetlink request per address
+//! change (RTM_NEWADDR / RTM_DELADDR), built by hand: no `ip` command, no
+//! async netlink stack.
+use std::ffi::{CStr, CString};
+use std::io;
+use std::mem::zeroed;
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::{Tun, MAX_BATCH};
+
+#[path = "linux_netlink.rs"]
+mod netlink;
+use netlink::address_request;
+
+/// Longest a `read` waits before returning `Ok(0)`.
+pub const READ_TIMEOUT: Duration = Duration::from_millis(200);
+/// Tries after EAGAIN/ENOBUFS before one written packet is dropped.
+const WRITE_RETRIES: u32 = 3;
+
+/// A TUN device opened by this process or handed over as a descriptor.
+///
+/// `close` wakes blocked readers (an eventfd in the poll set) and releases the
+/// device at once, so the kernel removes the interface like wireguard-go's
+/// Close. It does so by pointing the descriptor number at /dev/null with dup3:
+/// the number stays valid until drop, so no thread can ever touch a recycled
+/// descriptor.
+pub struct LinuxTun {
+    fd: OwnedFd,
+    wake: OwnedFd,
+    name: String,
+    ifindex: u32,
+    closed: AtomicBool,
+    write_drops: AtomicU64,
 }
-pub fn set_mtu(_: &str, _: usize) -> std::io::Result<()> { todo!() }
-pub fn set_up(_: &str) -> std::io::Result<()> { todo!() }
-pub fn add_address(_: &str, _: std::net::IpAddr, _: u8) -> std::io::Result<()> { todo!() }
-pub fn del_address(_: &str, _: std::net::IpAddr, _: u8) -> std::io::Result<()> { todo!() }
+
+/// Checks a name as wg-quick does: `[a-zA-Z0-9_=+.-]{1,15}`.
+pub fn validate_name(name: &str) -> io::Result<()> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "_=+.-".contains(c);
+    if (1..libc::IFNAMSIZ).contains(&name.len()) && name.chars().all(ok_char) {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "invalid interface name {name:?}: use 1-15 characters from a-z A-Z 0-9 _ = + . -"
+            ),
+        ))
+    }
+}
+
+fn with_context(e: io::Error, what: impl std::fmt::Display) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// An ifreq carrying `name`; any name the kernel could hold is accepted here
+/// (helpers also serve `lo` and the like), the kernel checks the rest.
+fn ifreq_for(name: &str) -> io::Result<libc::ifreq> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.bytes().any(|b| b == 0 || b == b'/')
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid interface name {name:?}"),
+        ));
+    }
+    // SAFETY: ifreq is a C struct (name array and a union of plain data).
+    let mut req: libc::ifreq = unsafe { zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    Ok(req)
+}
+
+fn ifreq_name(req: &libc::ifreq) -> String {
+    let bytes: Vec<u8> = req
+        .ifr_name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The interface index of `name` in the calling thread's namespace, 0 if none.
+fn ifindex(name: &str) -> u32 {
+    match CString::new(name) {
+        // SAFETY: a valid NUL-terminated string.
+        Ok(c) => unsafe { libc::if_nametoindex(c.as_ptr()) },
+        Err(_) => 0,
+    }
+}
+
+fn require_ifindex(name: &str) -> io::Result<u32> {
+    match ifindex(name) {
+        0 => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no interface named {name}"),
+        )),
+        i => Ok(i),
+    }
+}
+
+/// Runs one interface ioctl on a throwaway datagram socket.
+fn ifreq_ioctl(name: &str, request: libc::c_ulong, req: &mut libc::ifreq) -> io::Result<()> {
+    // SAFETY: plain socket creation; the result is owned right away.
+    let fd = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })
+        .or_else(|_| {
+            cvt(unsafe { libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })
+        })?;
+    // SAFETY: `fd` was just created and is owned by nobody else.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: the request reads/writes one ifreq, which `req` is.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), request as _, req as *mut libc::ifreq) })
+        .map(drop)
+        .map_err(|e| with_context(e, format!("interface {name}")))
+}
+
+/// The MTU of `name`.
+pub fn get_mtu(name: &str) -> io::Result<usize> {
+    let mut req = ifreq_for(name)?;
+    ifreq_ioctl(name, libc::SIOCGIFMTU, &mut req)?;
+    // SAFETY: SIOCGIFMTU fills the mtu member.
+    Ok(unsafe { req.ifr_ifru.ifru_mtu }.max(0) as usize)
+}
+
+/// Sets the MTU of `name` (needs CAP_NET_ADMIN).
+pub fn set_mtu(name: &str, mtu: usize) -> io::Result<()> {
+    let mut req = ifreq_for(name)?;
+    req.ifr_ifru.ifru_mtu = libc::c_int::try_from(mtu).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("MTU {mtu} out of range"),
+        )
+    })?;
+    ifreq_ioctl(name, libc::SIOCSIFMTU, &mut req)
+        .map_err(|e| with_context(e, format!("cannot set MTU {mtu}")))
+}
+
+fn get_flags(name: &str) -> io::Result<libc::c_int> {
+    let mut req = ifreq_for(name)?;
+    ifreq_ioctl(name, libc::SIOCGIFFLAGS, &mut req)?;
+    // SAFETY: SIOCGIFFLAGS fills the flags member. The kernel's flags are an
+    // unsigned short: widen without sign extension.
+    Ok(unsafe { req.ifr_ifru.ifru_flags } as u16 as libc::c_int)
+}
+
+/// Brings `name` up (needs CAP_NET_ADMIN).
+pub fn set_up(name: &str) -> io::Result<()> {
+    let flags = get_flags(name)?;
+    let mut req = ifreq_for(name)?;
+    req.ifr_ifru.ifru_flags = (flags | libc::IFF_UP) as libc::c_short;
+    ifreq_ioctl(name, libc::SIOCSIFFLAGS, &mut req)
+        .map_err(|e| with_context(e, "cannot bring link up"))
+}
+
+/// Whether `name` exists and is administratively up.
+pub fn is_up(name: &str) -> bool {
+    get_flags(name).is_ok_and(|f| f & libc::IFF_UP != 0)
+}
+
+/// Adds `ip/prefix` to `name`. Adding an address that is already there
+/// succeeds (NLM_F_REPLACE), so configuration can be re-applied.
+pub fn add_address(name: &str, ip: IpAddr, prefix: u8) -> io::Result<()> {
+    let flags = libc::NLM_F_REQUEST | libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_REPLACE;
+    address_request(libc::RTM_NEWADDR, flags as u16, name, ip, prefix)
+        .map_err(|e| with_context(e, format!("cannot add address {ip}/{prefix} to {name}")))
+}
+
+/// Removes `ip/prefix` from `name`.
+pub fn del_address(name: &str, ip: IpAddr, prefix: u8) -> io::Result<()> {
+    let flags = libc::NLM_F_REQUEST | libc::NLM_F_ACK;
+    address_request(libc::RTM_DELADDR, flags as u16, name, ip, prefix).map_err(|e| {
+        with_context(
+            e,
+            format!("cannot remove address {ip}/{prefix} from {name}"),
+        )
+    })
+}
+
+fn open_error(e: io::Error) -> io::Error {
+    let hint = match e.raw_os_error() {
+        Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ENXIO) => {
+            "load the tun module; in a container, expose /dev/net/tun"
+        }
+        _ => "needs CAP_NET_ADMIN",
+    };
+    io::Error::new(e.kind(), format!("cannot open /dev/net/tun: {e} ({hint})"))
+}
+
+fn setiff_error(e: io::Error, name: &str) -> io::Error {
+    let hint = match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => "needs CAP_NET_ADMIN",
+        Some(libc::EBUSY) => "the interface is in use by another process",
+        Some(libc::EINVAL) => "an interface of another kind may already use this name",
+        _ => "TUNSETIFF failed",
+    };
+    io::Error::new(e.kind(), format!("cannot create TUN {name}: {e} ({hint})"))
+}
+
+/// Errors on a TUN descriptor meaning the interface is gone.
+fn is_gone(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EBADFD)
+            | Some(libc::EIO)
+            | Some(libc::ENODEV)
+            | Some(libc::ENXIO)
+            | Some(libc::EBADF)
+            | Some(libc::EPIPE)
+    )
+}
+
+fn set_fd_flags(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let fl = cvt(libc::fcntl(fd, libc::F_GETFL))?;
+        cvt(libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK))?;
+        // Hooks the daemon may run must not inherit the device.
+        let fd_flags = cvt(libc::fcntl(fd, libc::F_GETFD))?;
+        cvt(libc::fcntl(fd, libc::F_SETFD, fd_flags | libc::FD_CLOEXEC))?;
+    }
+    Ok(())
+}
+
+impl LinuxTun {
+    /// Creates (or attaches to) TUN `name`, in the calling thread's network namespace.
+    pub fn create(name: &str) -> io::Result<LinuxTun> {
+        validate_name(name)?;
+        let path = c"/dev/net/tun";
+        // SAFETY: a valid path; the result is owned right away.
+        let fd = cvt(unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK,
+            )
+        })
+        .map_err(open_error)?;
+        // SAFETY: `fd` was just opened and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut req = ifreq_for(name)?;
+        req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+        // SAFETY: TUNSETIFF reads and writes one ifreq.
+        cvt(unsafe {
+            libc::ioctl(
+                fd.as_raw_fd(),
+                libc::TUNSETIFF as _,
+                &mut req as *mut libc::ifreq,
+            )
+        })
+        .map_err(|e| setiff_error(e, name))?;
+        let actual = ifreq_name(&req);
+        Self::finish(fd, actual)
+    }
+
+    /// Adopts an open TUN descriptor (WG_TUN_FD). Takes ownership of `fd`: it
+    /// is closed when the device is dropped, or at once if this fails. The
+    /// kernel's name for the device wins over `name_hint`.
+    ///
+    /// The descriptor must have been opened with IFF_NO_PI, as wireguard-go
+    /// also assumes: TUNGETIFF cannot tell, since it reports IFF_NOFILTER in
+    /// the same bit. TAP and IFF_VNET_HDR descriptors are refused.
+    pub fn from_fd(fd: RawFd, name_hint: Option<&str>) -> io::Result<LinuxTun> {
+        if fd < 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid TUN descriptor {fd}"),
+            ));
+        }
+        // SAFETY: the caller hands `fd` over (documented above); nothing else owns it.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: ifreq is plain data; TUNGETIFF fills name and flags.
+        let mut req: libc::ifreq = unsafe { zeroed() };
+        cvt(unsafe { libc::ioctl(fd, libc::TUNGETIFF as _, &mut req as *mut libc::ifreq) })
+            .map_err(|e| {
+                with_context(e, format!("descriptor {fd} is not an attached TUN device"))
+            })?;
+        // SAFETY: TUNGETIFF filled the flags member.
+        let flags = unsafe { req.ifr_ifru.ifru_flags } as u16 as libc::c_int;
+        let bad = |why: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("TUN descriptor {fd}: {why}"),
+            )
+        };
+        if flags & libc::IFF_TUN == 0 {
+            return Err(bad("a TAP device, not TUN"));
+        }
+        if flags & libc::IFF_VNET_HDR != 0 {
+            return Err(bad("opened with IFF_VNET_HDR, which is not supported yet"));
+        }
+        let name = ifreq_name(&req);
+        if let Some(hint) = name_hint.filter(|h| *h != name) {
+            tracing::warn!("TUN descriptor {fd} belongs to {name}, not {hint}; using {name}");
+        }
+        set_fd_flags(fd)?;
+        Self::finish(owned, name)
+    }
+
+    fn finish(fd: OwnedFd, name: String) -> io::Result<LinuxTun> {
+        let ifindex = require_ifindex(&name)?;
+        // SAFETY: plain eventfd creation; the result is owned right away.
+        let wake = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
+        // SAFETY: just created, owned by nobody else.
+        let wake = unsafe { OwnedFd::from_raw_fd(wake) };
+        Ok(LinuxTun {
+            fd,
+            wake,
+            name,
+            ifindex,
+            closed: AtomicBool::new(false),
+            write_drops: AtomicU64::new(0),
+        })
+    }
+
+    /// Packets dropped on write because the kernel refused them (malformed, or no memory).
+    pub fn write_drops(&self) -> u64 {
+        self.write_drops.load(Ordering::Relaxed)
+    }
+
+    fn closed_error(&self) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::NotConnected,
+            format!("TUN {} is closed", self.name),
+        )
+    }
+
+    fn fd_error(&self, e: io::Error, op: &str) -> io::Error {
+        if is_gone(&e) {
+            io::Error::new(e.kind(), format!("TUN {} is gone ({op}: {e})", self.name))
+        } else {
+            with_context(e, format!("TUN {} {op}", self.name))
+        }
+    }
+
+    /// Writes one packet: retries briefly on transient errors, drops (counted)
+    /// packets the kernel rejects, returns errors that concern the device.
+    fn write_one(&self, packet: &[u8]) -> io::Result<()> {
+        let mut retries = 0;
+        loop {
+            // SAFETY: `packet` is readable for its length.
+            let r =
+                unsafe { libc::write(self.fd.as_raw_fd(), packet.as_ptr().cast(), packet.len()) };
+            if r >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::ENOBUFS)
+                    if retries < WRITE_RETRIES =>
+                {
+                    retries += 1;
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                // Not a valid IP packet, or still no memory: drop this one only.
+                Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::ENOBUFS)
+                | Some(libc::EINVAL) | Some(libc::EMSGSIZE) => {
+                    self.write_drops.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                _ => return Err(self.fd_error(e, "write")),
+            }
+        }
+    }
+}
+
+impl Tun for LinuxTun {
+    fn read(
+        &self,
+        bufs: &mut [&mut [u8]],
+        sizes: &mut [usize],
+        offset: usize,
+    ) -> io::Result<usize> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(self.closed_error());
+        }
+        if let Some(b) = bufs.iter().find(|b| b.len() <= offset) {
+            let msg = format!(
+                "no room after offset {offset} in a buffer of {} bytes",
+                b.len()
+            );
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
+        }
+        let max = bufs.len().min(sizes.len());
+        if max == 0 {
+            return Ok(0);
+        }
+        let mut fds = [
+            libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.wake.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: `fds` is a live array of two pollfds.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, READ_TIMEOUT.as_millis() as libc::c_int) };
+        if self.closed.load(Ordering::Acquire) {
+            return Err(self.closed_error());
+        }
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(0)
+            } else {
+                Err(self.fd_error(e, "poll"))
+            };
+        }
+        if r == 0 {
+            return Ok(0);
+        }
+        // Drain what is queued now: that is the batch.
+        let mut n = 0;
+        while n < max {
+            let buf = &mut bufs[n][offset..];
+            // SAFETY: `buf` is writable for its length.
+            let r = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if r >= 0 {
+                sizes[n] = r as usize;
+                n += 1;
+                continue;
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => break,
+                // Hand out what was read; the error comes back on the next call.
+                _ if n > 0 => break,
+                _ => return Err(self.fd_error(e, "read")),
+            }
+        }
+        // POLLERR with nothing to read would make every later poll return at
+        // once: report it instead of spinning.
+        if n == 0 && fds[0].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+            let msg = format!(
+                "TUN {} is gone (poll revents {:#x})",
+                self.name, fds[0].revents
+            );
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, msg));
+        }
+        Ok(n)
+    }
+
+    fn write(&self, bufs: &[&[u8]], offset: usize) -> io::Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(self.closed_error());
+        }
+        for b in bufs {
+            let packet = b.get(offset..).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("offset {offset} beyond a {}-byte buffer", b.len()),
+                )
+            })?;
+            self.write_one(packet)?;
+        }
+        Ok(())
+    }
+
+    fn batch_size(&self) -> usize {
+        MAX_BATCH
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn mtu(&self) -> io::Result<usize> {
+        get_mtu(&self.name)
+    }
+
+    fn exists(&self) -> bool {
+        if self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        // SAFETY: ifreq is plain data; TUNGETIFF fills it, or fails (EBADFD)
+        // once the interface was deleted and the descriptor detached.
+        let mut req: libc::ifreq = unsafe { zeroed() };
+        let attached = unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                libc::TUNGETIFF as _,
+                &mut req as *mut libc::ifreq,
+            )
+        } == 0;
+        // The index guards against a new interface that reused the name.
+        attached && ifindex(&ifreq_name(&req)) == self.ifindex
+    }
+
+    fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live array to our eventfd.
+        let _ = unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+        let null: &CStr = c"/dev/null";
+        // SAFETY: a valid path; the descriptor is closed right after dup3.
+        let placeholder = unsafe { libc::open(null.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        if placeholder < 0 {
+            tracing::warn!(
+                "TUN {} close: stays open until drop: {}",
+                self.name,
+                io::Error::last_os_error()
+            );
+            return;
+        }
+        // SAFETY: both descriptors are open; dup3 atomically repoints ours.
+        unsafe {
+            if libc::dup3(placeholder, self.fd.as_raw_fd(), libc::O_CLOEXEC) < 0 {
+                tracing::warn!(
+                    "TUN {} close: stays open until drop: {}",
+                    self.name,
+                    io::Error::last_os_error()
+                );
+            }
+            libc::close(placeholder);
+        }
+    }
+}
+
+/// Gates for tests that need root and network namespaces.
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// Whether a privileged test should run. It skips (printing so) only when
+    /// PHANTOMMESH_SKIP_PRIVILEGED=1; otherwise a missing root is a failure.
+    pub(crate) fn privileged(test: &str) -> bool {
+        if std::env::var("PHANTOMMESH_SKIP_PRIVILEGED").as_deref() == Ok("1") {
+            eprintln!("skipping {test}: PHANTOMMESH_SKIP_PRIVILEGED=1");
+            return false;
+        }
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            panic!("{test} needs root (CAP_NET_ADMIN, network namespaces); run as root or set PHANTOMMESH_SKIP_PRIVILEGED=1 to skip it");
+        }
+        true
+    }
+
+    /// Runs `f` on a new thread inside a fresh network namespace with `lo` up.
+    /// The namespace, and every interface in it, goes away with the thread,
+    /// whether `f` returns or panics: nothing is left behind on the host.
+    pub(crate) fn in_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let worker = std::thread::spawn(move || {
+            // SAFETY: unshare affects only this thread (CLONE_NEWNET).
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                panic!(
+                    "cannot create a network namespace (unshare CLONE_NEWNET): {}; \
+                     set PHANTOMMESH_SKIP_PRIVILEGED=1 to skip privileged tests",
+                    std::io::Error::last_os_error()
+                );
+            }
+            super::set_up("lo").expect("bring up lo in the test namespace");
+            f()
+        });
+        worker
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    }
+}
+
+#[cfg(test)]
+#[path = "linux_tun_tests.rs"]
+mod tests;

@@ -1,0 +1,203 @@
+use super::*;
+use crate::io::linux_tun::test_support::privileged;
+use std::net::UdpSocket;
+use std::time::Instant;
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn open(family: Family) -> LinuxUdp {
+    LinuxUdp::bind(0, 0, family).unwrap()
+}
+
+/// Receives until `want` datagrams arrived (or 3 s passed); also returns how
+/// many non-empty `recv` calls it took.
+fn recv_n(udp: &LinuxUdp, want: usize) -> (Vec<(Vec<u8>, SocketAddr)>, usize) {
+    let mut store = vec![vec![0u8; 2048]; MAX_BATCH];
+    let mut meta = vec![RecvMeta::default(); MAX_BATCH];
+    let (mut out, mut calls) = (Vec::new(), 0);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while out.len() < want && Instant::now() < deadline {
+        let mut bufs: Vec<&mut [u8]> = store.iter_mut().map(|b| b.as_mut_slice()).collect();
+        let n = udp.recv(&mut bufs, &mut meta).unwrap();
+        if n > 0 {
+            calls += 1;
+        }
+        for (b, m) in bufs.iter().zip(&meta).take(n) {
+            out.push((b[..m.len].to_vec(), m.src));
+        }
+    }
+    (out, calls)
+}
+
+fn numbered(count: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|i| format!("datagram {i:04} {}", "x".repeat(i % 50)).into_bytes())
+        .collect()
+}
+
+fn batch_round_trip(family: Family, dst_ip: &str, expect_src_ip: &str) {
+    let a = open(family);
+    let b = open(family);
+    let packets = numbered(64);
+    let refs: Vec<&[u8]> = packets.iter().map(|p| p.as_slice()).collect();
+    let dst = SocketAddr::new(dst_ip.parse().unwrap(), b.port());
+    a.send(&refs, dst).unwrap();
+    let (got, calls) = recv_n(&b, 64);
+    assert_eq!(got.len(), 64);
+    assert!(
+        calls < 64,
+        "recvmmsg returned one datagram per call ({calls} calls)"
+    );
+    let want_src = SocketAddr::new(expect_src_ip.parse().unwrap(), a.port());
+    for (i, (data, src)) in got.iter().enumerate() {
+        assert_eq!(data, &packets[i], "datagram {i} differs or is out of order");
+        assert_eq!(*src, want_src);
+    }
+}
+
+#[test]
+fn batch_of_64_over_ipv4_loopback() {
+    batch_round_trip(Family::DualStack, "127.0.0.1", "127.0.0.1");
+}
+
+#[test]
+fn batch_of_64_over_ipv6_loopback() {
+    batch_round_trip(Family::DualStack, "::1", "::1");
+}
+
+#[test]
+fn batch_of_64_on_ipv4_only_socket() {
+    batch_round_trip(Family::V4Only, "127.0.0.1", "127.0.0.1");
+}
+
+#[test]
+fn batches_larger_than_max_batch_are_split() {
+    let a = open(Family::DualStack);
+    let b = open(Family::DualStack);
+    let packets = numbered(MAX_BATCH * 2 + 7);
+    let refs: Vec<&[u8]> = packets.iter().map(|p| p.as_slice()).collect();
+    a.send(&refs, sa(&format!("127.0.0.1:{}", b.port())))
+        .unwrap();
+    let (got, _) = recv_n(&b, packets.len());
+    let got: Vec<Vec<u8>> = got.into_iter().map(|(d, _)| d).collect();
+    assert_eq!(got, packets);
+    assert_eq!(a.send_drops(), 0);
+}
+
+#[test]
+fn mapped_sources_are_reported_as_ipv4_and_ipv4_destinations_are_mapped() {
+    let ours = open(Family::DualStack);
+    assert!(ours.is_dual_stack());
+    let plain = UdpSocket::bind("127.0.0.1:0").unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    plain
+        .send_to(b"from v4", ("127.0.0.1", ours.port()))
+        .unwrap();
+    let (got, _) = recv_n(&ours, 1);
+    assert_eq!(got[0], (b"from v4".to_vec(), plain.local_addr().unwrap()));
+    assert!(got[0].1.is_ipv4(), "mapped source must be normalised");
+
+    // Reply to the IPv4 address (mapped for the v6 socket by send) and to
+    // the same address spelled as IPv4-mapped IPv6.
+    let v4 = plain.local_addr().unwrap();
+    let mapped = SocketAddr::from((Ipv4Addr::LOCALHOST.to_ipv6_mapped(), v4.port()));
+    ours.send(&[b"reply"], v4).unwrap();
+    ours.send(&[b"reply mapped"], mapped).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = plain.recv_from(&mut buf).unwrap();
+    assert_eq!((&buf[..n], from.port()), (&b"reply"[..], ours.port()));
+    let (n, _) = plain.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"reply mapped");
+}
+
+#[test]
+fn ipv4_only_socket_accepts_mapped_and_refuses_ipv6_destinations() {
+    let ours = open(Family::V4Only);
+    assert!(!ours.is_dual_stack());
+    let peer = open(Family::V4Only);
+    ours.send(
+        &[b"mapped"],
+        sa(&format!("[::ffff:127.0.0.1]:{}", peer.port())),
+    )
+    .unwrap();
+    let (got, _) = recv_n(&peer, 1);
+    assert_eq!(got[0].0, b"mapped");
+    let err = ours.send(&[b"v6"], sa("[::1]:9")).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::AddrNotAvailable);
+}
+
+#[test]
+fn port_zero_picks_a_port_and_busy_port_is_addr_in_use() {
+    let bind = LinuxBind::new();
+    let a = bind.open(0, 0).unwrap();
+    assert_ne!(a.port(), 0);
+    let err = bind.open(a.port(), 0).err().expect("second bind must fail");
+    assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+    assert!(err.to_string().contains(&a.port().to_string()), "{err}");
+
+    // An IPv4-only socket elsewhere on the port also blocks the dual-stack bind.
+    let plain = UdpSocket::bind("0.0.0.0:0").unwrap();
+    let err = bind
+        .open(plain.local_addr().unwrap().port(), 0)
+        .err()
+        .expect("must conflict");
+    assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+}
+
+#[test]
+fn idle_recv_returns_zero_after_timeout() {
+    let a = open(Family::DualStack);
+    let mut store = [0u8; 64];
+    let mut meta = [RecvMeta::default()];
+    let t = Instant::now();
+    assert_eq!(a.recv(&mut [&mut store[..]], &mut meta).unwrap(), 0);
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(150) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+}
+
+#[test]
+fn close_wakes_receiver_and_frees_port_while_still_referenced() {
+    let udp: Arc<dyn Udp> = LinuxBind::new().open(0, 0).unwrap();
+    let port = udp.port();
+    let reader = {
+        let udp = udp.clone();
+        std::thread::spawn(move || {
+            let mut store = [0u8; 64];
+            let mut meta = [RecvMeta::default()];
+            loop {
+                if let Err(e) = udp.recv(&mut [&mut store[..]], &mut meta) {
+                    return e.kind();
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    udp.close();
+    assert_eq!(reader.join().unwrap(), io::ErrorKind::NotConnected);
+    assert!(udp.send(&[b"x"], sa("127.0.0.1:9")).is_err());
+    // `udp` is still alive here, yet its port can be bound again at once.
+    let again = LinuxBind::new().open(port, 0).unwrap();
+    assert_eq!(again.port(), port);
+    drop(udp);
+}
+
+#[test]
+fn fwmark_and_forced_buffers_as_root() {
+    if !privileged("fwmark_and_forced_buffers_as_root") {
+        return;
+    }
+    let udp = LinuxUdp::bind(0, 0x5a17, Family::DualStack).unwrap();
+    assert_eq!(udp.socket().mark().unwrap(), 0x5a17);
+    // The kernel doubles the value; FORCE must beat the default rmem_max.
+    assert!(udp.socket().recv_buffer_size().unwrap() >= SOCKET_BUFFER_BYTES);
+    assert!(udp.socket().send_buffer_size().unwrap() >= SOCKET_BUFFER_BYTES);
+    let plain = LinuxUdp::bind(0, 0, Family::DualStack).unwrap();
+    assert_eq!(plain.socket().mark().unwrap(), 0);
+}
