@@ -54,6 +54,7 @@ pub fn main(args: WgArgs) -> i32 {
         Ok((dev, uapi)) => {
             if let Some(r) = readiness {
                 r.ready();
+                quiet_unless_asked();
             }
             tracing::info!(interface = %args.ifname, "device started");
             let reason = wait(&dev, &uapi, || tracing::info!("SIGHUP ignored without --config"));
@@ -65,6 +66,25 @@ pub fn main(args: WgArgs) -> i32 {
         Err(msg) => {
             tracing::error!("{msg}");
             fail(readiness, &msg)
+        }
+    }
+}
+
+/// A backgrounded daemon writes to the terminal that started it only when
+/// asked to with LOG_LEVEL or RUST_LOG, as wireguard-go does; otherwise its
+/// output goes to /dev/null so `wg-quick up` leaves a quiet terminal.
+fn quiet_unless_asked() {
+    let asked = |v: &str| std::env::var(v).is_ok_and(|x| !x.is_empty() && x != "silent");
+    if asked("LOG_LEVEL") || asked("RUST_LOG") {
+        return;
+    }
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        use std::os::fd::AsRawFd;
+        // SAFETY: dup2 onto the standard descriptors; `null` stays open
+        // until both copies exist.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 1);
+            libc::dup2(null.as_raw_fd(), 2);
         }
     }
 }
