@@ -8,6 +8,7 @@
 //! - [`routing`]: allowed-IPs longest-prefix table, used both ways.
 //! - [`uapi`], [`config`]: configuration surfaces (`wg`'s socket, files).
 //! - [`cli`]: key tools, logging, daemonizing.
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod daemon;

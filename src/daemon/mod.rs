@@ -50,3 +50,31 @@ pub fn wait(dev: &Device, uapi: &UapiServer, mut on_hup: impl FnMut()) -> StopRe
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Self-test period while passing (PHANTOMMESH_SELF_TEST_INTERVAL seconds
+/// overrides it; 0 disables periodic tests after the first).
+pub fn self_test_interval() -> Duration {
+    let secs = std::env::var("PHANTOMMESH_SELF_TEST_INTERVAL").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(60);
+    if secs == 0 {
+        Duration::from_secs(u64::MAX / 4)
+    } else {
+        Duration::from_secs(secs)
+    }
+}
+
+/// Creates the admin state, starts the self tests and, when `listen` is
+/// set, the HTTP server. A busy address is logged; the tunnel runs on.
+pub fn start_admin(
+    dev: &std::sync::Arc<Device>,
+    ifname: &str,
+    listen: Option<std::net::SocketAddr>,
+    token: Option<Vec<u8>>,
+) -> std::sync::Arc<crate::admin::AdminState> {
+    let st = crate::admin::AdminState::new(dev.clone(), ifname, token);
+    st.uapi_listening.store(true, Ordering::Relaxed);
+    crate::admin::spawn_self_tests(st.clone(), self_test_interval());
+    if let Some(addr) = listen {
+        let _ = crate::admin::serve(st.clone(), addr);
+    }
+    st
+}

@@ -67,6 +67,29 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
         }
     };
     tracing::info!(interface = %name, peers = cfg.peers.len(), "device started");
+    let token = match &cfg.admin.token_file {
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(t) if !t.trim().is_empty() => Some(t.trim().as_bytes().to_vec()),
+            Ok(_) => {
+                tracing::error!(path = %p.display(), "admin token file is empty");
+                return EXIT_SETUP_FAILED;
+            }
+            Err(e) => {
+                tracing::error!(path = %p.display(), error = %e, "cannot read admin token file");
+                return EXIT_SETUP_FAILED;
+            }
+        },
+        None => None,
+    };
+    let listen = match crate::admin::parse_listen(&cfg.admin.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{e}");
+            return EXIT_SETUP_FAILED;
+        }
+    };
+    let admin = super::start_admin(&dev, &name, listen, token);
+    admin.config_applied.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut current = cfg;
     let reason = wait(&dev, &uapi, || match reload(path, &dev, &current) {
         Ok(new) => current = new,

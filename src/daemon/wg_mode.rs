@@ -57,6 +57,17 @@ pub fn main(args: WgArgs) -> i32 {
                 quiet_unless_asked();
             }
             tracing::info!(interface = %args.ifname, "device started");
+            let listen = std::env::var(crate::admin::ADMIN_ENV).unwrap_or_else(|_| crate::admin::DEFAULT_LISTEN.into());
+            let listen = match crate::admin::parse_listen(&listen) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!("{e}; admin server disabled");
+                    None
+                }
+            };
+            let admin = super::start_admin(&dev, dev.shared.tun.name(), listen, None);
+            // Configuration arrives over UAPI in this mode.
+            admin.config_applied.store(true, std::sync::atomic::Ordering::Relaxed);
             let reason = wait(&dev, &uapi, || tracing::info!("SIGHUP ignored without --config"));
             tracing::info!(?reason, "stopping");
             dev.close();

@@ -33,9 +33,10 @@ impl Device {
         let st = self.shared.settings.lock();
         DeviceInfo { private_key: st.private_key, listen_port: st.listen_port, fwmark: st.fwmark }
     }
-    /// Every peer, in the order they were added.
+    /// Every configured peer, in the order they were added (self-test
+    /// peers excluded).
     pub fn peers(&self) -> Vec<Arc<Peer>> {
-        let mut v: Vec<_> = self.shared.peers.read().values().cloned().collect();
+        let mut v: Vec<_> = self.shared.peers.read().values().filter(|p| !p.is_hidden()).cloned().collect();
         v.sort_by_key(|p| p.id);
         v
     }
@@ -82,7 +83,7 @@ pub fn apply(s: &Shared, set: &DeviceSet) -> Result<(), UapiError> {
         rebind(s, port, mark)?;
     }
     if set.replace_peers {
-        let all: Vec<_> = s.peers.read().keys().copied().collect();
+        let all: Vec<_> = s.peers.read().values().filter(|p| !p.is_hidden()).map(|p| p.public_key).collect();
         for k in all {
             remove_peer(s, &k);
         }

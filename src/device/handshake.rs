@@ -22,6 +22,7 @@ pub struct Queued {
 pub fn run(s: &Shared) {
     let mut last_gc = Instant::now();
     while !s.shutdown.load(Ordering::Relaxed) {
+        s.heartbeat(super::HB_HANDSHAKE);
         match s.handshake_rx.recv_timeout(Duration::from_millis(200)) {
             Ok(q) => process(s, &q),
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}

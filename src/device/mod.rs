@@ -107,7 +107,17 @@ pub struct Shared {
     pub(crate) handshake_rx: crossbeam_channel::Receiver<handshake::Queued>,
     /// Wakes the UDP receive loop when the socket is replaced.
     pub udp_generation: AtomicU64,
+    /// Last loop iteration of each worker thread (ms since `epoch`), for
+    /// liveness: every loop wakes at least every few hundred milliseconds.
+    pub heartbeats: [AtomicU64; WORKERS.len()],
 }
+
+/// The device's worker threads, in `heartbeats` order.
+pub const WORKERS: [&str; 4] = ["send", "receive", "handshake", "timers"];
+pub const HB_SEND: usize = 0;
+pub const HB_RECEIVE: usize = 1;
+pub const HB_HANDSHAKE: usize = 2;
+pub const HB_TIMERS: usize = 3;
 
 /// A running device. Dropping it stops its threads.
 pub struct Device {
@@ -141,6 +151,7 @@ impl Device {
             handshake_tx,
             handshake_rx,
             udp_generation: AtomicU64::new(0),
+            heartbeats: Default::default(),
         });
         let dev = Arc::new(Device { shared: shared.clone(), threads: Mutex::new(Vec::new()) });
         let mut th = dev.threads.lock();
@@ -191,6 +202,21 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
 impl Shared {
     pub fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
+    }
+
+    pub fn heartbeat(&self, worker: usize) {
+        self.heartbeats[worker].store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Workers whose last heartbeat is older than `max_age_ms`.
+    pub fn stalled_workers(&self, max_age_ms: u64) -> Vec<&'static str> {
+        let now = self.now_ms();
+        WORKERS
+            .iter()
+            .zip(&self.heartbeats)
+            .filter(|(_, hb)| now.saturating_sub(hb.load(Ordering::Relaxed)) > max_age_ms)
+            .map(|(name, _)| *name)
+            .collect()
     }
 
     pub fn is_under_load(&self) -> bool {

@@ -16,6 +16,9 @@ pub struct Peer {
     pub staged: Mutex<VecDeque<Vec<u8>>>,
     pub rx_bytes: AtomicU64,
     pub tx_bytes: AtomicU64,
+    /// A short-lived peer of the admin plane's self test: routed like any
+    /// other, but not shown to UAPI clients or in metrics.
+    pub hidden: std::sync::atomic::AtomicBool,
 }
 
 impl Peer {
@@ -28,6 +31,7 @@ impl Peer {
             staged: Mutex::new(VecDeque::new()),
             rx_bytes: AtomicU64::new(0),
             tx_bytes: AtomicU64::new(0),
+            hidden: std::sync::atomic::AtomicBool::new(false),
         }
     }
     pub fn endpoint(&self) -> Option<SocketAddr> {
@@ -38,6 +42,9 @@ impl Peer {
         if *e != Some(addr) {
             *e = Some(addr);
         }
+    }
+    pub fn is_hidden(&self) -> bool {
+        self.hidden.load(Ordering::Relaxed)
     }
     pub fn add_rx(&self, n: u64) {
         self.rx_bytes.fetch_add(n, Ordering::Relaxed);

@@ -40,6 +40,7 @@ pub fn run(s: &Shared) {
     let mut resolved: Vec<Option<(Arc<Peer>, Arc<Keypair>)>> = vec![None; MAX_BATCH];
     let mut opened: Vec<Opened> = Vec::with_capacity(MAX_BATCH);
     while !s.shutdown.load(Ordering::Relaxed) {
+        s.heartbeat(super::HB_RECEIVE);
         let Some(udp) = s.current_udp() else {
             std::thread::sleep(Duration::from_millis(20));
             continue;

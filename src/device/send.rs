@@ -42,6 +42,7 @@ pub fn run(s: &Shared) {
     let mut sizes = vec![0usize; batch];
     let mut targets: Vec<Option<Arc<Peer>>> = vec![None; batch];
     while !s.shutdown.load(Ordering::Relaxed) {
+        s.heartbeat(super::HB_SEND);
         let n = {
             let mut bufs: Vec<&mut [u8]> = storage.iter_mut().map(|b| &mut b[..]).collect();
             match s.tun.read(&mut bufs, &mut sizes, HEADROOM) {

@@ -10,6 +10,7 @@ pub const TICK: Duration = Duration::from_millis(100);
 pub fn run(s: &Shared) {
     let mut last_slow = Instant::now() - Duration::from_secs(10);
     while !s.shutdown.load(Ordering::Relaxed) {
+        s.heartbeat(super::HB_TIMERS);
         std::thread::sleep(TICK);
         let now = Instant::now();
         if now.duration_since(last_slow) >= Duration::from_secs(1) {

@@ -240,6 +240,13 @@ impl PeerState {
         out.push(Output::Handshake(msg.to_vec()));
     }
 
+    /// Sends an initiation now, even if one went out within REKEY_TIMEOUT
+    /// (an operator's `/tunnel-test?peer=`, or a retry after a cookie reply).
+    pub fn force_initiation(&mut self, env: &mut Env, out: &mut Vec<Output>) {
+        self.last_sent_handshake = None;
+        self.send_initiation(env, false, out);
+    }
+
     /// A keepalive on the current session, or a handshake when there is none.
     pub fn send_keepalive(&mut self, env: &mut Env, out: &mut Vec<Output>) {
         if self.sending_keypair(env.now).is_some() {

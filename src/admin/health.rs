@@ -1,0 +1,161 @@
+//! kube-apiserver-style health endpoints: `/livez`, `/readyz`, `/healthz`.
+//!
+//! Each is a list of named checks. `ok` with 200 when all pass; `?verbose`
+//! lists `[+]name ok` lines; a failure answers 500 with `[-]name failed:
+//! reason`; `?exclude=name` skips checks; `/readyz/<name>` runs one check.
+//! Liveness never depends on remote peers: it only asks whether this
+//! process's packet loops are turning.
+use super::AdminState;
+use crate::io::linux_tun;
+use std::sync::atomic::Ordering;
+
+/// A worker that has not looped for this long is stuck (loops wake at least
+/// every 200 ms).
+pub const WORKER_STALL_MS: u64 = 5_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Live,
+    Ready,
+    Health,
+}
+
+impl Kind {
+    pub fn path(self) -> &'static str {
+        match self {
+            Kind::Live => "livez",
+            Kind::Ready => "readyz",
+            Kind::Health => "healthz",
+        }
+    }
+    pub fn checks(self) -> &'static [&'static str] {
+        const LIVE: &[&str] = &["ping", "packet-loops"];
+        const READY: &[&str] = &["tun", "udp", "config", "uapi", "self-test"];
+        const ALL: &[&str] = &["ping", "packet-loops", "tun", "udp", "config", "uapi", "self-test"];
+        match self {
+            Kind::Live => LIVE,
+            Kind::Ready => READY,
+            Kind::Health => ALL,
+        }
+    }
+}
+
+/// Runs one named check.
+pub fn check(st: &AdminState, name: &str) -> Result<(), String> {
+    let dev = &st.dev;
+    match name {
+        "ping" => Ok(()),
+        "packet-loops" => {
+            let stalled = dev.shared.stalled_workers(WORKER_STALL_MS);
+            if dev.is_closed() {
+                Err("device is shut down".into())
+            } else if stalled.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("no heartbeat for {} s from: {}", WORKER_STALL_MS / 1000, stalled.join(", ")))
+            }
+        }
+        "tun" => {
+            if !dev.shared.tun.exists() {
+                Err(format!("interface {} is gone", st.ifname))
+            } else if !linux_tun::is_up(&st.ifname) {
+                Err(format!("interface {} is down", st.ifname))
+            } else {
+                Ok(())
+            }
+        }
+        "udp" => match dev.shared.udp.read().as_ref() {
+            Some(u) => {
+                let _ = u.port();
+                Ok(())
+            }
+            None => Err("no UDP socket bound".into()),
+        },
+        "config" => {
+            if dev.public_key().is_none() {
+                Err("no private key configured".into())
+            } else if !st.config_applied.load(Ordering::Relaxed) {
+                Err("configuration not applied yet".into())
+            } else {
+                Ok(())
+            }
+        }
+        "uapi" => {
+            if st.uapi_listening.load(Ordering::Relaxed) {
+                Ok(())
+            } else {
+                Err("UAPI socket not listening".into())
+            }
+        }
+        "self-test" => match st.self_test.lock().as_ref() {
+            None => Err("not run yet".into()),
+            Some(r) if r.ok => Ok(()),
+            Some(r) => Err(r.errors.first().cloned().unwrap_or_else(|| "failed".into())),
+        },
+        other => Err(format!("unknown check {other}")),
+    }
+}
+
+/// Query options of a health request.
+#[derive(Debug, Default)]
+pub struct Options {
+    pub verbose: bool,
+    pub exclude: Vec<String>,
+}
+
+/// Parses `verbose` and (repeatable) `exclude=name` from a raw query.
+pub fn parse_query(query: Option<&str>) -> Result<Options, String> {
+    let mut o = Options::default();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "verbose" => o.verbose = v.is_empty() || v == "true" || v == "1",
+            "exclude" => o.exclude.push(v.to_string()),
+            _ => return Err(format!("unknown query parameter {k:?}")),
+        }
+    }
+    Ok(o)
+}
+
+/// Evaluates `kind` (or one check of it) and renders the body. Returns
+/// (healthy, body).
+pub fn evaluate(st: &AdminState, kind: Kind, only: Option<&str>, opts: &Options) -> Result<(bool, String), String> {
+    let names: Vec<&str> = match only {
+        Some(n) if kind.checks().contains(&n) => vec![n],
+        Some(n) => return Err(format!("no check named {n:?} in /{}", kind.path())),
+        None => kind.checks().iter().copied().filter(|n| !opts.exclude.iter().any(|e| e == n)).collect(),
+    };
+    let mut ok = true;
+    let mut lines = String::new();
+    for n in names {
+        match check(st, n) {
+            Ok(()) => lines.push_str(&format!("[+]{n} ok\n")),
+            Err(reason) => {
+                ok = false;
+                lines.push_str(&format!("[-]{n} failed: {reason}\n"));
+            }
+        }
+    }
+    let body = if ok && !opts.verbose {
+        "ok".to_string()
+    } else if ok {
+        format!("{lines}{} check passed\n", kind.path())
+    } else {
+        format!("{lines}{} check failed\n", kind.path())
+    };
+    Ok((ok, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parsing() {
+        let o = parse_query(Some("verbose&exclude=tun&exclude=udp")).unwrap();
+        assert!(o.verbose);
+        assert_eq!(o.exclude, vec!["tun", "udp"]);
+        assert!(!parse_query(None).unwrap().verbose);
+        assert!(parse_query(Some("bogus=1")).is_err());
+    }
+}

@@ -1,0 +1,143 @@
+//! The admin HTTP server: health for the kubelet, `/tunnel-test` smoke
+//! tests, Prometheus `/metrics`, and `/gates` go-live verdicts.
+//!
+//! It runs on its own thread and runtime, answers from state the engine
+//! already keeps (atomics, short locks), and can never take the tunnel down:
+//! if its address is taken it logs that and the daemon carries on.
+//! Endpoints that trigger work (`/tunnel-test`) run one at a time, are
+//! bounded in time, and take a bearer token when one is configured.
+pub mod health;
+pub mod probe;
+pub mod routes;
+pub mod tunnel_test;
+
+use crate::device::Device;
+use parking_lot::Mutex;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tunnel_test::TestReport;
+
+/// Environment variable naming the admin address in the wireguard-go-style
+/// mode (`off` disables the server).
+pub const ADMIN_ENV: &str = "PHANTOMMESH_ADMIN_LISTEN";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9586";
+
+/// Everything the admin endpoints read.
+pub struct AdminState {
+    pub dev: Arc<Device>,
+    pub ifname: String,
+    pub uapi_listening: AtomicBool,
+    pub config_applied: AtomicBool,
+    /// The last self test (startup, then periodic).
+    pub self_test: Mutex<Option<TestReport>>,
+    /// Bearer token for work-triggering endpoints.
+    pub token: Option<Vec<u8>>,
+    /// Held while a tunnel test runs.
+    pub test_busy: AtomicBool,
+    pub tests_run: AtomicU64,
+    pub tests_failed: AtomicU64,
+}
+
+impl AdminState {
+    pub fn new(dev: Arc<Device>, ifname: &str, token: Option<Vec<u8>>) -> Arc<AdminState> {
+        Arc::new(AdminState {
+            dev,
+            ifname: ifname.to_string(),
+            uapi_listening: AtomicBool::new(false),
+            config_applied: AtomicBool::new(false),
+            self_test: Mutex::new(None),
+            token,
+            test_busy: AtomicBool::new(false),
+            tests_run: AtomicU64::new(0),
+            tests_failed: AtomicU64::new(0),
+        })
+    }
+
+    /// Runs a tunnel test unless one is running (then None).
+    pub fn run_test(&self, peer: Option<[u8; 32]>, probes: usize) -> Option<TestReport> {
+        if self.test_busy.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        let rep = tunnel_test::run(&self.dev, &self.ifname, peer, probes);
+        self.tests_run.fetch_add(1, Ordering::Relaxed);
+        if !rep.ok {
+            self.tests_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        if peer.is_none() {
+            *self.self_test.lock() = Some(rep.clone());
+        }
+        self.test_busy.store(false, Ordering::Release);
+        Some(rep)
+    }
+}
+
+/// Starts the periodic self test: soon after start, then every `interval`
+/// while passing and every 10 s while failing (so readiness recovers fast).
+pub fn spawn_self_tests(st: Arc<AdminState>, interval: Duration) {
+    let _ = std::thread::Builder::new().name("pm-selftest".into()).spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        loop {
+            if st.dev.is_closed() {
+                return;
+            }
+            let wait = match st.run_test(None, tunnel_test::DEFAULT_PROBES) {
+                Some(r) if r.ok => interval,
+                Some(r) => {
+                    tracing::warn!(errors = ?r.errors, "self tunnel test failed");
+                    Duration::from_secs(10).min(interval)
+                }
+                None => Duration::from_secs(1),
+            };
+            let until = std::time::Instant::now() + wait;
+            while std::time::Instant::now() < until {
+                if st.dev.is_closed() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    });
+}
+
+/// Parses an admin address; None for "off".
+pub fn parse_listen(s: &str) -> Result<Option<SocketAddr>, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|_| format!("admin address {s:?} is not ip:port or \"off\""))
+}
+
+/// Serves the admin API on `addr` in a background thread. A bind failure is
+/// logged and returned; the tunnel keeps running either way.
+pub fn serve(st: Arc<AdminState>, addr: SocketAddr) -> Result<SocketAddr, String> {
+    let std_listener = std::net::TcpListener::bind(addr).map_err(|e| {
+        let msg = format!("admin server cannot listen on {addr}: {e}; the tunnel keeps running without it");
+        tracing::error!("{msg}");
+        msg
+    })?;
+    let local = std_listener.local_addr().map_err(|e| e.to_string())?;
+    std_listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    std::thread::Builder::new()
+        .name("pm-admin".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "admin runtime failed to start");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else { return };
+                let app = routes::router(st);
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "admin server stopped");
+                }
+            });
+        })
+        .map_err(|e| e.to_string())?;
+    tracing::info!(%local, "admin server listening");
+    Ok(local)
+}

@@ -1,0 +1,176 @@
+//! HTTP routes of the admin server.
+use super::health::{self, Kind};
+use super::tunnel_test::{DEFAULT_PROBES, MAX_PROBES};
+use super::AdminState;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+type St = State<Arc<AdminState>>;
+
+/// Largest request body accepted (no endpoint needs one).
+pub const MAX_BODY: usize = 4096;
+
+pub fn router(st: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/livez", get(|s: St, q: RawQuery| health_route(s, q, Kind::Live, None)))
+        .route("/readyz", get(|s: St, q: RawQuery| health_route(s, q, Kind::Ready, None)))
+        .route("/healthz", get(|s: St, q: RawQuery| health_route(s, q, Kind::Health, None)))
+        .route("/livez/{name}", get(|s: St, q: RawQuery, Path(n): Path<String>| health_route(s, q, Kind::Live, Some(n))))
+        .route("/readyz/{name}", get(|s: St, q: RawQuery, Path(n): Path<String>| health_route(s, q, Kind::Ready, Some(n))))
+        .route("/healthz/{name}", get(|s: St, q: RawQuery, Path(n): Path<String>| health_route(s, q, Kind::Health, Some(n))))
+        .route("/tunnel-test", get(tunnel_test).post(tunnel_test))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(st)
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+fn json(status: StatusCode, body: &impl serde::Serialize) -> Response {
+    let s = serde_json::to_string_pretty(body).unwrap_or_else(|_| "{}".into());
+    (status, [(header::CONTENT_TYPE, "application/json")], s + "\n").into_response()
+}
+
+fn error_json(status: StatusCode, msg: &str) -> Response {
+    json(status, &serde_json::json!({ "ok": false, "error": msg }))
+}
+
+async fn health_route(State(st): St, RawQuery(q): RawQuery, kind: Kind, only: Option<String>) -> Response {
+    let opts = match health::parse_query(q.as_deref()) {
+        Ok(o) => o,
+        Err(e) => return text(StatusCode::BAD_REQUEST, e + "\n"),
+    };
+    match health::evaluate(&st, kind, only.as_deref(), &opts) {
+        Ok((true, body)) => text(StatusCode::OK, body),
+        Ok((false, body)) => text(StatusCode::INTERNAL_SERVER_ERROR, body),
+        Err(e) => text(StatusCode::NOT_FOUND, e + "\n"),
+    }
+}
+
+/// Checks `Authorization: Bearer <token>` when a token is configured,
+/// in constant time.
+fn authorized(st: &AdminState, headers: &HeaderMap) -> bool {
+    let Some(want) = &st.token else { return true };
+    let got = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    bool::from(got.as_bytes().ct_eq(want))
+}
+
+struct TestQuery {
+    peer: Option<[u8; 32]>,
+    probes: usize,
+}
+
+fn parse_test_query(q: Option<&str>) -> Result<TestQuery, String> {
+    let mut t = TestQuery { peer: None, probes: DEFAULT_PROBES };
+    for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v);
+        match k {
+            "peer" => {
+                let key = crate::cli::keys::parse_base64_key(&v)
+                    .map_err(|_| "peer must be a base64 WireGuard public key".to_string())?;
+                t.peer = Some(key);
+            }
+            "probes" => {
+                t.probes = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_PROBES).contains(n))
+                    .ok_or_else(|| format!("probes must be 1..={MAX_PROBES}"))?;
+            }
+            _ => return Err(format!("unknown query parameter {k:?}")),
+        }
+    }
+    Ok(t)
+}
+
+/// Minimal %XX decoding (base64 keys arrive with %2B / %3D, or '+' kept).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn tunnel_test(State(st): St, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    if !authorized(&st, &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "{\"ok\":false,\"error\":\"bearer token required\"}\n",
+        )
+            .into_response();
+    }
+    let q = match parse_test_query(q.as_deref()) {
+        Ok(q) => q,
+        Err(e) => return error_json(StatusCode::BAD_REQUEST, &e),
+    };
+    if let Some(k) = q.peer {
+        let known = st.dev.shared.peers.read().get(&k).is_some_and(|p| !p.is_hidden());
+        if !known {
+            return error_json(StatusCode::NOT_FOUND, "unknown peer: only configured peers can be tested");
+        }
+    }
+    let st2 = st.clone();
+    let res = tokio::task::spawn_blocking(move || st2.run_test(q.peer, q.probes)).await;
+    match res {
+        Ok(Some(rep)) => json(if rep.ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &rep),
+        Ok(None) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "5"), (header::CONTENT_TYPE, "application/json")],
+            "{\"ok\":false,\"error\":\"a tunnel test is already running\"}\n",
+        )
+            .into_response(),
+        Err(_) => error_json(StatusCode::INTERNAL_SERVER_ERROR, "tunnel test aborted"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_query_validation() {
+        assert_eq!(parse_test_query(None).unwrap().probes, DEFAULT_PROBES);
+        assert_eq!(parse_test_query(Some("probes=5")).unwrap().probes, 5);
+        assert!(parse_test_query(Some("probes=0")).is_err());
+        assert!(parse_test_query(Some("probes=100000")).is_err());
+        assert!(parse_test_query(Some("probes=abc")).is_err());
+        assert!(parse_test_query(Some("peer=notakey")).is_err());
+        assert!(parse_test_query(Some("target=10.0.0.1")).is_err(), "no address from the request");
+        let k = "4nhsls0q7klSqPEh%2BVPMNSDd8fQGZoZospgUcqfAHiU%3D";
+        assert!(parse_test_query(Some(&format!("peer={k}"))).unwrap().peer.is_some());
+    }
+
+    #[test]
+    fn percent_decoding_is_total() {
+        assert_eq!(percent_decode("a%2Bb%3D"), "a+b=");
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("%é1"), "%é1", "multi-byte text after % must not panic");
+    }
+}

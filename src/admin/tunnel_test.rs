@@ -1,0 +1,353 @@
+//! Tunnel tests: prove the node's whole data path works, end to end.
+//!
+//! The self test plays a WireGuard peer against the daemon's own listen
+//! socket: a fresh key, registered as a hidden peer; a real handshake over
+//! UDP; then ICMP echo requests that the daemon decrypts and writes to the
+//! TUN, that the kernel answers, and whose replies the daemon reads back,
+//! encrypts and sends to us. Only loopback and the node's own interface are
+//! involved. The peer test forces a handshake with one configured peer and
+//! times it.
+use super::probe::{echo_request, interface_addresses, parse_echo_reply, probe_candidates};
+use crate::device::Device;
+use crate::noise::constants::DATA_HEADER_LEN;
+use crate::noise::handshake::Identity;
+use crate::noise::keys::{PublicKey, StaticSecretKey};
+use crate::noise::messages::{message_type, MessageType};
+use crate::noise::peer::{Env, Output, PeerState};
+use crate::uapi::protocol::{AllowedIpChange, DeviceSet, PeerSet};
+use rand::RngCore;
+use serde::Serialize;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+pub const DEFAULT_PROBES: usize = 20;
+pub const MAX_PROBES: usize = 1000;
+/// No test runs longer than this, whatever was asked.
+pub const MAX_DURATION: Duration = Duration::from_secs(15);
+const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Rtt {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct TestReport {
+    pub ok: bool,
+    /// "self", "self-handshake-only" (no interface address to probe from)
+    /// or "peer".
+    pub mode: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    pub handshake_ms: Option<f64>,
+    pub rtt: Option<Rtt>,
+    pub sent: usize,
+    pub received: usize,
+    pub errors: Vec<String>,
+    pub duration_ms: f64,
+    /// Raw RTT samples, for histograms; not part of the JSON answer.
+    #[serde(skip)]
+    pub rtts: Vec<Duration>,
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// Nearest-rank quantile of sorted samples.
+pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (q * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+impl TestReport {
+    fn finish(mut self, started: Instant) -> Self {
+        let mut s = self.rtts.clone();
+        s.sort();
+        if !s.is_empty() {
+            self.rtt = Some(Rtt {
+                p50_ms: ms(quantile(&s, 0.5)),
+                p99_ms: ms(quantile(&s, 0.99)),
+                max_ms: ms(*s.last().unwrap_or(&Duration::ZERO)),
+            });
+        }
+        self.duration_ms = ms(started.elapsed());
+        self.ok = self.errors.is_empty() && self.handshake_ms.is_some() && self.received == self.sent;
+        self
+    }
+}
+
+/// The client side: a peer state machine with its own identity.
+struct Client {
+    identity: Identity,
+    state: PeerState,
+    sock: UdpSocket,
+    index: u32,
+}
+
+impl Client {
+    fn call<R>(&mut self, f: impl FnOnce(&mut PeerState, &mut Env, &mut Vec<Output>) -> R) -> (R, Vec<Output>) {
+        let mut out = Vec::new();
+        let mut rng = rand::rngs::OsRng;
+        let mut idx = self.index;
+        let mut alloc = || {
+            idx = idx.wrapping_add(1);
+            idx
+        };
+        let mut env = Env { identity: &self.identity, now: Instant::now(), wall: SystemTime::now(), rng: &mut rng, alloc_index: &mut alloc };
+        let r = f(&mut self.state, &mut env, &mut out);
+        self.index = idx;
+        let _ = self.state.drain_events().count();
+        (r, out)
+    }
+
+    fn send_handshakes(&self, out: &[Output]) {
+        for o in out {
+            if let Output::Handshake(m) = o {
+                let _ = self.sock.send(m);
+            }
+        }
+    }
+
+    /// Handshakes with the daemon, answering cookie replies; returns the
+    /// handshake latency.
+    fn handshake(&mut self, deadline: Instant) -> Result<Duration, String> {
+        let start = Instant::now();
+        let (_, out) = self.call(|st, env, out| st.force_initiation(env, out));
+        self.send_handshakes(&out);
+        let mut buf = [0u8; 256];
+        while Instant::now() < deadline {
+            let n = match self.sock.recv(&mut buf) {
+                Ok(n) => n,
+                Err(_) => continue,
+            };
+            match message_type(&buf[..n]) {
+                Ok(MessageType::Response) => {
+                    let msg: [u8; 92] = buf[..92].try_into().map_err(|_| "short response")?;
+                    let (r, _) = self.call(|st, env, out| st.consume_response(env, &msg, out));
+                    return r.map(|_| start.elapsed()).map_err(|e| format!("handshake response rejected: {e}"));
+                }
+                Ok(MessageType::CookieReply) => {
+                    // The daemon is under load: retry with the cookie.
+                    let msg: [u8; 64] = buf[..64].try_into().map_err(|_| "short cookie reply")?;
+                    let _ = self.state.consume_cookie_reply(&msg, Instant::now());
+                    let (_, out) = self.call(|st, env, out| st.force_initiation(env, out));
+                    self.send_handshakes(&out);
+                }
+                _ => {}
+            }
+        }
+        Err("no handshake response within the deadline".into())
+    }
+
+    fn send_data(&self, inner: &[u8]) -> Result<(), String> {
+        let kp = self.state.sending_keypair(Instant::now()).ok_or("no session")?;
+        let counter = kp.next_counter().ok_or("session exhausted")?;
+        let plen = crate::noise::messages::padded_len(inner.len(), 1420);
+        let mut buf = vec![0u8; DATA_HEADER_LEN + plen + 16];
+        buf[DATA_HEADER_LEN..DATA_HEADER_LEN + inner.len()].copy_from_slice(inner);
+        let n = kp.seal(counter, &mut buf, plen);
+        self.sock.send(&buf[..n]).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// The next decrypted inner packet, until `deadline`.
+    fn recv_data(&self, buf: &mut [u8], deadline: Instant) -> Option<Vec<u8>> {
+        let kp = self.state.sending_keypair(Instant::now())?.clone();
+        while Instant::now() < deadline {
+            let Ok(n) = self.sock.recv(buf) else { continue };
+            if message_type(&buf[..n]) != Ok(MessageType::Data) {
+                continue;
+            }
+            if let Ok(len) = kp.open(&mut buf[..n]) {
+                return Some(buf[DATA_HEADER_LEN..DATA_HEADER_LEN + len].to_vec());
+            }
+        }
+        None
+    }
+}
+
+/// Picks a probe source in the interface's subnet that no peer routes, and
+/// the interface address to ping.
+fn probe_addresses(dev: &Device, ifname: &str) -> Option<(IpAddr, IpAddr)> {
+    let table = dev.shared.allowed_ips.read();
+    let mut addrs = interface_addresses(ifname);
+    addrs.sort_by_key(|(a, _)| a.is_ipv6()); // IPv4 first
+    for (addr, prefix) in addrs {
+        for c in probe_candidates(addr, prefix, 64) {
+            if table.lookup(c).is_none() {
+                return Some((c, addr));
+            }
+        }
+    }
+    None
+}
+
+/// Removes the hidden test peer however the test ends.
+struct PeerGuard<'a> {
+    dev: &'a Device,
+    key: [u8; 32],
+}
+
+impl Drop for PeerGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.dev.apply(&DeviceSet {
+            peers: vec![PeerSet { public_key: self.key, remove: true, ..Default::default() }],
+            ..Default::default()
+        });
+    }
+}
+
+/// Runs the self test with `probes` echo requests.
+pub fn self_test(dev: &Device, ifname: &str, probes: usize) -> TestReport {
+    let started = Instant::now();
+    let deadline = started + MAX_DURATION;
+    let mut rep = TestReport { mode: "self".into(), ..Default::default() };
+    let (Some(device_key), port) = (dev.public_key(), dev.info().listen_port) else {
+        rep.errors.push("no private key configured".into());
+        return rep.finish(started);
+    };
+    if port == 0 {
+        rep.errors.push("not listening on UDP".into());
+        return rep.finish(started);
+    }
+    let addrs = probe_addresses(dev, ifname);
+    let mut secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    let identity = Identity::new(StaticSecretKey::from(secret));
+    let my_key = *identity.public_key().as_bytes();
+    let allowed: Vec<AllowedIpChange> = match addrs {
+        Some((src, _)) => vec![AllowedIpChange::Add(src, if src.is_ipv4() { 32 } else { 128 })],
+        None => {
+            rep.mode = "self-handshake-only".into();
+            Vec::new()
+        }
+    };
+    let sock = match UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|s| s.connect((Ipv4Addr::LOCALHOST, port)).map(|_| s))
+        .or_else(|_| UdpSocket::bind((Ipv6Addr::LOCALHOST, 0)).and_then(|s| s.connect((Ipv6Addr::LOCALHOST, port)).map(|_| s)))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            rep.errors.push(format!("cannot open a loopback UDP socket: {e}"));
+            return rep.finish(started);
+        }
+    };
+    let _ = sock.set_read_timeout(Some(Duration::from_millis(50)));
+    if let Err(e) = dev.apply(&DeviceSet {
+        peers: vec![PeerSet { public_key: my_key, allowed_ips: allowed, ..Default::default() }],
+        ..Default::default()
+    }) {
+        rep.errors.push(format!("cannot add the test peer: {e}"));
+        return rep.finish(started);
+    }
+    let _guard = PeerGuard { dev, key: my_key };
+    if let Some(p) = dev.shared.peers.read().get(&my_key) {
+        p.hidden.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    let state = PeerState::new(Some(&identity), PublicKey::from(device_key), [0u8; 32], rand::random());
+    let mut client = Client { identity, state, sock, index: rand::random() };
+    match client.handshake(deadline.min(Instant::now() + Duration::from_secs(5))) {
+        Ok(d) => rep.handshake_ms = Some(ms(d)),
+        Err(e) => {
+            rep.errors.push(e);
+            return rep.finish(started);
+        }
+    }
+    if let Some((src, dst)) = addrs {
+        run_probes(&client, src, dst, probes, deadline, &mut rep);
+    }
+    rep.finish(started)
+}
+
+fn run_probes(client: &Client, src: IpAddr, dst: IpAddr, probes: usize, deadline: Instant, rep: &mut TestReport) {
+    let id: u16 = rand::random();
+    let mut buf = vec![0u8; 2048];
+    for seq in 0..probes.min(MAX_PROBES) as u16 {
+        if Instant::now() >= deadline {
+            rep.errors.push("test duration limit reached".into());
+            return;
+        }
+        let Some(pkt) = echo_request(src, dst, id, seq, b"phantommesh tunnel-test") else { return };
+        let sent_at = Instant::now();
+        if let Err(e) = client.send_data(&pkt) {
+            rep.errors.push(format!("probe {seq}: {e}"));
+            return;
+        }
+        rep.sent += 1;
+        let until = (sent_at + PROBE_TIMEOUT).min(deadline);
+        loop {
+            match client.recv_data(&mut buf, until) {
+                Some(inner) => {
+                    if parse_echo_reply(&inner, src) == Some((id, seq)) {
+                        rep.received += 1;
+                        rep.rtts.push(sent_at.elapsed());
+                        break;
+                    }
+                }
+                None => {
+                    rep.errors.push(format!("probe {seq}: no reply within {} ms", PROBE_TIMEOUT.as_millis()));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Forces a handshake with a configured peer and times it.
+pub fn peer_test(dev: &Device, public_key: [u8; 32], timeout: Duration) -> TestReport {
+    let started = Instant::now();
+    let mut rep = TestReport {
+        mode: "peer".into(),
+        peer: Some(crate::cli::keys::encode_base64_key(&public_key)),
+        ..Default::default()
+    };
+    let peer = dev.shared.peers.read().get(&public_key).cloned();
+    let Some(peer) = peer.filter(|p| !p.is_hidden()) else {
+        rep.errors.push("unknown peer".into());
+        return rep.finish(started);
+    };
+    if peer.endpoint().is_none() {
+        rep.errors.push("peer has no endpoint yet".into());
+        return rep.finish(started);
+    }
+    let before = peer.state.lock().last_handshake();
+    let sent_at = Instant::now();
+    if dev.shared.with_peer(&peer, |st, env, out| st.force_initiation(env, out)).is_none() {
+        rep.errors.push("no private key configured".into());
+        return rep.finish(started);
+    }
+    rep.sent = 1;
+    let deadline = sent_at + timeout.min(MAX_DURATION);
+    while Instant::now() < deadline {
+        if peer.state.lock().last_handshake() != before {
+            let d = sent_at.elapsed();
+            rep.handshake_ms = Some(ms(d));
+            rep.received = 1;
+            rep.rtts.push(d);
+            return rep.finish(started);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    rep.errors.push(format!("no handshake within {} ms", timeout.as_millis()));
+    rep.finish(started)
+}
+
+/// Convenience for the admin layer: test `peer` if given, else self.
+pub fn run(dev: &Arc<Device>, ifname: &str, peer: Option<[u8; 32]>, probes: usize) -> TestReport {
+    match peer {
+        Some(k) => peer_test(dev, k, Duration::from_secs(5)),
+        None => self_test(dev, ifname, probes),
+    }
+}
+
+/// Loopback address of the daemon's listen socket (for logs).
+pub fn listen_addr(dev: &Device) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, dev.info().listen_port))
+}
