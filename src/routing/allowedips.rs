@@ -231,12 +231,12 @@ impl<T: Clone + PartialEq> Trie<T> {
         }
     }
 
-    fn remove_by_value(&mut self, value: &T) {
+    fn retain(&mut self, keep: &mut impl FnMut(&T) -> bool) {
         // Removal never moves a node, so indices stay valid while scanning;
         // the arena only shrinks when the table empties (then the loop ends).
         let mut i = 0;
         while i < self.nodes.len() {
-            if self.nodes[i].value.as_ref() == Some(value) {
+            if matches!(&self.nodes[i].value, Some(v) if !keep(v)) {
                 self.remove_node(i as u32);
             }
             i += 1;
@@ -271,6 +271,12 @@ impl<T: Clone + PartialEq> Trie<T> {
             .collect();
         out.sort_unstable();
         out
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (u128, u8, &T)> + '_ {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.value.as_ref().map(|v| (n.key, n.cidr, v)))
     }
 
     #[cfg(test)]
@@ -324,10 +330,30 @@ impl<T: Clone + PartialEq> AllowedIps<T> {
             (false, k) => self.v6.remove(k, cidr, value),
         }
     }
-    /// Removes every prefix owned by `value`.
+    /// Removes every prefix owned by `value`. This scans the whole table
+    /// (values are only `PartialEq`, so there is no per-value index): to
+    /// drop many peers at once, use [`retain`](Self::retain) or `clear`.
     pub fn remove_by_value(&mut self, value: &T) {
-        self.v4.remove_by_value(value);
-        self.v6.remove_by_value(value);
+        self.retain(|v| v != value);
+    }
+    /// Keeps only the prefixes whose owner passes `keep`, in one pass.
+    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        self.v4.retain(&mut keep);
+        self.v6.retain(&mut keep);
+    }
+    /// Every prefix (masked) with its owner, IPv4 first, in no particular
+    /// order within a family. One pass over the table, for building a whole
+    /// get reply without a `prefixes_of` scan per peer.
+    pub fn entries(&self) -> impl Iterator<Item = (IpAddr, u8, &T)> + '_ {
+        let v4 = self
+            .v4
+            .entries()
+            .map(|(k, c, v)| (IpAddr::V4(Ipv4Addr::from((k >> 96) as u32)), c, v));
+        let v6 = self
+            .v6
+            .entries()
+            .map(|(k, c, v)| (IpAddr::V6(Ipv6Addr::from(k)), c, v));
+        v4.chain(v6)
     }
     /// Longest-prefix match.
     pub fn lookup(&self, addr: IpAddr) -> Option<&T> {

@@ -235,6 +235,32 @@ fn remove_by_value_leaves_other_peers() {
 }
 
 #[test]
+fn retain_and_entries() {
+    let mut t = AllowedIps::new();
+    for i in 0..50u8 {
+        t.insert(v4(10, i, 0, 0), 16, u32::from(i % 5));
+        t.insert(v6(0xfd00, u32::from(i), 0, 0), 64, u32::from(i % 5));
+    }
+    t.retain(|&p| p == 1 || p == 3);
+    check_invariants(&t);
+    assert_eq!(t.len(), 40);
+    let mut seen: Vec<(IpAddr, u8, u32)> = t.entries().map(|(a, c, &p)| (a, c, p)).collect();
+    assert_eq!(seen.len(), 40);
+    assert!(seen.iter().all(|e| e.2 == 1 || e.2 == 3));
+    assert!(seen[..20].iter().all(|e| e.0.is_ipv4()), "IPv4 first");
+    seen.retain(|e| e.2 == 3);
+    seen.sort();
+    let want: Vec<_> = t
+        .prefixes_of(&3)
+        .into_iter()
+        .map(|(a, c)| (a, c, 3))
+        .collect();
+    assert_eq!(seen, want);
+    assert_eq!(t.lookup(v4(10, 3, 1, 1)), Some(&3));
+    assert_eq!(t.lookup(v4(10, 2, 1, 1)), None);
+}
+
+#[test]
 fn insert_replaces_owner_of_identical_prefix() {
     let mut t = AllowedIps::new();
     t.insert(v4(192, 168, 1, 0), 24, 1u32);
