@@ -35,6 +35,24 @@ pub fn run(urls: &[String], gate: Option<&str>, json: bool, token: Option<String
     )
 }
 
+/// Reads a bearer token file (as the admin server's `token_file`):
+/// trimmed, at most 4 KiB, never echoed in errors.
+pub fn token_from_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(4097).read_to_string(&mut text))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if text.len() > 4096 {
+        return Err(format!("{}: token file larger than 4 KiB", path.display()));
+    }
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(format!("{}: token file is empty", path.display()));
+    }
+    Ok(t.to_string())
+}
+
 /// Fetches and parses one node's report, narrowed to `gate` if given.
 pub fn fetch_report(
     url: &str,

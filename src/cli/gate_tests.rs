@@ -322,3 +322,19 @@ fn json_output() {
     assert!(r.err.contains("cannot connect"));
     ha.join().unwrap();
 }
+
+#[test]
+fn token_file() {
+    let dir = std::env::temp_dir().join(format!("pm-gate-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("token");
+    std::fs::write(&p, "  s3cret\n").unwrap();
+    assert_eq!(token_from_file(&p).unwrap(), "s3cret");
+    std::fs::write(&p, "\n").unwrap();
+    assert!(token_from_file(&p).unwrap_err().contains("empty"));
+    std::fs::write(&p, "x".repeat(5000)).unwrap();
+    let e = token_from_file(&p).unwrap_err();
+    assert!(e.contains("larger than 4 KiB") && !e.contains("xxx"));
+    assert!(token_from_file(&dir.join("missing")).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,10 +1,14 @@
 //! Sliding measurement window, sans-IO: every call takes `now`.
 //!
 //! Time is cut into slots of `slot` length counted from the window's
-//! creation; the window holds the last `ceil(length / slot)` slots, the
-//! current (partial) one included, in a ring. A slot is reset when its ring
-//! position is reused by a newer slot, so expiry costs nothing until then,
-//! and [`Window::summary`] simply skips slots older than the window.
+//! creation. A summary at `now` covers every slot that overlaps
+//! `(now - length, now]`, so nothing younger than `length` is ever missed
+//! (a 30 s load run summarised at its end with a 30 s window sees all of
+//! it) and a sample leaves the window between `length` and `length + slot`
+//! after it was recorded. The slots live in a ring of `ceil(length / slot)
+//! + 1`; a slot is reset when its ring position is reused by a newer slot,
+//! so expiry costs nothing until then, and [`Window::summary`] skips slots
+//! that have left the window.
 //!
 //! Recording takes one mutex; callers record per event or per batch (a
 //! handshake, a probe, a batch of packets), never per byte.
@@ -64,7 +68,7 @@ pub struct Summary {
     /// Configured window length.
     pub window_seconds: f64,
     /// Time the throughput is averaged over: from the start of the oldest
-    /// slot holding data to `now`, at least one slot, at most the window.
+    /// slot holding data to `now`, at least one slot.
     pub span_seconds: f64,
     pub attempts: u64,
     pub successes: u64,
@@ -147,7 +151,7 @@ impl Window {
         } else {
             WindowConfig::default()
         };
-        let n = cfg.slot_count() as usize;
+        let n = cfg.slot_count() as usize + 1;
         Window {
             cfg,
             origin: now,
@@ -162,6 +166,14 @@ impl Window {
     fn epoch(&self, now: Instant) -> u64 {
         let since = now.saturating_duration_since(self.origin).as_nanos();
         (since / self.cfg.slot.as_nanos()) as u64
+    }
+
+    /// The oldest slot overlapping `(now - length, now]`: slot `e` spans
+    /// `[e * slot, (e + 1) * slot)`.
+    fn oldest_epoch(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.origin).as_nanos();
+        let before = since.saturating_sub(self.cfg.length.as_nanos());
+        (before / self.cfg.slot.as_nanos()) as u64
     }
 
     /// Runs `f` on the slot for `now`, unless that time is already older
@@ -230,9 +242,8 @@ impl Window {
     /// Everything recorded in the window ending at `now`.
     pub fn summary(&self, now: Instant) -> Summary {
         let current = self.epoch(now);
+        let oldest_allowed = self.oldest_epoch(now);
         let slots = self.slots.lock();
-        let n = slots.len() as u64;
-        let oldest_allowed = (current + 1).saturating_sub(n);
         let mut sum = Summary {
             window_seconds: self.cfg.length.as_secs_f64(),
             ..Summary::default()
@@ -260,7 +271,7 @@ impl Window {
             let offset = self.cfg.slot.as_nanos().saturating_mul(u128::from(o));
             let start = self.origin + Duration::from_nanos(offset.min(u128::from(u64::MAX)) as u64);
             let span = now.saturating_duration_since(start);
-            sum.span_seconds = span.clamp(self.cfg.slot, self.cfg.length).as_secs_f64();
+            sum.span_seconds = span.max(self.cfg.slot).as_secs_f64();
         }
         sum.latency_samples = latency.count();
         sum.p50_seconds = latency.quantile(0.50);
@@ -331,16 +342,19 @@ mod tests {
         w.record_latency(t0 + secs(0.5), 1.0);
         w.record_attempt(t0 + secs(5.5), true);
         w.record_latency(t0 + secs(5.5), 0.010);
-        // At 9.9 s both are inside the 10 slots [0, 9].
         let s = w.summary(t0 + secs(9.9));
         assert_eq!((s.attempts, s.successes, s.latency_samples), (2, 1, 2));
-        // At 10.0 s slot 0 has left the window although no record reused it.
-        let s = w.summary(t0 + secs(10.0));
+        // Slot 0 ([0, 1) s) still overlaps the window (0.5, 10.5].
+        let s = w.summary(t0 + secs(10.5));
+        assert_eq!((s.attempts, s.successes, s.latency_samples), (2, 1, 2));
+        // At 11 s slot 0 has left the window although no record reused it.
+        let s = w.summary(t0 + secs(11.0));
         assert_eq!((s.attempts, s.successes, s.latency_samples), (1, 1, 1));
         assert_eq!(s.p99_seconds, Some(0.010));
-        // Recording at 20.5 s reuses ring position 0 and must not see slot 0.
-        w.record_attempt(t0 + secs(20.5), true);
-        let s = w.summary(t0 + secs(20.6));
+        // Recording at 22.5 s reuses ring position 0 (11 slots) and must not
+        // see slot 0's data.
+        w.record_attempt(t0 + secs(22.5), true);
+        let s = w.summary(t0 + secs(22.6));
         assert_eq!((s.attempts, s.successes, s.latency_samples), (1, 1, 0));
         // Much later, nothing at all.
         let s = w.summary(t0 + secs(1000.0));
@@ -349,10 +363,25 @@ mod tests {
     }
 
     #[test]
+    fn a_run_as_long_as_the_window_is_seen_whole() {
+        let (w, t0) = window(30, 1);
+        for i in 0..3000u32 {
+            let t = t0 + secs(f64::from(i) * 0.01);
+            w.record_requests(t, 1, 100);
+            w.record_packets(t, 1, u64::from(i % 100 == 0));
+        }
+        let s = w.summary(t0 + secs(30.0));
+        assert_eq!((s.requests, s.packets, s.packet_errors), (3000, 3000, 30));
+        assert_eq!(s.span_seconds, 30.0);
+        assert!((s.requests_per_second.unwrap() - 100.0).abs() < 1e-9);
+        assert!((s.error_rate.unwrap() - 0.01).abs() < 1e-12);
+    }
+
+    #[test]
     fn late_record_older_than_ring_is_dropped() {
         let (w, t0) = window(10, 1);
-        w.record_attempt(t0 + secs(12.5), true); // ring position 2, epoch 12
-        w.record_attempt(t0 + secs(2.5), false); // epoch 2, same position: stale
+        w.record_attempt(t0 + secs(12.5), true); // epoch 12, ring position 1
+        w.record_attempt(t0 + secs(1.5), false); // epoch 1, same position: stale
         let s = w.summary(t0 + secs(12.6));
         assert_eq!((s.attempts, s.successes), (1, 1));
         // A late record that is still inside the window is kept.
@@ -379,15 +408,23 @@ mod tests {
     }
 
     #[test]
-    fn span_is_clamped_to_one_slot_and_the_window() {
+    fn span_runs_from_the_oldest_slot_with_data() {
         let (w, t0) = window(10, 2);
         w.record_requests(t0 + secs(0.1), 10, 0);
+        // At least one slot, so a fresh burst is not divided by 0.1 s.
         let s = w.summary(t0 + secs(0.2));
         assert_eq!(s.span_seconds, 2.0);
         assert!((s.requests_per_second.unwrap() - 5.0).abs() < 1e-9);
         w.record_requests(t0 + secs(9.0), 10, 0);
         let s = w.summary(t0 + secs(9.9));
         assert_eq!(s.span_seconds, 9.9);
+        // Slot [0, 2) still overlaps (1, 11]: its requests count over 11 s.
+        let s = w.summary(t0 + secs(11.0));
+        assert_eq!((s.requests, s.span_seconds), (20, 11.0));
+        // Once it has left, the span starts at the next slot with data.
+        let s = w.summary(t0 + secs(12.0));
+        assert_eq!((s.requests, s.span_seconds), (10, 4.0));
+        assert!((s.requests_per_second.unwrap() - 2.5).abs() < 1e-9);
     }
 
     #[test]
