@@ -5,10 +5,10 @@
 //! `(now - length, now]`, so nothing younger than `length` is ever missed
 //! (a 30 s load run summarised at its end with a 30 s window sees all of
 //! it) and a sample leaves the window between `length` and `length + slot`
-//! after it was recorded. The slots live in a ring of `ceil(length / slot)
-//! + 1`; a slot is reset when its ring position is reused by a newer slot,
-//! so expiry costs nothing until then, and [`Window::summary`] skips slots
-//! that have left the window.
+//! after it was recorded. The slots live in a ring one longer than
+//! `ceil(length / slot)`; a slot is reset when its ring position is reused
+//! by a newer slot, so expiry costs nothing until then, and
+//! [`Window::summary`] skips slots that have left the window.
 //!
 //! Recording takes one mutex; callers record per event or per batch (a
 //! handshake, a probe, a batch of packets), never per byte.
