@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod device;
+pub mod gates;
 pub mod io;
 pub mod noise;
 pub mod routing;

@@ -1,0 +1,219 @@
+//! `phantommesh gate URL...`: reads each node's `/gates` report and prints
+//! it as the runbook's tables (or JSON).
+//!
+//! Exit codes: 0 when every gate on every node passes, 1 when a gate
+//! fails, 2 when a node cannot be asked (unreachable, timeout, an answer
+//! that is not a gates report, or no such gate). 2 wins over 1: a rollout
+//! must not read "some node unknown" as a plain failure or a pass.
+use crate::gates::fetch::{self, Url};
+use crate::gates::{render_report, Report};
+use serde::Serialize;
+use std::io::Write;
+use std::time::Duration;
+
+/// Whole-exchange timeout per node.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+pub const EXIT_PASS: i32 = 0;
+pub const EXIT_FAIL: i32 = 1;
+pub const EXIT_ERROR: i32 = 2;
+
+/// Entry point for the `gate` subcommand: `urls` are base URLs
+/// (`http://127.0.0.1:9586`) or `/gates` URLs; `gate` narrows the report
+/// to one gate; `token` is sent as a bearer token when given.
+pub fn run(urls: &[String], gate: Option<&str>, json: bool, token: Option<String>) -> i32 {
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    run_with(
+        urls,
+        gate,
+        json,
+        token.as_deref(),
+        TIMEOUT,
+        &mut stdout.lock(),
+        &mut stderr.lock(),
+    )
+}
+
+/// Reads a bearer token file (as the admin server's `token_file`):
+/// trimmed, at most 4 KiB, never echoed in errors.
+pub fn token_from_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(4097).read_to_string(&mut text))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if text.len() > 4096 {
+        return Err(format!("{}: token file larger than 4 KiB", path.display()));
+    }
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(format!("{}: token file is empty", path.display()));
+    }
+    Ok(t.to_string())
+}
+
+/// Fetches and parses one node's report, narrowed to `gate` if given.
+pub fn fetch_report(
+    url: &str,
+    gate: Option<&str>,
+    token: Option<&str>,
+    timeout: Duration,
+) -> Result<Report, String> {
+    let url = Url::parse(url).map_err(|e| e.to_string())?.gates();
+    let resp = fetch::get(&url, token, timeout).map_err(|e| e.to_string())?;
+    // A gate endpoint may answer a failing report with a non-2xx status
+    // (Flagger-style); the report still says what failed, so prefer it.
+    let report = match serde_json::from_slice::<Report>(&resp.body) {
+        Ok(r) => r,
+        Err(e) if (200..300).contains(&resp.status) => {
+            return Err(format!("{url}: the answer is not a gates report ({e})"));
+        }
+        Err(_) => {
+            let hint = match resp.status {
+                401 | 403 => " (check the token)",
+                404 => " (is this a PhantomMesh admin address?)",
+                _ => "",
+            };
+            return Err(format!(
+                "{url}: HTTP {}{hint}: {}",
+                resp.status,
+                snippet(&resp.body)
+            ));
+        }
+    };
+    match gate {
+        None => Ok(report),
+        Some(name) => report.only(name).ok_or_else(|| {
+            let have: Vec<&str> = report.gates.iter().map(|g| g.name.as_str()).collect();
+            format!(
+                "{url}: no gate {name:?} in the report (it has: {})",
+                have.join(", ")
+            )
+        }),
+    }
+}
+
+fn snippet(body: &[u8]) -> String {
+    let s = String::from_utf8_lossy(body);
+    let one_line: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out: String = one_line.chars().take(120).collect();
+    if one_line.chars().count() > 120 {
+        out.push_str("...");
+    }
+    if out.is_empty() {
+        "(empty body)".into()
+    } else {
+        out
+    }
+}
+
+#[derive(Serialize)]
+struct NodeJson<'a> {
+    url: &'a str,
+    pass: bool,
+    report: Option<&'a Report>,
+    error: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct NodesJson<'a> {
+    pass: bool,
+    nodes: Vec<NodeJson<'a>>,
+}
+
+/// [`run`] with the timeout and output streams given (for tests).
+pub fn run_with(
+    urls: &[String],
+    gate: Option<&str>,
+    json: bool,
+    token: Option<&str>,
+    timeout: Duration,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
+    if urls.is_empty() {
+        let _ = writeln!(
+            err,
+            "phantommesh gate: no URL given (e.g. http://127.0.0.1:9586)"
+        );
+        return EXIT_ERROR;
+    }
+    let results: Vec<Result<Report, String>> = urls
+        .iter()
+        .map(|u| fetch_report(u, gate, token, timeout))
+        .collect();
+    for e in results.iter().filter_map(|r| r.as_ref().err()) {
+        let _ = writeln!(err, "phantommesh gate: {e}");
+    }
+    let errors = results.iter().filter(|r| r.is_err()).count();
+    let passing = results
+        .iter()
+        .filter(|r| matches!(r, Ok(rep) if rep.pass))
+        .count();
+
+    if json {
+        let text = if let [Ok(report)] = results.as_slice() {
+            serde_json::to_string_pretty(report)
+        } else if urls.len() == 1 {
+            Ok(String::new())
+        } else {
+            let nodes = urls
+                .iter()
+                .zip(&results)
+                .map(|(url, r)| NodeJson {
+                    url,
+                    pass: matches!(r, Ok(rep) if rep.pass),
+                    report: r.as_ref().ok(),
+                    error: r.as_ref().err().map(String::as_str),
+                })
+                .collect();
+            serde_json::to_string_pretty(&NodesJson {
+                pass: passing == urls.len(),
+                nodes,
+            })
+        };
+        match text {
+            Ok(t) if !t.is_empty() => {
+                let _ = writeln!(out, "{t}");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let _ = writeln!(err, "phantommesh gate: cannot encode JSON: {e}");
+                return EXIT_ERROR;
+            }
+        }
+    } else {
+        for (url, r) in urls.iter().zip(&results) {
+            if let Ok(report) = r {
+                if urls.len() > 1 {
+                    let _ = writeln!(out, "== {url} ==\n");
+                }
+                let _ = writeln!(out, "{}", render_report(report));
+            }
+        }
+        if urls.len() > 1 {
+            let failing = urls.len() - passing - errors;
+            let mut line = format!("{passing}/{} nodes passing", urls.len());
+            if failing > 0 {
+                line.push_str(&format!(", {failing} failing"));
+            }
+            if errors > 0 {
+                line.push_str(&format!(", {errors} unreachable or invalid"));
+            }
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    let _ = out.flush();
+    if errors > 0 {
+        EXIT_ERROR
+    } else if passing < urls.len() {
+        EXIT_FAIL
+    } else {
+        EXIT_PASS
+    }
+}
+
+#[cfg(test)]
+#[path = "gate_tests.rs"]
+mod tests;

@@ -1,0 +1,340 @@
+use super::*;
+use crate::gates::{evaluate, GatesConfig, Resources, Summary};
+use std::io::Read;
+use std::net::TcpListener;
+use std::thread::JoinHandle;
+
+/// A one-shot HTTP server on 127.0.0.1: answers each connection with the
+/// next canned response and returns the requests it saw.
+fn serve(responses: Vec<Vec<u8>>) -> (String, JoinHandle<Vec<String>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let h = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for resp in responses {
+            let (mut s, _) = l.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut req = Vec::new();
+            let mut b = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut b) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&b[..n]),
+                }
+            }
+            seen.push(String::from_utf8_lossy(&req).into_owned());
+            let _ = s.write_all(&resp);
+        }
+        seen
+    });
+    (url, h)
+}
+
+fn http(status: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn report(p99: f64) -> String {
+    let mut s = Summary {
+        window_seconds: 300.0,
+        span_seconds: 300.0,
+        attempts: 1000,
+        successes: 1000,
+        packets: 100_000,
+        requests: 60_000,
+        latency_samples: 1000,
+        p50_seconds: Some(0.004),
+        p99_seconds: Some(p99),
+        ..Summary::default()
+    };
+    s.derive_rates();
+    let r = Resources {
+        memory: Some(0.2),
+        cpu: Some(0.1),
+    };
+    evaluate(&GatesConfig::default(), &s, &r, &[("tun", true)]).to_json()
+}
+
+fn passing() -> String {
+    report(0.012)
+}
+
+/// Fails "technical" (P99 < 200 ms) but not "performance" (<= 200 ms).
+fn failing() -> String {
+    report(0.2)
+}
+
+struct Run {
+    code: i32,
+    out: String,
+    err: String,
+}
+
+fn run_urls(urls: &[String], gate: Option<&str>, json: bool, token: Option<&str>) -> Run {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = run_with(
+        urls,
+        gate,
+        json,
+        token,
+        Duration::from_secs(3),
+        &mut out,
+        &mut err,
+    );
+    Run {
+        code,
+        out: String::from_utf8(out).unwrap(),
+        err: String::from_utf8(err).unwrap(),
+    }
+}
+
+fn dead_url() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    drop(l);
+    url
+}
+
+#[test]
+fn passing_node_exits_0_and_prints_tables() {
+    let (url, h) = serve(vec![http("200 OK", &passing())]);
+    let r = run_urls(std::slice::from_ref(&url), None, false, None);
+    assert_eq!(r.code, EXIT_PASS, "{}{}", r.out, r.err);
+    assert!(
+        r.out
+            .starts_with("Gate 2: Performance Validation ✅ PASSED\n"),
+        "{}",
+        r.out
+    );
+    assert!(r
+        .out
+        .contains("P99 Latency             ≤200ms      12ms       ✅ PASS   94.0%"));
+    assert!(r.out.contains("Result: PASS"));
+    assert_eq!(r.err, "");
+    let reqs = h.join().unwrap();
+    assert!(
+        reqs[0].starts_with("GET /gates HTTP/1.1\r\n"),
+        "{}",
+        reqs[0]
+    );
+    assert!(reqs[0].contains(&format!("Host: {}\r\n", url.trim_start_matches("http://"))));
+    assert!(!reqs[0].contains("Authorization"));
+}
+
+#[test]
+fn failing_node_exits_1() {
+    let (url, h) = serve(vec![http("200 OK", &failing())]);
+    let r = run_urls(&[url], None, false, None);
+    assert_eq!(r.code, EXIT_FAIL, "{}{}", r.out, r.err);
+    assert!(r.out.contains("Technical Success Criteria ❌ FAILED"));
+    assert!(r
+        .out
+        .contains("P99 Latency             <200ms      200ms      ❌ FAIL   0.0%"));
+    assert!(r.out.ends_with("Result: FAIL\n\n"));
+    h.join().unwrap();
+}
+
+#[test]
+fn gate_filter_and_token() {
+    let (url, h) = serve(vec![
+        http("200 OK", &failing()),
+        http("200 OK", &failing()),
+        http("200 OK", &failing()),
+    ]);
+    let urls = [format!("{url}/")];
+    let r = run_urls(&urls, Some("performance"), false, Some("s3cret\n"));
+    assert_eq!(r.code, EXIT_PASS, "{}{}", r.out, r.err);
+    assert!(!r.out.contains("Technical"));
+    assert_eq!(
+        run_urls(&urls, Some("technical"), false, None).code,
+        EXIT_FAIL
+    );
+    let r = run_urls(&urls, Some("security"), false, None);
+    assert_eq!(r.code, EXIT_ERROR);
+    assert!(
+        r.err
+            .contains("no gate \"security\" in the report (it has: performance, technical)"),
+        "{}",
+        r.err
+    );
+    let reqs = h.join().unwrap();
+    assert!(
+        reqs[0].contains("Authorization: Bearer s3cret\r\n"),
+        "{}",
+        reqs[0]
+    );
+    assert!(!reqs[1].contains("Authorization"));
+}
+
+#[test]
+fn several_nodes_print_a_summary() {
+    let (a, ha) = serve(vec![http("200 OK", &passing())]);
+    let (b, hb) = serve(vec![http("200 OK", &failing())]);
+    let r = run_urls(&[a.clone(), format!("{b}/gates")], None, false, None);
+    assert_eq!(r.code, EXIT_FAIL);
+    assert!(
+        r.out.starts_with(&format!("== {a} ==\n\nGate 2")),
+        "{}",
+        r.out
+    );
+    assert!(r.out.contains(&format!("== {b}/gates ==\n")));
+    assert!(
+        r.out.ends_with("1/2 nodes passing, 1 failing\n"),
+        "{}",
+        r.out
+    );
+    ha.join().unwrap();
+    hb.join().unwrap();
+}
+
+#[test]
+fn unreachable_node_exits_2_even_when_others_fail() {
+    let dead = dead_url();
+    let r = run_urls(std::slice::from_ref(&dead), None, false, None);
+    assert_eq!(r.code, EXIT_ERROR);
+    assert!(r.err.contains("cannot connect to 127.0.0.1:"), "{}", r.err);
+    let (b, hb) = serve(vec![http("200 OK", &failing())]);
+    let r = run_urls(&[b, dead], None, false, None);
+    assert_eq!(r.code, EXIT_ERROR);
+    assert!(
+        r.out
+            .ends_with("0/2 nodes passing, 1 failing, 1 unreachable or invalid\n"),
+        "{}",
+        r.out
+    );
+    hb.join().unwrap();
+}
+
+#[test]
+fn garbage_answers_exit_2() {
+    let (url, h) = serve(vec![
+        http("200 OK", "<html>hello</html>"),
+        b"SSH-2.0-OpenSSH_9.6\r\n\r\n".to_vec(),
+        http("401 Unauthorized", "missing bearer token"),
+        http("200 OK", "{\"pass\": true}"),
+    ]);
+    let urls = [url];
+    let r = run_urls(&urls, None, false, None);
+    assert_eq!(r.code, EXIT_ERROR);
+    assert!(
+        r.err.contains("the answer is not a gates report"),
+        "{}",
+        r.err
+    );
+    let r = run_urls(&urls, None, false, None);
+    assert_eq!(r.code, EXIT_ERROR);
+    assert!(r.err.contains("malformed HTTP response"), "{}", r.err);
+    let r = run_urls(&urls, None, false, None);
+    assert_eq!(r.code, EXIT_ERROR);
+    assert!(
+        r.err
+            .contains("HTTP 401 (check the token): missing bearer token"),
+        "{}",
+        r.err
+    );
+    // A bare {"pass": true} is not a report: no silent pass.
+    assert_eq!(run_urls(&urls, None, false, None).code, EXIT_ERROR);
+    h.join().unwrap();
+    assert!(run_urls(&["https://x".into()], None, false, None)
+        .err
+        .contains("plain HTTP"));
+    assert_eq!(run_urls(&[], None, false, None).code, EXIT_ERROR);
+}
+
+#[test]
+fn non_2xx_with_a_report_is_read_as_the_report() {
+    let chunked = {
+        let body = failing();
+        let (a, b) = body.split_at(body.len() / 2);
+        format!(
+            "HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+            a.len(),
+            b.len()
+        )
+    };
+    let (url, h) = serve(vec![chunked.into_bytes()]);
+    assert_eq!(run_urls(&[url], None, false, None).code, EXIT_FAIL);
+    h.join().unwrap();
+}
+
+#[test]
+fn silent_server_times_out() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let h = std::thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(s);
+    });
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let start = std::time::Instant::now();
+    let code = run_with(
+        &[url],
+        None,
+        false,
+        None,
+        Duration::from_millis(300),
+        &mut out,
+        &mut err,
+    );
+    assert_eq!(code, EXIT_ERROR);
+    assert!(start.elapsed() < Duration::from_millis(1200));
+    assert!(
+        String::from_utf8_lossy(&err).contains("timed out"),
+        "{}",
+        String::from_utf8_lossy(&err)
+    );
+    h.join().unwrap();
+}
+
+#[test]
+fn json_output() {
+    let (a, ha) = serve(vec![http("200 OK", &passing()), http("200 OK", &passing())]);
+    let r = run_urls(std::slice::from_ref(&a), None, true, None);
+    assert_eq!(r.code, EXIT_PASS);
+    let rep: Report = serde_json::from_str(&r.out).unwrap();
+    assert!(rep.pass);
+    let dead = dead_url();
+    let r = run_urls(&[a.clone(), dead.clone()], Some("technical"), true, None);
+    assert_eq!(r.code, EXIT_ERROR);
+    let v: serde_json::Value = serde_json::from_str(&r.out).unwrap();
+    assert_eq!(v["pass"], false);
+    assert_eq!(v["nodes"][0]["url"], a.as_str());
+    assert_eq!(v["nodes"][0]["pass"], true);
+    assert_eq!(v["nodes"][0]["report"]["gates"][0]["name"], "technical");
+    assert_eq!(
+        v["nodes"][0]["report"]["gates"].as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(v["nodes"][1]["pass"], false);
+    assert_eq!(v["nodes"][1]["report"], serde_json::Value::Null);
+    assert!(v["nodes"][1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("cannot connect"));
+    // One unreachable node in JSON mode: nothing on stdout, the error on stderr.
+    let r = run_urls(&[dead], None, true, None);
+    assert_eq!((r.code, r.out.as_str()), (EXIT_ERROR, ""));
+    assert!(r.err.contains("cannot connect"));
+    ha.join().unwrap();
+}
+
+#[test]
+fn token_file() {
+    let dir = std::env::temp_dir().join(format!("pm-gate-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("token");
+    std::fs::write(&p, "  s3cret\n").unwrap();
+    assert_eq!(token_from_file(&p).unwrap(), "s3cret");
+    std::fs::write(&p, "\n").unwrap();
+    assert!(token_from_file(&p).unwrap_err().contains("empty"));
+    std::fs::write(&p, "x".repeat(5000)).unwrap();
+    let e = token_from_file(&p).unwrap_err();
+    assert!(e.contains("larger than 4 KiB") && !e.contains("xxx"));
+    assert!(token_from_file(&dir.join("missing")).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
