@@ -8,11 +8,13 @@
 //! - [`routing`]: allowed-IPs longest-prefix table, used both ways.
 //! - [`uapi`], [`config`]: configuration surfaces (`wg`'s socket, files).
 //! - [`cli`]: key tools, logging, daemonizing.
+//! - [`metrics`]: latency histograms and the Prometheus scrape.
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod device;
 pub mod io;
+pub mod metrics;
 pub mod noise;
 pub mod routing;
 pub mod uapi;
