@@ -125,7 +125,8 @@ pub fn render_with(out: &mut String, dev: &Device, hist: Option<&DeviceHistogram
         "phantommesh_listen_port",
         Gauge,
         "UDP port the device listens on (0 until bound).",
-        u64::from(dev.info().listen_port),
+        // Not dev.info(): that copies the private key out.
+        u64::from(s.settings.lock().listen_port),
     );
 
     let peers = dev.peers();
