@@ -8,6 +8,10 @@
 //! - [`routing`]: allowed-IPs longest-prefix table, used both ways.
 //! - [`uapi`], [`config`]: configuration surfaces (`wg`'s socket, files).
 //! - [`cli`]: key tools, logging, daemonizing.
+//! - [`metrics`]: latency histograms and the Prometheus scrape.
+//! - [`gates`]: go-live thresholds evaluated over a sliding window.
+//! - [`admin`]: the HTTP admin server (health, tunnel tests, metrics, gates).
+//! - [`daemon`]: process lifecycle of both command lines.
 pub mod admin;
 pub mod cli;
 pub mod config;
@@ -15,6 +19,7 @@ pub mod daemon;
 pub mod device;
 pub mod gates;
 pub mod io;
+pub mod metrics;
 pub mod noise;
 pub mod routing;
 pub mod uapi;
