@@ -6,6 +6,7 @@
 //! if its address is taken it logs that and the daemon carries on.
 //! Endpoints that trigger work (`/tunnel-test`) run one at a time, are
 //! bounded in time, and take a bearer token when one is configured.
+pub mod gates;
 pub mod health;
 pub mod probe;
 pub mod routes;
@@ -38,11 +39,14 @@ pub struct AdminState {
     pub test_busy: AtomicBool,
     pub tests_run: AtomicU64,
     pub tests_failed: AtomicU64,
+    pub gates: gates::GateState,
 }
 
 impl AdminState {
-    pub fn new(dev: Arc<Device>, ifname: &str, token: Option<Vec<u8>>) -> Arc<AdminState> {
+    pub fn new(dev: Arc<Device>, ifname: &str, token: Option<Vec<u8>>, gates_cfg: crate::gates::GatesConfig) -> Arc<AdminState> {
+        let gates = gates::GateState::new(gates_cfg, &dev.shared.stats);
         Arc::new(AdminState {
+            gates,
             dev,
             ifname: ifname.to_string(),
             uapi_listening: AtomicBool::new(false),
@@ -62,6 +66,10 @@ impl AdminState {
         }
         let rep = tunnel_test::run(&self.dev, &self.ifname, peer, probes);
         self.tests_run.fetch_add(1, Ordering::Relaxed);
+        self.gates.record_test(rep.sent, rep.received, &rep.rtts);
+        for d in &rep.rtts {
+            self.dev.shared.hist.tunnel_test_rtt.observe(*d);
+        }
         if !rep.ok {
             self.tests_failed.fetch_add(1, Ordering::Relaxed);
         }
@@ -99,6 +107,26 @@ pub fn spawn_self_tests(st: Arc<AdminState>, interval: Duration) {
             }
         }
     });
+}
+
+/// Feeds the gates' window from the device counters once a second.
+pub fn spawn_gate_ticker(st: Arc<AdminState>) {
+    let _ = std::thread::Builder::new().name("pm-gates".into()).spawn(move || {
+        while !st.dev.is_closed() {
+            std::thread::sleep(Duration::from_secs(1));
+            st.gates.tick(&st.dev.shared.stats, std::time::Instant::now());
+        }
+    });
+}
+
+/// Environment variable naming a gates file that replaces the built-in
+/// config/gates.toml.
+pub const GATES_ENV: &str = "PHANTOMMESH_GATES";
+
+/// The gates config: the file named by PHANTOMMESH_GATES, else built in.
+pub fn load_gates() -> Result<crate::gates::GatesConfig, String> {
+    let path = std::env::var(GATES_ENV).ok().filter(|p| !p.is_empty());
+    crate::gates::GatesConfig::load(path.as_deref().map(std::path::Path::new)).map_err(|e| e.to_string())
 }
 
 /// Parses an admin address; None for "off".

@@ -24,6 +24,9 @@ pub fn router(st: Arc<AdminState>) -> Router {
         .route("/readyz/{name}", get(|s: St, q: RawQuery, Path(n): Path<String>| health_route(s, q, Kind::Ready, Some(n))))
         .route("/healthz/{name}", get(|s: St, q: RawQuery, Path(n): Path<String>| health_route(s, q, Kind::Health, Some(n))))
         .route("/tunnel-test", get(tunnel_test).post(tunnel_test))
+        .route("/metrics", get(metrics))
+        .route("/gates", get(|s: St| gates(s, None)))
+        .route("/gates/{name}", get(|s: St, Path(n): Path<String>| gates(s, Some(n))))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(st)
@@ -145,6 +148,58 @@ async fn tunnel_test(State(st): St, headers: HeaderMap, RawQuery(q): RawQuery) -
         )
             .into_response(),
         Err(_) => error_json(StatusCode::INTERNAL_SERVER_ERROR, "tunnel test aborted"),
+    }
+}
+
+/// Values the admin layer adds to the device's own metrics.
+pub fn metrics_extra(st: &AdminState) -> crate::metrics::Extra {
+    use std::sync::atomic::Ordering::Relaxed;
+    let checks: Vec<(String, bool)> =
+        Kind::Health.checks().iter().map(|n| (n.to_string(), health::check(st, n).is_ok())).collect();
+    let ok = |kind: Kind| kind.checks().iter().all(|n| checks.iter().any(|(c, ok)| c == n && *ok));
+    let report = st.gates.report(st);
+    crate::metrics::Extra {
+        interface: st.ifname.clone(),
+        live: Some(ok(Kind::Live)),
+        ready: Some(ok(Kind::Ready)),
+        gates: report.gates.iter().map(|g| (g.name.clone(), g.pass)).collect(),
+        health_checks: checks,
+        tunnel_tests_run: st.tests_run.load(Relaxed),
+        tunnel_tests_failed: st.tests_failed.load(Relaxed),
+        histograms: Some(st.dev.shared.hist.clone()),
+        ..Default::default()
+    }
+}
+
+async fn metrics(State(st): St) -> Response {
+    // Rendering walks every peer: keep it off the async worker.
+    let body = tokio::task::spawn_blocking(move || {
+        let mut out = String::with_capacity(16 * 1024);
+        crate::metrics::render(&mut out, &st.dev, &metrics_extra(&st));
+        out
+    })
+    .await
+    .unwrap_or_default();
+    (StatusCode::OK, [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
+}
+
+/// `/gates`: 200 with every verdict (Argo Rollouts reads the JSON; a non-2xx
+/// would count as an error, not a failure). `/gates/<name>`: 200 when that
+/// gate passes, 503 when not (Flagger webhooks go by status).
+async fn gates(State(st): St, name: Option<String>) -> Response {
+    let report = tokio::task::spawn_blocking(move || st.gates.report(&st)).await;
+    let Ok(report) = report else {
+        return error_json(StatusCode::INTERNAL_SERVER_ERROR, "gate evaluation failed");
+    };
+    match name {
+        None => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], report.to_json() + "\n").into_response(),
+        Some(n) => match report.only(&n) {
+            Some(r) => {
+                let status = if r.pass { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                (status, [(header::CONTENT_TYPE, "application/json")], r.to_json() + "\n").into_response()
+            }
+            None => error_json(StatusCode::NOT_FOUND, &format!("no gate named {n:?}")),
+        },
     }
 }
 

@@ -69,10 +69,12 @@ pub fn start_admin(
     ifname: &str,
     listen: Option<std::net::SocketAddr>,
     token: Option<Vec<u8>>,
+    gates: crate::gates::GatesConfig,
 ) -> std::sync::Arc<crate::admin::AdminState> {
-    let st = crate::admin::AdminState::new(dev.clone(), ifname, token);
+    let st = crate::admin::AdminState::new(dev.clone(), ifname, token, gates);
     st.uapi_listening.store(true, Ordering::Relaxed);
     crate::admin::spawn_self_tests(st.clone(), self_test_interval());
+    crate::admin::spawn_gate_ticker(st.clone());
     if let Some(addr) = listen {
         let _ = crate::admin::serve(st.clone(), addr);
     }

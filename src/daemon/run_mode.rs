@@ -88,7 +88,14 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
             return EXIT_SETUP_FAILED;
         }
     };
-    let admin = super::start_admin(&dev, &name, listen, token);
+    let gates = match crate::admin::load_gates() {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::error!("invalid gates config: {e}");
+            return EXIT_SETUP_FAILED;
+        }
+    };
+    let admin = super::start_admin(&dev, &name, listen, token, gates);
     admin.config_applied.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut current = cfg;
     let reason = wait(&dev, &uapi, || match reload(path, &dev, &current) {

@@ -65,7 +65,11 @@ pub fn main(args: WgArgs) -> i32 {
                     None
                 }
             };
-            let admin = super::start_admin(&dev, dev.shared.tun.name(), listen, None);
+            let gates = crate::admin::load_gates().unwrap_or_else(|e| {
+                tracing::error!("{e}; using the built-in gates");
+                crate::gates::GatesConfig::load(None).expect("built-in gates parse")
+            });
+            let admin = super::start_admin(&dev, dev.shared.tun.name(), listen, None, gates);
             // Configuration arrives over UAPI in this mode.
             admin.config_applied.store(true, std::sync::atomic::Ordering::Relaxed);
             let reason = wait(&dev, &uapi, || tracing::info!("SIGHUP ignored without --config"));

@@ -40,6 +40,23 @@ impl Device {
         v.sort_by_key(|p| p.id);
         v
     }
+    /// Every configured peer with its get-reply state, reading the
+    /// allowed-IPs table once (not once per peer).
+    pub fn peer_infos(&self) -> Vec<(Arc<Peer>, PeerInfo)> {
+        let peers = self.peers();
+        let mut prefixes: std::collections::HashMap<u64, Vec<(std::net::IpAddr, u8)>> = std::collections::HashMap::new();
+        for (ip, cidr, p) in self.shared.allowed_ips.read().entries() {
+            prefixes.entry(p.0.id).or_default().push((ip, cidr));
+        }
+        peers
+            .into_iter()
+            .map(|p| {
+                let mut info = peer_state_info(&p);
+                info.allowed_ips = prefixes.remove(&p.id).unwrap_or_default();
+                (p, info)
+            })
+            .collect()
+    }
     /// One peer's get-reply state.
     pub fn peer_info(&self, peer: &Arc<Peer>) -> PeerInfo {
         peer_info(&self.shared, peer)
@@ -50,6 +67,13 @@ impl Device {
 }
 
 pub fn peer_info(s: &Shared, peer: &Arc<Peer>) -> PeerInfo {
+    let mut info = peer_state_info(peer);
+    info.allowed_ips = s.allowed_ips.read().prefixes_of(&PeerRef(peer.clone()));
+    info
+}
+
+/// Everything of a peer's get reply but its allowed IPs.
+fn peer_state_info(peer: &Arc<Peer>) -> PeerInfo {
     let (psk, pka, last) = {
         let st = peer.state.lock();
         (*st.preshared_key(), st.persistent_keepalive(), st.last_handshake())
@@ -67,7 +91,7 @@ pub fn peer_info(s: &Shared, peer: &Arc<Peer>) -> PeerInfo {
         tx_bytes: peer.tx_bytes.load(Ordering::Relaxed),
         rx_bytes: peer.rx_bytes.load(Ordering::Relaxed),
         persistent_keepalive_interval: pka,
-        allowed_ips: s.allowed_ips.read().prefixes_of(&PeerRef(peer.clone())),
+        allowed_ips: Vec::new(),
     }
 }
 
@@ -83,10 +107,7 @@ pub fn apply(s: &Shared, set: &DeviceSet) -> Result<(), UapiError> {
         rebind(s, port, mark)?;
     }
     if set.replace_peers {
-        let all: Vec<_> = s.peers.read().values().filter(|p| !p.is_hidden()).map(|p| p.public_key).collect();
-        for k in all {
-            remove_peer(s, &k);
-        }
+        replace_peers(s);
     }
     for p in &set.peers {
         apply_peer(s, p)?;
@@ -144,6 +165,24 @@ fn set_private_key(s: &Shared, key: [u8; 32]) {
         st.set_identity(identity.as_deref());
         s.apply_index_events(&p, &mut st);
     }
+}
+
+/// Removes every configured peer, with one pass over the routing table.
+fn replace_peers(s: &Shared) {
+    let removed: Vec<Arc<Peer>> = {
+        let mut peers = s.peers.write();
+        let keys: Vec<_> = peers.values().filter(|p| !p.is_hidden()).map(|p| p.public_key).collect();
+        keys.iter().filter_map(|k| peers.remove(k)).collect()
+    };
+    let ids: std::collections::HashSet<u64> = removed.iter().map(|p| p.id).collect();
+    for peer in &removed {
+        let mut st = peer.state.lock();
+        st.shutdown();
+        s.apply_index_events(peer, &mut st);
+        drop(st);
+        peer.staged.lock().clear();
+    }
+    s.allowed_ips.write().retain(|p| !ids.contains(&p.0.id));
 }
 
 fn remove_peer(s: &Shared, key: &[u8; 32]) {

@@ -131,10 +131,14 @@ fn handle_response(s: &Shared, q: &Queued) {
         if st.pending_index() != Some(idx) {
             return Err(crate::noise::peer::PeerError::Unexpected);
         }
-        st.consume_response(env, msg, out)
+        let sent = st.last_sent_handshake();
+        st.consume_response(env, msg, out).map(|_| sent)
     });
     match r {
-        Some((Ok(()), out)) => {
+        Some((Ok(sent), out)) => {
+            if let Some(t) = sent {
+                s.hist.handshake.observe(t.elapsed());
+            }
             // Roam before confirming, so the keepalive goes where they are.
             peer.set_endpoint(q.src);
             peer.add_rx(q.msg.len() as u64);

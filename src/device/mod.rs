@@ -55,6 +55,9 @@ pub struct IndexEntry {
 pub struct Stats {
     pub rx_packets: AtomicU64,
     pub tx_packets: AtomicU64,
+    /// Inner (plaintext) bytes delivered to the TUN / read from it and sent.
+    pub rx_bytes: AtomicU64,
+    pub tx_bytes: AtomicU64,
     pub drop_bad_mac: AtomicU64,
     pub drop_replay: AtomicU64,
     pub drop_decrypt: AtomicU64,
@@ -110,6 +113,9 @@ pub struct Shared {
     /// Last loop iteration of each worker thread (ms since `epoch`), for
     /// liveness: every loop wakes at least every few hundred milliseconds.
     pub heartbeats: [AtomicU64; WORKERS.len()],
+    /// Latency histograms, observed once per batch (a sample, not every
+    /// packet, so instrumentation costs two clock reads per batch).
+    pub hist: Arc<crate::metrics::DeviceHistograms>,
 }
 
 /// The device's worker threads, in `heartbeats` order.
@@ -152,6 +158,7 @@ impl Device {
             handshake_rx,
             udp_generation: AtomicU64::new(0),
             heartbeats: Default::default(),
+            hist: Arc::new(crate::metrics::DeviceHistograms::new()),
         });
         let dev = Arc::new(Device { shared: shared.clone(), threads: Mutex::new(Vec::new()) });
         let mut th = dev.threads.lock();

@@ -57,7 +57,10 @@ pub fn run(s: &Shared) {
             }
         };
         if n > 0 {
-            process_batch(s, &mut storage, &meta[..n], &mut resolved, &mut opened);
+            let started = Instant::now();
+            if process_batch(s, &mut storage, &meta[..n], &mut resolved, &mut opened) {
+                s.hist.rx_packet.observe(started.elapsed());
+            }
         }
     }
 }
@@ -68,7 +71,7 @@ fn process_batch(
     meta: &[RecvMeta],
     resolved: &mut [Option<(Arc<Peer>, Arc<Keypair>)>],
     opened: &mut Vec<Opened>,
-) {
+) -> bool {
     // 1. Classify; resolve data messages to sessions under one read lock.
     {
         let index = s.index.read();
@@ -119,7 +122,7 @@ fn process_batch(
         }
     }
     if opened.is_empty() {
-        return;
+        return false;
     }
     // 3. Cryptokey routing, inbound: the source must belong to the sender.
     {
@@ -146,6 +149,7 @@ fn process_batch(
             .collect();
         if !bufs.is_empty() {
             bump(&s.stats.rx_packets, bufs.len() as u64);
+            bump(&s.stats.rx_bytes, bufs.iter().map(|b| b.len() - DATA_HEADER_LEN).sum::<usize>() as u64);
             if let Err(e) = s.tun.write(&bufs, DATA_HEADER_LEN) {
                 tracing::debug!(error = %e, "TUN write failed");
             }
@@ -169,6 +173,7 @@ fn process_batch(
         i = j;
     }
     opened.clear();
+    true
 }
 
 fn enqueue_handshake(s: &Shared, msg: &[u8], src: SocketAddr) {

@@ -65,6 +65,7 @@ pub fn run(s: &Shared) {
         if n == 0 {
             continue;
         }
+        let started = Instant::now();
         route_batch(s, &storage[..n], &sizes[..n], &mut targets[..n]);
         let mut i = 0;
         while i < n {
@@ -81,6 +82,7 @@ pub fn run(s: &Shared) {
             }
             i = j;
         }
+        s.hist.tx_packet.observe(started.elapsed());
     }
 }
 
@@ -140,6 +142,7 @@ fn send_run(s: &Shared, peer: &Arc<Peer>, bufs: &mut [Vec<u8>], sizes: &[usize])
             .collect();
         if s.send_to_peer(peer, &slices) {
             bump(&s.stats.tx_packets, sealed as u64);
+            bump(&s.stats.tx_bytes, sizes[..sealed].iter().sum::<usize>() as u64);
         }
         s.with_peer(peer, |st, env, out| st.on_sent(env, &kp, true, out));
     }

@@ -191,7 +191,7 @@ impl MemNetwork {
                 .filter
                 .read()
                 .as_ref()
-                .map_or(true, |f| f(src, dst, data));
+                .is_none_or(|f| f(src, dst, data));
         // Clone the queue out so the switch lock is not held while copying.
         let queue = if keep {
             inner.sockets.lock().get(&dst).cloned()

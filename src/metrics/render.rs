@@ -215,10 +215,9 @@ pub fn render_with(out: &mut String, dev: &Device, hist: Option<&DeviceHistogram
     let rows: Vec<PeerRow> = if truncated {
         Vec::new()
     } else {
-        peers
-            .iter()
-            .map(|p| {
-                let info = dev.peer_info(p);
+        dev.peer_infos()
+            .into_iter()
+            .map(|(_, info)| {
                 PeerRow {
                     public_key: b64.encode(info.public_key),
                     rx_bytes: info.rx_bytes,

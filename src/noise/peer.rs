@@ -391,6 +391,11 @@ impl PeerState {
         Ok(())
     }
 
+    /// When our last initiation went out.
+    pub fn last_sent_handshake(&self) -> Option<Instant> {
+        self.last_sent_handshake
+    }
+
     /// The index of our pending initiation, if any.
     pub fn pending_index(&self) -> Option<u32> {
         self.pending.as_ref().map(|p| p.local_index())

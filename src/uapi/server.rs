@@ -201,9 +201,9 @@ fn write_get(dev: &Device, w: &mut impl Write) -> Result<(), UapiError> {
     let mut out = String::with_capacity(4096);
     format_device(&dev.info(), &mut out);
     w.write_all(out.as_bytes()).map_err(io_err)?;
-    for peer in dev.peers() {
+    for (_, info) in dev.peer_infos() {
         out.clear();
-        format_peer(&dev.peer_info(&peer), &mut out);
+        format_peer(&info, &mut out);
         w.write_all(out.as_bytes()).map_err(io_err)?;
     }
     Ok(())
