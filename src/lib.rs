@@ -19,6 +19,7 @@ pub mod daemon;
 pub mod device;
 pub mod gates;
 pub mod io;
+pub mod loadtest;
 pub mod metrics;
 pub mod noise;
 pub mod routing;

@@ -28,6 +28,38 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "PHANTOMMESH_LOG_FORMAT")]
         log_format: LogFormat,
     },
+    /// Check a node's go-live gates through its admin API and print the
+    /// runbook's table; exit 1 if any gate fails, 2 if a node is unreachable.
+    Gate {
+        /// Admin base URLs, e.g. http://127.0.0.1:9586 (several: every node).
+        #[arg(long = "url", required = true, num_args = 1..)]
+        urls: Vec<String>,
+        /// Only this gate.
+        #[arg(long)]
+        gate: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// File holding the admin bearer token.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
+    /// Pre-deployment checks of this node, one line each; exit 1 on any failure.
+    Preflight {
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Interface, peers, health and gates of a running daemon, from its admin API.
+    Status {
+        #[arg(long, default_value = "http://127.0.0.1:9586")]
+        url: String,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
+    /// Drive N simulated WireGuard peers against an interface and print the
+    /// runbook's Gate 2 table.
+    Loadtest(phantommesh::loadtest::LoadtestArgs),
     /// Print a new private key (base64), like `wg genkey`.
     Genkey,
     /// Read a private key on stdin, print its public key, like `wg pubkey`.
@@ -36,7 +68,8 @@ enum Cmd {
     Genpsk,
 }
 
-const SUBCOMMANDS: &[&str] = &["run", "genkey", "pubkey", "genpsk", "help", "--help", "-h"];
+const SUBCOMMANDS: &[&str] =
+    &["run", "gate", "preflight", "status", "loadtest", "genkey", "pubkey", "genpsk", "help", "--help", "-h"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -57,6 +90,16 @@ fn main() {
     }
     let code = match Cli::parse().cmd {
         Cmd::Run { config, log_format } => run_mode::main(&config, log_format),
+        Cmd::Gate { urls, gate, json, token_file } => match read_token(token_file.as_deref()) {
+            Ok(token) => phantommesh::cli::gate::run(&urls, gate.as_deref(), json, token),
+            Err(code) => code,
+        },
+        Cmd::Preflight { config } => phantommesh::cli::preflight::run(config.as_deref()),
+        Cmd::Status { url, json, token_file } => match read_token(token_file.as_deref()) {
+            Ok(token) => phantommesh::cli::status::run(&url, json, token),
+            Err(code) => code,
+        },
+        Cmd::Loadtest(args) => phantommesh::loadtest::run(args),
         Cmd::Genkey => print_key(keys::generate_private_key()),
         Cmd::Genpsk => print_key(keys::generate_preshared_key()),
         Cmd::Pubkey => {
@@ -76,6 +119,17 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+fn read_token(path: Option<&std::path::Path>) -> Result<Option<String>, i32> {
+    let Some(p) = path else { return Ok(None) };
+    match std::fs::read_to_string(p) {
+        Ok(t) => Ok(Some(t.trim().to_string())),
+        Err(e) => {
+            eprintln!("phantommesh: cannot read token file {}: {e}", p.display());
+            Err(2)
+        }
+    }
 }
 
 fn print_key(k: [u8; 32]) -> i32 {

@@ -4,3 +4,5 @@ pub mod daemonize;
 pub mod gate;
 pub mod keys;
 pub mod logging;
+pub mod preflight;
+pub mod status;

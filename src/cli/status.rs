@@ -1,0 +1,5 @@
+//! `phantommesh status`: owner: fill in.
+pub fn run(url: &str, json: bool, token: Option<String>) -> i32 {
+    let _ = (url, json, token);
+    todo!()
+}
