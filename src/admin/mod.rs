@@ -86,14 +86,24 @@ impl AdminState {
 pub fn spawn_self_tests(st: Arc<AdminState>, interval: Duration) {
     let _ = std::thread::Builder::new().name("pm-selftest".into()).spawn(move || {
         std::thread::sleep(Duration::from_millis(300));
+        // Log a failure when it starts or changes, not every retry.
+        let mut last_failure: Option<Vec<String>> = None;
         loop {
             if st.dev.is_closed() {
                 return;
             }
             let wait = match st.run_test(None, tunnel_test::DEFAULT_PROBES) {
-                Some(r) if r.ok => interval,
+                Some(r) if r.ok => {
+                    if last_failure.take().is_some() {
+                        tracing::info!("self tunnel test passes again");
+                    }
+                    interval
+                }
                 Some(r) => {
-                    tracing::warn!(errors = ?r.errors, "self tunnel test failed");
+                    if last_failure.as_ref() != Some(&r.errors) {
+                        tracing::warn!(errors = ?r.errors, "self tunnel test failed; readiness is false until it passes");
+                        last_failure = Some(r.errors.clone());
+                    }
                     Duration::from_secs(10).min(interval)
                 }
                 None => Duration::from_secs(1),
