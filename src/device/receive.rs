@@ -140,22 +140,9 @@ fn process_batch(
             }
         }
     }
-    // 4. One TUN write for the batch.
-    {
-        let bufs: Vec<&[u8]> = opened
-            .iter()
-            .filter(|o| o.deliver)
-            .map(|o| &storage[o.slot][..DATA_HEADER_LEN + o.inner_len])
-            .collect();
-        if !bufs.is_empty() {
-            bump(&s.stats.rx_packets, bufs.len() as u64);
-            bump(&s.stats.rx_bytes, bufs.iter().map(|b| b.len() - DATA_HEADER_LEN).sum::<usize>() as u64);
-            if let Err(e) = s.tun.write(&bufs, DATA_HEADER_LEN) {
-                tracing::debug!(error = %e, "TUN write failed");
-            }
-        }
-    }
-    // 5. Per-session bookkeeping: roaming, counters, timers, rotation.
+    // 4. Per-session bookkeeping before delivery, as the kernel does: roam,
+    //    count, run timers and confirm a new session (so replies the
+    //    delivered packets provoke already use the right endpoint and keys).
     let mut i = 0;
     while i < opened.len() {
         let mut j = i + 1;
@@ -171,6 +158,21 @@ fn process_batch(
         let kp = run[0].keypair.clone();
         s.with_peer(peer, |st, env, out| st.on_received(env, &kp, data, out));
         i = j;
+    }
+    // 5. One TUN write for the batch.
+    {
+        let bufs: Vec<&[u8]> = opened
+            .iter()
+            .filter(|o| o.deliver)
+            .map(|o| &storage[o.slot][..DATA_HEADER_LEN + o.inner_len])
+            .collect();
+        if !bufs.is_empty() {
+            bump(&s.stats.rx_packets, bufs.len() as u64);
+            bump(&s.stats.rx_bytes, bufs.iter().map(|b| b.len() - DATA_HEADER_LEN).sum::<usize>() as u64);
+            if let Err(e) = s.tun.write(&bufs, DATA_HEADER_LEN) {
+                tracing::debug!(error = %e, "TUN write failed");
+            }
+        }
     }
     opened.clear();
     true
