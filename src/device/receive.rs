@@ -159,23 +159,44 @@ fn process_batch(
         s.with_peer(peer, |st, env, out| st.on_received(env, &kp, data, out));
         i = j;
     }
-    // 5. One TUN write for the batch.
-    {
-        let bufs: Vec<&[u8]> = opened
-            .iter()
-            .filter(|o| o.deliver)
-            .map(|o| &storage[o.slot][..DATA_HEADER_LEN + o.inner_len])
-            .collect();
-        if !bufs.is_empty() {
-            bump(&s.stats.rx_packets, bufs.len() as u64);
-            bump(&s.stats.rx_bytes, bufs.iter().map(|b| b.len() - DATA_HEADER_LEN).sum::<usize>() as u64);
-            if let Err(e) = s.tun.write(&bufs, DATA_HEADER_LEN) {
-                tracing::debug!(error = %e, "TUN write failed");
+    // 5. One TUN write for the batch. Each buffer is cut to its packet for
+    //    the write (an offloading TUN may coalesce them, GRO) and restored
+    //    to full size afterwards, without reallocating.
+    let mut delivered = 0usize;
+    let mut bytes = 0usize;
+    for o in opened.iter().filter(|o| o.deliver) {
+        storage[o.slot].truncate(DATA_HEADER_LEN + o.inner_len);
+        delivered += 1;
+        bytes += o.inner_len;
+    }
+    if delivered > 0 {
+        bump(&s.stats.rx_packets, delivered as u64);
+        bump(&s.stats.rx_bytes, bytes as u64);
+        let mut bufs: Vec<&mut Vec<u8>> = storage.iter_mut().filter(|b| b.len() < BUF_LEN).collect();
+        if let Err(e) = s.tun.write(&mut bufs, DATA_HEADER_LEN) {
+            tracing::debug!(error = %e, "TUN write failed");
+        }
+        for b in storage.iter_mut() {
+            if b.len() != BUF_LEN {
+                restore(b);
             }
         }
     }
     opened.clear();
     true
+}
+
+/// Gives a buffer back its full length. Its bytes were initialised when it
+/// was allocated at BUF_LEN; truncating and coalescing never shrink the
+/// allocation, so this is a length change, not a fill.
+fn restore(b: &mut Vec<u8>) {
+    if b.capacity() >= BUF_LEN {
+        // SAFETY: u8 has no invalid values and the first BUF_LEN bytes of the
+        // allocation were initialised by vec![0; BUF_LEN].
+        unsafe { b.set_len(BUF_LEN) };
+    } else {
+        b.resize(BUF_LEN, 0);
+    }
 }
 
 fn enqueue_handshake(s: &Shared, msg: &[u8], src: SocketAddr) {

@@ -464,11 +464,11 @@ impl Tun for LinuxTun {
         Ok(n)
     }
 
-    fn write(&self, bufs: &[&[u8]], offset: usize) -> io::Result<()> {
+    fn write(&self, bufs: &mut [&mut Vec<u8>], offset: usize) -> io::Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(self.closed_error());
         }
-        for b in bufs {
+        for b in bufs.iter() {
             let packet = b.get(offset..).ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::InvalidInput,

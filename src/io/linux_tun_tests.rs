@@ -224,7 +224,7 @@ fn tun_in_namespace_carries_packets_and_notices_deletion() {
             sock.local_addr().unwrap().port(),
             b"inbound",
         ));
-        tun.write(&[&framed], 16).unwrap();
+        tun.write(&mut [&mut framed], 16).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         let mut buf = [0u8; 64];
         let (n, from) = sock.recv_from(&mut buf).unwrap();
@@ -233,7 +233,7 @@ fn tun_in_namespace_carries_packets_and_notices_deletion() {
             (&b"inbound"[..], "10.77.0.2:5555".parse().unwrap())
         );
         // Garbage is dropped and counted, not fatal.
-        tun.write(&[&[0xff; 20][..]], 0).unwrap();
+        tun.write(&mut [&mut vec![0xff; 20]], 0).unwrap();
         assert_eq!(tun.write_drops(), 1);
 
         // IPv6 addresses: bindable exactly while assigned (no traffic sent).
@@ -284,7 +284,7 @@ fn close_wakes_readers_and_removes_the_interface() {
         tun.close();
         assert_eq!(reader.join().unwrap(), io::ErrorKind::NotConnected);
         assert!(!tun.exists());
-        assert!(tun.write(&[&[0x45; 20][..]], 0).is_err());
+        assert!(tun.write(&mut [&mut vec![0x45; 20]], 0).is_err());
         // `tun` is still referenced, yet the interface is released.
         let deadline = Instant::now() + Duration::from_secs(2);
         while ifindex(NAME) != 0 && Instant::now() < deadline {

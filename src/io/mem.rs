@@ -411,9 +411,9 @@ impl Tun for MemTun {
         })
     }
 
-    fn write(&self, bufs: &[&[u8]], offset: usize) -> io::Result<()> {
+    fn write(&self, bufs: &mut [&mut Vec<u8>], offset: usize) -> io::Result<()> {
         self.check_open()?;
-        for b in bufs {
+        for b in bufs.iter() {
             let packet = b
                 .get(offset..)
                 .ok_or_else(|| offset_error(offset, b.len()))?;

@@ -222,7 +222,7 @@ fn tun_batches_in_both_directions() {
     out1.extend_from_slice(b"first");
     let mut out2 = vec![0xffu8; offset];
     out2.extend_from_slice(b"second");
-    tun.write(&[&out1, &out2], offset).unwrap();
+    tun.write(&mut [&mut out1, &mut out2], offset).unwrap();
     assert_eq!(
         handle.recv_timeout(Duration::from_secs(1)).unwrap(),
         b"first"
@@ -248,7 +248,7 @@ fn tun_idle_read_times_out_and_rejects_bad_offset() {
     let err = tun.read(&mut [&mut store[..]], &mut sizes, 33).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     assert_eq!(
-        tun.write(&[&[1u8, 2][..]], 3).unwrap_err().kind(),
+        tun.write(&mut [&mut vec![1u8, 2]], 3).unwrap_err().kind(),
         io::ErrorKind::InvalidInput
     );
 }
@@ -274,7 +274,7 @@ fn tun_close_and_delete() {
     assert_eq!(reader.join().unwrap(), io::ErrorKind::NotConnected);
     assert!(handle.is_closed());
     assert!(!handle.inject(b"late"));
-    assert!(tun.write(&[b"x"], 0).is_err());
+    assert!(tun.write(&mut [&mut b"x".to_vec()], 0).is_err());
 
     let (tun, handle) = MemTun::new("mem1", 1420);
     handle.delete();

@@ -18,6 +18,9 @@ pub mod mem;
 /// Most packets moved by one call.
 pub const MAX_BATCH: usize = 128;
 
+/// Room writers leave in front of each packet (a virtio-net header).
+pub const WRITE_HEADROOM: usize = 12;
+
 /// A TUN device (one queue).
 pub trait Tun: Send + Sync {
     /// Reads up to `bufs.len()` packets, packet `i` into `bufs[i][offset..]`,
@@ -25,8 +28,12 @@ pub trait Tun: Send + Sync {
     /// or a short internal timeout passes (then returns `Ok(0)` so loops can
     /// notice shutdown). After [`Tun::close`] it returns an error.
     fn read(&self, bufs: &mut [&mut [u8]], sizes: &mut [usize], offset: usize) -> io::Result<usize>;
-    /// Writes every packet `bufs[i][offset..]`.
-    fn write(&self, bufs: &[&[u8]], offset: usize) -> io::Result<()>;
+    /// Writes every packet `bufs[i][offset..]` (each Vec's length marks its
+    /// packet's end; `offset` leaves room in front, at least
+    /// [`WRITE_HEADROOM`] bytes). The buffers may be rewritten and grown: an
+    /// offloading TUN coalesces a flow's segments into the first of them
+    /// (GRO), so callers reset lengths before reusing them.
+    fn write(&self, bufs: &mut [&mut Vec<u8>], offset: usize) -> io::Result<()>;
     /// Packets one `read` may return.
     fn batch_size(&self) -> usize;
     fn name(&self) -> &str;
