@@ -7,7 +7,7 @@ use crate::cli::keys::{encode_base64_key, load_or_generate_private_key, public_k
 use crate::cli::logging::{self, LogFormat};
 use crate::config::{self, Config, KeySource};
 use crate::device::{config::rebind, Device};
-use crate::io::linux_tun::{self, LinuxTun};
+use crate::io::linux_tun;
 use crate::io::linux_udp::LinuxBind;
 use crate::uapi::protocol::{AllowedIpChange, DeviceSet, PeerSet};
 use crate::uapi::server::UapiServer;
@@ -39,7 +39,7 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
         }
     };
     let name = cfg.interface.name.clone();
-    let tun = match LinuxTun::create(&name) {
+    let tun = match crate::io::create_tun(&name) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(interface = %name, error = %e, "cannot create TUN");
@@ -51,7 +51,7 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
         tracing::error!("{e}");
         return EXIT_SETUP_FAILED;
     }
-    let dev = Device::new(Arc::new(tun), Arc::new(LinuxBind::new()));
+    let dev = Device::new(tun, Arc::new(LinuxBind::new()));
     if cfg.interface.listen_port.is_none() {
         let _ = rebind(&dev.shared, 0, 0);
     }

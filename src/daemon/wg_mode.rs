@@ -114,10 +114,10 @@ fn fail(readiness: Option<Readiness>, msg: &str) -> i32 {
 /// Opens the TUN (or takes WG_TUN_FD), starts the device and the UAPI socket
 /// (or takes WG_UAPI_FD).
 pub fn start(ifname: &str) -> Result<(Arc<Device>, UapiServer), String> {
-    let tun = match fd_from_env("WG_TUN_FD")? {
-        Some(fd) => LinuxTun::from_fd(fd, Some(ifname)).map_err(|e| format!("WG_TUN_FD={fd}: {e}"))?,
+    let tun: Arc<dyn Tun> = match fd_from_env("WG_TUN_FD")? {
+        Some(fd) => Arc::new(LinuxTun::from_fd(fd, Some(ifname)).map_err(|e| format!("WG_TUN_FD={fd}: {e}"))?),
         None => {
-            let t = LinuxTun::create(ifname).map_err(|e| format!("cannot create TUN {ifname}: {e}"))?;
+            let t = crate::io::create_tun(ifname).map_err(|e| format!("cannot create TUN {ifname}: {e}"))?;
             if let Err(e) = linux_tun::set_mtu(t.name(), DEFAULT_MTU.into()) {
                 tracing::warn!(error = %e, "cannot set MTU");
             }
@@ -125,7 +125,7 @@ pub fn start(ifname: &str) -> Result<(Arc<Device>, UapiServer), String> {
         }
     };
     let real_name = tun.name().to_string();
-    let dev = Device::new(Arc::new(tun), Arc::new(LinuxBind::new()));
+    let dev = Device::new(tun, Arc::new(LinuxBind::new()));
     rebind(&dev.shared, 0, 0).map_err(|e| e.message)?;
     let uapi = match fd_from_env("WG_UAPI_FD")? {
         Some(fd) => UapiServer::from_fd(fd, &real_name),

@@ -14,6 +14,7 @@ use std::sync::Arc;
 pub mod linux_tun;
 pub mod linux_udp;
 pub mod mem;
+pub mod offload_tun;
 
 /// Most packets moved by one call.
 pub const MAX_BATCH: usize = 128;
@@ -74,4 +75,29 @@ pub trait Bind: Send + Sync {
     /// Binds `port` (0 = any) on all addresses, IPv4 and IPv6.
     /// `fwmark` is applied when non-zero.
     fn open(&self, port: u16, fwmark: u32) -> io::Result<Arc<dyn Udp>>;
+}
+
+/// Environment switch: `PHANTOMMESH_OFFLOAD=off` forces every offload off
+/// (plain TUN, no UDP GSO/GRO), for comparison and as an escape hatch.
+pub const OFFLOAD_ENV: &str = "PHANTOMMESH_OFFLOAD";
+
+/// Whether offloads are allowed by the environment.
+pub fn offload_allowed() -> bool {
+    !std::env::var(OFFLOAD_ENV).is_ok_and(|v| v.eq_ignore_ascii_case("off") || v == "0" || v.eq_ignore_ascii_case("false"))
+}
+
+/// Creates TUN `name`: with kernel offloads when allowed and supported,
+/// otherwise plain. Logs which.
+pub fn create_tun(name: &str) -> io::Result<Arc<dyn Tun>> {
+    if offload_allowed() {
+        match offload_tun::OffloadTun::create(name) {
+            Ok(t) => {
+                let f = t.features();
+                tracing::info!(interface = %t.name(), tso = f.tso, uso = f.uso, "TUN offloads enabled");
+                return Ok(Arc::new(t));
+            }
+            Err(e) => tracing::info!(error = %e, "TUN offloads unavailable; using a plain TUN"),
+        }
+    }
+    Ok(Arc::new(linux_tun::LinuxTun::create(name)?))
 }
