@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::udp_gso::{gro_segments, gso_groups, SOL_UDP, UDP_GRO, UDP_SEGMENT};
 use super::{Bind, RecvMeta, Udp, MAX_BATCH};
 
 /// Longest a `recv` blocks before returning `Ok(0)`.
@@ -72,6 +73,10 @@ pub struct LinuxUdp {
     port: u16,
     closed: AtomicBool,
     send_drops: AtomicU64,
+    /// UDP_SEGMENT sends; turned off for good if the kernel fails one.
+    gso: AtomicBool,
+    /// UDP_GRO receives: coalesced datagrams are split in `recv`.
+    gro: bool,
 }
 
 fn with_context(e: io::Error, what: impl std::fmt::Display) -> io::Error {
@@ -254,13 +259,23 @@ impl LinuxUdp {
             .as_socket()
             .map(|a| a.port())
             .ok_or_else(|| io::Error::other("bound UDP socket has no IP address"))?;
+        let offload = super::offload_allowed();
+        let gso = offload && gso_supported(sock.as_raw_fd());
+        let gro = offload && setsockopt_int(sock.as_raw_fd(), SOL_UDP, UDP_GRO, 1).is_ok();
         Ok(LinuxUdp {
             sock,
             v6,
             port,
             closed: AtomicBool::new(false),
             send_drops: AtomicU64::new(0),
+            gso: AtomicBool::new(gso),
+            gro,
         })
+    }
+
+    /// Whether UDP GSO sends and GRO receives are on.
+    pub fn offloads(&self) -> (bool, bool) {
+        (self.gso.load(Ordering::Relaxed), self.gro)
     }
 
     /// Whether this is the dual-stack `[::]` socket (else IPv4 only).
@@ -322,6 +337,13 @@ impl LinuxUdp {
             h.msg_hdr.msg_iov = unsafe { iov_base.add(i) };
             h.msg_hdr.msg_iovlen = 1;
         }
+        self.sendmmsg_all(&mut hdrs[..n])
+    }
+
+    /// Sends every message of `hdrs`, retrying briefly when the kernel has
+    /// no room and dropping (counted) what still does not fit.
+    fn sendmmsg_all(&self, hdrs: &mut [libc::mmsghdr]) -> io::Result<()> {
+        let n = hdrs.len();
         let mut done = 0;
         let mut retries = 0;
         while done < n {
@@ -367,10 +389,154 @@ impl LinuxUdp {
     }
 }
 
+/// Whether the kernel knows UDP_SEGMENT (Linux 4.18+).
+fn gso_supported(fd: RawFd) -> bool {
+    let mut v: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are live and sized for the option.
+    unsafe { libc::getsockopt(fd, SOL_UDP, UDP_SEGMENT, (&mut v as *mut libc::c_int).cast(), &mut len) == 0 }
+}
+
+/// Control-message space for one u16 (UDP_SEGMENT) or int (UDP_GRO).
+const CMSG_BUF: usize = 32;
+
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct CmsgBuf([u8; CMSG_BUF]);
+
+impl LinuxUdp {
+    /// Sends up to MAX_BATCH datagrams as GSO groups: one message per run
+    /// of equal-size datagrams, each datagram its own iovec (no copying).
+    fn send_gso(&self, bufs: &[&[u8]], name: &mut RawAddr, namelen: libc::socklen_t) -> io::Result<()> {
+        let n = bufs.len();
+        let mut lens = [0usize; MAX_BATCH];
+        for (l, b) in lens.iter_mut().zip(bufs) {
+            *l = b.len();
+        }
+        let mut groups = [(0usize, 0usize); MAX_BATCH];
+        let g = gso_groups(&lens[..n], &mut groups);
+        // SAFETY (zeroed): iovec and mmsghdr are C structs valid when zeroed.
+        let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { zeroed() };
+        let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { zeroed() };
+        let mut cmsgs = [CmsgBuf([0; CMSG_BUF]); MAX_BATCH];
+        for (iov, buf) in iovs.iter_mut().zip(bufs) {
+            *iov = libc::iovec { iov_base: buf.as_ptr() as *mut libc::c_void, iov_len: buf.len() };
+        }
+        let name_ptr: *mut RawAddr = name;
+        for (k, &(start, end)) in groups[..g].iter().enumerate() {
+            let h = &mut hdrs[k].msg_hdr;
+            h.msg_name = name_ptr.cast();
+            h.msg_namelen = namelen;
+            // SAFETY: start < n <= MAX_BATCH, inside `iovs`.
+            h.msg_iov = unsafe { iovs.as_mut_ptr().add(start) };
+            h.msg_iovlen = end - start;
+            if end - start > 1 {
+                let seg = lens[start] as u16;
+                h.msg_control = cmsgs[k].0.as_mut_ptr().cast();
+                // SAFETY: CMSG_SPACE of a u16 fits CMSG_BUF; the header and
+                // data are written inside that buffer.
+                unsafe {
+                    h.msg_controllen = libc::CMSG_SPACE(size_of::<u16>() as u32) as usize;
+                    let c = libc::CMSG_FIRSTHDR(h);
+                    (*c).cmsg_level = SOL_UDP;
+                    (*c).cmsg_type = UDP_SEGMENT;
+                    (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as usize;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), seg);
+                }
+            }
+        }
+        self.sendmmsg_all(&mut hdrs[..g])
+    }
+
+    /// recvmmsg with UDP_GRO: reads a few (possibly coalesced) messages into
+    /// the last buffers, then splits them into the batch from the front.
+    fn recv_gro(&self, bufs: &mut [&mut [u8]], meta: &mut [RecvMeta]) -> io::Result<usize> {
+        let n = bufs.len().min(meta.len()).min(MAX_BATCH);
+        // Each message may hold up to 64 datagrams: read so many that their
+        // segments always fit in front of the unsplit ones (wireguard-go
+        // reads 2 of 128 the same way).
+        let read = (n / super::udp_gso::MAX_GSO_SEGMENTS).max(1);
+        let read_at = n - read;
+        let mut names = [RawAddr::zeroed(); MAX_BATCH];
+        // SAFETY (zeroed): iovec and mmsghdr are C structs valid when zeroed.
+        let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { zeroed() };
+        let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { zeroed() };
+        let mut cmsgs = [CmsgBuf([0; CMSG_BUF]); MAX_BATCH];
+        for i in 0..read {
+            let buf = &mut bufs[read_at + i];
+            iovs[i] = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+            let h = &mut hdrs[i].msg_hdr;
+            h.msg_name = (&mut names[i] as *mut RawAddr).cast();
+            h.msg_namelen = size_of::<RawAddr>() as libc::socklen_t;
+            h.msg_iov = &mut iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = cmsgs[i].0.as_mut_ptr().cast();
+            h.msg_controllen = CMSG_BUF;
+        }
+        // SAFETY: hdrs[..read] point at live iovecs (over caller buffers),
+        // names and control buffers.
+        let r = unsafe {
+            libc::recvmmsg(self.sock.as_raw_fd(), hdrs.as_mut_ptr(), read as libc::c_uint, libc::MSG_WAITFORONE, std::ptr::null_mut())
+        };
+        if self.closed.load(Ordering::Acquire) {
+            return Err(closed_error());
+        }
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(e),
+            };
+        }
+        let mut out = 0;
+        for i in 0..r as usize {
+            let h = &hdrs[i].msg_hdr;
+            let len = hdrs[i].msg_len as usize;
+            let Some(src) = names[i].to_std(h.msg_namelen) else { continue };
+            let seg = gro_size(h);
+            let slot = read_at + i;
+            for (off, l) in gro_segments(len, seg) {
+                // With the sizing above this never triggers; it guards a small
+                // batch against segments it has no room for.
+                if out >= n || out > slot {
+                    break;
+                }
+                if out != slot {
+                    let (front, back) = bufs.split_at_mut(slot);
+                    front[out][..l].copy_from_slice(&back[0][off..off + l]);
+                } else if off != 0 {
+                    bufs[slot].copy_within(off..off + l, 0);
+                }
+                meta[out] = RecvMeta { len: l, src };
+                out += 1;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The GRO segment size a received message carries, 0 if none.
+fn gro_size(h: &libc::msghdr) -> usize {
+    // SAFETY: walks the control buffer the kernel filled, within msg_controllen.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            if (*c).cmsg_level == SOL_UDP && (*c).cmsg_type == UDP_GRO {
+                return std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>()).max(0) as usize;
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    0
+}
+
 impl Udp for LinuxUdp {
     fn recv(&self, bufs: &mut [&mut [u8]], meta: &mut [RecvMeta]) -> io::Result<usize> {
         if self.closed.load(Ordering::Acquire) {
             return Err(closed_error());
+        }
+        if self.gro && bufs.len().min(meta.len()) > 0 {
+            return self.recv_gro(bufs, meta);
         }
         let n = bufs.len().min(meta.len()).min(MAX_BATCH);
         if n == 0 {
@@ -441,6 +607,25 @@ impl Udp for LinuxUdp {
             return Err(closed_error());
         }
         let (mut name, namelen) = RawAddr::from_std(self.dst_for_socket(dst)?);
+        if self.gso.load(Ordering::Relaxed) && bufs.len() > 1 {
+            let mut res = Ok(());
+            for chunk in bufs.chunks(MAX_BATCH) {
+                res = self.send_gso(chunk, &mut name, namelen);
+                if res.is_err() {
+                    break;
+                }
+            }
+            match res {
+                Ok(()) => return Ok(()),
+                // EIO: the route's device cannot checksum segments (as
+                // wireguard-go, give GSO up for this socket and resend).
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL | libc::EOPNOTSUPP)) => {
+                    self.gso.store(false, Ordering::Relaxed);
+                    tracing::info!(error = %e, "UDP GSO send failed; GSO disabled on this socket");
+                }
+                Err(e) => return Err(with_context(e, format!("UDP send to {dst}"))),
+            }
+        }
         for chunk in bufs.chunks(MAX_BATCH) {
             self.send_chunk(chunk, &mut name, namelen)
                 .map_err(|e| with_context(e, format!("UDP send to {dst}")))?;
