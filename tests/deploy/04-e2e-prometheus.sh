@@ -56,10 +56,14 @@ TOML
 write_config a "pma$$" "$tun_a" "$admin_a" "$pub_b" "$ul_b" "$tun_b"
 write_config b "pmb$$" "$tun_b" "$admin_b" "$pub_a" "$ul_a" "$tun_a"
 
+# The DaemonSet's gates, with a throughput baseline this test's traffic meets.
+sed 's|^throughput = .*|throughput = ">= 1/s"|' "$REPO_ROOT/deploy/kubernetes/config/gates.toml" >"$work/gates.toml"
+grep -q '^throughput = ">= 1/s"' "$work/gates.toml" || fail "gates.toml: no throughput line to adjust"
+
 log "starting daemons (self test once at start; the test runs the others)"
-start_bg "$work/a.pid" "$work/a.log" env PHANTOMMESH_SELF_TEST_INTERVAL=0 \
+start_bg "$work/a.pid" "$work/a.log" env PHANTOMMESH_SELF_TEST_INTERVAL=0 PHANTOMMESH_GATES="$work/gates.toml" \
     ip netns exec "$ns_a" "$BIN" run --config "$work/a.toml" --log-format json
-start_bg "$work/b.pid" "$work/b.log" env PHANTOMMESH_SELF_TEST_INTERVAL=0 \
+start_bg "$work/b.pid" "$work/b.log" env PHANTOMMESH_SELF_TEST_INTERVAL=0 PHANTOMMESH_GATES="$work/gates.toml" \
     ip netns exec "$ns_b" "$BIN" run --config "$work/b.toml" --log-format json
 wait_until 20 in_a curl -sf "http://$admin_a/readyz" || { cat "$work/a.log"; fail "daemon a not ready"; }
 wait_until 20 in_a curl -sf "http://$admin_b/readyz" || { cat "$work/b.log"; fail "daemon b not ready (or its admin API not reachable from $ns_a)"; }
@@ -110,6 +114,31 @@ check agree "$prom" "a=http://$admin_a" "b=http://$admin_b" || fail "Prometheus 
 log "every dashboard query answers"
 check dashboard "$prom" "$REPO_ROOT/deploy/grafana/phantommesh.json" || fail "dashboard queries"
 check never-true "$prom" 'phantommesh:packet_error_ratio:rate5m > 0.001' a || fail "error-rate alert true before any fault"
+for n in a b; do
+    eval "url=http://\$admin_$n"
+    in_a "$BIN" gate --url "$url" >"$work/gate-$n.txt" || { cat "$work/gate-$n.txt"; fail "phantommesh gate on $n fails on a healthy pair"; }
+done
+
+# The T-4h script with a fake cluster (kubectl stub: two nodes whose pods
+# have these daemons' admin addresses) but the real `phantommesh gate` (the
+# stub runs its exec here) and the real Prometheus.
+stub=$work/stub
+mkdir -p "$stub" "$work/bin"
+ln -s "$BIN" "$work/bin/phantommesh"
+echo ok >"$stub/readyz"
+printf 'node-a|True\nnode-b|True\n' >"$stub/nodes"
+echo 'daemon set "phantommesh" successfully rolled out' >"$stub/rollout"
+echo '2 2 2 2 0' >"$stub/ds-status"
+printf '|["ALL"]|["NET_ADMIN"]|$(POD_IP):9586\n' >"$stub/ds-security"
+printf 'phantommesh-a|node-a|%s|True|0\nphantommesh-b|node-b|%s|True|0\n' "${admin_a%:*}" "${admin_b%:*}" >"$stub/pods"
+predeploy() {
+    in_a env PATH="$DEPLOY_TESTS_DIR/stub:$work/bin:$PATH" STUB_DIR="$stub" STUB_EXEC_REAL=1 \
+        PROMETHEUS_URL="$prom" bash "$REPO_ROOT/deploy/pre-deployment-checks.sh" >"$work/predeploy-$1.txt" 2>&1
+}
+log "pre-deployment-checks.sh against the real gates and Prometheus"
+predeploy green || { cat "$work/predeploy-green.txt"; fail "pre-deployment checks fail on a healthy pair"; }
+sed 's/^/    | /' "$work/predeploy-green.txt"
+[ "$(grep -c '^✅' "$work/predeploy-green.txt")" = 6 ] || fail "want 6 ✅ lines"
 
 log "break 1: junk WireGuard data packets from $ns_b at node a's port"
 in_b "$PY" - "$ul_a" <<'PYEOF' || fail "sending junk"
@@ -128,6 +157,17 @@ code=$(in_a curl -s -o "$work/gate-tech.json" -w '%{http_code}' "http://$admin_a
 check wait-true "$prom" 15 'phantommesh_gate_passed{gate="technical"} == 0' a \
     || fail "PhantomMeshGateFailing expression did not turn true for a"
 check agree "$prom" "a=http://$admin_a" || fail "Prometheus and /gates disagree after the fault"
+if in_a "$BIN" gate --url "http://$admin_a" --gate technical >"$work/gate-a-bad.txt"; then
+    fail "phantommesh gate --gate technical passes on a after the fault"
+fi
+if predeploy fault; then
+    cat "$work/predeploy-fault.txt"
+    fail "pre-deployment checks pass after the fault"
+fi
+sed 's/^/    | /' "$work/predeploy-fault.txt"
+[ "$(grep '^❌' "$work/predeploy-fault.txt")" = "❌ Go-live gates: FAILED" ] || fail "want only the gates line failing"
+grep -q 'node node-a: a gate fails' "$work/predeploy-fault.txt" || fail "node-a not named"
+! grep -q 'node node-b' "$work/predeploy-fault.txt" || fail "node-b blamed"
 
 log "break 2: kill daemon b"
 kill "$(cat "$work/b.pid")"
