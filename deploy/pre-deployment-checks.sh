@@ -125,7 +125,7 @@ if [ -z "$reasons" ]; then
     else
         [[ "$drop" == *'"ALL"'* ]] || reasons+="capabilities.drop is ${drop:-empty}, want [\"ALL\"]"$'\n'
         extra=$(printf '%s' "$add" | tr -d '[]" ' | tr ',' '\n' | grep -vx -e NET_ADMIN -e NET_RAW -e '' || true)
-        [ -z "$extra" ] || reasons+="extra capabilities: $(echo $extra)"$'\n'
+        [ -z "$extra" ] || reasons+="extra capabilities: $(printf "%s" "$extra" | tr "\n" " ")"$'\n'
     fi
     case "$listen" in
         0.0.0.0:* | "[::]:"* | :*) reasons+="admin API listens on all addresses ($listen)"$'\n' ;;

@@ -12,6 +12,24 @@ promtool check rules "$P/phantommesh-rules.yml" || fail "promtool check rules"
 log "promtool test rules"
 promtool test rules "$P"/tests/*.yml || fail "promtool test rules"
 
+# Debian builds Prometheus without the Kubernetes service discovery, so its
+# promtool rejects kubernetes_sd_configs: check the example with static
+# targets in its place (the relabelling and rule file are checked as they are).
+log "promtool check config deploy/prometheus/prometheus.example.yml (static targets for kubernetes_sd)"
+tmp=$(mktemp -d /tmp/pm-promcfg.XXXXXX)
+add_cleanup "rm -rf '$tmp'"
+cp "$P/phantommesh-rules.yml" "$tmp/"
+"$PY" - "$P/prometheus.example.yml" "$tmp/prometheus.yml" <<'PYEOF' || fail "example config"
+import sys, yaml
+cfg = yaml.safe_load(open(sys.argv[1]))
+job = cfg["scrape_configs"][0]
+assert job["kubernetes_sd_configs"][0]["role"] == "pod"
+del job["kubernetes_sd_configs"]
+job["static_configs"] = [{"targets": ["127.0.0.1:9586"]}]
+yaml.safe_dump(cfg, open(sys.argv[2], "w"))
+PYEOF
+promtool check config "$tmp/prometheus.yml" || fail "promtool check config"
+
 log "every alert tested firing and silent; runbook links resolve"
 "$PY" - "$P/phantommesh-rules.yml" "$REPO_ROOT/deploy/alerts.md" "$P"/tests/*.yml <<'PYEOF' || fail "coverage or runbook links"
 import re, sys, yaml

@@ -100,7 +100,7 @@ in_a ping -q -c 300 -i 0.01 -W 1 "$tun_b" >"$work/ping.txt" || { cat "$work/ping
 grep -E ' 0(\.0+)?% packet loss' "$work/ping.txt" >/dev/null || { cat "$work/ping.txt"; fail "ping lost packets"; }
 log "$(grep 'packet loss' "$work/ping.txt")"
 log "tunnel tests: self tests on both, a peer test from a to b"
-for i in 1 2 3; do
+for _ in 1 2 3; do
     in_a curl -sf -X POST "http://$admin_a/tunnel-test?probes=50" >"$work/tt-a.json" || fail "tunnel test on a: $(cat "$work/tt-a.json")"
     in_a curl -sf -X POST "http://$admin_b/tunnel-test?probes=50" >"$work/tt-b.json" || fail "tunnel test on b: $(cat "$work/tt-b.json")"
 done
@@ -114,9 +114,8 @@ check agree "$prom" "a=http://$admin_a" "b=http://$admin_b" || fail "Prometheus 
 log "every dashboard query answers"
 check dashboard "$prom" "$REPO_ROOT/deploy/grafana/phantommesh.json" || fail "dashboard queries"
 check never-true "$prom" 'phantommesh:packet_error_ratio:rate5m > 0.001' a || fail "error-rate alert true before any fault"
-for n in a b; do
-    eval "url=http://\$admin_$n"
-    in_a "$BIN" gate --url "$url" >"$work/gate-$n.txt" || { cat "$work/gate-$n.txt"; fail "phantommesh gate on $n fails on a healthy pair"; }
+for admin in "$admin_a" "$admin_b"; do
+    in_a "$BIN" gate --url "http://$admin" >"$work/gate.txt" || { cat "$work/gate.txt"; fail "phantommesh gate on $admin fails on a healthy pair"; }
 done
 
 # The T-4h script with a fake cluster (kubectl stub: two nodes whose pods

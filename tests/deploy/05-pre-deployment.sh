@@ -81,7 +81,7 @@ for l in "Kubernetes cluster: HEALTHY" "DaemonSet: ROLLED OUT" "Networking: OPER
     grep -qx "✅ $l" "$work/green.out" || fail "missing line: ✅ $l"
 done
 for i in 1 2 3; do
-    p=$(echo $pods | cut -d' ' -f$i)
+    p=$(echo "$pods" | cut -d' ' -f$i)
     grep -q "exec $p -c phantommesh -- phantommesh gate --url http://10.0.0.1$i:9586" "$STUB_DIR/calls.log" \
         || fail "no gate check exec'd in $p at its pod IP"
 done
@@ -137,6 +137,15 @@ one_failure pod-restarted "Networking: DEGRADED" 'restarted 3 times'
 green
 cp "$work/daemonset-privileged.yaml" "$STUB_DIR/daemonset.yaml"
 one_failure privileged "Security: NOT VALIDATED" 'container is privileged'
+green
+"$PY" - "$STUB_DIR/daemonset.yaml" <<'PYEOF'
+import sys, yaml
+d = yaml.safe_load(open(sys.argv[1]))
+d["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"]["add"] += ["SYS_ADMIN"]
+yaml.safe_dump(d, open(sys.argv[1], "w"))
+PYEOF
+one_failure extra-capability "Security: NOT VALIDATED" 'extra capabilities: SYS_ADMIN'
+
 green
 sed -i 's/value: $(POD_IP):9586/value: 0.0.0.0:9586/' "$STUB_DIR/daemonset.yaml"
 grep -q 'value: 0.0.0.0:9586' "$STUB_DIR/daemonset.yaml" || fail "test setup: admin address not replaced"
