@@ -16,6 +16,7 @@ ns=pmd-names-$$
 ifname=pmn$$
 make_netns "$ns"
 
+add_cleanup "rm -f /var/run/wireguard/$ifname.sock"
 log "starting the daemon with deploy/kubernetes/config/phantommesh.toml in netns $ns"
 start_bg "$work/pid" "$work/daemon.log" env \
     PHANTOMMESH_INTERFACE="$ifname" \
