@@ -9,7 +9,7 @@ need_cmd ip iproute2
 need_cmd curl curl
 need_promtool
 PY=$(venv_python)
-BIN=$(phantommesh_bin)
+phantommesh_bin
 work=$(mktemp -d /tmp/pm-names.XXXXXX)
 add_cleanup "rm -rf '$work'"
 ns=pmd-names-$$

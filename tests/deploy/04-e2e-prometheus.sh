@@ -13,7 +13,7 @@ need_cmd curl curl
 need_cmd ping iputils-ping
 need_prometheus
 PY=$(venv_python)
-BIN=$(phantommesh_bin)
+phantommesh_bin
 work=$(mktemp -d /tmp/pm-e2e.XXXXXX)
 add_cleanup "rm -rf '$work'"
 ns_a=pmd-e2e-$$-a

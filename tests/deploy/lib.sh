@@ -74,24 +74,23 @@ venv_python() {
     echo "$PM_DEPLOY_VENV/bin/python"
 }
 
-# The daemon binary: $PHANTOMMESH_BIN, else a release build of this tree
-# (copied aside, so a concurrent build cannot swap it mid-test).
+# Sets BIN to the daemon binary: $PHANTOMMESH_BIN, else a release build of
+# this tree (copied aside, so a concurrent build cannot swap it mid-test).
+# Not through $(...): the copy's cleanup must register in this shell.
 phantommesh_bin() {
     if [ -n "${PHANTOMMESH_BIN:-}" ]; then
         [ -x "$PHANTOMMESH_BIN" ] || fail "PHANTOMMESH_BIN=$PHANTOMMESH_BIN is not executable"
-        echo "$PHANTOMMESH_BIN"
+        BIN=$PHANTOMMESH_BIN
         return
     fi
     command -v cargo >/dev/null 2>&1 || fail "cargo not found: install Rust or set PHANTOMMESH_BIN"
     local target=${CARGO_TARGET_DIR:-$REPO_ROOT/target}
-    log "building the daemon (cargo build --release)" >&2
-    (cd "$REPO_ROOT" && cargo build --release --quiet --bin phantommesh) >&2
-    local copy
-    copy=$(mktemp /tmp/phantommesh-bin.XXXXXX)
-    cp "$target/release/phantommesh" "$copy"
-    chmod 0755 "$copy"
-    add_cleanup "rm -f '$copy'"
-    echo "$copy"
+    log "building the daemon (cargo build --release)"
+    (cd "$REPO_ROOT" && cargo build --release --quiet --bin phantommesh)
+    BIN=$(mktemp /tmp/phantommesh-bin.XXXXXX)
+    add_cleanup "rm -f '$BIN'"
+    cp "$target/release/phantommesh" "$BIN"
+    chmod 0755 "$BIN"
 }
 
 # wait_until SECONDS CMD...: polls CMD every 0.5 s until it succeeds.

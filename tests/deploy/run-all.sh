@@ -7,8 +7,8 @@
 #   K8S_SCHEMA_VERSION=1.32.0             Kubernetes schema to validate against
 source "$(dirname "$0")/lib.sh"
 # Build (or locate) the daemon once for the checks that run it.
-PHANTOMMESH_BIN=$(phantommesh_bin)
-export PHANTOMMESH_BIN
+phantommesh_bin
+export PHANTOMMESH_BIN=$BIN
 passed=0 failed=0 failures=()
 for t in "$DEPLOY_TESTS_DIR"/0*.sh; do
     name=$(basename "$t" .sh)
