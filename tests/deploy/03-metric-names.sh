@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Check 3: every metric name in the rules and the dashboard is one the daemon
+# really exports. Starts the real daemon (run mode, with the DaemonSet's
+# ConfigMap files: deploy/kubernetes/config/*.toml) in a network namespace of
+# its own, admin on 127.0.0.1 there, scrapes /metrics and compares. Renaming
+# a metric in the daemon, or using a misspelt one in a rule or panel, fails.
+source "$(dirname "$0")/lib.sh"
+need_cmd ip iproute2
+need_cmd curl curl
+need_promtool
+PY=$(venv_python)
+phantommesh_bin
+work=$(mktemp -d /tmp/pm-names.XXXXXX)
+add_cleanup "rm -rf '$work'"
+ns=pmd-names-$$
+ifname=pmn$$
+make_netns "$ns"
+
+add_cleanup "rm -f /var/run/wireguard/$ifname.sock"
+log "starting the daemon with deploy/kubernetes/config/phantommesh.toml in netns $ns"
+start_bg "$work/pid" "$work/daemon.log" env \
+    PHANTOMMESH_INTERFACE="$ifname" \
+    PHANTOMMESH_PRIVATE_KEY_FILE="$work/private.key" \
+    PHANTOMMESH_ADMIN_LISTEN=127.0.0.1:9586 \
+    PHANTOMMESH_GATES="$REPO_ROOT/deploy/kubernetes/config/gates.toml" \
+    ip netns exec "$ns" "$BIN" run --config "$REPO_ROOT/deploy/kubernetes/config/phantommesh.toml" --log-format json
+scrape() { ip netns exec "$ns" curl -sf --max-time 2 "http://127.0.0.1:9586$1"; }
+# Ready means the first self test ran, so the histograms have samples.
+wait_until 20 scrape /readyz || { cat "$work/daemon.log"; fail "daemon not ready within 20 s"; }
+scrape /metrics >"$work/metrics.txt" || fail "scrape failed"
+grep -q '^phantommesh_tunnel_test_rtt_seconds_count [1-9]' "$work/metrics.txt" || fail "no tunnel-test samples in the scrape"
+
+log "promtool check metrics (exposition lint)"
+promtool check metrics <"$work/metrics.txt" || fail "the scrape does not pass promtool's lint"
+
+log "names used by rules and dashboard vs names exported"
+"$PY" "$DEPLOY_TESTS_DIR/metric_names.py" "$work/metrics.txt" \
+    "$REPO_ROOT/deploy/prometheus/phantommesh-rules.yml" "$REPO_ROOT/deploy/grafana/phantommesh.json" \
+    || fail "rules or dashboard use names the daemon does not export"
+
+# The extraction itself must catch a wrong name.
+sed 's/phantommesh_packets_dropped_total/phantommesh_packets_droped_total/' \
+    "$REPO_ROOT/deploy/prometheus/phantommesh-rules.yml" >"$work/bad-rules.yml"
+if "$PY" "$DEPLOY_TESTS_DIR/metric_names.py" "$work/metrics.txt" "$work/bad-rules.yml" \
+    "$REPO_ROOT/deploy/grafana/phantommesh.json" >"$work/neg.txt"; then
+    fail "a misspelt metric name in the rules was not caught"
+fi
+grep -q 'phantommesh_packets_droped_total' "$work/neg.txt" || fail "the misspelt name was not reported"
+log "PASS"

@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Check 5: deploy/pre-deployment-checks.sh against a fake kubectl on PATH
+# (tests/deploy/stub/kubectl, canned answers) and a fake Prometheus API
+# (canned JSON served on 127.0.0.1). All green: six ✅ lines, exit 0, and a
+# `phantommesh gate` exec per pod at its pod IP. Then one failure at a time:
+# exactly the matching ❌ line, exit 1.
+source "$(dirname "$0")/lib.sh"
+need_cmd curl curl
+need_kubectl
+PY=$(venv_python)
+export REAL_KUBECTL
+REAL_KUBECTL=$(command -v kubectl)
+SCRIPT=$REPO_ROOT/deploy/pre-deployment-checks.sh
+work=$(mktemp -d /tmp/pm-predeploy.XXXXXX)
+add_cleanup "rm -rf '$work'"
+export STUB_DIR=$work/stub
+mkdir -p "$STUB_DIR" "$work/prom/api/v1"
+
+start_bg "$work/http.pid" "$work/http.log" "$PY" -u -m http.server 0 --bind 127.0.0.1 --directory "$work/prom"
+wait_until 10 grep -q 'port [0-9]' "$work/http.log" || fail "fake Prometheus did not start"
+port=$(sed -n 's/.*port \([0-9][0-9]*\).*/\1/p' "$work/http.log" | head -1)
+export PROMETHEUS_URL=http://127.0.0.1:$port
+export PATH=$DEPLOY_TESTS_DIR/stub:$PATH
+unset KUBECTL CURL NAMESPACE DAEMONSET
+
+# render_ds KUSTOMIZE_DIR: the DaemonSet as kustomize renders it, with a
+# status for three nodes; the stub reads it with the real kubectl.
+render_ds() {
+    "$REAL_KUBECTL" kustomize "$1" | "$PY" -c '
+import sys, yaml
+for d in yaml.safe_load_all(sys.stdin):
+    if d and d["kind"] == "DaemonSet":
+        d["status"] = {"desiredNumberScheduled": 3, "updatedNumberScheduled": 3, "numberReady": 3,
+                       "numberAvailable": 3, "numberMisscheduled": 0}
+        yaml.safe_dump(d, sys.stdout)' >"$work/daemonset.yaml"
+}
+render_ds "$REPO_ROOT/deploy/kubernetes"
+cp "$work/daemonset.yaml" "$work/daemonset-base.yaml"
+cp -r "$REPO_ROOT/deploy/kubernetes" "$work/privileged"
+printf 'components:\n  - optional/privileged\n' >>"$work/privileged/kustomization.yaml"
+render_ds "$work/privileged"
+mv "$work/daemonset.yaml" "$work/daemonset-privileged.yaml"
+
+pods="phantommesh-a phantommesh-b phantommesh-c"
+green() {
+    rm -rf "$STUB_DIR" && mkdir -p "$STUB_DIR"
+    cp "$work/daemonset-base.yaml" "$STUB_DIR/daemonset.yaml"
+    echo ok >"$STUB_DIR/readyz"
+    printf 'node-a|True\nnode-b|True\nnode-c|True\n' >"$STUB_DIR/nodes"
+    echo 'daemon set "phantommesh" successfully rolled out' >"$STUB_DIR/rollout"
+    printf 'phantommesh-a|node-a|10.0.0.11|True|0\nphantommesh-b|node-b|10.0.0.12|True|0\nphantommesh-c|node-c|10.0.0.13|True|0\n' >"$STUB_DIR/pods"
+    for p in $pods; do
+        printf 'Gate 2: Performance Validation   ✅ PASSED\nResult: PASS\n' >"$STUB_DIR/gate-$p"
+    done
+    local r='' ip
+    for ip in 10.0.0.11 10.0.0.12 10.0.0.13; do
+        r+="{\"metric\":{\"__name__\":\"up\",\"instance\":\"$ip:9586\",\"job\":\"phantommesh/phantommesh\"},\"value\":[1764201600,\"1\"]},"
+    done
+    echo "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[${r%,}]}}" >"$work/prom/api/v1/query"
+    local rules='' a
+    for a in PhantomMeshErrorRateWarning PhantomMeshErrorRateCritical PhantomMeshGateFailing PhantomMeshTargetDown; do
+        rules+="{\"state\":\"inactive\",\"name\":\"$a\",\"query\":\"...\",\"type\":\"alerting\"},"
+    done
+    echo "{\"status\":\"success\",\"data\":{\"groups\":[{\"name\":\"phantommesh.alerts\",\"rules\":[${rules%,}]}]}}" >"$work/prom/api/v1/rules"
+}
+
+run() { # NAME: runs the script, keeps its output and exit code
+    rc=0
+    bash "$SCRIPT" >"$work/$1.out" 2>&1 || rc=$?
+    sed 's/^/    | /' "$work/$1.out"
+}
+
+log "all green"
+green
+run green
+[ "$rc" = 0 ] || fail "all-green run exited $rc"
+[ "$(grep -c '^✅' "$work/green.out")" = 6 ] || fail "want 6 ✅ lines"
+! grep -q '^❌' "$work/green.out" || fail "❌ in the all-green run"
+for l in "Kubernetes cluster: HEALTHY" "DaemonSet: ROLLED OUT" "Networking: OPERATIONAL" "Security: VALIDATED" \
+    "Go-live gates: PASSED" "Monitoring: ARMED"; do
+    grep -qx "✅ $l" "$work/green.out" || fail "missing line: ✅ $l"
+done
+for i in 1 2 3; do
+    p=$(echo "$pods" | cut -d' ' -f$i)
+    grep -q "exec $p -c phantommesh -- phantommesh gate --url http://10.0.0.1$i:9586" "$STUB_DIR/calls.log" \
+        || fail "no gate check exec'd in $p at its pod IP"
+done
+grep -q -- '-n phantommesh rollout status daemonset/phantommesh' "$STUB_DIR/calls.log" || fail "rollout status not checked"
+
+# one_failure NAME "EXPECTED ❌ LINE" REASON-REGEX: after a mutation of the green state.
+one_failure() {
+    run "$1"
+    [ "$rc" = 1 ] || fail "$1: exit code $rc, want 1"
+    ! grep -q 'unexpected call' "$work/$1.out" || fail "$1: the script made a call the stub does not know"
+    local bad
+    bad=$(grep '^❌' "$work/$1.out" || true)
+    [ "$bad" = "❌ $2" ] || fail "$1: ❌ lines are [$bad], want exactly [❌ $2]"
+    grep -Eq "$3" "$work/$1.out" || fail "$1: reason matching /$3/ not printed"
+    [ "$(grep -c '^✅' "$work/$1.out")" = 5 ] || fail "$1: want the 5 other checks ✅"
+    log "  $1: ok"
+}
+
+log "one failure at a time"
+green
+printf 'Gate 2: Performance Validation   ❌ FAILED\nP99 Latency  ≤200ms  350ms  ❌ FAIL  -75.0%%\nResult: FAIL\n' >"$STUB_DIR/gate-phantommesh-b"
+echo 1 >"$STUB_DIR/gate-phantommesh-b.rc"
+one_failure gate-fails "Go-live gates: FAILED" 'node node-b: a gate fails'
+grep -q 'P99 Latency' "$work/gate-fails.out" || fail "gate-fails: the failing criterion is not shown"
+
+green
+echo 2 >"$STUB_DIR/gate-phantommesh-c.rc"
+one_failure gate-unreachable "Go-live gates: FAILED" 'node node-c: admin API unreachable at http://10.0.0.13:9586'
+
+green
+printf 'node-a|True\nnode-b|True\nnode-c|Unknown\n' >"$STUB_DIR/nodes"
+one_failure node-not-ready "Kubernetes cluster: UNHEALTHY" 'node node-c is not Ready'
+
+green
+echo 'Error from server: etcd cluster is unavailable' >"$STUB_DIR/readyz"
+echo 1 >"$STUB_DIR/readyz.rc"
+one_failure apiserver-down "Kubernetes cluster: UNHEALTHY" 'API server /readyz: Error from server'
+
+green
+echo 'Waiting for daemon set "phantommesh" rollout to finish: 2 out of 3 new pods have been updated...' >"$STUB_DIR/rollout"
+echo 1 >"$STUB_DIR/rollout.rc"
+echo '3 2 3 3 0' >"$STUB_DIR/ds-status"
+one_failure rollout-incomplete "DaemonSet: NOT ROLLED OUT" '2 of 3 pods run the current template'
+
+green
+printf 'phantommesh-a|node-a|10.0.0.11|True|0\nphantommesh-b|node-b|10.0.0.12|False|0\nphantommesh-c|node-c|10.0.0.13|True|0\n' >"$STUB_DIR/pods"
+one_failure pod-not-ready "Networking: DEGRADED" 'pod phantommesh-b on node-b is not Ready'
+
+green
+printf 'phantommesh-a|node-a|10.0.0.11|True|0\nphantommesh-b|node-b|10.0.0.12|True|3\nphantommesh-c|node-c|10.0.0.13|True|0\n' >"$STUB_DIR/pods"
+one_failure pod-restarted "Networking: DEGRADED" 'restarted 3 times'
+
+green
+cp "$work/daemonset-privileged.yaml" "$STUB_DIR/daemonset.yaml"
+one_failure privileged "Security: NOT VALIDATED" 'container is privileged'
+green
+"$PY" - "$STUB_DIR/daemonset.yaml" <<'PYEOF'
+import sys, yaml
+d = yaml.safe_load(open(sys.argv[1]))
+d["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"]["add"] += ["SYS_ADMIN"]
+yaml.safe_dump(d, open(sys.argv[1], "w"))
+PYEOF
+one_failure extra-capability "Security: NOT VALIDATED" 'extra capabilities: SYS_ADMIN'
+
+green
+sed -i 's/value: $(POD_IP):9586/value: 0.0.0.0:9586/' "$STUB_DIR/daemonset.yaml"
+grep -q 'value: 0.0.0.0:9586' "$STUB_DIR/daemonset.yaml" || fail "test setup: admin address not replaced"
+one_failure admin-on-all "Security: NOT VALIDATED" 'admin API listens on all addresses'
+
+green
+sed -i 's/{"metric":{"__name__":"up","instance":"10.0.0.13:9586"[^}]*},"value":\[[^]]*\]},\{0,1\}//; s/,\]/]/' "$work/prom/api/v1/query"
+grep -q 10.0.0.13 "$work/prom/api/v1/query" && fail "test setup: target not removed"
+one_failure target-missing "Monitoring: NOT ARMED" 'does not scrape pod phantommesh-c \(10.0.0.13:9586\)'
+
+green
+sed -i 's/PhantomMeshTargetDown/SomethingElse/' "$work/prom/api/v1/rules"
+one_failure rules-missing "Monitoring: NOT ARMED" 'alert rule PhantomMeshTargetDown not loaded'
+
+green
+PROMETHEUS_URL=http://127.0.0.1:1 one_failure prometheus-down "Monitoring: NOT ARMED" 'cannot query Prometheus'
+
+# KUBECTL with flags is honoured (every call goes through it).
+green
+KUBECTL="kubectl --context prod" run context
+[ "$rc" = 0 ] || fail "KUBECTL with flags: exit $rc"
+! grep -v -- '^--context prod ' "$STUB_DIR/calls.log" | grep -q . || fail "a kubectl call ignored \$KUBECTL's flags"
+log "PASS"
