@@ -167,6 +167,7 @@ pub fn metrics_extra(st: &AdminState) -> crate::metrics::Extra {
         tunnel_tests_run: st.tests_run.load(Relaxed),
         tunnel_tests_failed: st.tests_failed.load(Relaxed),
         histograms: Some(st.dev.shared.hist.clone()),
+        offloads: st.dev.offloads().into_iter().map(|(n, on)| (n.to_string(), on)).collect(),
         ..Default::default()
     }
 }

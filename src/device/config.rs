@@ -61,6 +61,14 @@ impl Device {
     pub fn peer_info(&self, peer: &Arc<Peer>) -> PeerInfo {
         peer_info(&self.shared, peer)
     }
+    /// Offloads of the TUN and the UDP socket now in use.
+    pub fn offloads(&self) -> Vec<(&'static str, bool)> {
+        let mut v = self.shared.tun.offloads();
+        if let Some(u) = self.shared.current_udp() {
+            v.extend(u.offloads());
+        }
+        v
+    }
     pub fn public_key(&self) -> Option<[u8; 32]> {
         self.shared.identity.read().as_ref().map(|i| *i.public_key().as_bytes())
     }
@@ -136,7 +144,8 @@ pub fn rebind(s: &Shared, port: u16, fwmark: u32) -> Result<(), UapiError> {
     let mut st = s.settings.lock();
     st.listen_port = actual;
     st.fwmark = fwmark;
-    tracing::info!(port = actual, "listening for WireGuard on UDP");
+    let offloads: Vec<String> = s.current_udp().map(|u| u.offloads()).unwrap_or_default().iter().map(|(n, on)| format!("{n}={on}")).collect();
+    tracing::info!(port = actual, offloads = %offloads.join(","), "listening for WireGuard on UDP");
     Ok(())
 }
 

@@ -384,6 +384,10 @@ impl LinuxTun {
 }
 
 impl Tun for LinuxTun {
+    fn offloads(&self) -> Vec<(&'static str, bool)> {
+        vec![("tun_tso", false), ("tun_uso", false)]
+    }
+
     fn read(
         &self,
         bufs: &mut [&mut [u8]],

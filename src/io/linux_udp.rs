@@ -637,6 +637,11 @@ impl Udp for LinuxUdp {
         self.port
     }
 
+    fn offloads(&self) -> Vec<(&'static str, bool)> {
+        let (gso, gro) = self.offloads();
+        vec![("udp_gso", gso), ("udp_gro", gro)]
+    }
+
     fn close(&self) {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;

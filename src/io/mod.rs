@@ -43,6 +43,10 @@ pub trait Tun: Send + Sync {
     /// Whether the interface still exists (false once it was deleted).
     fn exists(&self) -> bool;
     fn close(&self);
+    /// Kernel offloads in use, by name ("tun_tso", "tun_uso").
+    fn offloads(&self) -> Vec<(&'static str, bool)> {
+        Vec::new()
+    }
 }
 
 /// Metadata of one received datagram.
@@ -69,6 +73,10 @@ pub trait Udp: Send + Sync {
     /// The bound port (the chosen one when 0 was asked for).
     fn port(&self) -> u16;
     fn close(&self);
+    /// Kernel offloads in use, by name ("udp_gso", "udp_gro").
+    fn offloads(&self) -> Vec<(&'static str, bool)> {
+        Vec::new()
+    }
 }
 
 /// Opens UDP endpoints: the device re-binds when `listen_port` changes.

@@ -166,4 +166,9 @@ impl Tun for OffloadTun {
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
     }
+
+    fn offloads(&self) -> Vec<(&'static str, bool)> {
+        let f = self.features();
+        vec![("tun_tso", f.tso), ("tun_uso", f.uso)]
+    }
 }
