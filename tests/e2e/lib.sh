@@ -322,10 +322,12 @@ keygen() {
 keyfile() { printf '%s/%s.key' "$E2E_TMP" "$1"; }
 pub() { cat "$E2E_TMP/$1.pub"; }
 
+# wg_in NS ARGS...: wg inside NS; a daemon that hangs on its socket fails the
+# call after E2E_WG_TIMEOUT seconds instead of stalling the scenario.
 wg_in() {
   local ns=$1
   shift
-  ip netns exec "$ns" wg "$@"
+  timeout "${E2E_WG_TIMEOUT:-10}" ip netns exec "$ns" wg "$@"
 }
 
 # node_up NS IFNAME KEYNAME PORT HOST: key, port, inner addresses, link up.
