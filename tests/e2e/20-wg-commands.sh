@@ -22,10 +22,8 @@ keygen dev p1 p2 p3 p4 p5 p6
 # It parses arguments before contacting the device, so an unknown interface
 # gives "Unable to modify interface" when the syntax itself was accepted.
 PLUSMINUS=0
-if wg set "${E2E_IFPFX}nx" peer "$(pub p1)" allowed-ips +10.9.9.0/24 2>&1 |
-  grep -q "Unable to modify interface"; then
-  PLUSMINUS=1
-fi
+probe=$(wg set "${E2E_IFPFX}nx" peer "$(pub p1)" allowed-ips +10.9.9.0/24 2>&1 || true)
+[[ $probe == *"Unable to modify interface"* ]] && PLUSMINUS=1
 say "wg supports allowed-ips +/-: $PLUSMINUS"
 
 write_confs() {

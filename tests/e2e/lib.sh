@@ -349,11 +349,13 @@ peer_add() {
 
 # ------------------------------------------------------------------- traffic
 
-# ping_ok NS DST [COUNT] [ping args...]: COUNT replies within 10 s.
+# ping_ok NS DST [COUNT] [ping args...]: COUNT replies within PING_WAIT
+# seconds (default 10: room for one lost handshake initiation, retried 5 s on).
 ping_ok() {
   local ns=$1 dst=$2 count=${3:-3}
   shift $(($# < 3 ? $# : 3))
-  ip netns exec "$ns" ping -n -q -c "$count" -i 0.2 -w 10 "$@" "$dst" >>"$E2E_TMP/ping.log" 2>&1
+  ip netns exec "$ns" ping -n -q -c "$count" -i 0.2 -w "${PING_WAIT:-10}" "$@" "$dst" \
+    >>"$E2E_TMP/ping.log" 2>&1
 }
 # ping_none NS DST [ping args...]: no reply at all within 3 s.
 ping_none() {
