@@ -118,7 +118,6 @@ time.sleep(60)' "$port" &
   HOLDER=$pid
   wait_until 5 udp_bound "$ns" "$port"
 }
-udp_bound() { [[ -n $(ip netns exec "$1" ss -Hlun "sport = :$2" 2>/dev/null) ]]; }
 
 # sequence NS IFNAME OUTDIR
 sequence() {

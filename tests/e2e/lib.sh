@@ -394,6 +394,7 @@ print(f"{mbps:.1f} Mbit/s")
 sys.exit(0 if mbps >= minimum else 1)
 EOF
 }
+udp_bound() { [[ -n $(ip netns exec "$1" ss -Hlun "sport = :$2" 2>/dev/null) ]]; }
 iperf_listening() { [[ -n $(ip netns exec "$1" ss -Hltn "sport = :$2" 2>/dev/null) ]]; }
 
 # uapi IFNAME: sends stdin verbatim to the UAPI socket, prints the reply.
@@ -433,4 +434,10 @@ endpoint_is() {
     echo "endpoint of $3 on $2: got '$got', want '$4'" >&2
     return 1
   }
+}
+
+# transfer NS IFNAME PEERKEYNAME rx|tx: the peer's byte counter.
+transfer() {
+  wg_in "$1" show "$2" transfer |
+    awk -v k="$(pub "$3")" -v d="$4" '$1 == k {print (d == "rx" ? $2 : $3)}'
 }
