@@ -121,6 +121,12 @@ e2e_exit() {
   local status=$?
   set +e
   trap - ERR
+  if ((status == 77 && E2E_FAILS == 0)); then
+    e2e_cleanup
+    [[ -z $E2E_TMP || -n ${E2E_KEEP:-} ]] || rm -rf "$E2E_TMP"
+    say "skipped"
+    exit 77
+  fi
   if ((status != 0 && E2E_FAILS == 0)); then
     fail "scenario aborted with status $status"
   fi
