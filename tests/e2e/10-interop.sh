@@ -72,12 +72,16 @@ one_run() {
     check "$label: B reports a current handshake time" handshake_recent "$NS_B" "$ifb"
   fi
   if [[ $iperf == yes ]]; then
+    local cns sns dst dir
     if [[ $init == a ]]; then
-      rate=$(iperf_tcp "$NS_A" "$NS_B" "$(inner4 2)" 5) && pass "$label: iperf3 TCP A -> B 5 s: $rate" ||
-        fail "$label: iperf3 TCP A -> B 5 s: $rate (minimum $E2E_MIN_MBPS Mbit/s)"
+      cns=$NS_A sns=$NS_B dst=$(inner4 2) dir="A -> B"
     else
-      rate=$(iperf_tcp "$NS_B" "$NS_A" "$(inner4 1)" 5) && pass "$label: iperf3 TCP B -> A 5 s: $rate" ||
-        fail "$label: iperf3 TCP B -> A 5 s: $rate (minimum $E2E_MIN_MBPS Mbit/s)"
+      cns=$NS_B sns=$NS_A dst=$(inner4 1) dir="B -> A"
+    fi
+    if rate=$(iperf_tcp "$cns" "$sns" "$dst" 5); then
+      pass "$label: iperf3 TCP $dir 5 s: $rate"
+    else
+      fail "$label: iperf3 TCP $dir 5 s: $rate (minimum $E2E_MIN_MBPS Mbit/s)"
     fi
   fi
   stop_impl "$ifa" || say "note: '$cmd_a' needed SIGKILL"

@@ -252,13 +252,14 @@ inner6() { printf 'fd00:201::%s' "$1"; }
 ns_link() {
   local n1=$1 h1=$2 n2=$3 h2=$4 idx=$5
   ip -n "$n1" link add "o$idx" type veth peer name "o$idx" netns "$n2"
-  local pair
-  for pair in "$n1 $h1" "$n2 $h2"; do
-    set -- $pair
-    ip -n "$1" addr add "$(outer4 "$idx" "$2")/24" dev "o$idx"
+  local ns host
+  for ns in "$n1" "$n2"; do
+    host=$h1
+    [[ $ns == "$n1" ]] || host=$h2
+    ip -n "$ns" addr add "$(outer4 "$idx" "$host")/24" dev "o$idx"
     # nodad: the address is usable at once instead of after DAD (~2 s).
-    ip -n "$1" addr add "$(outer6 "$idx" "$2")/64" dev "o$idx" nodad
-    ip -n "$1" link set "o$idx" up
+    ip -n "$ns" addr add "$(outer6 "$idx" "$host")/64" dev "o$idx" nodad
+    ip -n "$ns" link set "o$idx" up
   done
 }
 
