@@ -161,7 +161,9 @@ install_apt() {
 }
 
 install_boringtun() {
-  if cargo install --list 2>/dev/null | grep -qx "boringtun-cli v$BORINGTUN_VERSION:" &&
+  local installed
+  installed=$(cargo install --list 2>/dev/null)
+  if [[ $'\n'$installed$'\n' == *$'\n'"boringtun-cli v$BORINGTUN_VERSION:"$'\n'* ]] &&
     command -v boringtun-cli >/dev/null; then
     echo "boringtun-cli $BORINGTUN_VERSION present: $(command -v boringtun-cli)"
     return 0
