@@ -126,9 +126,15 @@ pub fn apply(s: &Shared, set: &DeviceSet) -> Result<(), UapiError> {
 /// Binds the UDP socket on `port` (0 = any). Keeps the old socket on failure.
 pub fn rebind(s: &Shared, port: u16, fwmark: u32) -> Result<(), UapiError> {
     {
-        let st = s.settings.lock();
-        let bound = s.udp.read().is_some();
-        if bound && st.fwmark == fwmark && port == st.listen_port {
+        let mut st = s.settings.lock();
+        let udp = s.current_udp();
+        if let Some(u) = udp.filter(|_| port == st.listen_port) {
+            // Same port: only the mark may change, on the live socket (a
+            // rebind would race the old socket for the port).
+            if st.fwmark != fwmark {
+                u.set_fwmark(fwmark).map_err(|e| err(crate::uapi::protocol::EIO, e.to_string()))?;
+                st.fwmark = fwmark;
+            }
             return Ok(());
         }
     }

@@ -637,6 +637,12 @@ impl Udp for LinuxUdp {
         self.port
     }
 
+    fn set_fwmark(&self, mark: u32) -> io::Result<()> {
+        self.sock
+            .set_mark(mark)
+            .map_err(|e| with_context(e, format!("cannot set fwmark {mark:#x} (needs CAP_NET_ADMIN)")))
+    }
+
     fn offloads(&self) -> Vec<(&'static str, bool)> {
         let (gso, gro) = self.offloads();
         vec![("udp_gso", gso), ("udp_gro", gro)]

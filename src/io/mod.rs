@@ -73,6 +73,11 @@ pub trait Udp: Send + Sync {
     /// The bound port (the chosen one when 0 was asked for).
     fn port(&self) -> u16;
     fn close(&self);
+    /// Sets SO_MARK on outgoing packets (0 clears it).
+    fn set_fwmark(&self, mark: u32) -> io::Result<()> {
+        let _ = mark;
+        Ok(())
+    }
     /// Kernel offloads in use, by name ("udp_gso", "udp_gro").
     fn offloads(&self) -> Vec<(&'static str, bool)> {
         Vec::new()
