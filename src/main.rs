@@ -12,7 +12,11 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "phantommesh", version, about = "Userspace WireGuard daemon with go-live gates")]
+#[command(
+    name = "phantommesh",
+    version,
+    about = "Userspace WireGuard daemon with go-live gates"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -68,14 +72,28 @@ enum Cmd {
     Genpsk,
 }
 
-const SUBCOMMANDS: &[&str] =
-    &["run", "gate", "preflight", "status", "loadtest", "genkey", "pubkey", "genpsk", "help", "--help", "-h"];
+const SUBCOMMANDS: &[&str] = &[
+    "run",
+    "gate",
+    "preflight",
+    "status",
+    "loadtest",
+    "genkey",
+    "pubkey",
+    "genpsk",
+    "help",
+    "--help",
+    "-h",
+];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let first = args.first().map(String::as_str);
     if matches!(first, Some("--version" | "-v" | "-V" | "version")) {
-        println!("phantommesh v{}\n\nUserspace WireGuard daemon for Linux (wireguard-go compatible).", env!("CARGO_PKG_VERSION"));
+        println!(
+            "phantommesh v{}\n\nUserspace WireGuard daemon for Linux (wireguard-go compatible).",
+            env!("CARGO_PKG_VERSION")
+        );
         return;
     }
     if !first.is_some_and(|f| SUBCOMMANDS.contains(&f)) {
@@ -90,12 +108,21 @@ fn main() {
     }
     let code = match Cli::parse().cmd {
         Cmd::Run { config, log_format } => run_mode::main(&config, log_format),
-        Cmd::Gate { urls, gate, json, token_file } => match read_token(token_file.as_deref()) {
+        Cmd::Gate {
+            urls,
+            gate,
+            json,
+            token_file,
+        } => match read_token(token_file.as_deref()) {
             Ok(token) => phantommesh::cli::gate::run(&urls, gate.as_deref(), json, token),
             Err(code) => code,
         },
         Cmd::Preflight { config } => phantommesh::cli::preflight::run(config.as_deref()),
-        Cmd::Status { url, json, token_file } => match read_token(token_file.as_deref()) {
+        Cmd::Status {
+            url,
+            json,
+            token_file,
+        } => match read_token(token_file.as_deref()) {
             Ok(token) => phantommesh::cli::status::run(&url, json, token),
             Err(code) => code,
         },

@@ -23,8 +23,19 @@ impl Node {
         let ip: IpAddr = ip.parse().unwrap();
         let dev = Device::new(tun, Arc::new(net.bind(ip)));
         let secret = [seed; 32];
-        dev.apply(&DeviceSet { private_key: Some(secret), listen_port: Some(port), ..Default::default() }).unwrap();
-        Node { dev, tun: handle, secret, ip, port }
+        dev.apply(&DeviceSet {
+            private_key: Some(secret),
+            listen_port: Some(port),
+            ..Default::default()
+        })
+        .unwrap();
+        Node {
+            dev,
+            tun: handle,
+            secret,
+            ip,
+            port,
+        }
     }
     fn public(&self) -> [u8; 32] {
         *PublicKey::from(&StaticSecretKey::from(self.secret)).as_bytes()
@@ -38,7 +49,10 @@ impl Node {
                 peers: vec![PeerSet {
                     public_key: other.public(),
                     endpoint: endpoint.then(|| other.endpoint()),
-                    allowed_ips: allowed.iter().map(|(a, c)| AllowedIpChange::Add(a.parse().unwrap(), *c)).collect(),
+                    allowed_ips: allowed
+                        .iter()
+                        .map(|(a, c)| AllowedIpChange::Add(a.parse().unwrap(), *c))
+                        .collect(),
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -96,21 +110,40 @@ fn pair(net: &MemNetwork) -> (Node, Node) {
 fn two_devices_exchange_ipv4_and_ipv6_both_ways() {
     let net = MemNetwork::new();
     let (a, b) = pair(&net);
-    let p = ipv4("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), b"hello");
+    let p = ipv4(
+        "10.0.0.1".parse().unwrap(),
+        "10.0.0.2".parse().unwrap(),
+        b"hello",
+    );
     assert_eq!(send_until_delivered(&a, &b, &p), p);
     // B learned A's endpoint from the handshake: it can answer.
-    let r = ipv4("10.0.0.2".parse().unwrap(), "10.0.0.1".parse().unwrap(), b"world");
+    let r = ipv4(
+        "10.0.0.2".parse().unwrap(),
+        "10.0.0.1".parse().unwrap(),
+        b"world",
+    );
     assert_eq!(send_until_delivered(&b, &a, &r), r);
-    let p6 = ipv6("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap(), &[7u8; 1000]);
+    let p6 = ipv6(
+        "fd00::1".parse().unwrap(),
+        "fd00::2".parse().unwrap(),
+        &[7u8; 1000],
+    );
     assert_eq!(send_until_delivered(&a, &b, &p6), p6);
     // Odd sizes are padded on the wire and trimmed on delivery.
     for len in [0usize, 1, 15, 17, 1379] {
-        let p = ipv4("10.0.0.2".parse().unwrap(), "10.0.0.1".parse().unwrap(), &vec![0xab; len]);
+        let p = ipv4(
+            "10.0.0.2".parse().unwrap(),
+            "10.0.0.1".parse().unwrap(),
+            &vec![0xab; len],
+        );
         assert_eq!(send_until_delivered(&b, &a, &p), p, "payload {len}");
     }
     let peers = a.dev.peers();
     let info = a.dev.peer_info(&peers[0]);
-    assert!(info.last_handshake_time_sec > 1_600_000_000, "epoch seconds, not an age");
+    assert!(
+        info.last_handshake_time_sec > 1_600_000_000,
+        "epoch seconds, not an age"
+    );
     assert!(info.tx_bytes > 0 && info.rx_bytes > 0);
 }
 
@@ -118,13 +151,24 @@ fn two_devices_exchange_ipv4_and_ipv6_both_ways() {
 fn batch_of_packets_arrives_in_order() {
     let net = MemNetwork::new();
     let (a, b) = pair(&net);
-    let first = ipv4("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), b"x");
+    let first = ipv4(
+        "10.0.0.1".parse().unwrap(),
+        "10.0.0.2".parse().unwrap(),
+        b"x",
+    );
     send_until_delivered(&a, &b, &first);
     for i in 0u32..500 {
-        a.tun.inject(&ipv4("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), &i.to_be_bytes()));
+        a.tun.inject(&ipv4(
+            "10.0.0.1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+            &i.to_be_bytes(),
+        ));
     }
     for i in 0u32..500 {
-        let got = b.tun.recv_timeout(Duration::from_secs(5)).expect("packet lost");
+        let got = b
+            .tun
+            .recv_timeout(Duration::from_secs(5))
+            .expect("packet lost");
         assert_eq!(&got[20..24], &i.to_be_bytes(), "reordered");
     }
 }
@@ -140,35 +184,74 @@ fn source_address_must_belong_to_the_sending_peer() {
     a.add_peer(&c, true, &[("10.0.0.3", 32)]);
     b.add_peer(&a, true, &[("10.0.0.0", 24)]);
     c.add_peer(&a, true, &[("10.0.0.0", 24)]);
-    let from_b = ipv4("10.0.0.2".parse().unwrap(), "10.0.0.1".parse().unwrap(), b"ok");
+    let from_b = ipv4(
+        "10.0.0.2".parse().unwrap(),
+        "10.0.0.1".parse().unwrap(),
+        b"ok",
+    );
     assert_eq!(send_until_delivered(&b, &a, &from_b), from_b);
     // B spoofing C's address is dropped by A's source check.
-    let spoof = ipv4("10.0.0.3".parse().unwrap(), "10.0.0.1".parse().unwrap(), b"spoof");
+    let spoof = ipv4(
+        "10.0.0.3".parse().unwrap(),
+        "10.0.0.1".parse().unwrap(),
+        b"spoof",
+    );
     for _ in 0..5 {
         b.tun.inject(&spoof);
     }
-    assert!(a.tun.recv_timeout(Duration::from_millis(500)).is_none(), "spoofed packet delivered");
+    assert!(
+        a.tun.recv_timeout(Duration::from_millis(500)).is_none(),
+        "spoofed packet delivered"
+    );
     assert!(a.dev.shared.stats.drop_source_check.load(Ordering::Relaxed) >= 1);
     // C's own packets with that source pass, and A routes .3 to C.
-    let from_c = ipv4("10.0.0.3".parse().unwrap(), "10.0.0.1".parse().unwrap(), b"c");
+    let from_c = ipv4(
+        "10.0.0.3".parse().unwrap(),
+        "10.0.0.1".parse().unwrap(),
+        b"c",
+    );
     assert_eq!(send_until_delivered(&c, &a, &from_c), from_c);
-    let to_c = ipv4("10.0.0.1".parse().unwrap(), "10.0.0.3".parse().unwrap(), b"to c");
+    let to_c = ipv4(
+        "10.0.0.1".parse().unwrap(),
+        "10.0.0.3".parse().unwrap(),
+        b"to c",
+    );
     assert_eq!(send_until_delivered(&a, &c, &to_c), to_c);
-    assert!(b.tun.recv_timeout(Duration::from_millis(200)).is_none(), "B got C's packet");
+    assert!(
+        b.tun.recv_timeout(Duration::from_millis(200)).is_none(),
+        "B got C's packet"
+    );
 }
 
 #[test]
 fn peer_roams_to_a_new_port() {
     let net = MemNetwork::new();
     let (a, mut b) = pair(&net);
-    let p = ipv4("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), b"1");
+    let p = ipv4(
+        "10.0.0.1".parse().unwrap(),
+        "10.0.0.2".parse().unwrap(),
+        b"1",
+    );
     send_until_delivered(&a, &b, &p);
-    b.dev.apply(&DeviceSet { listen_port: Some(40000), ..Default::default() }).unwrap();
+    b.dev
+        .apply(&DeviceSet {
+            listen_port: Some(40000),
+            ..Default::default()
+        })
+        .unwrap();
     b.port = 40000;
-    let r = ipv4("10.0.0.2".parse().unwrap(), "10.0.0.1".parse().unwrap(), b"2");
+    let r = ipv4(
+        "10.0.0.2".parse().unwrap(),
+        "10.0.0.1".parse().unwrap(),
+        b"2",
+    );
     assert_eq!(send_until_delivered(&b, &a, &r), r);
     let peers = a.dev.peers();
-    assert_eq!(a.dev.peer_info(&peers[0]).endpoint, Some(b.endpoint()), "A follows B to its new port");
+    assert_eq!(
+        a.dev.peer_info(&peers[0]).endpoint,
+        Some(b.endpoint()),
+        "A follows B to its new port"
+    );
     assert_eq!(send_until_delivered(&a, &b, &p), p);
 }
 
@@ -176,7 +259,11 @@ fn peer_roams_to_a_new_port() {
 fn junk_datagrams_do_not_disturb_a_working_tunnel() {
     let net = MemNetwork::new();
     let (a, b) = pair(&net);
-    let p = ipv4("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), b"before");
+    let p = ipv4(
+        "10.0.0.1".parse().unwrap(),
+        "10.0.0.2".parse().unwrap(),
+        b"before",
+    );
     send_until_delivered(&a, &b, &p);
     let junk_sock = net.bind("192.0.2.66".parse().unwrap());
     let udp = phantommesh::io::Bind::open(&junk_sock, 0, 0).unwrap();
@@ -189,7 +276,9 @@ fn junk_datagrams_do_not_disturb_a_working_tunnel() {
     };
     let mut junk: Vec<Vec<u8>> = Vec::new();
     for kind in 1u8..=4 {
-        for len in [0usize, 1, 4, 31, 32, 63, 64, 65, 91, 92, 93, 147, 148, 149, 1500] {
+        for len in [
+            0usize, 1, 4, 31, 32, 63, 64, 65, 91, 92, 93, 147, 148, 149, 1500,
+        ] {
             let mut m: Vec<u8> = (0..len).map(|_| rnd() as u8).collect();
             if !m.is_empty() {
                 m[0] = kind;
@@ -205,7 +294,11 @@ fn junk_datagrams_do_not_disturb_a_working_tunnel() {
         udp.send(&[m], b.endpoint()).unwrap();
     }
     std::thread::sleep(Duration::from_millis(200));
-    let after = ipv4("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), b"after");
+    let after = ipv4(
+        "10.0.0.1".parse().unwrap(),
+        "10.0.0.2".parse().unwrap(),
+        b"after",
+    );
     assert_eq!(send_until_delivered(&a, &b, &after), after);
     assert!(!b.dev.is_closed());
 }
@@ -214,11 +307,22 @@ fn junk_datagrams_do_not_disturb_a_working_tunnel() {
 fn removing_a_peer_stops_its_traffic_and_frees_its_indices() {
     let net = MemNetwork::new();
     let (a, b) = pair(&net);
-    let p = ipv4("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), b"x");
+    let p = ipv4(
+        "10.0.0.1".parse().unwrap(),
+        "10.0.0.2".parse().unwrap(),
+        b"x",
+    );
     send_until_delivered(&a, &b, &p);
     assert!(!a.dev.shared.index.read().is_empty());
     a.dev
-        .apply(&DeviceSet { peers: vec![PeerSet { public_key: b.public(), remove: true, ..Default::default() }], ..Default::default() })
+        .apply(&DeviceSet {
+            peers: vec![PeerSet {
+                public_key: b.public(),
+                remove: true,
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
         .unwrap();
     assert!(a.dev.peers().is_empty());
     assert!(a.dev.shared.index.read().is_empty());

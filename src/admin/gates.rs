@@ -56,7 +56,12 @@ pub struct GateState {
 impl GateState {
     pub fn new(cfg: GatesConfig, stats: &Stats) -> GateState {
         let window = Window::new(cfg.window, Instant::now());
-        GateState { cfg, window, sampler: Mutex::new(Sampler::new()), last: Mutex::new(totals(stats)) }
+        GateState {
+            cfg,
+            window,
+            sampler: Mutex::new(Sampler::new()),
+            last: Mutex::new(totals(stats)),
+        }
     }
 
     /// Moves the counters' growth since the last tick into the window.
@@ -70,14 +75,16 @@ impl GateState {
         }
         let (packets, errors) = (d(cur.packets, prev.packets), d(cur.errors, prev.errors));
         self.window.record_packets(now, packets, errors);
-        self.window.record_requests(now, packets - errors, d(cur.bytes, prev.bytes));
+        self.window
+            .record_requests(now, packets - errors, d(cur.bytes, prev.bytes));
     }
 
     /// Records a finished tunnel test: probes as attempts, RTTs as latency.
     pub fn record_test(&self, sent: usize, received: usize, rtts: &[std::time::Duration]) {
         let now = Instant::now();
         if sent > 0 {
-            self.window.record_attempts(now, sent as u64, received as u64);
+            self.window
+                .record_attempts(now, sent as u64, received as u64);
         }
         let secs: Vec<f64> = rtts.iter().map(|d| d.as_secs_f64()).collect();
         self.window.record_latencies(now, &secs);

@@ -31,7 +31,15 @@ impl Kind {
     pub fn checks(self) -> &'static [&'static str] {
         const LIVE: &[&str] = &["ping", "packet-loops"];
         const READY: &[&str] = &["tun", "udp", "config", "uapi", "self-test"];
-        const ALL: &[&str] = &["ping", "packet-loops", "tun", "udp", "config", "uapi", "self-test"];
+        const ALL: &[&str] = &[
+            "ping",
+            "packet-loops",
+            "tun",
+            "udp",
+            "config",
+            "uapi",
+            "self-test",
+        ];
         match self {
             Kind::Live => LIVE,
             Kind::Ready => READY,
@@ -52,7 +60,11 @@ pub fn check(st: &AdminState, name: &str) -> Result<(), String> {
             } else if stalled.is_empty() {
                 Ok(())
             } else {
-                Err(format!("no heartbeat for {} s from: {}", WORKER_STALL_MS / 1000, stalled.join(", ")))
+                Err(format!(
+                    "no heartbeat for {} s from: {}",
+                    WORKER_STALL_MS / 1000,
+                    stalled.join(", ")
+                ))
             }
         }
         "tun" => {
@@ -119,11 +131,21 @@ pub fn parse_query(query: Option<&str>) -> Result<Options, String> {
 
 /// Evaluates `kind` (or one check of it) and renders the body. Returns
 /// (healthy, body).
-pub fn evaluate(st: &AdminState, kind: Kind, only: Option<&str>, opts: &Options) -> Result<(bool, String), String> {
+pub fn evaluate(
+    st: &AdminState,
+    kind: Kind,
+    only: Option<&str>,
+    opts: &Options,
+) -> Result<(bool, String), String> {
     let names: Vec<&str> = match only {
         Some(n) if kind.checks().contains(&n) => vec![n],
         Some(n) => return Err(format!("no check named {n:?} in /{}", kind.path())),
-        None => kind.checks().iter().copied().filter(|n| !opts.exclude.iter().any(|e| e == n)).collect(),
+        None => kind
+            .checks()
+            .iter()
+            .copied()
+            .filter(|n| !opts.exclude.iter().any(|e| e == n))
+            .collect(),
     };
     let mut ok = true;
     let mut lines = String::new();

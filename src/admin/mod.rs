@@ -43,7 +43,12 @@ pub struct AdminState {
 }
 
 impl AdminState {
-    pub fn new(dev: Arc<Device>, ifname: &str, token: Option<Vec<u8>>, gates_cfg: crate::gates::GatesConfig) -> Arc<AdminState> {
+    pub fn new(
+        dev: Arc<Device>,
+        ifname: &str,
+        token: Option<Vec<u8>>,
+        gates_cfg: crate::gates::GatesConfig,
+    ) -> Arc<AdminState> {
         let gates = gates::GateState::new(gates_cfg, &dev.shared.stats);
         Arc::new(AdminState {
             gates,
@@ -121,12 +126,15 @@ pub fn spawn_self_tests(st: Arc<AdminState>, interval: Duration) {
 
 /// Feeds the gates' window from the device counters once a second.
 pub fn spawn_gate_ticker(st: Arc<AdminState>) {
-    let _ = std::thread::Builder::new().name("pm-gates".into()).spawn(move || {
-        while !st.dev.is_closed() {
-            std::thread::sleep(Duration::from_secs(1));
-            st.gates.tick(&st.dev.shared.stats, std::time::Instant::now());
-        }
-    });
+    let _ = std::thread::Builder::new()
+        .name("pm-gates".into())
+        .spawn(move || {
+            while !st.dev.is_closed() {
+                std::thread::sleep(Duration::from_secs(1));
+                st.gates
+                    .tick(&st.dev.shared.stats, std::time::Instant::now());
+            }
+        });
 }
 
 /// Environment variable naming a gates file that replaces the built-in
@@ -136,7 +144,8 @@ pub const GATES_ENV: &str = "PHANTOMMESH_GATES";
 /// The gates config: the file named by PHANTOMMESH_GATES, else built in.
 pub fn load_gates() -> Result<crate::gates::GatesConfig, String> {
     let path = std::env::var(GATES_ENV).ok().filter(|p| !p.is_empty());
-    crate::gates::GatesConfig::load(path.as_deref().map(std::path::Path::new)).map_err(|e| e.to_string())
+    crate::gates::GatesConfig::load(path.as_deref().map(std::path::Path::new))
+        .map_err(|e| e.to_string())
 }
 
 /// Parses an admin address; None for "off".
@@ -144,23 +153,32 @@ pub fn parse_listen(s: &str) -> Result<Option<SocketAddr>, String> {
     if s.eq_ignore_ascii_case("off") {
         return Ok(None);
     }
-    s.parse().map(Some).map_err(|_| format!("admin address {s:?} is not ip:port or \"off\""))
+    s.parse()
+        .map(Some)
+        .map_err(|_| format!("admin address {s:?} is not ip:port or \"off\""))
 }
 
 /// Serves the admin API on `addr` in a background thread. A bind failure is
 /// logged and returned; the tunnel keeps running either way.
 pub fn serve(st: Arc<AdminState>, addr: SocketAddr) -> Result<SocketAddr, String> {
     let std_listener = std::net::TcpListener::bind(addr).map_err(|e| {
-        let msg = format!("admin server cannot listen on {addr}: {e}; the tunnel keeps running without it");
+        let msg = format!(
+            "admin server cannot listen on {addr}: {e}; the tunnel keeps running without it"
+        );
         tracing::error!("{msg}");
         msg
     })?;
     let local = std_listener.local_addr().map_err(|e| e.to_string())?;
-    std_listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|e| e.to_string())?;
     std::thread::Builder::new()
         .name("pm-admin".into())
         .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     tracing::error!(error = %e, "admin runtime failed to start");
@@ -168,7 +186,9 @@ pub fn serve(st: Arc<AdminState>, addr: SocketAddr) -> Result<SocketAddr, String
                 }
             };
             rt.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else { return };
+                let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
+                    return;
+                };
                 let app = routes::router(st);
                 if let Err(e) = axum::serve(listener, app).await {
                     tracing::error!(error = %e, "admin server stopped");

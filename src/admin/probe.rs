@@ -25,7 +25,13 @@ pub fn checksum(parts: &[&[u8]]) -> u16 {
 }
 
 /// An ICMP (v4) or ICMPv6 echo request from `src` to `dst`.
-pub fn echo_request(src: IpAddr, dst: IpAddr, id: u16, seq: u16, payload: &[u8]) -> Option<Vec<u8>> {
+pub fn echo_request(
+    src: IpAddr,
+    dst: IpAddr,
+    id: u16,
+    seq: u16,
+    payload: &[u8],
+) -> Option<Vec<u8>> {
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => Some(echo_v4(s, d, id, seq, payload)),
         (IpAddr::V6(s), IpAddr::V6(d)) => Some(echo_v6(s, d, id, seq, payload)),
@@ -91,13 +97,18 @@ pub fn parse_echo_reply(pkt: &[u8], to: IpAddr) -> Option<(u16, u16)> {
             let ihl = usize::from(pkt[0] & 0x0f) * 4;
             (pkt.get(ihl..)?, 0u8)
         }
-        (6, IpAddr::V6(a)) if pkt.len() >= 48 && pkt[6] == 58 && pkt[24..40] == a.octets() => (&pkt[40..], 129u8),
+        (6, IpAddr::V6(a)) if pkt.len() >= 48 && pkt[6] == 58 && pkt[24..40] == a.octets() => {
+            (&pkt[40..], 129u8)
+        }
         _ => return None,
     };
     if icmp.len() < 8 || icmp[0] != reply_type || icmp[1] != 0 {
         return None;
     }
-    Some((u16::from_be_bytes([icmp[4], icmp[5]]), u16::from_be_bytes([icmp[6], icmp[7]])))
+    Some((
+        u16::from_be_bytes([icmp[4], icmp[5]]),
+        u16::from_be_bytes([icmp[6], icmp[7]]),
+    ))
 }
 
 /// Addresses (with prefix length) assigned to interface `ifname`.
@@ -128,7 +139,10 @@ pub fn interface_addresses(ifname: &str) -> Vec<(IpAddr, u8)> {
                     let a = &*(ifa.ifa_addr as *const libc::sockaddr_in);
                     let m = &*(ifa.ifa_netmask as *const libc::sockaddr_in);
                     let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
-                    out.push((IpAddr::V4(ip), u32::from_be(m.sin_addr.s_addr).count_ones() as u8));
+                    out.push((
+                        IpAddr::V4(ip),
+                        u32::from_be(m.sin_addr.s_addr).count_ones() as u8,
+                    ));
                 }
                 libc::AF_INET6 => {
                     let a = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
@@ -213,9 +227,19 @@ mod tests {
     #[test]
     fn candidates_stay_inside_the_subnet() {
         let c = probe_candidates("10.100.0.1".parse().unwrap(), 24, 3);
-        assert_eq!(c, vec!["10.100.0.254".parse::<IpAddr>().unwrap(), "10.100.0.253".parse().unwrap(), "10.100.0.252".parse().unwrap()]);
+        assert_eq!(
+            c,
+            vec![
+                "10.100.0.254".parse::<IpAddr>().unwrap(),
+                "10.100.0.253".parse().unwrap(),
+                "10.100.0.252".parse().unwrap()
+            ]
+        );
         assert!(probe_candidates("10.100.0.1".parse().unwrap(), 32, 3).is_empty());
         let c6 = probe_candidates("fd00:100::1".parse().unwrap(), 64, 2);
-        assert_eq!(c6[0], "fd00:100::ffff:ffff:ffff:ffff".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            c6[0],
+            "fd00:100::ffff:ffff:ffff:ffff".parse::<IpAddr>().unwrap()
+        );
     }
 }

@@ -17,35 +17,77 @@ pub const MAX_BODY: usize = 4096;
 
 pub fn router(st: Arc<AdminState>) -> Router {
     Router::new()
-        .route("/livez", get(|s: St, q: RawQuery| health_route(s, q, Kind::Live, None)))
-        .route("/readyz", get(|s: St, q: RawQuery| health_route(s, q, Kind::Ready, None)))
-        .route("/healthz", get(|s: St, q: RawQuery| health_route(s, q, Kind::Health, None)))
-        .route("/livez/{name}", get(|s: St, q: RawQuery, Path(n): Path<String>| health_route(s, q, Kind::Live, Some(n))))
-        .route("/readyz/{name}", get(|s: St, q: RawQuery, Path(n): Path<String>| health_route(s, q, Kind::Ready, Some(n))))
-        .route("/healthz/{name}", get(|s: St, q: RawQuery, Path(n): Path<String>| health_route(s, q, Kind::Health, Some(n))))
+        .route(
+            "/livez",
+            get(|s: St, q: RawQuery| health_route(s, q, Kind::Live, None)),
+        )
+        .route(
+            "/readyz",
+            get(|s: St, q: RawQuery| health_route(s, q, Kind::Ready, None)),
+        )
+        .route(
+            "/healthz",
+            get(|s: St, q: RawQuery| health_route(s, q, Kind::Health, None)),
+        )
+        .route(
+            "/livez/{name}",
+            get(|s: St, q: RawQuery, Path(n): Path<String>| {
+                health_route(s, q, Kind::Live, Some(n))
+            }),
+        )
+        .route(
+            "/readyz/{name}",
+            get(|s: St, q: RawQuery, Path(n): Path<String>| {
+                health_route(s, q, Kind::Ready, Some(n))
+            }),
+        )
+        .route(
+            "/healthz/{name}",
+            get(|s: St, q: RawQuery, Path(n): Path<String>| {
+                health_route(s, q, Kind::Health, Some(n))
+            }),
+        )
         .route("/tunnel-test", get(tunnel_test).post(tunnel_test))
         .route("/metrics", get(metrics))
         .route("/gates", get(|s: St| gates(s, None)))
-        .route("/gates/{name}", get(|s: St, Path(n): Path<String>| gates(s, Some(n))))
+        .route(
+            "/gates/{name}",
+            get(|s: St, Path(n): Path<String>| gates(s, Some(n))),
+        )
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(st)
 }
 
 fn text(status: StatusCode, body: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 fn json(status: StatusCode, body: &impl serde::Serialize) -> Response {
     let s = serde_json::to_string_pretty(body).unwrap_or_else(|_| "{}".into());
-    (status, [(header::CONTENT_TYPE, "application/json")], s + "\n").into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        s + "\n",
+    )
+        .into_response()
 }
 
 fn error_json(status: StatusCode, msg: &str) -> Response {
     json(status, &serde_json::json!({ "ok": false, "error": msg }))
 }
 
-async fn health_route(State(st): St, RawQuery(q): RawQuery, kind: Kind, only: Option<String>) -> Response {
+async fn health_route(
+    State(st): St,
+    RawQuery(q): RawQuery,
+    kind: Kind,
+    only: Option<String>,
+) -> Response {
     let opts = match health::parse_query(q.as_deref()) {
         Ok(o) => o,
         Err(e) => return text(StatusCode::BAD_REQUEST, e + "\n"),
@@ -75,7 +117,10 @@ struct TestQuery {
 }
 
 fn parse_test_query(q: Option<&str>) -> Result<TestQuery, String> {
-    let mut t = TestQuery { peer: None, probes: DEFAULT_PROBES };
+    let mut t = TestQuery {
+        peer: None,
+        probes: DEFAULT_PROBES,
+    };
     for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let v = percent_decode(v);
@@ -132,18 +177,37 @@ async fn tunnel_test(State(st): St, headers: HeaderMap, RawQuery(q): RawQuery) -
         Err(e) => return error_json(StatusCode::BAD_REQUEST, &e),
     };
     if let Some(k) = q.peer {
-        let known = st.dev.shared.peers.read().get(&k).is_some_and(|p| !p.is_hidden());
+        let known = st
+            .dev
+            .shared
+            .peers
+            .read()
+            .get(&k)
+            .is_some_and(|p| !p.is_hidden());
         if !known {
-            return error_json(StatusCode::NOT_FOUND, "unknown peer: only configured peers can be tested");
+            return error_json(
+                StatusCode::NOT_FOUND,
+                "unknown peer: only configured peers can be tested",
+            );
         }
     }
     let st2 = st.clone();
     let res = tokio::task::spawn_blocking(move || st2.run_test(q.peer, q.probes)).await;
     match res {
-        Ok(Some(rep)) => json(if rep.ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &rep),
+        Ok(Some(rep)) => json(
+            if rep.ok {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            },
+            &rep,
+        ),
         Ok(None) => (
             StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, "5"), (header::CONTENT_TYPE, "application/json")],
+            [
+                (header::RETRY_AFTER, "5"),
+                (header::CONTENT_TYPE, "application/json"),
+            ],
             "{\"ok\":false,\"error\":\"a tunnel test is already running\"}\n",
         )
             .into_response(),
@@ -154,20 +218,36 @@ async fn tunnel_test(State(st): St, headers: HeaderMap, RawQuery(q): RawQuery) -
 /// Values the admin layer adds to the device's own metrics.
 pub fn metrics_extra(st: &AdminState) -> crate::metrics::Extra {
     use std::sync::atomic::Ordering::Relaxed;
-    let checks: Vec<(String, bool)> =
-        Kind::Health.checks().iter().map(|n| (n.to_string(), health::check(st, n).is_ok())).collect();
-    let ok = |kind: Kind| kind.checks().iter().all(|n| checks.iter().any(|(c, ok)| c == n && *ok));
+    let checks: Vec<(String, bool)> = Kind::Health
+        .checks()
+        .iter()
+        .map(|n| (n.to_string(), health::check(st, n).is_ok()))
+        .collect();
+    let ok = |kind: Kind| {
+        kind.checks()
+            .iter()
+            .all(|n| checks.iter().any(|(c, ok)| c == n && *ok))
+    };
     let report = st.gates.report(st);
     crate::metrics::Extra {
         interface: st.ifname.clone(),
         live: Some(ok(Kind::Live)),
         ready: Some(ok(Kind::Ready)),
-        gates: report.gates.iter().map(|g| (g.name.clone(), g.pass)).collect(),
+        gates: report
+            .gates
+            .iter()
+            .map(|g| (g.name.clone(), g.pass))
+            .collect(),
         health_checks: checks,
         tunnel_tests_run: st.tests_run.load(Relaxed),
         tunnel_tests_failed: st.tests_failed.load(Relaxed),
         histograms: Some(st.dev.shared.hist.clone()),
-        offloads: st.dev.offloads().into_iter().map(|(n, on)| (n.to_string(), on)).collect(),
+        offloads: st
+            .dev
+            .offloads()
+            .into_iter()
+            .map(|(n, on)| (n.to_string(), on))
+            .collect(),
         ..Default::default()
     }
 }
@@ -181,7 +261,12 @@ async fn metrics(State(st): St) -> Response {
     })
     .await
     .unwrap_or_default();
-    (StatusCode::OK, [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        body,
+    )
+        .into_response()
 }
 
 /// `/gates`: 200 with every verdict (Argo Rollouts reads the JSON; a non-2xx
@@ -193,11 +278,25 @@ async fn gates(State(st): St, name: Option<String>) -> Response {
         return error_json(StatusCode::INTERNAL_SERVER_ERROR, "gate evaluation failed");
     };
     match name {
-        None => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], report.to_json() + "\n").into_response(),
+        None => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            report.to_json() + "\n",
+        )
+            .into_response(),
         Some(n) => match report.only(&n) {
             Some(r) => {
-                let status = if r.pass { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-                (status, [(header::CONTENT_TYPE, "application/json")], r.to_json() + "\n").into_response()
+                let status = if r.pass {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                (
+                    status,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    r.to_json() + "\n",
+                )
+                    .into_response()
             }
             None => error_json(StatusCode::NOT_FOUND, &format!("no gate named {n:?}")),
         },
@@ -216,9 +315,15 @@ mod tests {
         assert!(parse_test_query(Some("probes=100000")).is_err());
         assert!(parse_test_query(Some("probes=abc")).is_err());
         assert!(parse_test_query(Some("peer=notakey")).is_err());
-        assert!(parse_test_query(Some("target=10.0.0.1")).is_err(), "no address from the request");
+        assert!(
+            parse_test_query(Some("target=10.0.0.1")).is_err(),
+            "no address from the request"
+        );
         let k = "4nhsls0q7klSqPEh%2BVPMNSDd8fQGZoZospgUcqfAHiU%3D";
-        assert!(parse_test_query(Some(&format!("peer={k}"))).unwrap().peer.is_some());
+        assert!(parse_test_query(Some(&format!("peer={k}")))
+            .unwrap()
+            .peer
+            .is_some());
     }
 
     #[test]
@@ -227,6 +332,10 @@ mod tests {
         assert_eq!(percent_decode("%"), "%");
         assert_eq!(percent_decode("%4"), "%4");
         assert_eq!(percent_decode("%zz"), "%zz");
-        assert_eq!(percent_decode("%é1"), "%é1", "multi-byte text after % must not panic");
+        assert_eq!(
+            percent_decode("%é1"),
+            "%é1",
+            "multi-byte text after % must not panic"
+        );
     }
 }

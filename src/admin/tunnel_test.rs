@@ -78,7 +78,8 @@ impl TestReport {
             });
         }
         self.duration_ms = ms(started.elapsed());
-        self.ok = self.errors.is_empty() && self.handshake_ms.is_some() && self.received == self.sent;
+        self.ok =
+            self.errors.is_empty() && self.handshake_ms.is_some() && self.received == self.sent;
         self
     }
 }
@@ -92,7 +93,10 @@ struct Client {
 }
 
 impl Client {
-    fn call<R>(&mut self, f: impl FnOnce(&mut PeerState, &mut Env, &mut Vec<Output>) -> R) -> (R, Vec<Output>) {
+    fn call<R>(
+        &mut self,
+        f: impl FnOnce(&mut PeerState, &mut Env, &mut Vec<Output>) -> R,
+    ) -> (R, Vec<Output>) {
         let mut out = Vec::new();
         let mut rng = rand::rngs::OsRng;
         let mut idx = self.index;
@@ -100,7 +104,13 @@ impl Client {
             idx = idx.wrapping_add(1);
             idx
         };
-        let mut env = Env { identity: &self.identity, now: Instant::now(), wall: SystemTime::now(), rng: &mut rng, alloc_index: &mut alloc };
+        let mut env = Env {
+            identity: &self.identity,
+            now: Instant::now(),
+            wall: SystemTime::now(),
+            rng: &mut rng,
+            alloc_index: &mut alloc,
+        };
         let r = f(&mut self.state, &mut env, &mut out);
         self.index = idx;
         let _ = self.state.drain_events().count();
@@ -131,7 +141,9 @@ impl Client {
                 Ok(MessageType::Response) => {
                     let msg: [u8; 92] = buf[..92].try_into().map_err(|_| "short response")?;
                     let (r, _) = self.call(|st, env, out| st.consume_response(env, &msg, out));
-                    return r.map(|_| start.elapsed()).map_err(|e| format!("handshake response rejected: {e}"));
+                    return r
+                        .map(|_| start.elapsed())
+                        .map_err(|e| format!("handshake response rejected: {e}"));
                 }
                 Ok(MessageType::CookieReply) => {
                     // The daemon is under load: retry with the cookie.
@@ -147,7 +159,10 @@ impl Client {
     }
 
     fn send_data(&self, inner: &[u8]) -> Result<(), String> {
-        let kp = self.state.sending_keypair(Instant::now()).ok_or("no session")?;
+        let kp = self
+            .state
+            .sending_keypair(Instant::now())
+            .ok_or("no session")?;
         let counter = kp.next_counter().ok_or("session exhausted")?;
         let plen = crate::noise::messages::padded_len(inner.len(), 1420);
         let mut buf = vec![0u8; DATA_HEADER_LEN + plen + 16];
@@ -198,7 +213,11 @@ struct PeerGuard<'a> {
 impl Drop for PeerGuard<'_> {
     fn drop(&mut self) {
         let _ = self.dev.apply(&DeviceSet {
-            peers: vec![PeerSet { public_key: self.key, remove: true, ..Default::default() }],
+            peers: vec![PeerSet {
+                public_key: self.key,
+                remove: true,
+                ..Default::default()
+            }],
             ..Default::default()
         });
     }
@@ -208,7 +227,10 @@ impl Drop for PeerGuard<'_> {
 pub fn self_test(dev: &Device, ifname: &str, probes: usize) -> TestReport {
     let started = Instant::now();
     let deadline = started + MAX_DURATION;
-    let mut rep = TestReport { mode: "self".into(), ..Default::default() };
+    let mut rep = TestReport {
+        mode: "self".into(),
+        ..Default::default()
+    };
     let (Some(device_key), port) = (dev.public_key(), dev.info().listen_port) else {
         rep.errors.push("no private key configured".into());
         return rep.finish(started);
@@ -223,7 +245,10 @@ pub fn self_test(dev: &Device, ifname: &str, probes: usize) -> TestReport {
     let identity = Identity::new(StaticSecretKey::from(secret));
     let my_key = *identity.public_key().as_bytes();
     let allowed: Vec<AllowedIpChange> = match addrs {
-        Some((src, _)) => vec![AllowedIpChange::Add(src, if src.is_ipv4() { 32 } else { 128 })],
+        Some((src, _)) => vec![AllowedIpChange::Add(
+            src,
+            if src.is_ipv4() { 32 } else { 128 },
+        )],
         None => {
             rep.mode = "self-handshake-only".into();
             Vec::new()
@@ -231,17 +256,24 @@ pub fn self_test(dev: &Device, ifname: &str, probes: usize) -> TestReport {
     };
     let sock = match UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|s| s.connect((Ipv4Addr::LOCALHOST, port)).map(|_| s))
-        .or_else(|_| UdpSocket::bind((Ipv6Addr::LOCALHOST, 0)).and_then(|s| s.connect((Ipv6Addr::LOCALHOST, port)).map(|_| s)))
-    {
+        .or_else(|_| {
+            UdpSocket::bind((Ipv6Addr::LOCALHOST, 0))
+                .and_then(|s| s.connect((Ipv6Addr::LOCALHOST, port)).map(|_| s))
+        }) {
         Ok(s) => s,
         Err(e) => {
-            rep.errors.push(format!("cannot open a loopback UDP socket: {e}"));
+            rep.errors
+                .push(format!("cannot open a loopback UDP socket: {e}"));
             return rep.finish(started);
         }
     };
     let _ = sock.set_read_timeout(Some(Duration::from_millis(50)));
     if let Err(e) = dev.apply(&DeviceSet {
-        peers: vec![PeerSet { public_key: my_key, allowed_ips: allowed, ..Default::default() }],
+        peers: vec![PeerSet {
+            public_key: my_key,
+            allowed_ips: allowed,
+            ..Default::default()
+        }],
         ..Default::default()
     }) {
         rep.errors.push(format!("cannot add the test peer: {e}"));
@@ -251,8 +283,18 @@ pub fn self_test(dev: &Device, ifname: &str, probes: usize) -> TestReport {
     if let Some(p) = dev.shared.peers.read().get(&my_key) {
         p.hidden.store(true, std::sync::atomic::Ordering::Relaxed);
     }
-    let state = PeerState::new(Some(&identity), PublicKey::from(device_key), [0u8; 32], rand::random());
-    let mut client = Client { identity, state, sock, index: rand::random() };
+    let state = PeerState::new(
+        Some(&identity),
+        PublicKey::from(device_key),
+        [0u8; 32],
+        rand::random(),
+    );
+    let mut client = Client {
+        identity,
+        state,
+        sock,
+        index: rand::random(),
+    };
     match client.handshake(deadline.min(Instant::now() + Duration::from_secs(5))) {
         Ok(d) => rep.handshake_ms = Some(ms(d)),
         Err(e) => {
@@ -266,7 +308,14 @@ pub fn self_test(dev: &Device, ifname: &str, probes: usize) -> TestReport {
     rep.finish(started)
 }
 
-fn run_probes(client: &Client, src: IpAddr, dst: IpAddr, probes: usize, deadline: Instant, rep: &mut TestReport) {
+fn run_probes(
+    client: &Client,
+    src: IpAddr,
+    dst: IpAddr,
+    probes: usize,
+    deadline: Instant,
+    rep: &mut TestReport,
+) {
     let id: u16 = rand::random();
     let mut buf = vec![0u8; 2048];
     for seq in 0..probes.min(MAX_PROBES) as u16 {
@@ -274,7 +323,9 @@ fn run_probes(client: &Client, src: IpAddr, dst: IpAddr, probes: usize, deadline
             rep.errors.push("test duration limit reached".into());
             return;
         }
-        let Some(pkt) = echo_request(src, dst, id, seq, b"phantommesh tunnel-test") else { return };
+        let Some(pkt) = echo_request(src, dst, id, seq, b"phantommesh tunnel-test") else {
+            return;
+        };
         let sent_at = Instant::now();
         if let Err(e) = client.send_data(&pkt) {
             rep.errors.push(format!("probe {seq}: {e}"));
@@ -292,7 +343,10 @@ fn run_probes(client: &Client, src: IpAddr, dst: IpAddr, probes: usize, deadline
                     }
                 }
                 None => {
-                    rep.errors.push(format!("probe {seq}: no reply within {} ms", PROBE_TIMEOUT.as_millis()));
+                    rep.errors.push(format!(
+                        "probe {seq}: no reply within {} ms",
+                        PROBE_TIMEOUT.as_millis()
+                    ));
                     break;
                 }
             }
@@ -319,7 +373,11 @@ pub fn peer_test(dev: &Device, public_key: [u8; 32], timeout: Duration) -> TestR
     }
     let before = peer.state.lock().last_handshake();
     let sent_at = Instant::now();
-    if dev.shared.with_peer(&peer, |st, env, out| st.force_initiation(env, out)).is_none() {
+    if dev
+        .shared
+        .with_peer(&peer, |st, env, out| st.force_initiation(env, out))
+        .is_none()
+    {
         rep.errors.push("no private key configured".into());
         return rep.finish(started);
     }
@@ -335,7 +393,8 @@ pub fn peer_test(dev: &Device, public_key: [u8; 32], timeout: Duration) -> TestR
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    rep.errors.push(format!("no handshake within {} ms", timeout.as_millis()));
+    rep.errors
+        .push(format!("no handshake within {} ms", timeout.as_millis()));
     rep.finish(started)
 }
 

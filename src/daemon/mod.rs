@@ -54,7 +54,10 @@ pub fn wait(dev: &Device, uapi: &UapiServer, mut on_hup: impl FnMut()) -> StopRe
 /// Self-test period while passing (PHANTOMMESH_SELF_TEST_INTERVAL seconds
 /// overrides it; 0 disables periodic tests after the first).
 pub fn self_test_interval() -> Duration {
-    let secs = std::env::var("PHANTOMMESH_SELF_TEST_INTERVAL").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(60);
+    let secs = std::env::var("PHANTOMMESH_SELF_TEST_INTERVAL")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(60);
     if secs == 0 {
         Duration::from_secs(u64::MAX / 4)
     } else {

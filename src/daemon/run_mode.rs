@@ -3,7 +3,9 @@
 //! (addresses, MTU, link up), and re-applies the file on SIGHUP as
 //! `wg syncconf` would: only the difference, keeping live sessions.
 use super::{wait, EXIT_SETUP_FAILED};
-use crate::cli::keys::{encode_base64_key, load_or_generate_private_key, public_key, read_key_file};
+use crate::cli::keys::{
+    encode_base64_key, load_or_generate_private_key, public_key, read_key_file,
+};
 use crate::cli::logging::{self, LogFormat};
 use crate::config::{self, Config, KeySource};
 use crate::device::{config::rebind, Device};
@@ -96,7 +98,9 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
         }
     };
     let admin = super::start_admin(&dev, &name, listen, token, gates);
-    admin.config_applied.store(true, std::sync::atomic::Ordering::Relaxed);
+    admin
+        .config_applied
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let mut current = cfg;
     let reason = wait(&dev, &uapi, || match reload(path, &dev, &current) {
         Ok(new) => current = new,
@@ -130,12 +134,22 @@ fn reload(path: &Path, dev: &Device, old: &Config) -> Result<Config, String> {
 fn configure_link(cfg: &Config, old_addresses: &[(std::net::IpAddr, u8)]) -> Result<(), String> {
     let name = &cfg.interface.name;
     let mtu = cfg.interface.mtu.unwrap_or(super::wg_mode::DEFAULT_MTU);
-    linux_tun::set_mtu(name, mtu.into()).map_err(|e| format!("cannot set MTU {mtu} on {name}: {e}"))?;
-    for a in old_addresses.iter().filter(|a| !cfg.interface.addresses.contains(a)) {
+    linux_tun::set_mtu(name, mtu.into())
+        .map_err(|e| format!("cannot set MTU {mtu} on {name}: {e}"))?;
+    for a in old_addresses
+        .iter()
+        .filter(|a| !cfg.interface.addresses.contains(a))
+    {
         let _ = linux_tun::del_address(name, a.0, a.1);
     }
-    for &(ip, prefix) in cfg.interface.addresses.iter().filter(|a| !old_addresses.contains(a)) {
-        linux_tun::add_address(name, ip, prefix).map_err(|e| format!("cannot add {ip}/{prefix} to {name}: {e}"))?;
+    for &(ip, prefix) in cfg
+        .interface
+        .addresses
+        .iter()
+        .filter(|a| !old_addresses.contains(a))
+    {
+        linux_tun::add_address(name, ip, prefix)
+            .map_err(|e| format!("cannot add {ip}/{prefix} to {name}: {e}"))?;
     }
     linux_tun::set_up(name).map_err(|e| format!("cannot bring {name} up: {e}"))
 }
@@ -168,7 +182,11 @@ pub fn device_set(cfg: &Config, running: &[[u8; 32]]) -> Result<DeviceSet, Strin
     };
     for k in running {
         if !cfg.peers.iter().any(|p| &p.public_key == k) {
-            set.peers.push(PeerSet { public_key: *k, remove: true, ..Default::default() });
+            set.peers.push(PeerSet {
+                public_key: *k,
+                remove: true,
+                ..Default::default()
+            });
         }
     }
     for p in &cfg.peers {
@@ -191,7 +209,11 @@ pub fn device_set(cfg: &Config, running: &[[u8; 32]]) -> Result<DeviceSet, Strin
             endpoint,
             persistent_keepalive_interval: Some(p.persistent_keepalive.unwrap_or(0)),
             replace_allowed_ips: true,
-            allowed_ips: p.allowed_ips.iter().map(|&(ip, c)| AllowedIpChange::Add(ip, c)).collect(),
+            allowed_ips: p
+                .allowed_ips
+                .iter()
+                .map(|&(ip, c)| AllowedIpChange::Add(ip, c))
+                .collect(),
             ..Default::default()
         });
     }

@@ -30,7 +30,10 @@ pub fn parse_args(args: &[String], env_foreground: bool) -> Result<WgArgs, Strin
         rest => (env_foreground, rest),
     };
     match rest {
-        [name] if !name.starts_with('-') => Ok(WgArgs { foreground, ifname: name.clone() }),
+        [name] if !name.starts_with('-') => Ok(WgArgs {
+            foreground,
+            ifname: name.clone(),
+        }),
         _ => Err(USAGE.to_string()),
     }
 }
@@ -57,7 +60,8 @@ pub fn main(args: WgArgs) -> i32 {
                 quiet_unless_asked();
             }
             tracing::info!(interface = %args.ifname, "device started");
-            let listen = std::env::var(crate::admin::ADMIN_ENV).unwrap_or_else(|_| crate::admin::DEFAULT_LISTEN.into());
+            let listen = std::env::var(crate::admin::ADMIN_ENV)
+                .unwrap_or_else(|_| crate::admin::DEFAULT_LISTEN.into());
             let listen = match crate::admin::parse_listen(&listen) {
                 Ok(l) => l,
                 Err(e) => {
@@ -71,8 +75,12 @@ pub fn main(args: WgArgs) -> i32 {
             });
             let admin = super::start_admin(&dev, dev.shared.tun.name(), listen, None, gates);
             // Configuration arrives over UAPI in this mode.
-            admin.config_applied.store(true, std::sync::atomic::Ordering::Relaxed);
-            let reason = wait(&dev, &uapi, || tracing::info!("SIGHUP ignored without --config"));
+            admin
+                .config_applied
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            let reason = wait(&dev, &uapi, || {
+                tracing::info!("SIGHUP ignored without --config")
+            });
             tracing::info!(?reason, "stopping");
             dev.close();
             drop(uapi);
@@ -115,9 +123,12 @@ fn fail(readiness: Option<Readiness>, msg: &str) -> i32 {
 /// (or takes WG_UAPI_FD).
 pub fn start(ifname: &str) -> Result<(Arc<Device>, UapiServer), String> {
     let tun: Arc<dyn Tun> = match fd_from_env("WG_TUN_FD")? {
-        Some(fd) => Arc::new(LinuxTun::from_fd(fd, Some(ifname)).map_err(|e| format!("WG_TUN_FD={fd}: {e}"))?),
+        Some(fd) => Arc::new(
+            LinuxTun::from_fd(fd, Some(ifname)).map_err(|e| format!("WG_TUN_FD={fd}: {e}"))?,
+        ),
         None => {
-            let t = crate::io::create_tun(ifname).map_err(|e| format!("cannot create TUN {ifname}: {e}"))?;
+            let t = crate::io::create_tun(ifname)
+                .map_err(|e| format!("cannot create TUN {ifname}: {e}"))?;
             if let Err(e) = linux_tun::set_mtu(t.name(), DEFAULT_MTU.into()) {
                 tracing::warn!(error = %e, "cannot set MTU");
             }
@@ -132,13 +143,17 @@ pub fn start(ifname: &str) -> Result<(Arc<Device>, UapiServer), String> {
         None => UapiServer::bind(&real_name),
     }
     .map_err(|e| format!("cannot open UAPI socket: {e}"))?;
-    uapi.serve(dev.clone()).map_err(|e| format!("cannot serve UAPI: {e}"))?;
+    uapi.serve(dev.clone())
+        .map_err(|e| format!("cannot serve UAPI: {e}"))?;
     Ok((dev, uapi))
 }
 
 fn fd_from_env(var: &str) -> Result<Option<i32>, String> {
     match std::env::var(var) {
-        Ok(v) if !v.is_empty() => v.parse::<i32>().map(Some).map_err(|_| format!("{var}={v:?} is not a file descriptor")),
+        Ok(v) if !v.is_empty() => v
+            .parse::<i32>()
+            .map(Some)
+            .map_err(|_| format!("{var}={v:?} is not a file descriptor")),
         _ => Ok(None),
     }
 }
@@ -153,10 +168,29 @@ mod tests {
 
     #[test]
     fn parses_wireguard_go_command_lines() {
-        assert_eq!(parse_args(&s(&["wg0"]), false), Ok(WgArgs { foreground: false, ifname: "wg0".into() }));
-        assert_eq!(parse_args(&s(&["-f", "wg0"]), false), Ok(WgArgs { foreground: true, ifname: "wg0".into() }));
-        assert!(parse_args(&s(&["--foreground", "wg0"]), false).unwrap().foreground);
-        assert!(parse_args(&s(&["wg0"]), true).unwrap().foreground, "WG_PROCESS_FOREGROUND");
+        assert_eq!(
+            parse_args(&s(&["wg0"]), false),
+            Ok(WgArgs {
+                foreground: false,
+                ifname: "wg0".into()
+            })
+        );
+        assert_eq!(
+            parse_args(&s(&["-f", "wg0"]), false),
+            Ok(WgArgs {
+                foreground: true,
+                ifname: "wg0".into()
+            })
+        );
+        assert!(
+            parse_args(&s(&["--foreground", "wg0"]), false)
+                .unwrap()
+                .foreground
+        );
+        assert!(
+            parse_args(&s(&["wg0"]), true).unwrap().foreground,
+            "WG_PROCESS_FOREGROUND"
+        );
         assert!(parse_args(&s(&[]), false).is_err());
         assert!(parse_args(&s(&["-x", "wg0"]), false).is_err());
         assert!(parse_args(&s(&["wg0", "extra"]), false).is_err());

@@ -20,7 +20,10 @@ use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 fn err(errno: i32, message: impl Into<String>) -> UapiError {
-    UapiError { errno, message: message.into() }
+    UapiError {
+        errno,
+        message: message.into(),
+    }
 }
 
 impl Device {
@@ -31,12 +34,23 @@ impl Device {
     /// The device lines of a get reply.
     pub fn info(&self) -> DeviceInfo {
         let st = self.shared.settings.lock();
-        DeviceInfo { private_key: st.private_key, listen_port: st.listen_port, fwmark: st.fwmark }
+        DeviceInfo {
+            private_key: st.private_key,
+            listen_port: st.listen_port,
+            fwmark: st.fwmark,
+        }
     }
     /// Every configured peer, in the order they were added (self-test
     /// peers excluded).
     pub fn peers(&self) -> Vec<Arc<Peer>> {
-        let mut v: Vec<_> = self.shared.peers.read().values().filter(|p| !p.is_hidden()).cloned().collect();
+        let mut v: Vec<_> = self
+            .shared
+            .peers
+            .read()
+            .values()
+            .filter(|p| !p.is_hidden())
+            .cloned()
+            .collect();
         v.sort_by_key(|p| p.id);
         v
     }
@@ -44,7 +58,8 @@ impl Device {
     /// allowed-IPs table once (not once per peer).
     pub fn peer_infos(&self) -> Vec<(Arc<Peer>, PeerInfo)> {
         let peers = self.peers();
-        let mut prefixes: std::collections::HashMap<u64, Vec<(std::net::IpAddr, u8)>> = std::collections::HashMap::new();
+        let mut prefixes: std::collections::HashMap<u64, Vec<(std::net::IpAddr, u8)>> =
+            std::collections::HashMap::new();
         for (ip, cidr, p) in self.shared.allowed_ips.read().entries() {
             prefixes.entry(p.0.id).or_default().push((ip, cidr));
         }
@@ -70,7 +85,11 @@ impl Device {
         v
     }
     pub fn public_key(&self) -> Option<[u8; 32]> {
-        self.shared.identity.read().as_ref().map(|i| *i.public_key().as_bytes())
+        self.shared
+            .identity
+            .read()
+            .as_ref()
+            .map(|i| *i.public_key().as_bytes())
     }
 }
 
@@ -84,7 +103,11 @@ pub fn peer_info(s: &Shared, peer: &Arc<Peer>) -> PeerInfo {
 fn peer_state_info(peer: &Arc<Peer>) -> PeerInfo {
     let (psk, pka, last) = {
         let st = peer.state.lock();
-        (*st.preshared_key(), st.persistent_keepalive(), st.last_handshake())
+        (
+            *st.preshared_key(),
+            st.persistent_keepalive(),
+            st.last_handshake(),
+        )
     };
     let (sec, nsec) = last
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
@@ -110,7 +133,10 @@ pub fn apply(s: &Shared, set: &DeviceSet) -> Result<(), UapiError> {
     if set.listen_port.is_some() || set.fwmark.is_some() {
         let (port, mark) = {
             let st = s.settings.lock();
-            (set.listen_port.unwrap_or(st.listen_port), set.fwmark.unwrap_or(st.fwmark))
+            (
+                set.listen_port.unwrap_or(st.listen_port),
+                set.fwmark.unwrap_or(st.fwmark),
+            )
         };
         rebind(s, port, mark)?;
     }
@@ -132,14 +158,19 @@ pub fn rebind(s: &Shared, port: u16, fwmark: u32) -> Result<(), UapiError> {
             // Same port: only the mark may change, on the live socket (a
             // rebind would race the old socket for the port).
             if st.fwmark != fwmark {
-                u.set_fwmark(fwmark).map_err(|e| err(crate::uapi::protocol::EIO, e.to_string()))?;
+                u.set_fwmark(fwmark)
+                    .map_err(|e| err(crate::uapi::protocol::EIO, e.to_string()))?;
                 st.fwmark = fwmark;
             }
             return Ok(());
         }
     }
     let udp = s.bind.open(port, fwmark).map_err(|e| {
-        let errno = if e.kind() == std::io::ErrorKind::AddrInUse { EADDRINUSE } else { crate::uapi::protocol::EIO };
+        let errno = if e.kind() == std::io::ErrorKind::AddrInUse {
+            EADDRINUSE
+        } else {
+            crate::uapi::protocol::EIO
+        };
         err(errno, format!("cannot bind UDP port {port}: {e}"))
     })?;
     let actual = udp.port();
@@ -150,7 +181,13 @@ pub fn rebind(s: &Shared, port: u16, fwmark: u32) -> Result<(), UapiError> {
     let mut st = s.settings.lock();
     st.listen_port = actual;
     st.fwmark = fwmark;
-    let offloads: Vec<String> = s.current_udp().map(|u| u.offloads()).unwrap_or_default().iter().map(|(n, on)| format!("{n}={on}")).collect();
+    let offloads: Vec<String> = s
+        .current_udp()
+        .map(|u| u.offloads())
+        .unwrap_or_default()
+        .iter()
+        .map(|(n, on)| format!("{n}={on}"))
+        .collect();
     tracing::info!(port = actual, offloads = %offloads.join(","), "listening for WireGuard on UDP");
     Ok(())
 }
@@ -172,7 +209,9 @@ fn set_private_key(s: &Shared, key: [u8; 32]) {
     if let Some(id) = &identity {
         remove_peer(s, id.public_key().as_bytes());
     }
-    *s.cookie_checker.lock() = identity.as_ref().map(|id| CookieChecker::new(id.public_key()));
+    *s.cookie_checker.lock() = identity
+        .as_ref()
+        .map(|id| CookieChecker::new(id.public_key()));
     *s.identity.write() = identity.clone();
     let peers: Vec<_> = s.peers.read().values().cloned().collect();
     for p in peers {
@@ -186,7 +225,11 @@ fn set_private_key(s: &Shared, key: [u8; 32]) {
 fn replace_peers(s: &Shared) {
     let removed: Vec<Arc<Peer>> = {
         let mut peers = s.peers.write();
-        let keys: Vec<_> = peers.values().filter(|p| !p.is_hidden()).map(|p| p.public_key).collect();
+        let keys: Vec<_> = peers
+            .values()
+            .filter(|p| !p.is_hidden())
+            .map(|p| p.public_key)
+            .collect();
         keys.iter().filter_map(|k| peers.remove(k)).collect()
     };
     let ids: std::collections::HashSet<u64> = removed.iter().map(|p| p.id).collect();
@@ -201,18 +244,26 @@ fn replace_peers(s: &Shared) {
 }
 
 fn remove_peer(s: &Shared, key: &[u8; 32]) {
-    let Some(peer) = s.peers.write().remove(key) else { return };
+    let Some(peer) = s.peers.write().remove(key) else {
+        return;
+    };
     {
         let mut st = peer.state.lock();
         st.shutdown();
         s.apply_index_events(&peer, &mut st);
     }
-    s.allowed_ips.write().remove_by_value(&PeerRef(peer.clone()));
+    s.allowed_ips
+        .write()
+        .remove_by_value(&PeerRef(peer.clone()));
     peer.staged.lock().clear();
 }
 
 fn apply_peer(s: &Shared, p: &PeerSet) -> Result<(), UapiError> {
-    let own = s.identity.read().as_ref().map(|i| *i.public_key().as_bytes());
+    let own = s
+        .identity
+        .read()
+        .as_ref()
+        .map(|i| *i.public_key().as_bytes());
     if own == Some(p.public_key) {
         // wireguard-go ignores a peer section naming the device itself.
         return Ok(());
@@ -266,7 +317,9 @@ fn apply_peer(s: &Shared, p: &PeerSet) -> Result<(), UapiError> {
         }
     }
     if let Some(secs) = p.persistent_keepalive_interval {
-        s.with_peer(&peer, |st, env, out| st.set_persistent_keepalive(env, secs, out));
+        s.with_peer(&peer, |st, env, out| {
+            st.set_persistent_keepalive(env, secs, out)
+        });
         if s.identity.read().is_none() {
             peer.state.lock().timers.persistent_keepalive_interval = secs;
         }

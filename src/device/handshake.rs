@@ -57,7 +57,9 @@ pub fn process(s: &Shared, q: &Queued) {
 fn admit(s: &Shared, q: &Queued, now: Instant) -> bool {
     let reply = {
         let mut guard = s.cookie_checker.lock();
-        let Some(cc) = guard.as_mut() else { return false };
+        let Some(cc) = guard.as_mut() else {
+            return false;
+        };
         if !cc.check_mac1(&q.msg) {
             bump(&s.stats.drop_bad_mac, 1);
             return false;
@@ -85,8 +87,12 @@ fn admit(s: &Shared, q: &Queued, now: Instant) -> bool {
 }
 
 fn handle_initiation(s: &Shared, q: &Queued) {
-    let Some(identity) = s.identity.read().clone() else { return };
-    let Ok(msg) = <&[u8; INITIATION_LEN]>::try_from(&q.msg[..]) else { return };
+    let Some(identity) = s.identity.read().clone() else {
+        return;
+    };
+    let Ok(msg) = <&[u8; INITIATION_LEN]>::try_from(&q.msg[..]) else {
+        return;
+    };
     let (peer, res, out) = {
         let peers = s.peers.read();
         let peers_ref = &*peers;
@@ -103,7 +109,9 @@ fn handle_initiation(s: &Shared, q: &Queued) {
             bump(&s.stats.handshakes_failed, 1);
             return;
         };
-        let (res, out) = s.call_locked(&peer, &mut st, &identity, |st, env, _| st.accept_initiation(env, init));
+        let (res, out) = s.call_locked(&peer, &mut st, &identity, |st, env, _| {
+            st.accept_initiation(env, init)
+        });
         drop(st);
         (peer, res, out)
     };
@@ -122,9 +130,17 @@ fn handle_initiation(s: &Shared, q: &Queued) {
 }
 
 fn handle_response(s: &Shared, q: &Queued) {
-    let Ok(msg) = <&[u8; RESPONSE_LEN]>::try_from(&q.msg[..]) else { return };
+    let Ok(msg) = <&[u8; RESPONSE_LEN]>::try_from(&q.msg[..]) else {
+        return;
+    };
     let idx = receiver_index(MessageType::Response, msg);
-    let Some(peer) = s.index.read().get(&idx).filter(|e| e.keypair.is_none()).map(|e| e.peer.clone()) else {
+    let Some(peer) = s
+        .index
+        .read()
+        .get(&idx)
+        .filter(|e| e.keypair.is_none())
+        .map(|e| e.peer.clone())
+    else {
         return;
     };
     let r = s.peer_call(&peer, |st, env, out| {
@@ -154,9 +170,13 @@ fn handle_response(s: &Shared, q: &Queued) {
 }
 
 fn handle_cookie_reply(s: &Shared, q: &Queued, now: Instant) {
-    let Ok(msg) = <&[u8; COOKIE_REPLY_LEN]>::try_from(&q.msg[..]) else { return };
+    let Ok(msg) = <&[u8; COOKIE_REPLY_LEN]>::try_from(&q.msg[..]) else {
+        return;
+    };
     let idx = receiver_index(MessageType::CookieReply, msg);
-    let Some(peer) = s.index.read().get(&idx).map(|e| e.peer.clone()) else { return };
+    let Some(peer) = s.index.read().get(&idx).map(|e| e.peer.clone()) else {
+        return;
+    };
     let res = peer.state.lock().consume_cookie_reply(msg, now);
     if let Err(e) = res {
         tracing::debug!(error = %e, "cookie reply rejected");

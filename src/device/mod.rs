@@ -145,7 +145,11 @@ impl Device {
             peers: RwLock::new(HashMap::new()),
             allowed_ips: RwLock::new(AllowedIps::new()),
             index: RwLock::new(HashMap::new()),
-            settings: Mutex::new(Settings { listen_port: 0, fwmark: 0, private_key: None }),
+            settings: Mutex::new(Settings {
+                listen_port: 0,
+                fwmark: 0,
+                private_key: None,
+            }),
             rate_limiter: Mutex::new(RateLimiter::new()),
             under_load_until: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -160,7 +164,10 @@ impl Device {
             heartbeats: Default::default(),
             hist: Arc::new(crate::metrics::DeviceHistograms::new()),
         });
-        let dev = Arc::new(Device { shared: shared.clone(), threads: Mutex::new(Vec::new()) });
+        let dev = Arc::new(Device {
+            shared: shared.clone(),
+            threads: Mutex::new(Vec::new()),
+        });
         let mut th = dev.threads.lock();
         let s = shared.clone();
         th.push(spawn("pm-send", move || send::run(&s)));
@@ -203,7 +210,10 @@ impl Drop for Device {
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
-    std::thread::Builder::new().name(name.into()).spawn(f).expect("spawning a device thread")
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .expect("spawning a device thread")
 }
 
 impl Shared {
@@ -245,7 +255,10 @@ impl Shared {
         loop {
             let i = rng.next_u32();
             if let std::collections::hash_map::Entry::Vacant(v) = idx.entry(i) {
-                v.insert(IndexEntry { peer: peer.clone(), keypair: None });
+                v.insert(IndexEntry {
+                    peer: peer.clone(),
+                    keypair: None,
+                });
                 return i;
             }
         }
@@ -307,10 +320,22 @@ impl Shared {
         for ev in events {
             match ev {
                 IndexEvent::Handshake(i) => {
-                    idx.insert(i, IndexEntry { peer: peer.clone(), keypair: None });
+                    idx.insert(
+                        i,
+                        IndexEntry {
+                            peer: peer.clone(),
+                            keypair: None,
+                        },
+                    );
                 }
                 IndexEvent::Session(kp) => {
-                    idx.insert(kp.local_index, IndexEntry { peer: peer.clone(), keypair: Some(kp) });
+                    idx.insert(
+                        kp.local_index,
+                        IndexEntry {
+                            peer: peer.clone(),
+                            keypair: Some(kp),
+                        },
+                    );
                 }
                 IndexEvent::Retired(i) => {
                     if idx.get(&i).is_some_and(|e| e.peer.id == peer.id) {

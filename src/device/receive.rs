@@ -81,7 +81,10 @@ fn process_batch(
             match message_type(msg) {
                 Ok(MessageType::Data) => {
                     let idx = receiver_index(MessageType::Data, msg);
-                    match index.get(&idx).and_then(|e| Some((e.peer.clone(), e.keypair.clone()?))) {
+                    match index
+                        .get(&idx)
+                        .and_then(|e| Some((e.peer.clone(), e.keypair.clone()?)))
+                    {
                         Some(pair) => resolved[i] = Some(pair),
                         None => bump(&s.stats.drop_no_session, 1),
                     }
@@ -95,7 +98,9 @@ fn process_batch(
     let now = Instant::now();
     opened.clear();
     for (i, m) in meta.iter().enumerate() {
-        let Some((peer, kp)) = resolved[i].take() else { continue };
+        let Some((peer, kp)) = resolved[i].take() else {
+            continue;
+        };
         if !keypair_usable(&kp, now) {
             bump(&s.stats.drop_no_session, 1);
             continue;
@@ -103,7 +108,11 @@ fn process_batch(
         match kp.open(&mut storage[i][..m.len]) {
             Ok(n) => {
                 let inner = &storage[i][DATA_HEADER_LEN..DATA_HEADER_LEN + n];
-                let (inner_len, ok) = if n == 0 { (0, true) } else { inner_packet_len(inner) };
+                let (inner_len, ok) = if n == 0 {
+                    (0, true)
+                } else {
+                    inner_packet_len(inner)
+                };
                 if !ok {
                     bump(&s.stats.drop_malformed, 1);
                 }
@@ -172,7 +181,8 @@ fn process_batch(
     if delivered > 0 {
         bump(&s.stats.rx_packets, delivered as u64);
         bump(&s.stats.rx_bytes, bytes as u64);
-        let mut bufs: Vec<&mut Vec<u8>> = storage.iter_mut().filter(|b| b.len() < BUF_LEN).collect();
+        let mut bufs: Vec<&mut Vec<u8>> =
+            storage.iter_mut().filter(|b| b.len() < BUF_LEN).collect();
         if let Err(e) = s.tun.write(&mut bufs, DATA_HEADER_LEN) {
             tracing::debug!(error = %e, "TUN write failed");
         }
@@ -200,9 +210,13 @@ fn restore(b: &mut Vec<u8>) {
 }
 
 fn enqueue_handshake(s: &Shared, msg: &[u8], src: SocketAddr) {
-    let q = Queued { msg: msg.to_vec(), src };
+    let q = Queued {
+        msg: msg.to_vec(),
+        src,
+    };
     if s.handshake_tx.len() >= UNDER_LOAD_THRESHOLD {
-        s.under_load_until.store(s.now_ms() + 1000, Ordering::Relaxed);
+        s.under_load_until
+            .store(s.now_ms() + 1000, Ordering::Relaxed);
     }
     if s.handshake_tx.try_send(q).is_err() {
         bump(&s.stats.drop_queue_full, 1);

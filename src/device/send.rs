@@ -142,7 +142,10 @@ fn send_run(s: &Shared, peer: &Arc<Peer>, bufs: &mut [Vec<u8>], sizes: &[usize])
             .collect();
         if s.send_to_peer(peer, &slices) {
             bump(&s.stats.tx_packets, sealed as u64);
-            bump(&s.stats.tx_bytes, sizes[..sealed].iter().sum::<usize>() as u64);
+            bump(
+                &s.stats.tx_bytes,
+                sizes[..sealed].iter().sum::<usize>() as u64,
+            );
         }
         s.with_peer(peer, |st, env, out| st.on_sent(env, &kp, true, out));
     }
@@ -192,7 +195,9 @@ pub fn flush_staged(s: &Shared, peer: &Arc<Peer>) -> bool {
 pub fn send_keepalive(s: &Shared, peer: &Arc<Peer>) {
     let kp = peer.state.lock().sending_keypair(Instant::now()).cloned();
     let Some(kp) = kp else { return };
-    let Some(counter) = kp.next_counter() else { return };
+    let Some(counter) = kp.next_counter() else {
+        return;
+    };
     let mut buf = [0u8; KEEPALIVE_LEN];
     let n = kp.seal(counter, &mut buf, 0);
     s.send_to_peer(peer, &[&buf[..n]]);

@@ -394,7 +394,15 @@ fn gso_supported(fd: RawFd) -> bool {
     let mut v: libc::c_int = 0;
     let mut len = size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `v` and `len` are live and sized for the option.
-    unsafe { libc::getsockopt(fd, SOL_UDP, UDP_SEGMENT, (&mut v as *mut libc::c_int).cast(), &mut len) == 0 }
+    unsafe {
+        libc::getsockopt(
+            fd,
+            SOL_UDP,
+            UDP_SEGMENT,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        ) == 0
+    }
 }
 
 /// Control-message space for one u16 (UDP_SEGMENT) or int (UDP_GRO).
@@ -407,7 +415,12 @@ struct CmsgBuf([u8; CMSG_BUF]);
 impl LinuxUdp {
     /// Sends up to MAX_BATCH datagrams as GSO groups: one message per run
     /// of equal-size datagrams, each datagram its own iovec (no copying).
-    fn send_gso(&self, bufs: &[&[u8]], name: &mut RawAddr, namelen: libc::socklen_t) -> io::Result<()> {
+    fn send_gso(
+        &self,
+        bufs: &[&[u8]],
+        name: &mut RawAddr,
+        namelen: libc::socklen_t,
+    ) -> io::Result<()> {
         let n = bufs.len();
         let mut lens = [0usize; MAX_BATCH];
         for (l, b) in lens.iter_mut().zip(bufs) {
@@ -420,7 +433,10 @@ impl LinuxUdp {
         let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { zeroed() };
         let mut cmsgs = [CmsgBuf([0; CMSG_BUF]); MAX_BATCH];
         for (iov, buf) in iovs.iter_mut().zip(bufs) {
-            *iov = libc::iovec { iov_base: buf.as_ptr() as *mut libc::c_void, iov_len: buf.len() };
+            *iov = libc::iovec {
+                iov_base: buf.as_ptr() as *mut libc::c_void,
+                iov_len: buf.len(),
+            };
         }
         let name_ptr: *mut RawAddr = name;
         for (k, &(start, end)) in groups[..g].iter().enumerate() {
@@ -464,7 +480,10 @@ impl LinuxUdp {
         let mut cmsgs = [CmsgBuf([0; CMSG_BUF]); MAX_BATCH];
         for i in 0..read {
             let buf = &mut bufs[read_at + i];
-            iovs[i] = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+            iovs[i] = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            };
             let h = &mut hdrs[i].msg_hdr;
             h.msg_name = (&mut names[i] as *mut RawAddr).cast();
             h.msg_namelen = size_of::<RawAddr>() as libc::socklen_t;
@@ -476,7 +495,13 @@ impl LinuxUdp {
         // SAFETY: hdrs[..read] point at live iovecs (over caller buffers),
         // names and control buffers.
         let r = unsafe {
-            libc::recvmmsg(self.sock.as_raw_fd(), hdrs.as_mut_ptr(), read as libc::c_uint, libc::MSG_WAITFORONE, std::ptr::null_mut())
+            libc::recvmmsg(
+                self.sock.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                read as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
         };
         if self.closed.load(Ordering::Acquire) {
             return Err(closed_error());
@@ -492,7 +517,9 @@ impl LinuxUdp {
         for i in 0..r as usize {
             let h = &hdrs[i].msg_hdr;
             let len = hdrs[i].msg_len as usize;
-            let Some(src) = names[i].to_std(h.msg_namelen) else { continue };
+            let Some(src) = names[i].to_std(h.msg_namelen) else {
+                continue;
+            };
             let seg = gro_size(h);
             let slot = read_at + i;
             for (off, l) in gro_segments(len, seg) {
@@ -522,7 +549,8 @@ fn gro_size(h: &libc::msghdr) -> usize {
         let mut c = libc::CMSG_FIRSTHDR(h);
         while !c.is_null() {
             if (*c).cmsg_level == SOL_UDP && (*c).cmsg_type == UDP_GRO {
-                return std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>()).max(0) as usize;
+                return std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>()).max(0)
+                    as usize;
             }
             c = libc::CMSG_NXTHDR(h, c);
         }
@@ -619,7 +647,12 @@ impl Udp for LinuxUdp {
                 Ok(()) => return Ok(()),
                 // EIO: the route's device cannot checksum segments (as
                 // wireguard-go, give GSO up for this socket and resend).
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL | libc::EOPNOTSUPP)) => {
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EIO | libc::EINVAL | libc::EOPNOTSUPP)
+                    ) =>
+                {
                     self.gso.store(false, Ordering::Relaxed);
                     tracing::info!(error = %e, "UDP GSO send failed; GSO disabled on this socket");
                 }
@@ -638,9 +671,12 @@ impl Udp for LinuxUdp {
     }
 
     fn set_fwmark(&self, mark: u32) -> io::Result<()> {
-        self.sock
-            .set_mark(mark)
-            .map_err(|e| with_context(e, format!("cannot set fwmark {mark:#x} (needs CAP_NET_ADMIN)")))
+        self.sock.set_mark(mark).map_err(|e| {
+            with_context(
+                e,
+                format!("cannot set fwmark {mark:#x} (needs CAP_NET_ADMIN)"),
+            )
+        })
     }
 
     fn offloads(&self) -> Vec<(&'static str, bool)> {

@@ -29,7 +29,8 @@ pub trait Tun: Send + Sync {
     /// its length into `sizes[i]`. Blocks until at least one packet arrives
     /// or a short internal timeout passes (then returns `Ok(0)` so loops can
     /// notice shutdown). After [`Tun::close`] it returns an error.
-    fn read(&self, bufs: &mut [&mut [u8]], sizes: &mut [usize], offset: usize) -> io::Result<usize>;
+    fn read(&self, bufs: &mut [&mut [u8]], sizes: &mut [usize], offset: usize)
+        -> io::Result<usize>;
     /// Writes every packet `bufs[i][offset..]` (each Vec's length marks its
     /// packet's end; `offset` leaves room in front, at least
     /// [`WRITE_HEADROOM`] bytes). The buffers may be rewritten and grown: an
@@ -59,7 +60,10 @@ pub struct RecvMeta {
 
 impl Default for RecvMeta {
     fn default() -> Self {
-        RecvMeta { len: 0, src: SocketAddr::from(([0, 0, 0, 0], 0)) }
+        RecvMeta {
+            len: 0,
+            src: SocketAddr::from(([0, 0, 0, 0], 0)),
+        }
     }
 }
 
@@ -97,7 +101,8 @@ pub const OFFLOAD_ENV: &str = "PHANTOMMESH_OFFLOAD";
 
 /// Whether offloads are allowed by the environment.
 pub fn offload_allowed() -> bool {
-    !std::env::var(OFFLOAD_ENV).is_ok_and(|v| v.eq_ignore_ascii_case("off") || v == "0" || v.eq_ignore_ascii_case("false"))
+    !std::env::var(OFFLOAD_ENV)
+        .is_ok_and(|v| v.eq_ignore_ascii_case("off") || v == "0" || v.eq_ignore_ascii_case("false"))
 }
 
 /// Creates TUN `name`: with kernel offloads when allowed and supported,

@@ -45,9 +45,17 @@ impl OffloadTun {
             .offload(true)
             .packet_information(false)
             .build_sync()
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot create TUN {name} with offloads: {e}")))?;
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot create TUN {name} with offloads: {e}"),
+                )
+            })?;
         if !dev.tcp_gso() {
-            return Err(io::Error::new(io::ErrorKind::Unsupported, "kernel refused TUN TCP offloads"));
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "kernel refused TUN TCP offloads",
+            ));
         }
         dev.set_nonblocking(true)?;
         let real = dev.name().unwrap_or_else(|_| name.to_string());
@@ -63,48 +71,74 @@ impl OffloadTun {
     }
 
     pub fn features(&self) -> OffloadFeatures {
-        OffloadFeatures { tso: self.dev.tcp_gso(), uso: self.dev.udp_gso() }
+        OffloadFeatures {
+            tso: self.dev.tcp_gso(),
+            uso: self.dev.udp_gso(),
+        }
     }
 
     fn closed_error(&self) -> io::Error {
-        io::Error::new(io::ErrorKind::NotConnected, format!("TUN {} is closed", self.name))
+        io::Error::new(
+            io::ErrorKind::NotConnected,
+            format!("TUN {} is closed", self.name),
+        )
     }
 
     fn gone(&self, e: io::Error) -> io::Error {
         match e.raw_os_error() {
-            Some(libc::EBADFD | libc::EIO | libc::ENODEV | libc::ENXIO) => {
-                io::Error::new(io::ErrorKind::BrokenPipe, format!("TUN {} is gone ({e})", self.name))
-            }
+            Some(libc::EBADFD | libc::EIO | libc::ENODEV | libc::ENXIO) => io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                format!("TUN {} is gone ({e})", self.name),
+            ),
             _ => e,
         }
     }
 }
 
 fn if_index(name: &str) -> u32 {
-    let Ok(c) = std::ffi::CString::new(name) else { return 0 };
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return 0;
+    };
     // SAFETY: `c` is a valid NUL-terminated string.
     unsafe { libc::if_nametoindex(c.as_ptr()) }
 }
 
 impl Tun for OffloadTun {
-    fn read(&self, bufs: &mut [&mut [u8]], sizes: &mut [usize], offset: usize) -> io::Result<usize> {
+    fn read(
+        &self,
+        bufs: &mut [&mut [u8]],
+        sizes: &mut [usize],
+        offset: usize,
+    ) -> io::Result<usize> {
         if self.closed.load(Ordering::Acquire) {
             return Err(self.closed_error());
         }
-        let mut pfd = libc::pollfd { fd: self.dev.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: self.dev.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one live pollfd.
         let r = unsafe { libc::poll(&mut pfd, 1, READ_TIMEOUT.as_millis() as libc::c_int) };
         if r <= 0 {
             return Ok(0);
         }
-        if pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 && pfd.revents & libc::POLLIN == 0 {
-            return Err(io::Error::new(io::ErrorKind::BrokenPipe, format!("TUN {} is gone", self.name)));
+        if pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0
+            && pfd.revents & libc::POLLIN == 0
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                format!("TUN {} is gone", self.name),
+            ));
         }
         let mut scratch = self.scratch.lock();
         let mut n = 0;
         // Drain super-packets while a whole one still fits in the batch.
         while bufs.len() - n >= MAX_SEGMENTS.min(bufs.len()) && n < bufs.len() {
-            match self.dev.recv_multiple(&mut scratch[..], &mut bufs[n..], &mut sizes[n..], offset) {
+            match self
+                .dev
+                .recv_multiple(&mut scratch[..], &mut bufs[n..], &mut sizes[n..], offset)
+            {
                 Ok(k) => n += k,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -135,7 +169,10 @@ impl Tun for OffloadTun {
             return Err(self.closed_error());
         }
         if offset < VIRTIO_NET_HDR_LEN {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no room for the virtio-net header"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no room for the virtio-net header",
+            ));
         }
         let mut gro = self.gro.lock();
         match self.dev.send_multiple(&mut gro, bufs, offset) {
@@ -160,7 +197,9 @@ impl Tun for OffloadTun {
     }
 
     fn exists(&self) -> bool {
-        !self.closed.load(Ordering::Acquire) && self.index != 0 && if_index(&self.name) == self.index
+        !self.closed.load(Ordering::Acquire)
+            && self.index != 0
+            && if_index(&self.name) == self.index
     }
 
     fn close(&self) {

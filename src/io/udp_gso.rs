@@ -29,7 +29,12 @@ pub fn gso_groups(lens: &[usize], out: &mut [(usize, usize)]) -> usize {
         let seg = lens[i];
         let mut total = seg;
         let mut j = i + 1;
-        while j < lens.len() && j - i < MAX_GSO_SEGMENTS && lens[j] <= seg && total + lens[j] <= MAX_GSO_BYTES && seg > 0 {
+        while j < lens.len()
+            && j - i < MAX_GSO_SEGMENTS
+            && lens[j] <= seg
+            && total + lens[j] <= MAX_GSO_BYTES
+            && seg > 0
+        {
             total += lens[j];
             j += 1;
             if lens[j - 1] < seg {
@@ -46,8 +51,14 @@ pub fn gso_groups(lens: &[usize], out: &mut [(usize, usize)]) -> usize {
 /// Where the segments of one coalesced datagram of `len` bytes with GRO
 /// segment size `seg` lie: `(offset, length)` pairs.
 pub fn gro_segments(len: usize, seg: usize) -> impl Iterator<Item = (usize, usize)> {
-    let seg = if seg == 0 || seg > len { len.max(1) } else { seg };
-    (0..len).step_by(seg).map(move |off| (off, seg.min(len - off)))
+    let seg = if seg == 0 || seg > len {
+        len.max(1)
+    } else {
+        seg
+    };
+    (0..len)
+        .step_by(seg)
+        .map(move |off| (off, seg.min(len - off)))
 }
 
 #[cfg(test)]
@@ -64,7 +75,11 @@ mod tests {
     fn equal_runs_group_and_a_shorter_tail_joins() {
         assert_eq!(groups(&[1452, 1452, 1452, 600]), vec![(0, 4)]);
         assert_eq!(groups(&[1452, 600, 1452]), vec![(0, 2), (2, 3)]);
-        assert_eq!(groups(&[600, 1452]), vec![(0, 1), (1, 2)], "a longer one cannot follow");
+        assert_eq!(
+            groups(&[600, 1452]),
+            vec![(0, 1), (1, 2)],
+            "a longer one cannot follow"
+        );
         assert_eq!(groups(&[]), vec![]);
         assert_eq!(groups(&[32]), vec![(0, 1)]);
     }
@@ -74,8 +89,14 @@ mod tests {
         let lens = vec![1452; 100];
         let g = groups(&lens);
         assert!(g.iter().all(|(s, e)| e - s <= MAX_GSO_SEGMENTS));
-        assert!(g.iter().all(|(s, e)| lens[*s..*e].iter().sum::<usize>() <= MAX_GSO_BYTES));
-        assert_eq!(g.first(), Some(&(0, 44)), "44 x 1452 fits 65,000 bytes, 45 does not");
+        assert!(g
+            .iter()
+            .all(|(s, e)| lens[*s..*e].iter().sum::<usize>() <= MAX_GSO_BYTES));
+        assert_eq!(
+            g.first(),
+            Some(&(0, 44)),
+            "44 x 1452 fits 65,000 bytes, 45 does not"
+        );
         assert_eq!(g.last().unwrap().1, 100);
         let small = vec![100; 200];
         assert_eq!(groups(&small)[0], (0, MAX_GSO_SEGMENTS));

@@ -217,15 +217,13 @@ pub fn render_with(out: &mut String, dev: &Device, hist: Option<&DeviceHistogram
     } else {
         dev.peer_infos()
             .into_iter()
-            .map(|(_, info)| {
-                PeerRow {
-                    public_key: b64.encode(info.public_key),
-                    rx_bytes: info.rx_bytes,
-                    tx_bytes: info.tx_bytes,
-                    handshake_sec: info.last_handshake_time_sec,
-                    handshake_nsec: info.last_handshake_time_nsec,
-                    allowed_ips: join_prefixes(&info.allowed_ips, extra.max_allowed_ips_in_label),
-                }
+            .map(|(_, info)| PeerRow {
+                public_key: b64.encode(info.public_key),
+                rx_bytes: info.rx_bytes,
+                tx_bytes: info.tx_bytes,
+                handshake_sec: info.last_handshake_time_sec,
+                handshake_nsec: info.last_handshake_time_nsec,
+                allowed_ips: join_prefixes(&info.allowed_ips, extra.max_allowed_ips_in_label),
             })
             .collect()
     };

@@ -113,9 +113,9 @@ impl CookieChecker {
     /// cookie as an opaque MAC key. An IPv4-mapped IPv6 source (dual-stack
     /// socket) counts as the IPv4 address, so both sockets agree.
     fn cookie(&mut self, src: SocketAddr, now: Instant, rng: &mut impl CryptoRngCore) -> [u8; 16] {
-        let stale = self.secret_born.is_none_or(|born| {
-            now.saturating_duration_since(born) >= COOKIE_SECRET_MAX_AGE
-        });
+        let stale = self
+            .secret_born
+            .is_none_or(|born| now.saturating_duration_since(born) >= COOKIE_SECRET_MAX_AGE);
         if stale {
             rng.fill_bytes(&mut self.secret);
             self.secret_born = Some(now);

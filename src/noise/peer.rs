@@ -220,10 +220,14 @@ impl PeerState {
         if matches!(self.last_sent_handshake, Some(t) if env.now < t + REKEY_TIMEOUT) {
             return;
         }
-        let Some(keys) = self.keys.as_ref() else { return };
+        let Some(keys) = self.keys.as_ref() else {
+            return;
+        };
         let idx = (env.alloc_index)();
         let ts = Tai64n::from_system_time(env.wall);
-        let Ok((state, mut msg)) = handshake::create_initiation(env.identity, keys, idx, ts, &mut env.rng) else {
+        let Ok((state, mut msg)) =
+            handshake::create_initiation(env.identity, keys, idx, ts, &mut env.rng)
+        else {
             self.events.push(IndexEvent::Retired(idx));
             return;
         };
@@ -273,14 +277,25 @@ impl PeerState {
         // keep_key_fresh (send side)
         let stale = kp.sent_messages() > REKEY_AFTER_MESSAGES
             || (kp.is_initiator && env.now >= kp.created + REKEY_AFTER_TIME);
-        if stale && self.current.as_ref().is_some_and(|c| c.local_index == kp.local_index) {
+        if stale
+            && self
+                .current
+                .as_ref()
+                .is_some_and(|c| c.local_index == kp.local_index)
+        {
             self.send_initiation(env, false, out);
         }
     }
 
     /// Called once per batch after data messages on `kp` authenticated.
     /// `data` is false when they were all keepalives.
-    pub fn on_received(&mut self, env: &mut Env, kp: &Arc<Keypair>, data: bool, out: &mut Vec<Output>) {
+    pub fn on_received(
+        &mut self,
+        env: &mut Env,
+        kp: &Arc<Keypair>,
+        data: bool,
+        out: &mut Vec<Output>,
+    ) {
         if self.next.as_ref().is_some_and(|n| Arc::ptr_eq(n, kp)) {
             // The initiator used the session we answered: confirm it.
             let old_prev = self.previous.take();
@@ -321,7 +336,8 @@ impl PeerState {
         if matches!(self.latest_timestamp, Some(t) if init.timestamp <= t) {
             return Err(PeerError::Replay);
         }
-        if matches!(self.last_initiation_consumed, Some(t) if env.now < t + HANDSHAKE_MIN_INTERVAL) {
+        if matches!(self.last_initiation_consumed, Some(t) if env.now < t + HANDSHAKE_MIN_INTERVAL)
+        {
             return Err(PeerError::Flood);
         }
         let idx = (env.alloc_index)();
@@ -356,7 +372,12 @@ impl PeerState {
     }
 
     /// A response to our initiation (the device matched its receiver index).
-    pub fn consume_response(&mut self, env: &mut Env, msg: &[u8; RESPONSE_LEN], out: &mut Vec<Output>) -> Result<(), PeerError> {
+    pub fn consume_response(
+        &mut self,
+        env: &mut Env,
+        msg: &[u8; RESPONSE_LEN],
+        out: &mut Vec<Output>,
+    ) -> Result<(), PeerError> {
         let keys = self.keys.as_ref().ok_or(PeerError::NoIdentity)?;
         let pending = self.pending.as_ref().ok_or(PeerError::Unexpected)?;
         let session = handshake::consume_response(env.identity, keys, pending, msg)?;
@@ -386,7 +407,11 @@ impl PeerState {
 
     /// A cookie reply to our last handshake message. Never counts as
     /// liveness and never roams.
-    pub fn consume_cookie_reply(&mut self, msg: &[u8; COOKIE_REPLY_LEN], now: Instant) -> Result<(), PeerError> {
+    pub fn consume_cookie_reply(
+        &mut self,
+        msg: &[u8; COOKIE_REPLY_LEN],
+        now: Instant,
+    ) -> Result<(), PeerError> {
         self.cookie.consume_reply(msg, now)?;
         Ok(())
     }
@@ -414,7 +439,8 @@ impl PeerState {
                         }
                         out.push(Output::GaveUp);
                         if !self.timers.is_pending(Timer::ZeroKeyMaterial) {
-                            self.timers.arm(Timer::ZeroKeyMaterial, env.now + ZERO_KEYS_AFTER);
+                            self.timers
+                                .arm(Timer::ZeroKeyMaterial, env.now + ZERO_KEYS_AFTER);
                         }
                     } else {
                         self.timers.handshake_attempts += 1;
@@ -425,7 +451,8 @@ impl PeerState {
                     self.send_keepalive(env, out);
                     if self.timers.need_another_keepalive {
                         self.timers.need_another_keepalive = false;
-                        self.timers.arm(Timer::SendKeepalive, env.now + KEEPALIVE_TIMEOUT);
+                        self.timers
+                            .arm(Timer::SendKeepalive, env.now + KEEPALIVE_TIMEOUT);
                     }
                 }
                 Timer::NewHandshake => self.send_initiation(env, false, out),

@@ -156,7 +156,10 @@ mod tests {
         t.data_received(t0 + Duration::from_secs(1));
         assert!(t.need_another_keepalive);
         // The deadline is not pushed back by later data.
-        assert_eq!(t.deadline(Timer::SendKeepalive), Some(t0 + KEEPALIVE_TIMEOUT));
+        assert_eq!(
+            t.deadline(Timer::SendKeepalive),
+            Some(t0 + KEEPALIVE_TIMEOUT)
+        );
     }
 
     #[test]
@@ -180,6 +183,9 @@ mod tests {
         assert!(!t.is_pending(Timer::PersistentKeepalive));
         t.persistent_keepalive_interval = 25;
         t.any_authenticated_packet_traversal(t0);
-        assert_eq!(t.deadline(Timer::PersistentKeepalive), Some(t0 + Duration::from_secs(25)));
+        assert_eq!(
+            t.deadline(Timer::PersistentKeepalive),
+            Some(t0 + Duration::from_secs(25))
+        );
     }
 }

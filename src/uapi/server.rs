@@ -36,7 +36,10 @@ impl UapiServer {
     /// error (another daemon owns the interface).
     pub fn bind(ifname: &str) -> io::Result<UapiServer> {
         let path = socket_path(ifname);
-        std::fs::DirBuilder::new().recursive(true).mode(0o755).create(SOCKET_DIR)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(SOCKET_DIR)?;
         if path.exists() {
             if UnixStream::connect(&path).is_ok() {
                 return Err(io::Error::new(
@@ -53,7 +56,12 @@ impl UapiServer {
         let listener = res?;
         let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
         let inode = std::fs::metadata(&path).ok().map(|m| m.ino());
-        Ok(UapiServer { path, inode, listener, stop: Arc::new(AtomicBool::new(false)) })
+        Ok(UapiServer {
+            path,
+            inode,
+            listener,
+            stop: Arc::new(AtomicBool::new(false)),
+        })
     }
 
     /// Takes over a listening socket handed down by WG_UAPI_FD.
@@ -63,7 +71,12 @@ impl UapiServer {
         let listener = unsafe { UnixListener::from_raw_fd(fd) };
         let path = socket_path(ifname);
         let inode = std::fs::metadata(&path).ok().map(|m| m.ino());
-        Ok(UapiServer { path, inode, listener, stop: Arc::new(AtomicBool::new(false)) })
+        Ok(UapiServer {
+            path,
+            inode,
+            listener,
+            stop: Arc::new(AtomicBool::new(false)),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -82,22 +95,24 @@ impl UapiServer {
     pub fn serve(&self, device: Arc<Device>) -> io::Result<()> {
         let listener = self.listener.try_clone()?;
         let stop = self.stop.clone();
-        std::thread::Builder::new().name("pm-uapi".into()).spawn(move || {
-            for conn in listener.incoming() {
-                if stop.load(Ordering::Relaxed) {
-                    return;
+        std::thread::Builder::new()
+            .name("pm-uapi".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let dev = device.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("pm-uapi-conn".into())
+                        .spawn(move || {
+                            if let Err(e) = handle(&dev, conn) {
+                                tracing::debug!(error = %e, "UAPI connection ended");
+                            }
+                        });
                 }
-                let Ok(conn) = conn else { continue };
-                let dev = device.clone();
-                let _ = std::thread::Builder::new()
-                    .name("pm-uapi-conn".into())
-                    .spawn(move || {
-                        if let Err(e) = handle(&dev, conn) {
-                            tracing::debug!(error = %e, "UAPI connection ended");
-                        }
-                    });
-            }
-        })?;
+            })?;
         Ok(())
     }
 }
@@ -124,7 +139,10 @@ fn read_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Option<Strin
     if buf.last() == Some(&b'\n') {
         buf.pop();
     } else if buf.len() > MAX_LINE {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "UAPI line too long"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "UAPI line too long",
+        ));
     } else {
         // End of stream in the middle of a line.
         return Ok(None);
@@ -141,7 +159,9 @@ pub fn handle(dev: &Device, conn: UnixStream) -> io::Result<()> {
     let mut writer = BufWriter::new(conn);
     let mut buf = Vec::new();
     loop {
-        let Some(line) = read_line(&mut reader, &mut buf)? else { return Ok(()) };
+        let Some(line) = read_line(&mut reader, &mut buf)? else {
+            return Ok(());
+        };
         let op = match protocol::parse_operation(&line) {
             Ok(op) => op,
             Err(e) => {
@@ -154,7 +174,10 @@ pub fn handle(dev: &Device, conn: UnixStream) -> io::Result<()> {
         let result = match op {
             Operation::Get => match read_line(&mut reader, &mut buf)? {
                 Some(l) if l.is_empty() => write_get(dev, &mut writer),
-                Some(_) => Err(UapiError { errno: protocol::EINVAL, message: "trailing data after get=1".into() }),
+                Some(_) => Err(UapiError {
+                    errno: protocol::EINVAL,
+                    message: "trailing data after get=1".into(),
+                }),
                 None => return Ok(()),
             },
             Operation::Set => run_set(dev, &mut reader, &mut buf)?,
@@ -172,12 +195,19 @@ pub fn handle(dev: &Device, conn: UnixStream) -> io::Result<()> {
 
 /// Reads a set operation to its blank line, then applies it. Parse errors
 /// still drain the operation so the connection stays in step.
-fn run_set(dev: &Device, reader: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Result<(), UapiError>> {
+fn run_set(
+    dev: &Device,
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+) -> io::Result<Result<(), UapiError>> {
     let mut parser = SetParser::new();
     let mut first_err: Option<UapiError> = None;
     loop {
         let Some(line) = read_line(reader, buf)? else {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "set operation not terminated"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "set operation not terminated",
+            ));
         };
         if line.is_empty() {
             break;
@@ -197,7 +227,10 @@ fn run_set(dev: &Device, reader: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Re
 /// Streams a get reply peer by peer, so thousands of peers never build one
 /// giant string.
 fn write_get(dev: &Device, w: &mut impl Write) -> Result<(), UapiError> {
-    let io_err = |e: io::Error| UapiError { errno: protocol::EIO, message: e.to_string() };
+    let io_err = |e: io::Error| UapiError {
+        errno: protocol::EIO,
+        message: e.to_string(),
+    };
     let mut out = String::with_capacity(4096);
     format_device(&dev.info(), &mut out);
     w.write_all(out.as_bytes()).map_err(io_err)?;

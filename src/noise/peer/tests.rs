@@ -1,9 +1,9 @@
 //! Whole-protocol tests of two peers on a virtual clock: milliseconds of
 //! test time cover minutes of protocol time, deterministically.
 use super::*;
-use crate::noise::keys::StaticSecretKey;
 use crate::noise::constants::{DATA_HEADER_LEN, KEEPALIVE_LEN};
 use crate::noise::handshake::consume_initiation;
+use crate::noise::keys::StaticSecretKey;
 use crate::noise::messages::{message_type, receiver_index, MessageType};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -70,7 +70,13 @@ impl Node {
             next += 1;
             next
         };
-        let mut env = Env { identity: &self.identity, now, wall, rng: &mut self.rng, alloc_index: &mut alloc };
+        let mut env = Env {
+            identity: &self.identity,
+            now,
+            wall,
+            rng: &mut self.rng,
+            alloc_index: &mut alloc,
+        };
         let r = f(&mut self.peer, &mut env, &mut out);
         self.next_index = next;
         for ev in self.peer.drain_events() {
@@ -130,7 +136,15 @@ impl World {
         let wall0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let (a, b) = Node::pair(wall0);
         let t0 = Instant::now();
-        World { a, b, t0, now: t0, wall0, drop_a_to_b: false, drop_b_to_a: false }
+        World {
+            a,
+            b,
+            t0,
+            now: t0,
+            wall0,
+            drop_a_to_b: false,
+            drop_b_to_a: false,
+        }
     }
     fn wall(&self) -> SystemTime {
         self.wall0 + (self.now - self.t0)
@@ -181,7 +195,8 @@ impl World {
                 let arr: &[u8; 148] = msg[..].try_into().unwrap();
                 let keys = to.peer.keys().unwrap();
                 let remote = *to.peer.remote_public();
-                let init = consume_initiation(&to.identity, arr, |pk| (pk == &remote).then_some(keys));
+                let init =
+                    consume_initiation(&to.identity, arr, |pk| (pk == &remote).then_some(keys));
                 let Ok(init) = init else { return };
                 let (res, out) = to.call(now, wall, |st, env, _| st.accept_initiation(env, init));
                 if let Ok(resp) = res {
@@ -195,7 +210,8 @@ impl World {
                 if to.peer.pending_index() != Some(idx) {
                     return;
                 }
-                let (_, out) = to.call(now, wall, |st, env, out| st.consume_response(env, arr, out));
+                let (_, out) =
+                    to.call(now, wall, |st, env, out| st.consume_response(env, arr, out));
                 self.run_outputs(to_side, out);
             }
             _ => {}
@@ -233,9 +249,12 @@ impl World {
             if let Some(Some(rkp)) = to.indices.get(&idx).cloned() {
                 if let Ok(len) = rkp.open(&mut buf[..n]) {
                     if len > 0 {
-                        to.delivered.push(buf[DATA_HEADER_LEN..DATA_HEADER_LEN + len].to_vec());
+                        to.delivered
+                            .push(buf[DATA_HEADER_LEN..DATA_HEADER_LEN + len].to_vec());
                     }
-                    let (_, out) = to.call(now, wall, |st, env, out| st.on_received(env, &rkp, len > 0, out));
+                    let (_, out) = to.call(now, wall, |st, env, out| {
+                        st.on_received(env, &rkp, len > 0, out)
+                    });
                     outs.push((to_side, out));
                 }
             }
@@ -267,7 +286,10 @@ fn handshake_then_data_both_ways() {
     // The staged packet went out once the session existed, and confirmed
     // the responder's session (no separate keepalive needed).
     assert_eq!(w.b.delivered, vec![packet(1)]);
-    assert!(w.b.peer.sending_keypair(w.now).is_some(), "responder confirmed by data");
+    assert!(
+        w.b.peer.sending_keypair(w.now).is_some(),
+        "responder confirmed by data"
+    );
     w.send_data(Side::B, Some(packet(2)));
     assert_eq!(w.a.delivered, vec![packet(2)]);
     assert!(w.a.peer.last_handshake().is_some() && w.b.peer.last_handshake().is_some());
@@ -278,7 +300,9 @@ fn handshake_then_data_both_ways() {
 fn initiator_confirms_with_keepalive_when_nothing_is_staged() {
     let mut w = World::new();
     let (now, wall) = (w.now, w.wall());
-    let (_, out) = w.a.call(now, wall, |st, env, out| st.send_initiation(env, false, out));
+    let (_, out) = w.a.call(now, wall, |st, env, out| {
+        st.send_initiation(env, false, out)
+    });
     w.run_outputs(Side::A, out);
     // The keepalive confirmed B's `next` session, so B can send.
     assert!(w.b.peer.sending_keypair(w.now).is_some());
@@ -299,7 +323,10 @@ fn continuous_traffic_across_rekeys_loses_nothing() {
     assert_eq!(w.b.delivered, want, "A to B lost or reordered packets");
     assert_eq!(w.a.delivered, want, "B to A lost or reordered packets");
     let handshakes = w.a.initiations_sent + w.b.initiations_sent;
-    assert!((4..=8).contains(&handshakes), "expected a rekey about every 120 s, got {handshakes} initiations");
+    assert!(
+        (4..=8).contains(&handshakes),
+        "expected a rekey about every 120 s, got {handshakes} initiations"
+    );
 }
 
 #[test]
@@ -329,7 +356,11 @@ fn retries_are_spaced_by_rekey_timeout_plus_jitter() {
     });
     for pair in times.windows(2) {
         let gap = pair[1] - pair[0];
-        assert!(gap >= REKEY_TIMEOUT && gap <= REKEY_TIMEOUT + REKEY_TIMEOUT_JITTER_MAX + Duration::from_millis(10), "gap {gap:?}");
+        assert!(
+            gap >= REKEY_TIMEOUT
+                && gap <= REKEY_TIMEOUT + REKEY_TIMEOUT_JITTER_MAX + Duration::from_millis(10),
+            "gap {gap:?}"
+        );
     }
     assert!(times.len() >= 5);
 }
@@ -340,12 +371,27 @@ fn passive_keepalive_after_ten_seconds_and_never_for_a_keepalive() {
     w.send_data(Side::A, Some(packet(1)));
     let ka_b = w.b.keepalives_sent;
     let ka_a = w.a.keepalives_sent;
-    w.advance(Duration::from_millis(9_900), Duration::from_millis(100), |_| {});
+    w.advance(
+        Duration::from_millis(9_900),
+        Duration::from_millis(100),
+        |_| {},
+    );
     assert_eq!(w.b.keepalives_sent, ka_b, "too early");
-    w.advance(Duration::from_millis(10_100), Duration::from_millis(100), |_| {});
-    assert_eq!(w.b.keepalives_sent, ka_b + 1, "B received data and sent nothing for 10 s");
+    w.advance(
+        Duration::from_millis(10_100),
+        Duration::from_millis(100),
+        |_| {},
+    );
+    assert_eq!(
+        w.b.keepalives_sent,
+        ka_b + 1,
+        "B received data and sent nothing for 10 s"
+    );
     w.advance(Duration::from_secs(30), Duration::from_millis(100), |_| {});
-    assert_eq!(w.a.keepalives_sent, ka_a, "a keepalive is never answered with a keepalive");
+    assert_eq!(
+        w.a.keepalives_sent, ka_a,
+        "a keepalive is never answered with a keepalive"
+    );
     assert_eq!(w.b.keepalives_sent, ka_b + 1);
 }
 
@@ -359,9 +405,17 @@ fn new_handshake_when_sent_data_gets_no_answer_for_fifteen_seconds() {
     // More data does not push the deadline back: it counts from the first
     // unanswered packet.
     w.send_data(Side::A, Some(packet(2)));
-    w.advance(Duration::from_millis(14_900), Duration::from_millis(100), |_| {});
+    w.advance(
+        Duration::from_millis(14_900),
+        Duration::from_millis(100),
+        |_| {},
+    );
     assert_eq!(w.a.initiations_sent, base, "not before 15 s");
-    w.advance(Duration::from_millis(15_500), Duration::from_millis(100), |_| {});
+    w.advance(
+        Duration::from_millis(15_500),
+        Duration::from_millis(100),
+        |_| {},
+    );
     assert_eq!(w.a.initiations_sent, base + 1);
 }
 
@@ -374,36 +428,57 @@ fn keys_are_zeroed_after_540_seconds_of_silence() {
     assert!(w.a.peer.has_session());
     w.advance(Duration::from_secs(541), Duration::from_secs(1), |_| {});
     assert!(!w.a.peer.has_session() && !w.b.peer.has_session());
-    assert!(w.a.indices.is_empty() && w.b.indices.is_empty(), "indices retired with the keys");
+    assert!(
+        w.a.indices.is_empty() && w.b.indices.is_empty(),
+        "indices retired with the keys"
+    );
 }
 
 #[test]
 fn replayed_and_flooding_initiations_are_rejected() {
     let mut w = World::new();
     let (now, wall) = (w.now, w.wall());
-    let (_, out) = w.a.call(now, wall, |st, env, out| st.send_initiation(env, false, out));
-    let Output::Handshake(msg) = &out[0] else { panic!("no initiation") };
+    let (_, out) = w.a.call(now, wall, |st, env, out| {
+        st.send_initiation(env, false, out)
+    });
+    let Output::Handshake(msg) = &out[0] else {
+        panic!("no initiation")
+    };
     let arr: [u8; 148] = msg[..].try_into().unwrap();
     let consume = |b: &mut Node, now: Instant, wall| {
         let keys = b.peer.keys().unwrap();
         let remote = *b.peer.remote_public();
-        let init = consume_initiation(&b.identity, &arr, |pk| (pk == &remote).then_some(keys)).unwrap();
-        b.call(now, wall, |st, env, _| st.accept_initiation(env, init)).0
+        let init =
+            consume_initiation(&b.identity, &arr, |pk| (pk == &remote).then_some(keys)).unwrap();
+        b.call(now, wall, |st, env, _| st.accept_initiation(env, init))
+            .0
     };
     assert!(consume(&mut w.b, now, wall).is_ok());
     let later = now + Duration::from_secs(1);
-    assert_eq!(consume(&mut w.b, later, wall).unwrap_err(), PeerError::Replay);
+    assert_eq!(
+        consume(&mut w.b, later, wall).unwrap_err(),
+        PeerError::Replay
+    );
     // A fresh initiation 10 ms after the last consumed one is a flood.
     w.now += Duration::from_secs(6);
     let wall2 = w.wall();
-    let (_, out) = w.a.call(w.now, wall2, |st, env, out| st.send_initiation(env, false, out));
-    let Output::Handshake(msg2) = &out[0] else { panic!("no initiation") };
+    let (_, out) = w.a.call(w.now, wall2, |st, env, out| {
+        st.send_initiation(env, false, out)
+    });
+    let Output::Handshake(msg2) = &out[0] else {
+        panic!("no initiation")
+    };
     let arr2: [u8; 148] = msg2[..].try_into().unwrap();
     let b = &mut w.b;
     let keys = b.peer.keys().unwrap();
     let remote = *b.peer.remote_public();
-    let init = consume_initiation(&b.identity, &arr2, |pk| (pk == &remote).then_some(keys)).unwrap();
-    let res = b.call(now + Duration::from_millis(10), wall2, |st, env, _| st.accept_initiation(env, init)).0;
+    let init =
+        consume_initiation(&b.identity, &arr2, |pk| (pk == &remote).then_some(keys)).unwrap();
+    let res = b
+        .call(now + Duration::from_millis(10), wall2, |st, env, _| {
+            st.accept_initiation(env, init)
+        })
+        .0;
     assert_eq!(res.unwrap_err(), PeerError::Flood);
 }
 
@@ -413,9 +488,15 @@ fn persistent_keepalive_sends_at_once_and_every_interval() {
     w.send_data(Side::A, Some(packet(1)));
     let base = w.a.keepalives_sent;
     let (now, wall) = (w.now, w.wall());
-    let (_, out) = w.a.call(now, wall, |st, env, out| st.set_persistent_keepalive(env, 25, out));
+    let (_, out) = w.a.call(now, wall, |st, env, out| {
+        st.set_persistent_keepalive(env, 25, out)
+    });
     w.run_outputs(Side::A, out);
-    assert_eq!(w.a.keepalives_sent, base + 1, "turning it on sends one at once");
+    assert_eq!(
+        w.a.keepalives_sent,
+        base + 1,
+        "turning it on sends one at once"
+    );
     w.advance(Duration::from_secs(100), Duration::from_millis(500), |_| {});
     // One every 25 s; B's passive keepalives do not reset A's timer enough
     // to suppress them (any traffic pushes it back, so allow 3..=4).
