@@ -299,6 +299,23 @@ else
   fi
 fi
 
+# ------------------------------------------------- deploy and load checks
+
+# Kubernetes manifests, Prometheus rules (promtool), metric names against a
+# live daemon, a real Prometheus scraping two daemons, the pre-deployment
+# script (tests/deploy/); and the load generator (tests/loadtest/).
+if ((SKIP_PRIV)); then
+  record SKIP "deploy checks" "(PHANTOMMESH_SKIP_PRIVILEGED=1)"
+elif ((!PRIV_OK || !BUILD_OK)); then
+  record FAIL "deploy checks" "not run: privileged prerequisites or build missing"
+else
+  export PHANTOMMESH_BIN=${PHANTOMMESH_BIN:-$TARGET_DIR/release/phantommesh}
+  for suite in "$ROOT"/tests/deploy/run-all.sh "$ROOT"/tests/loadtest/run-all.sh; do
+    [[ -f $suite ]] || continue
+    step "$(basename "$(dirname "$suite")") checks" "${SUITE_TIMEOUT:-1200}" bash "$suite"
+  done
+fi
+
 # --------------------------------------------------------------- summary
 
 section "summary ($((SECONDS - START))s, logs in $LOG_DIR)"
