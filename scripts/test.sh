@@ -296,6 +296,14 @@ else
         *) record FAIL "e2e $name" "exit status $rc (log: $LOG_DIR/e2e-$name.log)" ;;
       esac
     done
+    # The data path again with every kernel offload forced off (plain TUN,
+    # no UDP GSO/GRO): both code paths must carry the same traffic.
+    if [[ -z ${E2E_ONLY:-} ]]; then
+      : >"$REGISTRY"
+      PHANTOMMESH_OFFLOAD=off E2E_REGISTRY=$REGISTRY \
+        step "e2e 10-interop (offloads off)" "${E2E_TIMEOUT:-420}" bash "$ROOT/tests/e2e/10-interop.sh"
+      sweep_registry
+    fi
   fi
 fi
 
