@@ -4,7 +4,9 @@
 //! about a quarter of raw X25519 multiplications per second. Also the
 //! keypair's seal against raw ring on the same buffers (the AEAD ceiling).
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use phantommesh::noise::handshake::{consume_initiation, consume_response, create_initiation, create_response, Identity, PeerKeys};
+use phantommesh::noise::handshake::{
+    consume_initiation, consume_response, create_initiation, create_response, Identity, PeerKeys,
+};
 use phantommesh::noise::keys::{PublicKey, StaticSecretKey};
 use phantommesh::noise::tai64n::Tai64n;
 use rand_chacha::rand_core::SeedableRng;
@@ -13,7 +15,10 @@ use std::time::SystemTime;
 
 fn bench_handshake(c: &mut Criterion) {
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
-    let (si, sr) = (StaticSecretKey::from([1u8; 32]), StaticSecretKey::from([2u8; 32]));
+    let (si, sr) = (
+        StaticSecretKey::from([1u8; 32]),
+        StaticSecretKey::from([2u8; 32]),
+    );
     let (pi, pr) = (PublicKey::from(&si), PublicKey::from(&sr));
     let (ii, ir) = (Identity::new(si), Identity::new(sr));
     let keys_i = PeerKeys::new(&ii, pr, [0u8; 32]).unwrap();

@@ -494,27 +494,9 @@ impl LinuxUdp {
         }
         // SAFETY: hdrs[..read] point at live iovecs (over caller buffers),
         // names and control buffers.
-        let r = unsafe {
-            libc::recvmmsg(
-                self.sock.as_raw_fd(),
-                hdrs.as_mut_ptr(),
-                read as libc::c_uint,
-                libc::MSG_WAITFORONE,
-                std::ptr::null_mut(),
-            )
-        };
-        if self.closed.load(Ordering::Acquire) {
-            return Err(closed_error());
-        }
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
-                _ => Err(e),
-            };
-        }
+        let r = unsafe { self.recvmmsg(&mut hdrs[..read])? };
         let mut out = 0;
-        for i in 0..r as usize {
+        for i in 0..r {
             let h = &hdrs[i].msg_hdr;
             let len = hdrs[i].msg_len as usize;
             let Some(src) = names[i].to_std(h.msg_namelen) else {
@@ -539,6 +521,40 @@ impl LinuxUdp {
             }
         }
         Ok(out)
+    }
+}
+
+impl LinuxUdp {
+    /// recvmmsg over `hdrs`: blocks up to SO_RCVTIMEO for the first
+    /// datagram, then MSG_WAITFORONE takes what is already queued. A
+    /// timeout or signal is Ok(0); a closed socket an error.
+    ///
+    /// # Safety
+    /// Every header must point at live buffers for the call's duration.
+    unsafe fn recvmmsg(&self, hdrs: &mut [libc::mmsghdr]) -> io::Result<usize> {
+        // SAFETY: the caller vouches for the headers.
+        let r = unsafe {
+            libc::recvmmsg(
+                self.sock.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                hdrs.len() as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        // close() wakes a blocked receiver with a shutdown, which may look
+        // like an empty datagram: the flag decides.
+        if self.closed.load(Ordering::Acquire) {
+            return Err(closed_error());
+        }
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(e),
+            };
+        }
+        Ok(r as usize)
     }
 }
 
@@ -593,28 +609,7 @@ impl Udp for LinuxUdp {
         // Blocks up to SO_RCVTIMEO for the first datagram; MSG_WAITFORONE then
         // takes whatever else is already queued without waiting.
         // SAFETY: hdrs[..n] point at live iovecs (over caller buffers) and names.
-        let r = unsafe {
-            libc::recvmmsg(
-                self.sock.as_raw_fd(),
-                hdrs.as_mut_ptr(),
-                n as libc::c_uint,
-                libc::MSG_WAITFORONE,
-                std::ptr::null_mut(),
-            )
-        };
-        // close() wakes a blocked receiver with a shutdown, which may look
-        // like an empty datagram: the flag decides.
-        if self.closed.load(Ordering::Acquire) {
-            return Err(closed_error());
-        }
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
-                _ => Err(e),
-            };
-        }
-        let got = r as usize;
+        let got = unsafe { self.recvmmsg(&mut hdrs[..n])? };
         for i in 0..got {
             let h = &hdrs[i].msg_hdr;
             // An unparseable source cannot be answered; an empty datagram is
