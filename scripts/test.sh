@@ -299,10 +299,12 @@ else
     # The data path again with every kernel offload forced off (plain TUN,
     # no UDP GSO/GRO): both code paths must carry the same traffic.
     if [[ -z ${E2E_ONLY:-} ]]; then
-      : >"$REGISTRY"
-      PHANTOMMESH_OFFLOAD=off E2E_REGISTRY=$REGISTRY \
-        step "e2e 10-interop (offloads off)" "${E2E_TIMEOUT:-420}" bash "$ROOT/tests/e2e/10-interop.sh"
-      sweep_registry
+      for name in 10-interop 85-integrity; do
+        : >"$REGISTRY"
+        PHANTOMMESH_OFFLOAD=off E2E_REGISTRY=$REGISTRY \
+          step "e2e $name (offloads off)" "${E2E_TIMEOUT:-420}" bash "$ROOT/tests/e2e/$name.sh"
+        sweep_registry
+      done
     fi
   fi
 fi
