@@ -268,21 +268,16 @@ pub fn self_test(dev: &Device, ifname: &str, probes: usize) -> TestReport {
         }
     };
     let _ = sock.set_read_timeout(Some(Duration::from_millis(50)));
-    if let Err(e) = dev.apply(&DeviceSet {
-        peers: vec![PeerSet {
-            public_key: my_key,
-            allowed_ips: allowed,
-            ..Default::default()
-        }],
+    let test_peer = PeerSet {
+        public_key: my_key,
+        allowed_ips: allowed,
         ..Default::default()
-    }) {
+    };
+    if let Err(e) = dev.add_hidden_peer(&test_peer) {
         rep.errors.push(format!("cannot add the test peer: {e}"));
         return rep.finish(started);
     }
     let _guard = PeerGuard { dev, key: my_key };
-    if let Some(p) = dev.shared.peers.read().get(&my_key) {
-        p.hidden.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
     let state = PeerState::new(
         Some(&identity),
         PublicKey::from(device_key),

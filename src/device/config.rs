@@ -258,7 +258,19 @@ fn remove_peer(s: &Shared, key: &[u8; 32]) {
     peer.staged.lock().clear();
 }
 
+impl Device {
+    /// Adds a peer that UAPI clients and metrics never see (the admin
+    /// plane's self test), hidden from the moment it exists.
+    pub fn add_hidden_peer(&self, set: &PeerSet) -> Result<(), UapiError> {
+        apply_peer_as(&self.shared, set, true)
+    }
+}
+
 fn apply_peer(s: &Shared, p: &PeerSet) -> Result<(), UapiError> {
+    apply_peer_as(s, p, false)
+}
+
+fn apply_peer_as(s: &Shared, p: &PeerSet, hidden: bool) -> Result<(), UapiError> {
     let own = s
         .identity
         .read()
@@ -285,6 +297,8 @@ fn apply_peer(s: &Shared, p: &PeerSet) -> Result<(), UapiError> {
                 rand::rngs::OsRng.next_u64(),
             );
             let peer = Arc::new(Peer::new(s.new_peer_id(), p.public_key, state));
+            peer.hidden
+                .store(hidden, std::sync::atomic::Ordering::Relaxed);
             s.peers.write().insert(p.public_key, peer.clone());
             peer
         }
