@@ -116,6 +116,9 @@ pub struct Shared {
     /// Latency histograms, observed once per batch (a sample, not every
     /// packet, so instrumentation costs two clock reads per batch).
     pub hist: Arc<crate::metrics::DeviceHistograms>,
+    /// Packet-path latency sampling on (PHANTOMMESH_PACKET_METRICS=off
+    /// turns it off, to measure what it costs).
+    pub sample_packets: bool,
 }
 
 /// The device's worker threads, in `heartbeats` order.
@@ -163,6 +166,7 @@ impl Device {
             udp_generation: AtomicU64::new(0),
             heartbeats: Default::default(),
             hist: Arc::new(crate::metrics::DeviceHistograms::new()),
+            sample_packets: !std::env::var("PHANTOMMESH_PACKET_METRICS").is_ok_and(|v| v == "off"),
         });
         let dev = Arc::new(Device {
             shared: shared.clone(),

@@ -57,9 +57,11 @@ pub fn run(s: &Shared) {
             }
         };
         if n > 0 {
-            let started = Instant::now();
+            let started = s.sample_packets.then(Instant::now);
             if process_batch(s, &mut storage, &meta[..n], &mut resolved, &mut opened) {
-                s.hist.rx_packet.observe(started.elapsed());
+                if let Some(t) = started {
+                    s.hist.rx_packet.observe(t.elapsed());
+                }
             }
         }
     }
