@@ -26,6 +26,8 @@ pub mod stats;
 pub mod target;
 pub mod worker;
 
+mod conclude;
+mod monitor;
 mod runner;
 
 use std::net::SocketAddr;

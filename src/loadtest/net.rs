@@ -199,10 +199,10 @@ pub fn recv_batch(fd: RawFd, b: &mut RecvBufs) -> io::Result<usize> {
         };
     }
     let n = n as usize;
-    for i in 0..n {
-        b.lens[i] = hdrs[i].msg_len as usize;
+    for (i, h) in hdrs.iter().enumerate().take(n) {
+        b.lens[i] = h.msg_len as usize;
         b.stamps[i] = 0;
-        let msg = &hdrs[i].msg_hdr;
+        let msg = &h.msg_hdr;
         // SAFETY: walking the control buffer the kernel filled, with the
         // length it reported.
         unsafe {

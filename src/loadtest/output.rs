@@ -130,6 +130,7 @@ pub fn build_interval(
         },
         handshakes: c.handshakes_completed,
         target: None,
+        target_cpu: None,
         pass,
     }
 }

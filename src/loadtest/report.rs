@@ -31,7 +31,7 @@ pub fn esc(s: &str) -> String {
 
 /// About five round tick values covering `0..=max`.
 pub fn ticks(max: f64) -> Vec<f64> {
-    if !(max > 0.0) || !max.is_finite() {
+    if max.is_nan() || max <= 0.0 || !max.is_finite() {
         return vec![0.0, 1.0];
     }
     let raw = max / 5.0;

@@ -1,22 +1,20 @@
 //! The run itself: resolve the target, make and register the peers, start
 //! the workers, report progress and intervals, then judge, print and clean
 //! up (peers removed however the run ended, unless `--keep`).
-use super::output::{self, HandshakeSummary, Verdict};
+use super::conclude::{conclude, Outcome};
+use super::monitor::Monitor;
 use super::probe::{ProbeKind, Tracker};
 use super::sim::{ProbeConfig, SimPeer};
-use super::soak::{self, Interval, ProcSample, SoakLimits, SoakVerdict};
-use super::stats::{gate_summary, Counters, PeerResult, Stats};
+use super::stats::{Counters, PeerResult, Stats};
 use super::target::{self, PeerEntry, Uapi};
 use super::worker::{self, Schedule, Shared};
-use super::{net, report, setup, LoadtestArgs, EXIT_FAIL, EXIT_PASS};
+use super::{net, setup, LoadtestArgs, EXIT_PASS};
 use crate::gates::table::group_thousands;
-use crate::gates::{GatesConfig, Histogram, MetricKind, Report, Summary};
+use crate::gates::{GatesConfig, Histogram, MetricKind};
 use crate::noise::handshake::Identity;
 use crate::noise::keys::{PublicKey, StaticSecretKey};
 use crate::noise::peer::PeerState;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use parking_lot::Mutex;
-use serde::Serialize;
 use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,10 +41,6 @@ impl Drop for Registration<'_> {
 
 fn n(v: u64) -> String {
     group_thousands(&v.to_string())
-}
-
-fn ms(v: Option<f64>) -> String {
-    v.map_or("-".into(), |s| format!("{:.2}ms", s * 1e3))
 }
 
 pub fn run(a: &LoadtestArgs) -> Result<i32, String> {
@@ -254,43 +248,6 @@ struct RunContext<'a> {
     header: &'a str,
 }
 
-#[derive(Serialize)]
-struct RttJson {
-    min: Option<f64>,
-    p50: Option<f64>,
-    p90: Option<f64>,
-    p99: Option<f64>,
-    p999: Option<f64>,
-    max: Option<f64>,
-    mean: Option<f64>,
-}
-
-#[derive(Serialize)]
-struct JsonOut<'a> {
-    pass: bool,
-    stopped_early: bool,
-    peers_configured: usize,
-    rate_per_peer: f64,
-    ramp_s: f64,
-    duration_s: f64,
-    elapsed_s: f64,
-    steady_s: f64,
-    gate: &'a Report,
-    summary: &'a Summary,
-    handshakes: &'a HandshakeSummary,
-    counters: &'a Counters,
-    rtt_ms: RttJson,
-    intervals: &'a [Interval],
-    soak: &'a SoakVerdict,
-    target_pid: Option<u32>,
-    peers: &'a [PeerResult],
-}
-
-/// Whether an interval was taken already (its start moved off the origin).
-fn interval_lines_count(start: &std::cell::Cell<Instant>, origin: Instant) -> bool {
-    start.get() != origin
-}
-
 fn execute(ctx: &RunContext, peers: Vec<SimPeer>, probe_cfg: ProbeConfig) -> Result<i32, String> {
     let a = ctx.a;
     let threads = a
@@ -307,12 +264,11 @@ fn execute(ctx: &RunContext, peers: Vec<SimPeer>, probe_cfg: ProbeConfig) -> Res
         bulk_rate: a.bulk,
         peers: a.peers,
     };
-    let total_span = a.ramp + a.duration + a.probe_timeout * 2;
     let shared = Arc::new(Shared {
         probe: probe_cfg,
         schedule: schedule.clone(),
         stop: AtomicBool::new(false),
-        total: Mutex::new(Stats::new(total_span)),
+        total: Mutex::new(Stats::new(a.ramp + a.duration + a.probe_timeout * 2)),
         interval: Mutex::new((Counters::default(), Histogram::new())),
     });
     // First Ctrl-C: stop and report; a second one exits at once.
@@ -345,76 +301,20 @@ fn execute(ctx: &RunContext, peers: Vec<SimPeer>, probe_cfg: ProbeConfig) -> Res
         })
         .collect::<Result<_, _>>()?;
 
-    // Progress, intervals and target samples until the workers are done.
     let tty = std::io::stderr().is_terminal() && !a.json;
-    let total_secs = (a.ramp + a.duration).as_secs_f64();
-    let bar = tty.then(|| {
-        let pb = ProgressBar::with_draw_target(
-            Some(total_secs.ceil() as u64),
-            ProgressDrawTarget::stderr(),
-        );
-        if let Ok(style) = ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30.cyan/blue}] {pos}/{len}s {msg}",
-        ) {
-            pb.set_style(style.progress_chars("=> "));
-        }
-        pb
-    });
-    let print_line = |line: &str| {
-        let emit = || {
-            if a.json {
-                eprintln!("{line}")
-            } else {
-                println!("{line}")
-            }
-        };
-        match &bar {
-            Some(b) => b.suspend(emit),
-            None => emit(),
-        }
-    };
-    let mut samples: Vec<(f64, ProcSample)> = Vec::new();
-    let mut intervals: Vec<Interval> = Vec::new();
-    let mut interval_lines: Vec<String> = Vec::new();
-    let interval_start = std::cell::Cell::new(origin);
-    let mut last_progress = Instant::now();
-    let mut last_counters = Counters::default();
-    let mut last_rate_at = Instant::now();
+    let mut mon = Monitor::new(
+        ctx.gates_cfg,
+        ctx.gate,
+        ctx.target_pid,
+        origin,
+        a.ramp + a.duration,
+        a.peers,
+        tty,
+        a.json,
+        a.interval,
+        a.progress_every,
+    );
     let mut stopped_at: Option<Instant> = None;
-    let sample_target = |t: Instant| {
-        ctx.target_pid
-            .and_then(soak::sample)
-            .map(|s| (t.saturating_duration_since(origin).as_secs_f64(), s))
-    };
-    if let Some(s) = sample_target(Instant::now()) {
-        samples.push(s);
-    }
-    let mut take_interval = |end: Instant, samples: &mut Vec<(f64, ProcSample)>| {
-        let (c, h) = {
-            let mut iv = shared.interval.lock();
-            std::mem::replace(&mut *iv, (Counters::default(), Histogram::new()))
-        };
-        let len = end
-            .saturating_duration_since(interval_start.get())
-            .as_secs_f64();
-        interval_start.set(end);
-        let pass = output::interval_passes(ctx.gates_cfg, ctx.gate, &c, &h, len);
-        let mut iv = output::build_interval(
-            &c,
-            &h,
-            end.saturating_duration_since(origin).as_secs_f64(),
-            len,
-            pass,
-        );
-        if let Some(s) = sample_target(end) {
-            iv.target = Some(s.1);
-            samples.push(s);
-        }
-        let line = output::interval_line(&iv);
-        print_line(&line);
-        interval_lines.push(line);
-        intervals.push(iv);
-    };
     while !handles.iter().all(|h| h.is_finished()) {
         std::thread::sleep(Duration::from_millis(100));
         let now = Instant::now();
@@ -422,51 +322,11 @@ fn execute(ctx: &RunContext, peers: Vec<SimPeer>, probe_cfg: ProbeConfig) -> Res
             stopped_at = Some(now);
             shared.stop.store(true, Ordering::Relaxed);
         }
-        if now >= origin
-            && now.duration_since(interval_start.get()) >= a.interval
-            && now < schedule.end
-            && stopped_at.is_none()
-        {
-            take_interval(now, &mut samples);
+        if mon.interval_due(now) && now < schedule.end && stopped_at.is_none() {
+            mon.take_interval(&shared, now);
         }
         let c = shared.total.lock().counters;
-        let since = now.duration_since(last_rate_at).as_secs_f64();
-        let rate = if since > 0.0 {
-            c.probes_answered
-                .saturating_sub(last_counters.probes_answered) as f64
-                / since
-        } else {
-            0.0
-        };
-        let msg = format!(
-            "peers {}/{} up, {} probes, {} lost, {}/s",
-            n(c.peers_established),
-            n(a.peers as u64),
-            n(c.probes_sent),
-            n(c.probe_failures()),
-            n(rate.round() as u64)
-        );
-        if let Some(b) = &bar {
-            b.set_position(
-                now.saturating_duration_since(origin)
-                    .as_secs()
-                    .min(total_secs as u64),
-            );
-            b.set_message(msg);
-            last_counters = c;
-            last_rate_at = now;
-        } else if !a.progress_every.is_zero()
-            && now.duration_since(last_progress) >= a.progress_every
-        {
-            last_progress = now;
-            eprintln!(
-                "loadtest: {:.0}s/{:.0}s {msg}",
-                now.saturating_duration_since(origin).as_secs_f64(),
-                total_secs
-            );
-            last_counters = c;
-            last_rate_at = now;
-        }
+        mon.progress(&c, now);
     }
     let mut results: Vec<PeerResult> = Vec::with_capacity(a.peers);
     let mut worker_error = None;
@@ -477,155 +337,24 @@ fn execute(ctx: &RunContext, peers: Vec<SimPeer>, probe_cfg: ProbeConfig) -> Res
             Err(_) => worker_error = Some("a worker thread panicked".into()),
         }
     }
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
+    let probe_end = stopped_at.unwrap_or(schedule.end).min(schedule.end);
+    mon.finish(&shared, probe_end);
     if let Some(e) = worker_error {
         return Err(format!("worker failed: {e}"));
     }
     results.sort_by_key(|r| r.index);
-    let end = Instant::now();
-    // The last, partial interval.
-    let probe_end = stopped_at.unwrap_or(schedule.end).min(schedule.end);
-    let have_intervals = interval_lines_count(&interval_start, origin);
-    if probe_end.saturating_duration_since(interval_start.get()) >= Duration::from_secs(1)
-        || !have_intervals
-    {
-        take_interval(probe_end.max(interval_start.get()), &mut samples);
-    } else if let Some(s) = sample_target(end) {
-        samples.push(s);
-    }
-
     let stats = shared.total.lock().clone();
-    let c = stats.counters;
-    let elapsed = probe_end.saturating_duration_since(origin).as_secs_f64();
-    let steady = probe_end
-        .saturating_duration_since(schedule.ramp_end())
-        .as_secs_f64();
-    let mut counted = c;
-    let span = if steady >= 1.0 {
-        steady
-    } else {
-        counted.steady_answered = c.probes_answered;
-        elapsed.max(1e-3)
-    };
-    let summary = gate_summary(&counted, &stats.rtt, elapsed, span);
-    let gate_report = output::evaluate_gate(ctx.gates_cfg, ctx.gate, &summary);
-    let hs = output::handshake_summary(
-        &c,
-        &stats.handshake,
-        &results,
-        a.ramp.as_secs_f64(),
-        a.handshake_deadline.as_secs_f64(),
-    );
-    let limits = SoakLimits {
-        memory_growth: a.mem_growth / 100.0,
-        fd_slack: a.fd_slack,
-        warmup: a.warmup.unwrap_or(a.ramp + a.interval),
-    };
-    let soak_v = soak::verdict(&intervals, &samples, &limits);
-    let load_line = format!(
-        "Load: {} concurrent WireGuard peers, {}/s probes each",
-        n(a.peers as u64),
-        a.rate
-    );
-    let duration_line = format!(
-        "Duration: {} seconds (after a {} s ramp)",
-        crate::gates::table::format_number(steady.max(0.0)),
-        a.ramp.as_secs_f64()
-    );
-    let verdict = Verdict {
-        report: &gate_report,
-        handshakes: &hs,
-        soak: &soak_v,
-        counters: &c,
-        stats: &stats,
-        load_line,
-        duration_line,
+    let outcome = Outcome {
+        stats,
+        results,
+        monitor: mon,
+        elapsed_s: probe_end.saturating_duration_since(origin).as_secs_f64(),
+        steady_s: probe_end
+            .saturating_duration_since(schedule.ramp_end())
+            .as_secs_f64(),
         stopped_early: stopped_at.is_some(),
+        header: ctx.header,
+        threads,
     };
-    let text = output::render_text(&verdict);
-    let pass = verdict.pass();
-    if a.json {
-        let r = &stats.rtt;
-        let q = |x: f64| r.quantile(x).map(|s| s * 1e3);
-        let doc = JsonOut {
-            pass,
-            stopped_early: stopped_at.is_some(),
-            peers_configured: a.peers,
-            rate_per_peer: a.rate,
-            ramp_s: a.ramp.as_secs_f64(),
-            duration_s: a.duration.as_secs_f64(),
-            elapsed_s: elapsed,
-            steady_s: steady,
-            gate: &gate_report,
-            summary: &summary,
-            handshakes: &hs,
-            counters: &c,
-            rtt_ms: RttJson {
-                min: r.min().map(|s| s * 1e3),
-                p50: q(0.5),
-                p90: q(0.9),
-                p99: q(0.99),
-                p999: q(0.999),
-                max: r.max().map(|s| s * 1e3),
-                mean: r.mean().map(|s| s * 1e3),
-            },
-            intervals: &intervals,
-            soak: &soak_v,
-            target_pid: ctx.target_pid,
-            peers: &results,
-        };
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?
-        );
-    } else {
-        print!("{text}");
-        let worst = super::stats::worst_peers(&results, 3);
-        if worst
-            .iter()
-            .any(|p| p.loss() > 0.0 || p.handshake_ms.is_none())
-        {
-            println!("Worst peers:");
-            for p in worst {
-                println!(
-                    "  #{} {}: handshake {}, {} of {} probes failed, RTT max {}",
-                    p.index,
-                    p.address,
-                    p.handshake_ms
-                        .map_or("none".into(), |h| format!("{h:.1}ms")),
-                    p.probes_lost + p.probes_no_session,
-                    p.probes_answered + p.probes_lost + p.probes_no_session,
-                    ms(p.rtt_max_ms.map(|m| m / 1e3)),
-                );
-            }
-        }
-    }
-    if let Some(path) = &a.report {
-        let params = vec![
-            ("Run".to_string(), ctx.header.to_string()),
-            (
-                "Target process".to_string(),
-                ctx.target_pid.map_or("unknown".into(), |p| p.to_string()),
-            ),
-            (
-                "Probe timeout".to_string(),
-                format!("{} s", a.probe_timeout.as_secs_f64()),
-            ),
-            ("Worker threads".to_string(), threads.to_string()),
-        ];
-        let page = report::html(
-            "PhantomMesh load test",
-            &text,
-            &params,
-            &interval_lines,
-            &stats,
-        );
-        std::fs::write(path, page).map_err(|e| format!("{}: {e}", path.display()))?;
-        if !a.json {
-            println!("Report: {}", path.display());
-        }
-    }
-    Ok(if pass { EXIT_PASS } else { EXIT_FAIL })
+    conclude(a, outcome)
 }

@@ -118,6 +118,9 @@ pub fn private_key(seed: Option<&str>, index: u32) -> [u8; 32] {
 
 /// A duration argument: `30s`, `5m`, `72h`, `500ms`.
 pub fn duration_arg(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
     parse_duration(s)
 }
 

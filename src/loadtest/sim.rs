@@ -290,6 +290,7 @@ impl SimPeer {
 
     /// Handles one datagram from the target that arrived at `stamp_ns`
     /// (realtime); `steady_from` is when the ramp ended.
+    #[allow(clippy::too_many_arguments)]
     pub fn receive(
         &mut self,
         msg: &mut [u8],
@@ -347,6 +348,7 @@ impl SimPeer {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn receive_data(
         &mut self,
         msg: &mut [u8],

@@ -1,7 +1,7 @@
 //! Soak checks: the target's resident memory and open descriptors sampled
 //! from /proc at each interval, and the verdicts on them. The verdict
 //! functions are pure; [`sample`] reads /proc.
-use crate::gates::resources::parse_vmrss_bytes;
+use crate::gates::resources::{parse_proc_stat_times, parse_vmrss_bytes};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -10,6 +10,14 @@ use std::time::Duration;
 pub struct ProcSample {
     pub rss_bytes: u64,
     pub fds: u64,
+    /// User plus system CPU time so far, milliseconds.
+    pub cpu_ms: u64,
+}
+
+/// Cores the target kept busy between two samples (1.0 = one core).
+pub fn cpu_cores(earlier: &(f64, ProcSample), later: &(f64, ProcSample)) -> Option<f64> {
+    let dt = later.0 - earlier.0;
+    (dt > 0.0).then(|| later.1.cpu_ms.saturating_sub(earlier.1.cpu_ms) as f64 / 1e3 / dt)
 }
 
 /// Reads `/proc/PID/status` (VmRSS) and counts `/proc/PID/fd`. None when
@@ -18,7 +26,15 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let rss_bytes = parse_vmrss_bytes(&status)?;
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
-    Some(ProcSample { rss_bytes, fds })
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let cpu_ms = parse_proc_stat_times(&stat).map_or(0, |(ticks, _)| ticks * 1000 / tck);
+    Some(ProcSample {
+        rss_bytes,
+        fds,
+        cpu_ms,
+    })
 }
 
 /// One interval line's numbers.
@@ -37,6 +53,8 @@ pub struct Interval {
     pub probes_per_second: f64,
     pub handshakes: u64,
     pub target: Option<ProcSample>,
+    /// Cores the target used during the interval.
+    pub target_cpu: Option<f64>,
     /// Whether the interval's loss stays within the gate.
     pub pass: bool,
 }
@@ -141,6 +159,7 @@ mod tests {
         ProcSample {
             rss_bytes: rss_kib * 1024,
             fds,
+            cpu_ms: 0,
         }
     }
 
@@ -217,8 +236,20 @@ mod tests {
 
     #[test]
     fn sampling_our_own_process_works() {
-        let me = sample(std::process::id()).expect("own /proc entry");
-        assert!(me.rss_bytes > 0 && me.fds >= 3);
+        let t0 = std::time::Instant::now();
+        let a = sample(std::process::id()).expect("own /proc entry");
+        assert!(a.rss_bytes > 0 && a.fds >= 3);
+        let mut x = 0u64;
+        while t0.elapsed() < Duration::from_millis(300) {
+            x = x.wrapping_mul(31).wrapping_add(std::hint::black_box(7));
+        }
+        std::hint::black_box(x);
+        let b = sample(std::process::id()).unwrap();
+        let busy = cpu_cores(&(0.0, a), &(t0.elapsed().as_secs_f64(), b)).unwrap();
+        assert!(
+            busy > 0.2 && busy < 4.0,
+            "a spinning thread is busy: {busy}"
+        );
         assert!(sample(u32::MAX).is_none());
     }
 }

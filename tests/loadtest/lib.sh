@@ -1,0 +1,117 @@
+#!/bin/bash
+# Shared helpers for the load test CI scripts: a target namespace running a
+# WireGuard daemon (phantommesh or wireguard-go) and a generator namespace,
+# joined by a veth pair (10.x addresses only). Everything is named after this
+# shell's PID so parallel runs do not collide, and everything is removed by
+# PID and by name on exit, whether the script passes or fails.
+#
+# Usage: source lib.sh; lt_setup [phantommesh|wireguard-go]; ...; (cleanup is automatic)
+set -u
+umask 077
+
+LT_ID=$(( $$ % 100000 ))
+LT_NS_T="lt-tgt-$LT_ID"
+LT_NS_G="lt-gen-$LT_ID"
+LT_IF="lt$LT_ID"
+LT_UAPI="/var/run/wireguard/$LT_IF.sock"
+LT_PORT=51820
+LT_TUN_IP=10.250.0.1
+LT_T_IP=10.99.$(( LT_ID % 200 )).1
+LT_G_IP=10.99.$(( LT_ID % 200 )).2
+LT_DAEMON_PID=
+LT_TMP=$(mktemp -d /tmp/loadtest.XXXXXX)
+: "${CARGO_TARGET_DIR:=/work/target-shared}"
+LT_BIN="${LT_BIN:-$CARGO_TARGET_DIR/release/phantommesh}"
+
+lt_log() { echo "[$(date +%T)] $*" >&2; }
+lt_fail() { lt_log "FAIL: $*"; exit 1; }
+
+lt_cleanup() {
+    local rc=$?
+    if [ -n "$LT_DAEMON_PID" ] && kill -0 "$LT_DAEMON_PID" 2>/dev/null; then
+        kill -TERM "$LT_DAEMON_PID" 2>/dev/null
+        for _ in $(seq 50); do kill -0 "$LT_DAEMON_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$LT_DAEMON_PID" 2>/dev/null
+        wait "$LT_DAEMON_PID" 2>/dev/null
+    fi
+    ip netns del "$LT_NS_T" 2>/dev/null
+    ip netns del "$LT_NS_G" 2>/dev/null
+    rm -f "$LT_UAPI"
+    if [ "$rc" -ne 0 ] && [ -f "$LT_TMP/daemon.log" ]; then
+        lt_log "daemon log (last 30 lines):"
+        tail -n 30 "$LT_TMP/daemon.log" >&2
+    fi
+    rm -rf "$LT_TMP"
+    exit "$rc"
+}
+trap lt_cleanup EXIT
+trap 'exit 130' INT TERM
+
+# lt_setup IMPL: namespaces, veth, the daemon and its interface.
+lt_setup() {
+    local impl="${1:-phantommesh}"
+    [ "$(id -u)" = 0 ] || lt_fail "needs root (network namespaces)"
+    [ -x "$LT_BIN" ] || lt_fail "no binary at $LT_BIN (cargo build --release)"
+    ip netns add "$LT_NS_T" || lt_fail "ip netns add"
+    ip netns add "$LT_NS_G" || lt_fail "ip netns add"
+    ip link add "ltv-t$LT_ID" netns "$LT_NS_T" type veth peer name "ltv-g$LT_ID" netns "$LT_NS_G" || lt_fail "veth"
+    ip -n "$LT_NS_T" addr add "$LT_T_IP/24" dev "ltv-t$LT_ID"
+    ip -n "$LT_NS_G" addr add "$LT_G_IP/24" dev "ltv-g$LT_ID"
+    for ns in "$LT_NS_T" "$LT_NS_G"; do
+        ip -n "$ns" link set lo up
+    done
+    ip -n "$LT_NS_T" link set "ltv-t$LT_ID" up
+    ip -n "$LT_NS_G" link set "ltv-g$LT_ID" up
+    mkdir -p /var/run/wireguard
+    case "$impl" in
+        phantommesh)
+            ip netns exec "$LT_NS_T" env WG_PROCESS_FOREGROUND=1 LOG_LEVEL=error "$LT_BIN" "$LT_IF" \
+                >"$LT_TMP/daemon.log" 2>&1 &
+            ;;
+        wireguard-go)
+            ip netns exec "$LT_NS_T" env LOG_LEVEL=error wireguard-go -f "$LT_IF" >"$LT_TMP/daemon.log" 2>&1 &
+            ;;
+        *) lt_fail "unknown implementation $impl" ;;
+    esac
+    LT_DAEMON_PID=$!
+    for _ in $(seq 100); do
+        [ -S "$LT_UAPI" ] && break
+        kill -0 "$LT_DAEMON_PID" 2>/dev/null || lt_fail "$impl exited during start"
+        sleep 0.1
+    done
+    [ -S "$LT_UAPI" ] || lt_fail "no UAPI socket at $LT_UAPI"
+    wg genkey >"$LT_TMP/target.key"
+    ip netns exec "$LT_NS_T" wg set "$LT_IF" private-key "$LT_TMP/target.key" listen-port "$LT_PORT" || lt_fail "wg set"
+    ip -n "$LT_NS_T" addr add "$LT_TUN_IP/16" dev "$LT_IF"
+    ip -n "$LT_NS_T" link set "$LT_IF" up
+    lt_log "$impl (pid $LT_DAEMON_PID) on $LT_IF in $LT_NS_T, listening on $LT_T_IP:$LT_PORT"
+}
+
+# lt_loadtest ARGS...: the generator in its namespace against the target.
+lt_loadtest() {
+    ip netns exec "$LT_NS_G" "$LT_BIN" loadtest --uapi "$LT_UAPI" --endpoint "$LT_T_IP:$LT_PORT" \
+        --target-ip "$LT_TUN_IP" "$@"
+}
+
+# lt_metrics: the daemon's Prometheus text, from inside its namespace.
+lt_metrics() {
+    ip netns exec "$LT_NS_T" curl -sf --max-time 5 http://127.0.0.1:9586/metrics
+}
+
+# lt_metric TEXT NAME LABELS: one sample's value (0 when absent).
+lt_metric() {
+    local v
+    v=$(printf '%s\n' "$1" | awk -v n="$2" -v l="$3" '
+        $1 == (l == "" ? n : n "{" l "}") { print $2; exit }')
+    echo "${v:-0}"
+}
+
+# lt_peer_count: peers the target lists.
+lt_peer_count() {
+    ip netns exec "$LT_NS_T" wg show "$LT_IF" peers | grep -c . || true
+}
+
+# lt_json FILE EXPR: a value from the JSON output (python3).
+lt_json() {
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {"d": d}))' "$1" "$2"
+}
