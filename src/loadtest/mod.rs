@@ -42,9 +42,25 @@ fn duration(s: &str) -> Result<Duration, String> {
     setup::duration_arg(s)
 }
 
-/// Command-line arguments of `phantommesh loadtest`.
+/// Command-line arguments of `phantommesh loadtest`. The options live
+/// behind a box (and are reached through `Deref`) so the CLI's subcommand
+/// enum stays small.
 #[derive(clap::Args, Debug, Clone)]
 pub struct LoadtestArgs {
+    #[command(flatten)]
+    pub options: Box<Options>,
+}
+
+impl std::ops::Deref for LoadtestArgs {
+    type Target = Options;
+    fn deref(&self) -> &Options {
+        &self.options
+    }
+}
+
+/// The options of `phantommesh loadtest`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Options {
     /// UAPI socket of the target interface (/var/run/wireguard/IFNAME.sock):
     /// peers are registered there and removed at the end; the target's key,
     /// port and process come from it.

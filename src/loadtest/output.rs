@@ -164,6 +164,9 @@ pub fn interval_line(i: &Interval) -> String {
             n(t.fds)
         ));
     }
+    if let Some(c) = i.target_cpu {
+        s.push_str(&format!(" CPU {:.0}%", c * 100.0));
+    }
     s.push_str(if i.pass { " ✅" } else { " ❌" });
     s
 }

@@ -108,6 +108,19 @@ fn intervals_are_judged_on_loss_only() {
         "{line}"
     );
     assert!(line.ends_with("❌"));
+    let mut iv = iv;
+    iv.target = Some(crate::loadtest::soak::ProcSample {
+        rss_bytes: 3 << 20,
+        fds: 1_012,
+        cpu_ms: 0,
+    });
+    iv.target_cpu = Some(0.456);
+    iv.pass = true;
+    assert!(
+        interval_line(&iv).ends_with(", target RSS 3.0 MiB fds 1,012 CPU 46% ✅"),
+        "{}",
+        interval_line(&iv)
+    );
 }
 
 #[test]

@@ -20,8 +20,15 @@ LT_T_IP=10.99.$(( LT_ID % 200 )).1
 LT_G_IP=10.99.$(( LT_ID % 200 )).2
 LT_DAEMON_PID=
 LT_TMP=$(mktemp -d /tmp/loadtest.XXXXXX)
-: "${CARGO_TARGET_DIR:=/work/target-shared}"
-LT_BIN="${LT_BIN:-$CARGO_TARGET_DIR/release/phantommesh}"
+LT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+LT_ROOT=$(cd "$LT_DIR/../.." && pwd)
+lt_target_dir() {
+    local t=${CARGO_TARGET_DIR:-target}
+    [[ $t == /* ]] || t=$LT_ROOT/$t
+    printf '%s\n' "$t"
+}
+# The generator (and the phantommesh target): PM as in tests/e2e, or LT_BIN.
+LT_BIN="${LT_BIN:-${PM:-$(lt_target_dir)/release/phantommesh}}"
 
 lt_log() { echo "[$(date +%T)] $*" >&2; }
 lt_fail() { lt_log "FAIL: $*"; exit 1; }
@@ -54,6 +61,10 @@ lt_setup() {
     [ -x "$LT_BIN" ] || lt_fail "no binary at $LT_BIN (cargo build --release)"
     ip netns add "$LT_NS_T" || lt_fail "ip netns add"
     ip netns add "$LT_NS_G" || lt_fail "ip netns add"
+    # scripts/test.sh sweeps what a timed-out scenario registered.
+    if [ -n "${E2E_REGISTRY:-}" ]; then
+        printf 'netns %s\nnetns %s\nsock %s\n' "$LT_NS_T" "$LT_NS_G" "$LT_UAPI" >>"$E2E_REGISTRY"
+    fi
     ip link add "ltv-t$LT_ID" netns "$LT_NS_T" type veth peer name "ltv-g$LT_ID" netns "$LT_NS_G" || lt_fail "veth"
     ip -n "$LT_NS_T" addr add "$LT_T_IP/24" dev "ltv-t$LT_ID"
     ip -n "$LT_NS_G" addr add "$LT_G_IP/24" dev "ltv-g$LT_ID"
@@ -65,8 +76,10 @@ lt_setup() {
     mkdir -p /var/run/wireguard
     case "$impl" in
         phantommesh)
-            ip netns exec "$LT_NS_T" env WG_PROCESS_FOREGROUND=1 LOG_LEVEL=error "$LT_BIN" "$LT_IF" \
-                >"$LT_TMP/daemon.log" 2>&1 &
+            # One self test once the interface is up, then none, so the
+            # daemon's counters hold only the load test's traffic.
+            ip netns exec "$LT_NS_T" env WG_PROCESS_FOREGROUND=1 LOG_LEVEL=error \
+                PHANTOMMESH_SELF_TEST_INTERVAL=0 "$LT_BIN" "$LT_IF" >"$LT_TMP/daemon.log" 2>&1 &
             ;;
         wireguard-go)
             ip netns exec "$LT_NS_T" env LOG_LEVEL=error wireguard-go -f "$LT_IF" >"$LT_TMP/daemon.log" 2>&1 &
@@ -84,13 +97,44 @@ lt_setup() {
     ip netns exec "$LT_NS_T" wg set "$LT_IF" private-key "$LT_TMP/target.key" listen-port "$LT_PORT" || lt_fail "wg set"
     ip -n "$LT_NS_T" addr add "$LT_TUN_IP/16" dev "$LT_IF"
     ip -n "$LT_NS_T" link set "$LT_IF" up
+    if [ "$impl" = phantommesh ]; then
+        lt_wait_self_test
+    fi
     lt_log "$impl (pid $LT_DAEMON_PID) on $LT_IF in $LT_NS_T, listening on $LT_T_IP:$LT_PORT"
+}
+
+# lt_wait_self_test: waits (up to 20 s) for phantommesh's first passing self
+# tunnel test; it retries every 10 s while failing (before the key was set).
+lt_wait_self_test() {
+    local m total failed
+    for _ in $(seq 200); do
+        m=$(lt_metrics 2>/dev/null || true)
+        total=$(lt_metric "$m" phantommesh_tunnel_tests_total "")
+        failed=$(lt_metric "$m" phantommesh_tunnel_test_failures_total "")
+        if [ "${total%.*}" -gt "${failed%.*}" ]; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    lt_fail "phantommesh's self test did not pass within 20 s"
 }
 
 # lt_loadtest ARGS...: the generator in its namespace against the target.
 lt_loadtest() {
     ip netns exec "$LT_NS_G" "$LT_BIN" loadtest --uapi "$LT_UAPI" --endpoint "$LT_T_IP:$LT_PORT" \
         --target-ip "$LT_TUN_IP" "$@"
+}
+
+# lt_sources N: gives the generator's link N more addresses and prints the
+# comma-separated list of N source addresses for --bind. The target's rate
+# limiter counts handshakes per source address, as for real clients.
+lt_sources() {
+    local base=${LT_G_IP%.*} list= i
+    for i in $(seq 2 $(( $1 + 1 ))); do
+        [ "$i" -eq 2 ] || ip -n "$LT_NS_G" addr add "$base.$i/24" dev "ltv-g$LT_ID" || lt_fail "addr add"
+        list="$list${list:+,}$base.$i"
+    done
+    echo "$list"
 }
 
 # lt_metrics: the daemon's Prometheus text, from inside its namespace.
