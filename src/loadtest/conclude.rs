@@ -98,6 +98,7 @@ pub fn conclude(a: &LoadtestArgs, o: Outcome) -> Result<i32, String> {
             a.ramp.as_secs_f64()
         ),
         stopped_early: o.stopped_early,
+        elapsed_s: o.elapsed_s,
     };
     let text = output::render_text(&verdict);
     let pass = verdict.pass();

@@ -181,6 +181,8 @@ pub struct Verdict<'a> {
     pub load_line: String,
     pub duration_line: String,
     pub stopped_early: bool,
+    /// Probing time, for the traffic rates.
+    pub elapsed_s: f64,
 }
 
 impl Verdict<'_> {
@@ -250,6 +252,16 @@ pub fn render_text(v: &Verdict) -> String {
             "Bulk: {} packets sent, {} echoed\n",
             n(c.bulk_sent),
             n(c.bulk_received)
+        ));
+    }
+    if v.elapsed_s > 0.0 {
+        let mbit = |bytes: u64| format_number(bytes as f64 * 8.0 / v.elapsed_s / 1e6);
+        out.push_str(&format!(
+            "Traffic: {} Mbit/s into the tunnel, {} Mbit/s out of it; {} / {} Mbit/s on the wire\n",
+            mbit(c.bytes_sent),
+            mbit(c.bytes_received),
+            mbit(c.wire_bytes_sent),
+            mbit(c.wire_bytes_received)
         ));
     }
     let s = v.soak;

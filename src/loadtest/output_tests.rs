@@ -3,6 +3,7 @@ use crate::loadtest::soak::SoakVerdict;
 
 fn run_counters(lost: u64) -> Counters {
     Counters {
+        bytes_sent: 4_375_000,
         peers_started: 1000,
         peers_established: 1000,
         probes_sent: 750_000,
@@ -148,6 +149,7 @@ fn final_text_has_the_runbook_table_and_the_verdicts() {
         load_line: "Load: 1,000 concurrent WireGuard peers".into(),
         duration_line: "Duration: 30 seconds".into(),
         stopped_early: false,
+        elapsed_s: 35.0,
     };
     let text = render_text(&v);
     for want in [
@@ -160,6 +162,7 @@ fn final_text_has_the_runbook_table_and_the_verdicts() {
         "Load: 1,000 concurrent WireGuard peers\nDuration: 30 seconds\n",
         "Handshakes: 1,000/1,000 completed (100%)",
         "0.20s after ramp end",
+        "Traffic: 1 Mbit/s into the tunnel, 0 Mbit/s out of it",
         "Result: PASS",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");

@@ -369,15 +369,19 @@ impl SimPeer {
             st.count(t, |c| c.receive_errors += 1);
             return;
         };
-        let inner = &msg[DATA_HEADER_LEN..DATA_HEADER_LEN + n];
+        // The IP header's length, without the padding, as for what we sent.
+        let (len, ok) =
+            crate::device::receive::inner_packet_len(&msg[DATA_HEADER_LEN..DATA_HEADER_LEN + n]);
+        let inner = &msg[DATA_HEADER_LEN..DATA_HEADER_LEN + if ok { len } else { n }];
         if n == 0 {
             st.count(t, |c| c.keepalives_received += 1);
         } else {
+            let bytes = inner.len() as u64;
             st.count(t, |c| {
                 c.data_received += 1;
-                c.bytes_received += n as u64;
+                c.bytes_received += bytes;
             });
-            self.result.bytes_received += n as u64;
+            self.result.bytes_received += bytes;
             match probe::parse_reply(cfg.kind, inner, self.addr) {
                 Some((id, seq)) if id == self.probe_id => {
                     let arrived = if stamp_ns != 0 {

@@ -19,6 +19,7 @@ LT_TUN_IP=10.250.0.1
 LT_T_IP=10.99.$(( LT_ID % 200 )).1
 LT_G_IP=10.99.$(( LT_ID % 200 )).2
 LT_DAEMON_PID=
+LT_PIDS=()
 LT_TMP=$(mktemp -d /tmp/loadtest.XXXXXX)
 LT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LT_ROOT=$(cd "$LT_DIR/../.." && pwd)
@@ -34,7 +35,10 @@ lt_log() { echo "[$(date +%T)] $*" >&2; }
 lt_fail() { lt_log "FAIL: $*"; exit 1; }
 
 lt_cleanup() {
-    local rc=$?
+    local rc=$? p
+    for p in "${LT_PIDS[@]}"; do
+        kill -TERM "$p" 2>/dev/null && wait "$p" 2>/dev/null
+    done
     if [ -n "$LT_DAEMON_PID" ] && kill -0 "$LT_DAEMON_PID" 2>/dev/null; then
         kill -TERM "$LT_DAEMON_PID" 2>/dev/null
         for _ in $(seq 50); do kill -0 "$LT_DAEMON_PID" 2>/dev/null || break; sleep 0.1; done
@@ -117,6 +121,21 @@ lt_wait_self_test() {
         sleep 0.1
     done
     lt_fail "phantommesh's self test did not pass within 20 s"
+}
+
+# lt_udp_echo ADDR PORT: a UDP echo service in the target namespace (killed
+# on exit).
+lt_udp_echo() {
+    ip netns exec "$LT_NS_T" python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+while True:
+    d, a = s.recvfrom(4096)
+    s.sendto(d, a)
+' "$1" "$2" &
+    LT_PIDS+=($!)
+    sleep 0.3
 }
 
 # lt_loadtest ARGS...: the generator in its namespace against the target.
