@@ -9,7 +9,7 @@ const W: f64 = 760.0;
 const H: f64 = 280.0;
 const LEFT: f64 = 64.0;
 const RIGHT: f64 = 16.0;
-const TOP: f64 = 34.0;
+const TOP: f64 = 46.0;
 const BOTTOM: f64 = 46.0;
 const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
 
@@ -165,13 +165,13 @@ pub fn line_chart(
         let _ = write!(
             out,
             r#"<rect x="{lx}" y="{}" width="12" height="3" fill="{color}"/>"#,
-            TOP - 8.0
+            TOP - 12.0
         );
         let _ = write!(
             out,
             r#"<text x="{}" y="{}">{}</text>"#,
             lx + 16.0,
-            TOP - 4.0,
+            TOP - 8.0,
             esc(name)
         );
     }
@@ -245,16 +245,31 @@ pub fn dur(seconds: f64) -> String {
     if seconds.is_infinite() {
         "inf".into()
     } else if seconds >= 1.0 {
-        format!("{}s", trim(seconds))
+        format!("{}s", sig3(seconds))
     } else if seconds >= 1e-3 {
-        format!("{}ms", trim(seconds * 1e3))
+        format!("{}ms", sig3(seconds * 1e3))
     } else {
-        format!("{}us", trim(seconds * 1e6))
+        format!("{}us", sig3(seconds * 1e6))
     }
 }
 
-/// The timeline charts: (RTT percentiles, throughput, peers and failures).
-pub fn timeline_charts(stats: &Stats) -> [String; 3] {
+/// Three significant digits at most: bucket edges are powers of 10^0.1.
+fn sig3(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return trim(v);
+    }
+    let decimals = (2 - v.abs().log10().floor() as i32).max(0) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// The timeline charts: RTT percentiles, probe throughput, peers and
+/// failures, and tunnel traffic in Mbit/s when there was bulk traffic.
+pub fn timeline_charts(stats: &Stats) -> Vec<String> {
     let w = stats.timeline.width.as_secs_f64();
     let mid = |i: usize| (i as f64 + 0.5) * w;
     let mut p50 = Vec::new();
@@ -283,7 +298,8 @@ pub fn timeline_charts(stats: &Stats) -> [String; 3] {
         peers.push((mid(i), established as f64));
         failed.push((mid(i), c.probe_failures() as f64));
     }
-    [
+    let bulk = stats.counters.bulk_sent > 0;
+    let mut charts = vec![
         line_chart(
             "Probe RTT over time",
             "seconds since start",
@@ -293,8 +309,8 @@ pub fn timeline_charts(stats: &Stats) -> [String; 3] {
         line_chart(
             "Throughput over time",
             "seconds since start",
-            "per second",
-            &[("probes answered/s", rate), ("Mbit/s in tunnel", mbit)],
+            "probes answered per second",
+            &[("probes answered/s", rate)],
         ),
         line_chart(
             "Peers and failures over time",
@@ -305,7 +321,16 @@ pub fn timeline_charts(stats: &Stats) -> [String; 3] {
                 ("failed probes per bucket", failed),
             ],
         ),
-    ]
+    ];
+    if bulk {
+        charts.push(line_chart(
+            "Tunnel traffic over time",
+            "seconds since start",
+            "Mbit/s (inner bytes, both ways)",
+            &[("Mbit/s", mbit)],
+        ));
+    }
+    charts
 }
 
 /// The whole page. `table` is the text the terminal shows; `params` are

@@ -12,6 +12,8 @@ fn ticks_are_round_and_cover_the_maximum() {
     assert_eq!(dur(0.0015), "1.5ms");
     assert_eq!(dur(2e-5), "20us");
     assert_eq!(dur(3.0), "3s");
+    assert_eq!(dur(1.9953e-5), "20us", "three significant digits");
+    assert_eq!(dur(0.00125893), "1.26ms");
 }
 
 #[test]
@@ -25,6 +27,7 @@ fn text_is_escaped() {
 #[test]
 fn page_is_self_contained_with_four_charts() {
     let mut s = Stats::new(Duration::from_secs(10));
+    // (bulk_sent stays 0 until the end: four charts.)
     for i in 0..50u64 {
         let at = Duration::from_millis(i * 200);
         s.count(at, |c| {
@@ -59,6 +62,9 @@ fn page_is_self_contained_with_four_charts() {
     // Throughput points: 50 answered per 1-second bucket.
     let charts = timeline_charts(&s);
     assert!(charts[1].contains("probes answered/s"));
+    assert_eq!(charts.len(), 3, "no traffic chart without bulk traffic");
+    s.counters.bulk_sent = 5;
+    assert!(timeline_charts(&s)[3].contains("Tunnel traffic"));
     let empty = Stats::new(Duration::from_secs(1));
     assert!(histogram_chart(&empty.chart).contains("no data"));
     assert!(timeline_charts(&empty)[0].contains("no data"));

@@ -90,7 +90,6 @@ pub fn run(mut peers: Vec<SimPeer>, shared: &Shared) -> std::io::Result<Vec<Peer
     let bulk_period = (sch.bulk_rate > 0.0).then(|| Duration::from_secs_f64(1.0 / sch.bulk_rate));
     let mut local = Stats::new(sch.end.saturating_duration_since(origin) + cfg.timeout * 2);
     local.timeline.width = shared.total.lock().timeline.width;
-    let mut interval_rtt = Histogram::new();
     let mut bufs = RecvBufs::default();
     let mut ready = Vec::new();
     let mut last_sweep = Instant::now();
@@ -189,7 +188,7 @@ pub fn run(mut peers: Vec<SimPeer>, shared: &Shared) -> std::io::Result<Vec<Peer
         }
         if now.duration_since(last_flush) >= FLUSH_EVERY {
             last_flush = now;
-            flush(shared, &mut local, &mut interval_rtt);
+            flush(shared, &mut local);
         }
     }
     // Whatever is still in flight after the drain is lost.
@@ -202,7 +201,7 @@ pub fn run(mut peers: Vec<SimPeer>, shared: &Shared) -> std::io::Result<Vec<Peer
         let at = now.saturating_duration_since(origin);
         local.count(at, |c| c.probes_lost += leftover);
     }
-    flush(shared, &mut local, &mut interval_rtt);
+    flush(shared, &mut local);
     Ok(peers
         .into_iter()
         .map(|p| {
@@ -234,13 +233,13 @@ fn next_wake(
     Some(t)
 }
 
-fn flush(shared: &Shared, local: &mut Stats, interval_rtt: &mut Histogram) {
-    interval_rtt.clear();
-    interval_rtt.merge(&local.rtt);
+/// Moves the worker's measurements into the run's totals and the current
+/// interval.
+fn flush(shared: &Shared, local: &mut Stats) {
     {
         let mut iv = shared.interval.lock();
         iv.0.add(&local.counters);
-        iv.1.merge(interval_rtt);
+        iv.1.merge(&local.rtt);
     }
     shared.total.lock().merge(local);
     local.clear();
