@@ -322,7 +322,7 @@ check "?peer=<31-byte key>: 400" \
 for q in probes=0 probes=1001 probes=abc probes=-1 'probes=' target=10.201.0.2; do
   check "/tunnel-test?$q: 400" eval 'answer "$NS_A" "/tunnel-test?$q" 400 && jcheck error'
 done
-check "the test peer never shows in UAPI (wg show) during a test" \
+check "test peers never show in UAPI (wg show) during 400 tests" \
   ip netns exec "$NS_A" python3 "$E2E_DIR/admin_abuse.py" hidden 127.0.0.1 "$PORT" \
   "$(sock_of "$IFA")" "$(b64hex "$(pub b)")"
 check "wg show lists only B after the tests" test "$(wg_in "$NS_A" show "$IFA" peers)" = "$(pub b)"
