@@ -481,6 +481,30 @@ check "garbage: /livez 200" golden "$NS_A" /livez 200 "ok"
 check "garbage: /readyz 200" answer "$NS_A" /readyz 200
 check "garbage: the tunnel still pings" ping_ok "$NS_A" "$(inner4 2)"
 check "garbage: self test still passes" tt "$NS_A" "" 200 --ok --mode self
+
+# Stalled connections are held open (no header timeout); with more of them
+# than the daemon may have descriptors, accept() fails with EMFILE. That
+# may cost the admin server and the self test for a while, but the tunnel
+# must carry on, and everything must come back once they are gone.
+if command -v prlimit >/dev/null; then
+  say "stalled connections beyond the descriptor limit"
+  NOFILE=$(prlimit --pid "$PID_A" --nofile --noheadings --raw --output SOFT,HARD | awk '{print $1 ":" $2}')
+  prlimit --pid "$PID_A" --nofile=128:128
+  ip netns exec "$NS_A" python3 "$E2E_DIR/admin_abuse.py" hold 127.0.0.1 "$PORT" 300 4 \
+    >"$E2E_TMP/hold.log" 2>&1 &
+  HOLD_PID=$!
+  E2E_PIDS+=("$HOLD_PID")
+  sleep 2.5
+  check "descriptors exhausted: the daemon keeps running" pid_alive "$PID_A"
+  check "descriptors exhausted: the tunnel still pings" ping_ok "$NS_A" "$(inner4 2)"
+  wait "$HOLD_PID" || true
+  sed 's/^/    /' "$E2E_TMP/hold.log"
+  pid_alive "$PID_A" && prlimit --pid "$PID_A" --nofile="$NOFILE"
+  check "descriptors back: /readyz 200 again" wait_until 15 ready_ok "$NS_A"
+  check "descriptors back: the daemon is alive" pid_alive "$PID_A"
+else
+  say "prlimit not installed (util-linux): descriptor exhaustion not tested"
+fi
 check "C is alive at the end" pid_alive "${E2E_PID_OF[$IFC]}"
 
 say "no key material in any answer or log"

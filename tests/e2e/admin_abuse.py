@@ -19,6 +19,10 @@
         body and send 10 bytes; a few that stream an endless header as
         fast as the server reads it. Prints what became of them (closed by
         the server, still open).
+    admin_abuse.py hold HOST PORT CONNECTIONS SECONDS
+        Opens CONNECTIONS connections that each send a partial request,
+        holds them SECONDS, closes them. With the daemon's descriptor limit
+        below CONNECTIONS this exhausts its descriptors.
     admin_abuse.py garbage HOST PORT
         Malformed requests and random bytes, one connection each. Prints
         the status line each got (or how the connection ended).
@@ -233,6 +237,23 @@ def slow(host, port, n, seconds):
     return 0
 
 
+def hold(host, port, n, seconds):
+    socks = []
+    for _ in range(n):
+        try:
+            s = socket.create_connection((host, port), timeout=2)
+            s.send(b"GET /livez HTTP/1.1\r\nHost: x\r\n")
+            socks.append(s)
+        except OSError as e:
+            print(f"connection {len(socks) + 1}: {e}")
+            break
+    print(f"holding {len(socks)} stalled connections for {seconds} s", flush=True)
+    time.sleep(seconds)
+    for s in socks:
+        s.close()
+    return 0
+
+
 def garbage(host, port):
     rng = random.Random(7)
     payloads = [
@@ -298,6 +319,8 @@ def main() -> int:
         return hidden(a[1], int(a[2]), a[3], a[4:])
     if len(a) == 5 and a[0] == "slow":
         return slow(a[1], int(a[2]), int(a[3]), float(a[4]))
+    if len(a) == 5 and a[0] == "hold":
+        return hold(a[1], int(a[2]), int(a[3]), float(a[4]))
     if len(a) == 3 and a[0] == "garbage":
         return garbage(a[1], int(a[2]))
     print(__doc__, file=sys.stderr)
