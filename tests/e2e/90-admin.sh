@@ -500,8 +500,8 @@ if command -v prlimit >/dev/null; then
   wait "$HOLD_PID" || true
   sed 's/^/    /' "$E2E_TMP/hold.log"
   pid_alive "$PID_A" && prlimit --pid "$PID_A" --nofile="$NOFILE"
-  check "descriptors back: /readyz 200 again" wait_until 15 ready_ok "$NS_A"
   check "descriptors back: the daemon is alive" pid_alive "$PID_A"
+  check "descriptors back: /readyz 200 again" eval 'pid_alive "$PID_A" && wait_until 15 ready_ok "$NS_A"'
 else
   say "prlimit not installed (util-linux): descriptor exhaustion not tested"
 fi
