@@ -320,7 +320,7 @@ elif ((!PRIV_OK || !BUILD_OK)); then
   record FAIL "deploy checks" "not run: privileged prerequisites or build missing"
 else
   export PHANTOMMESH_BIN=${PHANTOMMESH_BIN:-$TARGET_DIR/release/phantommesh}
-  for suite in "$ROOT"/tests/deploy/run-all.sh "$ROOT"/tests/loadtest/run-all.sh; do
+  for suite in "$ROOT"/tests/deploy/run-all.sh "$ROOT"/tests/loadtest/run_all.sh; do
     [[ -f $suite ]] || continue
     step "$(basename "$(dirname "$suite")") checks" "${SUITE_TIMEOUT:-1200}" bash "$suite"
   done
