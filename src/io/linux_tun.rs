@@ -510,8 +510,14 @@ impl Tun for LinuxTun {
                 &mut req as *mut libc::ifreq,
             )
         } == 0;
-        // The index guards against a new interface that reused the name.
-        attached && ifindex(&ifreq_name(&req)) == self.ifindex
+        // The index guards against a new interface that reused the name. A
+        // failed lookup (0) can mean no file descriptor was free for it;
+        // TUNGETIFF above already proved the device is attached.
+        attached
+            && match ifindex(&ifreq_name(&req)) {
+                0 => true,
+                i => i == self.ifindex,
+            }
     }
 
     fn close(&self) {

@@ -197,9 +197,15 @@ impl Tun for OffloadTun {
     }
 
     fn exists(&self) -> bool {
-        !self.closed.load(Ordering::Acquire)
-            && self.index != 0
-            && if_index(&self.name) == self.index
+        if self.closed.load(Ordering::Acquire) || self.index == 0 {
+            return false;
+        }
+        match if_index(&self.name) {
+            // The lookup itself can fail (it needs a socket: out of file
+            // descriptors); only ENODEV means the interface is gone.
+            0 => io::Error::last_os_error().raw_os_error() != Some(libc::ENODEV),
+            i => i == self.index,
+        }
     }
 
     fn close(&self) {
