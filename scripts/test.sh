@@ -139,7 +139,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
 # ---------------------------------------------------------- dependencies
 
-APT_PKGS=(wireguard-tools wireguard-go iperf3 iputils-ping iproute2 procps python3)
+APT_PKGS=(wireguard-tools wireguard-go iperf3 iputils-ping iproute2 procps python3 prometheus curl util-linux)
 BORINGTUN_VERSION=0.7.1
 
 install_apt() {
