@@ -6,20 +6,7 @@
 # no reordering (per-peer order is preserved).
 source "$(dirname "$0")/lib.sh"
 e2e_init
-require_impl "$IMPL_A"
-require_impl "$IMPL_B"
-
-ns_create "$NS_A" "$NS_B"
-ns_link "$NS_A" 1 "$NS_B" 2 0
-keygen a b
-new_if IFA a
-new_if IFB b
-start_impl "$NS_A" "$IFA" "$IMPL_A"
-start_impl "$NS_B" "$IFB" "$IMPL_B"
-node_up "$NS_A" "$IFA" a 51821 1
-node_up "$NS_B" "$IFB" b 51822 2
-peer_add "$NS_A" "$IFA" b "$(inner4 2)/32,$(inner6 2)/128" "$(outer4 0 2):51822"
-peer_add "$NS_B" "$IFB" a "$(inner4 1)/32,$(inner6 1)/128" "$(outer4 0 1):51821"
+two_node_tunnel
 require "tunnel up" ping_ok "$NS_A" "$(inner4 2)"
 require "tunnel up (IPv6 inner)" ping_ok "$NS_A" "$(inner6 2)"
 

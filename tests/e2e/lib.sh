@@ -448,3 +448,23 @@ transfer() {
   wg_in "$1" show "$2" transfer |
     awk -v k="$(pub "$3")" -v d="$4" '$1 == k {print (d == "rx" ? $2 : $3)}'
 }
+
+# two_node_tunnel: the common two-party set-up. Namespaces A and B joined by
+# link 0, IMPL_A and IMPL_B started as interfaces IFA and IFB (set as
+# globals), listening on 51821 / 51822, each the other's peer with the
+# other's inner IPv4 /32 and IPv6 /128 and outer IPv4 endpoint.
+two_node_tunnel() {
+  require_impl "$IMPL_A"
+  require_impl "$IMPL_B"
+  ns_create "$NS_A" "$NS_B"
+  ns_link "$NS_A" 1 "$NS_B" 2 0
+  keygen a b
+  new_if IFA a
+  new_if IFB b
+  start_impl "$NS_A" "$IFA" "$IMPL_A"
+  start_impl "$NS_B" "$IFB" "$IMPL_B"
+  node_up "$NS_A" "$IFA" a 51821 1
+  node_up "$NS_B" "$IFB" b 51822 2
+  peer_add "$NS_A" "$IFA" b "$(inner4 2)/32,$(inner6 2)/128" "$(outer4 0 2):51822"
+  peer_add "$NS_B" "$IFB" a "$(inner4 1)/32,$(inner6 1)/128" "$(outer4 0 1):51821"
+}
