@@ -2,9 +2,14 @@
 //! move batches between the TUN and the UDP socket.
 //!
 //! Threads (see the files named after them):
-//! - [`send`]: TUN -> routing lookup -> encrypt -> UDP, a batch at a time.
-//! - [`receive`]: UDP -> decrypt -> source check -> TUN; handshake messages
-//!   go to a bounded queue so a flood never stalls data.
+//! - [`send`]: reads the TUN, routes, and queues each peer's run of packets
+//!   as a job.
+//! - [`receive`]: reads the UDP socket and queues each session's run of
+//!   datagrams as a job; handshake messages go to a bounded queue so a flood
+//!   never stalls data.
+//! - crypto workers (one per core by default, [`pipeline`]): seal or open
+//!   any job, then deliver the peer's finished jobs in order (UDP send or
+//!   TUN write).
 //! - [`handshake`]: drains that queue (MAC checks, cookies, rate limit).
 //! - [`timers`]: runs the peers' protocol timers.
 //!
@@ -15,6 +20,7 @@
 pub mod config;
 pub mod handshake;
 pub mod peer;
+pub mod pipeline;
 pub mod ratelimiter;
 pub mod receive;
 pub mod send;
@@ -119,6 +125,18 @@ pub struct Shared {
     /// Packet-path latency sampling on (PHANTOMMESH_PACKET_METRICS=off
     /// turns it off, to measure what it costs).
     pub sample_packets: bool,
+    /// The pipeline: the shared crypto queue, recycled jobs, and one buffer
+    /// pool per direction.
+    pub(crate) crypto_tx: crossbeam_channel::Sender<Arc<pipeline::Job>>,
+    pub(crate) crypto_rx: crossbeam_channel::Receiver<Arc<pipeline::Job>>,
+    pub jobs: pipeline::JobPool,
+    pub tx_bufs: pipeline::BufPool,
+    pub rx_bufs: pipeline::BufPool,
+    /// Crypto workers started, and each one's last heartbeat.
+    pub workers: usize,
+    /// The TUN reader's batch (see [`send::read_opportunistically`]).
+    pub tun_reader: Mutex<send::TunReader>,
+    pub crypto_heartbeats: Vec<AtomicU64>,
 }
 
 /// The device's worker threads, in `heartbeats` order.
@@ -137,8 +155,20 @@ pub struct Device {
 impl Device {
     /// Starts a device on `tun`, opening UDP through `bind` once a port is
     /// set (port 0 = any, as wireguard-go binds on first configuration).
+    /// Starts [`pipeline::default_workers`] crypto workers.
     pub fn new(tun: Arc<dyn Tun>, bind: Arc<dyn Bind>) -> Arc<Device> {
+        Self::with_workers(tun, bind, pipeline::default_workers())
+    }
+
+    /// As [`Device::new`] with `workers` crypto workers (at least one).
+    pub fn with_workers(tun: Arc<dyn Tun>, bind: Arc<dyn Bind>, workers: usize) -> Arc<Device> {
+        let workers = workers.clamp(1, 256);
         let (handshake_tx, handshake_rx) = crossbeam_channel::bounded(HANDSHAKE_QUEUE_LEN);
+        let (crypto_tx, crypto_rx) = crossbeam_channel::unbounded();
+        // Room for the reader's batch and a few in flight per worker; more
+        // would only add queueing delay.
+        let pool_cap = crate::io::MAX_BATCH * std::env::var("PHANTOMMESH_POOL").ok().and_then(|v| v.parse().ok()).unwrap_or(2 + workers.min(6));
+        let tun_batch = tun.batch_size();
         let shared = Arc::new(Shared {
             tun,
             bind,
@@ -167,6 +197,14 @@ impl Device {
             heartbeats: Default::default(),
             hist: Arc::new(crate::metrics::DeviceHistograms::new()),
             sample_packets: !std::env::var("PHANTOMMESH_PACKET_METRICS").is_ok_and(|v| v == "off"),
+            crypto_tx,
+            crypto_rx,
+            jobs: pipeline::JobPool::default(),
+            tx_bufs: pipeline::BufPool::new(pool_cap),
+            rx_bufs: pipeline::BufPool::new(pool_cap),
+            workers,
+            tun_reader: Mutex::new(send::TunReader::new(tun_batch)),
+            crypto_heartbeats: (0..workers).map(|_| AtomicU64::new(0)).collect(),
         });
         let dev = Arc::new(Device {
             shared: shared.clone(),
@@ -179,6 +217,10 @@ impl Device {
         th.push(spawn("pm-recv", move || receive::run(&s)));
         let s = shared.clone();
         th.push(spawn("pm-handshake", move || handshake::run(&s)));
+        for id in 0..workers {
+            let s = shared.clone();
+            th.push(spawn(&format!("pm-crypto-{id}"), move || pipeline_worker(&s, id)));
+        }
         let s = shared;
         th.push(spawn("pm-timers", move || timers::run(&s)));
         drop(th);
@@ -200,6 +242,17 @@ impl Device {
                 let _ = t.join();
             }
         }
+        // Queued jobs hold their peer (and the peer its queues): break those
+        // cycles so a closed device frees everything.
+        let s = &self.shared;
+        while let Ok(job) = s.crypto_rx.try_recv() {
+            s.jobs.recycle(job, &s.tx_bufs);
+        }
+        for peer in s.peers.read().values() {
+            for job in peer.tx.take_all().into_iter().chain(peer.rx.take_all()) {
+                s.jobs.recycle(job, &s.tx_bufs);
+            }
+        }
     }
 
     pub fn is_closed(&self) -> bool {
@@ -210,6 +263,56 @@ impl Device {
 impl Drop for Device {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// A crypto worker: takes any job off the shared queue, seals or opens it,
+/// then delivers its peer's finished jobs in order.
+fn pipeline_worker(s: &Shared, id: usize) {
+    use crossbeam_channel::RecvTimeoutError;
+    while !s.shutdown.load(Ordering::Relaxed) {
+        s.crypto_heartbeats[id].store(s.now_ms(), Ordering::Relaxed);
+        match s.crypto_rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            Ok(job) => process(s, job),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Hands a queued job to the pipeline: small jobs on an idle pipeline are
+/// done by the caller (no thread wake-up for a lone packet), the rest by
+/// the crypto workers.
+pub(crate) fn submit(s: &Shared, job: Arc<pipeline::Job>, packets: usize) {
+    if packets <= pipeline::INLINE_MAX && s.crypto_rx.is_empty() {
+        process(s, job);
+    } else if let Err(e) = s.crypto_tx.send(job) {
+        process(s, e.0);
+    }
+}
+
+/// Seals or opens one job, marks it done, and drains its peer's queue.
+fn process(s: &Shared, job: Arc<pipeline::Job>) {
+    let (dir, peer) = {
+        let mut d = job.data.lock();
+        match d.dir {
+            pipeline::Dir::Tx => send::seal_job(s, &mut d),
+            pipeline::Dir::Rx => receive::open_job(s, &mut d),
+        }
+        (d.dir, d.peer.clone())
+    };
+    job.mark_done();
+    drop(job);
+    let Some(peer) = peer else { return };
+    match dir {
+        pipeline::Dir::Tx => peer.tx.drain(|j| {
+            send::finish_job(s, &mut j.data.lock());
+            s.jobs.recycle(j, &s.tx_bufs);
+        }),
+        pipeline::Dir::Rx => peer.rx.drain(|j| {
+            receive::finish_job(s, &mut j.data.lock());
+            s.jobs.recycle(j, &s.rx_bufs);
+        }),
     }
 }
 
@@ -229,15 +332,21 @@ impl Shared {
         self.heartbeats[worker].store(self.now_ms(), Ordering::Relaxed);
     }
 
-    /// Workers whose last heartbeat is older than `max_age_ms`.
+    /// Workers whose last heartbeat is older than `max_age_ms` ("crypto"
+    /// when any crypto worker is).
     pub fn stalled_workers(&self, max_age_ms: u64) -> Vec<&'static str> {
         let now = self.now_ms();
-        WORKERS
+        let stale = |hb: &AtomicU64| now.saturating_sub(hb.load(Ordering::Relaxed)) > max_age_ms;
+        let mut out: Vec<&'static str> = WORKERS
             .iter()
             .zip(&self.heartbeats)
-            .filter(|(_, hb)| now.saturating_sub(hb.load(Ordering::Relaxed)) > max_age_ms)
+            .filter(|(_, hb)| stale(hb))
             .map(|(name, _)| *name)
-            .collect()
+            .collect();
+        if self.crypto_heartbeats.iter().any(stale) {
+            out.push("crypto");
+        }
+        out
     }
 
     pub fn is_under_load(&self) -> bool {

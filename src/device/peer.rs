@@ -1,5 +1,6 @@
 //! A peer as the device sees it: protocol state behind its own lock, plus
 //! what the packet path touches without that lock (endpoint, counters).
+use super::pipeline::OrderedQueue;
 use crate::noise::peer::PeerState;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -19,6 +20,9 @@ pub struct Peer {
     /// A short-lived peer of the admin plane's self test: routed like any
     /// other, but not shown to UAPI clients or in metrics.
     pub hidden: std::sync::atomic::AtomicBool,
+    /// Outbound and inbound jobs in read order (see [`super::pipeline`]).
+    pub tx: OrderedQueue,
+    pub rx: OrderedQueue,
 }
 
 impl Peer {
@@ -32,6 +36,8 @@ impl Peer {
             rx_bytes: AtomicU64::new(0),
             tx_bytes: AtomicU64::new(0),
             hidden: std::sync::atomic::AtomicBool::new(false),
+            tx: OrderedQueue::default(),
+            rx: OrderedQueue::default(),
         }
     }
     pub fn endpoint(&self) -> Option<SocketAddr> {

@@ -1,52 +1,45 @@
-//! Inbound: UDP -> decrypt -> source check -> TUN, one batch at a time.
+//! Inbound: UDP -> open (crypto workers) -> source check -> TUN.
 //!
 //! Handshake messages are copied to the bounded handshake queue and handled
 //! by another thread, so a flood of initiations costs this loop one copy per
 //! message and never a Diffie-Hellman. Data messages are resolved to their
-//! session under one read of the index table, decrypted in place without
-//! locks, checked against the device-wide allowed-IPs table under one read,
-//! and written to the TUN as one batch.
+//! session under one read of the index table and handed to the pipeline
+//! ([`super::pipeline`]) as one job per run of the same session; workers
+//! decrypt in place and check sources, and the peer's jobs are delivered to
+//! the TUN in the order they arrived.
 use super::handshake::Queued;
 use super::peer::Peer;
-use super::send::BUF_LEN;
+use super::pipeline::{Dir, JobData, RxOutcome};
 use super::{bump, Shared, UNDER_LOAD_THRESHOLD};
 use crate::io::{RecvMeta, MAX_BATCH};
 use crate::noise::constants::DATA_HEADER_LEN;
 use crate::noise::keypair::{Keypair, OpenError};
 use crate::noise::messages::{message_type, receiver_index, MessageType};
 use crate::noise::peer::keypair_usable;
+use smallvec::SmallVec;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// One decrypted data message waiting to be delivered.
-struct Opened {
-    slot: usize,
-    peer: Arc<Peer>,
-    keypair: Arc<Keypair>,
-    /// Inner packet length after trimming padding (0 = keepalive).
-    inner_len: usize,
-    wire_len: usize,
-    src: SocketAddr,
-    deliver: bool,
-}
-
 /// The UDP receive loop. Follows the socket when it is replaced (a new
 /// listen port).
 pub fn run(s: &Shared) {
-    let mut storage: Vec<Vec<u8>> = (0..MAX_BATCH).map(|_| vec![0u8; BUF_LEN]).collect();
+    let mut storage: Vec<Vec<u8>> = (0..MAX_BATCH).map(|_| Vec::new()).collect();
     let mut meta = vec![RecvMeta::default(); MAX_BATCH];
     let mut resolved: Vec<Option<(Arc<Peer>, Arc<Keypair>)>> = vec![None; MAX_BATCH];
-    let mut opened: Vec<Opened> = Vec::with_capacity(MAX_BATCH);
     while !s.shutdown.load(Ordering::Relaxed) {
         s.heartbeat(super::HB_RECEIVE);
         let Some(udp) = s.current_udp() else {
             std::thread::sleep(Duration::from_millis(20));
             continue;
         };
+        if !s.rx_bufs.fill(&mut storage, Duration::from_millis(200)) {
+            continue;
+        }
         let n = {
-            let mut bufs: Vec<&mut [u8]> = storage.iter_mut().map(|b| &mut b[..]).collect();
+            let mut bufs: SmallVec<[&mut [u8]; MAX_BATCH]> =
+                storage.iter_mut().map(|b| &mut b[..]).collect();
             match udp.recv(&mut bufs, &mut meta) {
                 Ok(n) => n,
                 Err(_) => {
@@ -58,23 +51,21 @@ pub fn run(s: &Shared) {
         };
         if n > 0 {
             let started = s.sample_packets.then(Instant::now);
-            if process_batch(s, &mut storage, &meta[..n], &mut resolved, &mut opened) {
-                if let Some(t) = started {
-                    s.hist.rx_packet.observe(t.elapsed());
-                }
-            }
+            dispatch_batch(s, &mut storage, &meta[..n], &mut resolved, started);
         }
     }
 }
 
-fn process_batch(
+/// Classifies a batch, resolves data messages to sessions under one read
+/// lock, and queues each run of one session as a job (its buffers move into
+/// the job).
+fn dispatch_batch(
     s: &Shared,
     storage: &mut [Vec<u8>],
     meta: &[RecvMeta],
     resolved: &mut [Option<(Arc<Peer>, Arc<Keypair>)>],
-    opened: &mut Vec<Opened>,
-) -> bool {
-    // 1. Classify; resolve data messages to sessions under one read lock.
+    started: Option<Instant>,
+) {
     {
         let index = s.index.read();
         for (i, m) in meta.iter().enumerate() {
@@ -96,118 +87,138 @@ fn process_batch(
             }
         }
     }
-    // 2. Decrypt in place, no locks but each session's replay window.
-    let now = Instant::now();
-    opened.clear();
-    for (i, m) in meta.iter().enumerate() {
+    let n = meta.len();
+    let mut i = 0;
+    while i < n {
         let Some((peer, kp)) = resolved[i].take() else {
+            i += 1;
             continue;
         };
-        if !keypair_usable(&kp, now) {
-            bump(&s.stats.drop_no_session, 1);
-            continue;
-        }
-        match kp.open(&mut storage[i][..m.len]) {
-            Ok(n) => {
-                let inner = &storage[i][DATA_HEADER_LEN..DATA_HEADER_LEN + n];
-                let (inner_len, ok) = if n == 0 {
-                    (0, true)
-                } else {
-                    inner_packet_len(inner)
-                };
-                if !ok {
-                    bump(&s.stats.drop_malformed, 1);
+        let job = s.jobs.get(Dir::Rx);
+        let mut j = i;
+        {
+            let mut d = job.data.lock();
+            while j < n {
+                if j > i {
+                    match &resolved[j] {
+                        Some((_, k)) if Arc::ptr_eq(k, &kp) => resolved[j] = None,
+                        _ => break,
+                    }
                 }
-                opened.push(Opened {
-                    slot: i,
-                    peer,
-                    keypair: kp,
-                    inner_len,
-                    wire_len: m.len,
-                    src: m.src,
-                    deliver: ok && n > 0,
-                });
+                d.bufs.push(std::mem::take(&mut storage[j]));
+                d.lens.push(meta[j].len);
+                d.srcs.push(meta[j].src);
+                j += 1;
             }
-            Err(OpenError::Replay) => bump(&s.stats.drop_replay, 1),
-            Err(_) => bump(&s.stats.drop_decrypt, 1),
+            d.peer = Some(peer.clone());
+            d.keypair = Some(kp);
+            d.started = started;
         }
-    }
-    if opened.is_empty() {
-        return false;
-    }
-    // 3. Cryptokey routing, inbound: the source must belong to the sender.
-    {
-        let table = s.allowed_ips.read();
-        for o in opened.iter_mut().filter(|o| o.deliver) {
-            let inner = &storage[o.slot][DATA_HEADER_LEN..DATA_HEADER_LEN + o.inner_len];
-            let owner = match source(inner) {
-                Some(IpAddr::V4(a)) => table.lookup_v4(a.octets()),
-                Some(IpAddr::V6(a)) => table.lookup_v6(a.octets()),
-                None => None,
-            };
-            if owner.map(|p| p.0.id) != Some(o.peer.id) {
-                o.deliver = false;
-                bump(&s.stats.drop_source_check, 1);
-            }
-        }
-    }
-    // 4. Per-session bookkeeping before delivery, as the kernel does: roam,
-    //    count, run timers and confirm a new session (so replies the
-    //    delivered packets provoke already use the right endpoint and keys).
-    let mut i = 0;
-    while i < opened.len() {
-        let mut j = i + 1;
-        while j < opened.len() && Arc::ptr_eq(&opened[j].keypair, &opened[i].keypair) {
-            j += 1;
-        }
-        let run = &opened[i..j];
-        let peer = &run[0].peer;
-        let wire: usize = run.iter().map(|o| o.wire_len).sum();
-        let data = run.iter().any(|o| o.inner_len > 0);
-        peer.set_endpoint(run[run.len() - 1].src);
-        peer.add_rx(wire as u64);
-        let kp = run[0].keypair.clone();
-        s.with_peer(peer, |st, env, out| st.on_received(env, &kp, data, out));
+        peer.rx.push(job.clone());
+        super::submit(s, job, j - i);
         i = j;
     }
-    // 5. One TUN write for the batch. Each buffer is cut to its packet for
-    //    the write (an offloading TUN may coalesce them, GRO) and restored
-    //    to full size afterwards, without reallocating.
+}
+
+/// Crypto-worker half: decrypts every datagram of the job in place and
+/// applies cryptokey routing to what comes out (the inner source must be one
+/// of the sender's allowed IPs).
+pub(crate) fn open_job(s: &Shared, d: &mut JobData) {
+    let (Some(peer), Some(kp)) = (d.peer.clone(), d.keypair.clone()) else {
+        return;
+    };
+    d.outcomes.clear();
+    if !keypair_usable(&kp, Instant::now()) {
+        bump(&s.stats.drop_no_session, d.bufs.len() as u64);
+        d.outcomes.resize(d.bufs.len(), RxOutcome::Dropped);
+        return;
+    }
+    let table = s.allowed_ips.read();
+    for (buf, &len) in d.bufs.iter_mut().zip(&d.lens) {
+        let outcome = match kp.open(&mut buf[..len]) {
+            Ok(0) => RxOutcome::Deliver(0),
+            Ok(n) => {
+                let inner = &buf[DATA_HEADER_LEN..DATA_HEADER_LEN + n];
+                let (inner_len, ok) = inner_packet_len(inner);
+                if !ok {
+                    bump(&s.stats.drop_malformed, 1);
+                    RxOutcome::Authentic
+                } else {
+                    let owner = match source(inner) {
+                        Some(IpAddr::V4(a)) => table.lookup_v4(a.octets()),
+                        Some(IpAddr::V6(a)) => table.lookup_v6(a.octets()),
+                        None => None,
+                    };
+                    if owner.map(|p| p.0.id) == Some(peer.id) {
+                        RxOutcome::Deliver(inner_len)
+                    } else {
+                        bump(&s.stats.drop_source_check, 1);
+                        RxOutcome::Authentic
+                    }
+                }
+            }
+            Err(OpenError::Replay) => {
+                bump(&s.stats.drop_replay, 1);
+                RxOutcome::Dropped
+            }
+            Err(_) => {
+                bump(&s.stats.drop_decrypt, 1);
+                RxOutcome::Dropped
+            }
+        };
+        d.outcomes.push(outcome);
+    }
+}
+
+/// In-order half: per-session bookkeeping before delivery, as the kernel
+/// does (roam, count, run timers and confirm a new session, so replies the
+/// delivered packets provoke already use the right endpoint and keys), then
+/// one TUN write. Each buffer is cut to its packet for the write (an
+/// offloading TUN may coalesce them, GRO); the pool restores the lengths.
+pub(crate) fn finish_job(s: &Shared, d: &mut JobData) {
+    let (Some(peer), Some(kp)) = (d.peer.clone(), d.keypair.clone()) else {
+        return;
+    };
+    let mut wire = 0usize;
+    let mut data = false;
+    let mut last_src = None;
+    for ((o, &len), src) in d.outcomes.iter().zip(&d.lens).zip(&d.srcs) {
+        match o {
+            RxOutcome::Dropped => continue,
+            RxOutcome::Deliver(n) => data |= *n > 0,
+            RxOutcome::Authentic => data = true,
+        }
+        wire += len;
+        last_src = Some(*src);
+    }
+    let Some(src) = last_src else { return };
+    peer.set_endpoint(src);
+    peer.add_rx(wire as u64);
+    s.with_peer(&peer, |st, env, out| st.on_received(env, &kp, data, out));
     let mut delivered = 0usize;
     let mut bytes = 0usize;
-    for o in opened.iter().filter(|o| o.deliver) {
-        storage[o.slot].truncate(DATA_HEADER_LEN + o.inner_len);
-        delivered += 1;
-        bytes += o.inner_len;
+    let mut bufs: SmallVec<[&mut Vec<u8>; MAX_BATCH]> = SmallVec::new();
+    for (b, o) in d.bufs.iter_mut().zip(&d.outcomes) {
+        if let RxOutcome::Deliver(n) = *o {
+            if n > 0 {
+                b.truncate(DATA_HEADER_LEN + n);
+                delivered += 1;
+                bytes += n;
+                bufs.push(b);
+            }
+        }
     }
     if delivered > 0 {
         bump(&s.stats.rx_packets, delivered as u64);
         bump(&s.stats.rx_bytes, bytes as u64);
-        let mut bufs: Vec<&mut Vec<u8>> =
-            storage.iter_mut().filter(|b| b.len() < BUF_LEN).collect();
         if let Err(e) = s.tun.write(&mut bufs, DATA_HEADER_LEN) {
             tracing::debug!(error = %e, "TUN write failed");
+        } else if delivered <= super::pipeline::INLINE_MAX {
+            super::send::read_opportunistically(s);
         }
-        for b in storage.iter_mut() {
-            if b.len() != BUF_LEN {
-                restore(b);
-            }
+        if let Some(t) = d.started {
+            s.hist.rx_packet.observe(t.elapsed());
         }
-    }
-    opened.clear();
-    true
-}
-
-/// Gives a buffer back its full length. Its bytes were initialised when it
-/// was allocated at BUF_LEN; truncating and coalescing never shrink the
-/// allocation, so this is a length change, not a fill.
-fn restore(b: &mut Vec<u8>) {
-    if b.capacity() >= BUF_LEN {
-        // SAFETY: u8 has no invalid values and the first BUF_LEN bytes of the
-        // allocation were initialised by vec![0; BUF_LEN].
-        unsafe { b.set_len(BUF_LEN) };
-    } else {
-        b.resize(BUF_LEN, 0);
     }
 }
 

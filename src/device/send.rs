@@ -1,20 +1,21 @@
-//! Outbound: TUN -> routing lookup -> encrypt -> UDP, one batch at a time.
+//! Outbound: TUN -> routing lookup -> seal (crypto workers) -> UDP.
 //!
-//! Packets are read at `HEADROOM` into reusable buffers so the data header
-//! is written in front of them and the tag behind them: encryption is in
-//! place and nothing is allocated per packet. Consecutive packets for the
-//! same peer form one run: one session lookup, one `send` call.
+//! The TUN reader routes a batch under one read lock, takes each run's
+//! session and send counters in order, and hands the run to the pipeline
+//! ([`super::pipeline`]) as one job. Packets are read at `HEADROOM` into
+//! pooled buffers so the data header is written in front of them and the
+//! tag behind them: sealing is in place and nothing is allocated per packet.
 use super::peer::Peer;
+use super::pipeline::{Dir, JobData};
 use super::{bump, Shared};
 use crate::io::MAX_BATCH;
 use crate::noise::constants::{AEAD_TAG_LEN, DATA_HEADER_LEN, KEEPALIVE_LEN, MAX_STAGED_PACKETS};
-use crate::noise::keypair::Keypair;
 use crate::noise::messages::padded_len;
+use smallvec::SmallVec;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
 /// Room in front of each inner packet for the data header.
 pub const HEADROOM: usize = DATA_HEADER_LEN;
 /// One buffer: the largest IP packet plus header, padding and tag.
@@ -35,57 +36,115 @@ pub fn destination(pkt: &[u8]) -> Option<IpAddr> {
     }
 }
 
-/// The TUN reader loop.
-pub fn run(s: &Shared) {
-    let batch = s.tun.batch_size().clamp(1, MAX_BATCH);
-    let mut storage: Vec<Vec<u8>> = (0..batch).map(|_| vec![0u8; BUF_LEN]).collect();
-    let mut sizes = vec![0usize; batch];
-    let mut targets: Vec<Option<Arc<Peer>>> = vec![None; batch];
-    while !s.shutdown.load(Ordering::Relaxed) {
-        s.heartbeat(super::HB_SEND);
-        let n = {
-            let mut bufs: Vec<&mut [u8]> = storage.iter_mut().map(|b| &mut b[..]).collect();
-            match s.tun.read(&mut bufs, &mut sizes, HEADROOM) {
-                Ok(n) => n,
-                Err(e) => {
-                    if s.shutdown.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    if !s.tun.exists() {
-                        tracing::info!(error = %e, "TUN device is gone");
-                        s.tun_gone.store(true, Ordering::SeqCst);
-                        return;
-                    }
-                    tracing::warn!(error = %e, "TUN read failed");
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                }
-            }
-        };
-        if n == 0 {
-            continue;
-        }
-        let started = s.sample_packets.then(Instant::now);
-        route_batch(s, &storage[..n], &sizes[..n], &mut targets[..n]);
-        let mut i = 0;
-        while i < n {
-            let mut j = i + 1;
-            while j < n && same_peer(&targets[i], &targets[j]) {
-                j += 1;
-            }
-            match targets[i].take() {
-                Some(peer) => send_run(s, &peer, &mut storage[i..j], &sizes[i..j]),
-                None => bump(&s.stats.drop_no_route, (j - i) as u64),
-            }
-            for t in &mut targets[i..j] {
-                *t = None;
-            }
-            i = j;
-        }
-        if let Some(t) = started {
-            s.hist.tx_packet.observe(t.elapsed());
+/// The TUN reader's batch: behind a lock in [`Shared`] so that another
+/// thread may read with the same buffers and in the same order (see
+/// [`read_opportunistically`]).
+pub struct TunReader {
+    storage: Vec<Vec<u8>>,
+    sizes: Vec<usize>,
+    targets: Vec<Option<Arc<Peer>>>,
+}
+
+impl TunReader {
+    pub fn new(batch: usize) -> Self {
+        let batch = batch.clamp(1, MAX_BATCH);
+        TunReader {
+            storage: (0..batch).map(|_| Vec::new()).collect(),
+            sizes: vec![0; batch],
+            targets: vec![None; batch],
         }
     }
+}
+
+/// The TUN reader loop. Where the TUN can wait apart from reading, the wait
+/// is done without the reader lock.
+pub fn run(s: &Shared) {
+    let split = s.tun.can_read_ready();
+    while !s.shutdown.load(Ordering::Relaxed) {
+        s.heartbeat(super::HB_SEND);
+        let r = if split {
+            match s.tun.wait_readable(Duration::from_millis(200)) {
+                Ok(false) => continue,
+                Ok(true) => read_and_dispatch(s, &mut s.tun_reader.lock(), true, PATIENCE),
+                Err(e) => Err(e),
+            }
+        } else {
+            read_and_dispatch(s, &mut s.tun_reader.lock(), false, PATIENCE)
+        };
+        if let Err(e) = r {
+            if s.shutdown.load(Ordering::Relaxed) {
+                return;
+            }
+            if !s.tun.exists() {
+                tracing::info!(error = %e, "TUN device is gone");
+                s.tun_gone.store(true, Ordering::SeqCst);
+                return;
+            }
+            tracing::warn!(error = %e, "TUN read failed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// How long the reader waits for buffers when all are in flight.
+const PATIENCE: Duration = Duration::from_millis(200);
+
+/// After a small inbound job reached the TUN: whatever the kernel answered
+/// at once (an echo reply, an ACK) is already queued on the TUN, so read and
+/// send it from this thread instead of waking the reader for it. Skipped
+/// when the reader is busy (it will see the packets itself).
+pub fn read_opportunistically(s: &Shared) {
+    if !s.tun.can_read_ready() {
+        return;
+    }
+    if let Some(mut r) = s.tun_reader.try_lock() {
+        let _ = read_and_dispatch(s, &mut r, true, Duration::ZERO);
+    }
+}
+
+/// Reads one batch (`ready_only`: only what is queued now) and queues it.
+fn read_and_dispatch(
+    s: &Shared,
+    r: &mut TunReader,
+    ready_only: bool,
+    patience: Duration,
+) -> std::io::Result<usize> {
+    // Buffers of the last batch went to jobs; take fresh ones (waits while
+    // every buffer is in flight: back-pressure, bounded memory).
+    if !s.tx_bufs.fill(&mut r.storage, patience) {
+        return Ok(0);
+    }
+    let n = {
+        let mut bufs: SmallVec<[&mut [u8]; MAX_BATCH]> =
+            r.storage.iter_mut().map(|b| &mut b[..]).collect();
+        if ready_only {
+            s.tun.read_ready(&mut bufs, &mut r.sizes, HEADROOM)?
+        } else {
+            s.tun.read(&mut bufs, &mut r.sizes, HEADROOM)?
+        }
+    };
+    if n == 0 {
+        return Ok(0);
+    }
+    let started = s.sample_packets.then(Instant::now);
+    let (storage, sizes, targets) = (&mut r.storage, &r.sizes, &mut r.targets);
+    route_batch(s, &storage[..n], &sizes[..n], &mut targets[..n]);
+    let mut i = 0;
+    while i < n {
+        let mut j = i + 1;
+        while j < n && same_peer(&targets[i], &targets[j]) {
+            j += 1;
+        }
+        match targets[i].take() {
+            Some(peer) => dispatch(s, &peer, &mut storage[i..j], &sizes[i..j], started),
+            None => bump(&s.stats.drop_no_route, (j - i) as u64),
+        }
+        for t in &mut targets[i..j] {
+            *t = None;
+        }
+        i = j;
+    }
+    Ok(n)
 }
 
 fn same_peer(a: &Option<Arc<Peer>>, b: &Option<Arc<Peer>>) -> bool {
@@ -113,56 +172,92 @@ fn route_batch(s: &Shared, bufs: &[Vec<u8>], sizes: &[usize], targets: &mut [Opt
     }
 }
 
-/// Encrypts and sends packets that all go to `peer`; stages them and starts
-/// a handshake when there is no usable session.
-fn send_run(s: &Shared, peer: &Arc<Peer>, bufs: &mut [Vec<u8>], sizes: &[usize]) {
-    let now = Instant::now();
-    let kp = peer.state.lock().sending_keypair(now).cloned();
+/// Queues packets that all go to `peer` as one job: the buffers move into
+/// it (leaving empty slots behind). Without a usable session the packets are
+/// staged (copied; the buffers stay) and a handshake is started.
+fn dispatch(
+    s: &Shared,
+    peer: &Arc<Peer>,
+    slots: &mut [Vec<u8>],
+    sizes: &[usize],
+    started: Option<Instant>,
+) {
+    let kp = peer.state.lock().sending_keypair(Instant::now()).cloned();
     let Some(kp) = kp else {
-        stage(peer, bufs, sizes);
+        stage(peer, slots, sizes);
         s.with_peer(peer, |st, env, out| st.need_session(env, out));
         return;
     };
-    let mtu = s.mtu.load(Ordering::Relaxed);
-    let mut sealed = 0;
-    for (buf, &len) in bufs.iter_mut().zip(sizes) {
-        if seal_one(&kp, buf, len, mtu).is_none() {
-            break;
-        }
-        sealed += 1;
-    }
-    if sealed < bufs.len() {
+    let job = s.jobs.get(Dir::Tx);
+    let taken = {
+        let mut d = job.data.lock();
+        d.peer = Some(peer.clone());
+        d.keypair = Some(kp.clone());
+        d.started = started;
+        // Counters are taken under the queue's lock: queue order is counter
+        // order, so the peer sees them ascending.
+        peer.tx.push_with(|q| {
+            for (slot, &len) in slots.iter_mut().zip(sizes) {
+                let Some(c) = kp.next_counter() else { break };
+                d.counters.push(c);
+                d.lens.push(len);
+                d.bufs.push(std::mem::take(slot));
+            }
+            if !d.bufs.is_empty() {
+                q.push_back(job.clone());
+            }
+            d.bufs.len()
+        })
+    };
+    if taken < slots.len() {
         // Counter exhausted: the rest waits for a new session.
-        stage(peer, &bufs[sealed..], &sizes[sealed..]);
+        stage(peer, &slots[taken..], &sizes[taken..]);
         s.with_peer(peer, |st, env, out| st.need_session(env, out));
     }
-    if sealed > 0 {
-        let slices: Vec<&[u8]> = bufs[..sealed]
-            .iter()
-            .zip(sizes)
-            .map(|(b, &len)| &b[..sealed_len(len, mtu)])
-            .collect();
-        if s.send_to_peer(peer, &slices) {
-            bump(&s.stats.tx_packets, sealed as u64);
-            bump(
-                &s.stats.tx_bytes,
-                sizes[..sealed].iter().sum::<usize>() as u64,
-            );
-        }
-        s.with_peer(peer, |st, env, out| st.on_sent(env, &kp, true, out));
+    if taken == 0 {
+        s.jobs.recycle(job, &s.tx_bufs);
+        return;
+    }
+    super::submit(s, job, taken);
+}
+
+/// Crypto-worker half: pads and seals every packet of the job in place.
+pub(crate) fn seal_job(s: &Shared, d: &mut JobData) {
+    let Some(kp) = d.keypair.clone() else { return };
+    let mtu = s.mtu.load(Ordering::Relaxed);
+    for ((buf, &len), &counter) in d.bufs.iter_mut().zip(&d.lens).zip(&d.counters) {
+        let plen = padded_len(len, mtu);
+        buf[HEADROOM + len..HEADROOM + plen].fill(0);
+        kp.seal(counter, buf, plen);
+    }
+}
+
+/// In-order half: sends a sealed job (one batched send) and runs the
+/// peer's send timers.
+pub(crate) fn finish_job(s: &Shared, d: &mut JobData) {
+    let (Some(peer), Some(kp)) = (d.peer.clone(), d.keypair.clone()) else {
+        return;
+    };
+    let mtu = s.mtu.load(Ordering::Relaxed);
+    let slices: SmallVec<[&[u8]; MAX_BATCH]> = d
+        .bufs
+        .iter()
+        .zip(&d.lens)
+        .map(|(b, &len)| &b[..sealed_len(len, mtu)])
+        .collect();
+    if s.send_to_peer(&peer, &slices) {
+        bump(&s.stats.tx_packets, slices.len() as u64);
+        bump(&s.stats.tx_bytes, d.lens.iter().sum::<usize>() as u64);
+    }
+    drop(slices);
+    s.with_peer(&peer, |st, env, out| st.on_sent(env, &kp, true, out));
+    if let Some(t) = d.started {
+        s.hist.tx_packet.observe(t.elapsed());
     }
 }
 
 fn sealed_len(len: usize, mtu: usize) -> usize {
     HEADROOM + padded_len(len, mtu) + AEAD_TAG_LEN
-}
-
-/// Pads and seals the packet at `buf[HEADROOM..HEADROOM + len]` in place.
-fn seal_one(kp: &Keypair, buf: &mut [u8], len: usize, mtu: usize) -> Option<usize> {
-    let counter = kp.next_counter()?;
-    let plen = padded_len(len, mtu);
-    buf[HEADROOM + len..HEADROOM + plen].fill(0);
-    Some(kp.seal(counter, buf, plen))
 }
 
 fn stage(peer: &Peer, bufs: &[Vec<u8>], sizes: &[usize]) {
@@ -176,6 +271,7 @@ fn stage(peer: &Peer, bufs: &[Vec<u8>], sizes: &[usize]) {
 }
 
 /// Sends staged packets on the current session. False when nothing was sent.
+/// Rare (once per new session), so it builds its own buffers.
 pub fn flush_staged(s: &Shared, peer: &Arc<Peer>) -> bool {
     let staged: Vec<Vec<u8>> = peer.staged.lock().drain(..).collect();
     if staged.is_empty() {
@@ -189,7 +285,7 @@ pub fn flush_staged(s: &Shared, peer: &Arc<Peer>) -> bool {
         sizes.push(p.len());
         bufs.push(b);
     }
-    send_run(s, peer, &mut bufs, &sizes);
+    dispatch(s, peer, &mut bufs, &sizes, None);
     true
 }
 

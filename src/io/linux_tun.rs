@@ -383,31 +383,10 @@ impl LinuxTun {
     }
 }
 
-impl Tun for LinuxTun {
-    fn offloads(&self) -> Vec<(&'static str, bool)> {
-        vec![("tun_tso", false), ("tun_uso", false)]
-    }
-
-    fn read(
-        &self,
-        bufs: &mut [&mut [u8]],
-        sizes: &mut [usize],
-        offset: usize,
-    ) -> io::Result<usize> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(self.closed_error());
-        }
-        if let Some(b) = bufs.iter().find(|b| b.len() <= offset) {
-            let msg = format!(
-                "no room after offset {offset} in a buffer of {} bytes",
-                b.len()
-            );
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
-        }
-        let max = bufs.len().min(sizes.len());
-        if max == 0 {
-            return Ok(0);
-        }
+impl LinuxTun {
+    /// Polls the TUN (and the close eventfd) for up to `timeout`: the TUN's
+    /// revents, or None on timeout or a signal.
+    fn poll_readable(&self, timeout: std::time::Duration) -> io::Result<Option<i16>> {
         let mut fds = [
             libc::pollfd {
                 fd: self.fd.as_raw_fd(),
@@ -421,22 +400,42 @@ impl Tun for LinuxTun {
             },
         ];
         // SAFETY: `fds` is a live array of two pollfds.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, READ_TIMEOUT.as_millis() as libc::c_int) };
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout.as_millis() as libc::c_int) };
         if self.closed.load(Ordering::Acquire) {
             return Err(self.closed_error());
         }
         if r < 0 {
             let e = io::Error::last_os_error();
             return if e.kind() == io::ErrorKind::Interrupted {
-                Ok(0)
+                Ok(None)
             } else {
                 Err(self.fd_error(e, "poll"))
             };
         }
-        if r == 0 {
-            return Ok(0);
+        Ok((r > 0).then_some(fds[0].revents))
+    }
+
+    fn gone_error(&self, revents: i16) -> io::Error {
+        let msg = format!("TUN {} is gone (poll revents {revents:#x})", self.name);
+        io::Error::new(io::ErrorKind::BrokenPipe, msg)
+    }
+
+    /// Reads what is queued now (the fd is non-blocking): that is the batch.
+    fn drain(
+        &self,
+        bufs: &mut [&mut [u8]],
+        sizes: &mut [usize],
+        offset: usize,
+        revents: i16,
+    ) -> io::Result<usize> {
+        if let Some(b) = bufs.iter().find(|b| b.len() <= offset) {
+            let msg = format!(
+                "no room after offset {offset} in a buffer of {} bytes",
+                b.len()
+            );
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
         }
-        // Drain what is queued now: that is the batch.
+        let max = bufs.len().min(sizes.len());
         let mut n = 0;
         while n < max {
             let buf = &mut bufs[n][offset..];
@@ -458,14 +457,58 @@ impl Tun for LinuxTun {
         }
         // POLLERR with nothing to read would make every later poll return at
         // once: report it instead of spinning.
-        if n == 0 && fds[0].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
-            let msg = format!(
-                "TUN {} is gone (poll revents {:#x})",
-                self.name, fds[0].revents
-            );
-            return Err(io::Error::new(io::ErrorKind::BrokenPipe, msg));
+        if n == 0 && revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+            return Err(self.gone_error(revents));
         }
         Ok(n)
+    }
+}
+
+impl Tun for LinuxTun {
+    fn can_read_ready(&self) -> bool {
+        true
+    }
+
+    fn offloads(&self) -> Vec<(&'static str, bool)> {
+        vec![("tun_tso", false), ("tun_uso", false)]
+    }
+
+    fn read(
+        &self,
+        bufs: &mut [&mut [u8]],
+        sizes: &mut [usize],
+        offset: usize,
+    ) -> io::Result<usize> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(self.closed_error());
+        }
+        match self.poll_readable(READ_TIMEOUT)? {
+            None => Ok(0),
+            Some(revents) => self.drain(bufs, sizes, offset, revents),
+        }
+    }
+
+    fn wait_readable(&self, timeout: std::time::Duration) -> io::Result<bool> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(self.closed_error());
+        }
+        match self.poll_readable(timeout)? {
+            None => Ok(false),
+            Some(revents) if revents & libc::POLLIN == 0 => Err(self.gone_error(revents)),
+            Some(_) => Ok(true),
+        }
+    }
+
+    fn read_ready(
+        &self,
+        bufs: &mut [&mut [u8]],
+        sizes: &mut [usize],
+        offset: usize,
+    ) -> io::Result<usize> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(self.closed_error());
+        }
+        self.drain(bufs, sizes, offset, libc::POLLIN)
     }
 
     fn write(&self, bufs: &mut [&mut Vec<u8>], offset: usize) -> io::Result<()> {

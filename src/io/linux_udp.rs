@@ -135,10 +135,11 @@ fn setsockopt_int(
 /// Large buffers absorb bursts; the FORCE variants (CAP_NET_ADMIN) bypass
 /// rmem_max/wmem_max, the plain ones are clamped to them. Best effort.
 fn grow_buffers(fd: RawFd) {
-    let size = SOCKET_BUFFER_BYTES as libc::c_int;
-    for (force, plain) in [
-        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
-        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    let size = std::env::var("PHANTOMMESH_RCVBUF").ok().and_then(|v| v.parse().ok()).unwrap_or(SOCKET_BUFFER_BYTES) as libc::c_int;
+    let ssize = SOCKET_BUFFER_BYTES as libc::c_int;
+    for (force, plain, size) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, size),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, ssize),
     ] {
         if setsockopt_int(fd, libc::SOL_SOCKET, force, size).is_err() {
             if let Err(e) = setsockopt_int(fd, libc::SOL_SOCKET, plain, size) {

@@ -37,6 +37,29 @@ pub trait Tun: Send + Sync {
     /// offloading TUN coalesces a flow's segments into the first of them
     /// (GRO), so callers reset lengths before reusing them.
     fn write(&self, bufs: &mut [&mut Vec<u8>], offset: usize) -> io::Result<()>;
+    /// Waits up to `timeout` until a packet can be read, for readers that
+    /// then read with [`Tun::read_ready`] (so the waiting is done outside
+    /// whatever lock the reading and its hand-off need). Ok(false) on
+    /// timeout. Backends without it answer `Unsupported`.
+    fn wait_readable(&self, timeout: std::time::Duration) -> io::Result<bool> {
+        let _ = timeout;
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    /// Reads what is queued now, without waiting (Ok(0) when nothing is).
+    /// Backends without it answer `Unsupported`.
+    fn read_ready(
+        &self,
+        bufs: &mut [&mut [u8]],
+        sizes: &mut [usize],
+        offset: usize,
+    ) -> io::Result<usize> {
+        let _ = (bufs, sizes, offset);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    /// Whether [`Tun::wait_readable`] and [`Tun::read_ready`] work.
+    fn can_read_ready(&self) -> bool {
+        false
+    }
     /// Packets one `read` may return.
     fn batch_size(&self) -> usize;
     fn name(&self) -> &str;

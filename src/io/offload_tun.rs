@@ -113,15 +113,25 @@ impl Tun for OffloadTun {
         if self.closed.load(Ordering::Acquire) {
             return Err(self.closed_error());
         }
+        if !self.wait_readable(READ_TIMEOUT)? {
+            return Ok(0);
+        }
+        self.read_ready(bufs, sizes, offset)
+    }
+
+    fn wait_readable(&self, timeout: std::time::Duration) -> io::Result<bool> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(self.closed_error());
+        }
         let mut pfd = libc::pollfd {
             fd: self.dev.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         };
         // SAFETY: one live pollfd.
-        let r = unsafe { libc::poll(&mut pfd, 1, READ_TIMEOUT.as_millis() as libc::c_int) };
+        let r = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as libc::c_int) };
         if r <= 0 {
-            return Ok(0);
+            return Ok(false);
         }
         if pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0
             && pfd.revents & libc::POLLIN == 0
@@ -130,6 +140,18 @@ impl Tun for OffloadTun {
                 io::ErrorKind::BrokenPipe,
                 format!("TUN {} is gone", self.name),
             ));
+        }
+        Ok(true)
+    }
+
+    fn read_ready(
+        &self,
+        bufs: &mut [&mut [u8]],
+        sizes: &mut [usize],
+        offset: usize,
+    ) -> io::Result<usize> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(self.closed_error());
         }
         let mut scratch = self.scratch.lock();
         let mut n = 0;
@@ -210,6 +232,10 @@ impl Tun for OffloadTun {
 
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
+    }
+
+    fn can_read_ready(&self) -> bool {
+        true
     }
 
     fn offloads(&self) -> Vec<(&'static str, bool)> {

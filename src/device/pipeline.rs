@@ -1,0 +1,385 @@
+//! The multi-core packet pipeline: the kernel's and wireguard-go's design.
+//!
+//! A reader (the TUN reader for outbound packets, the UDP reader for inbound
+//! ones) turns each batch into jobs, one per run of packets for the same
+//! peer. A job goes on its peer's ordered queue (`tx` or `rx`) *and* on the
+//! device-wide crypto queue. Any crypto worker may seal or open any job; when
+//! it finishes one it drains its peer's ordered queue from the head while the
+//! head is finished, so packets leave in the order they were read while the
+//! crypto runs on every core. Draining is done by at most one thread per
+//! queue at a time (see [`OrderedQueue::drain`]), so there is no per-peer
+//! thread.
+//!
+//! Small jobs on an idle pipeline are done inline by the reader: a lone ping
+//! or a TCP ACK does not pay a thread wake-up on its way through.
+//!
+//! Buffers and jobs are recycled through pools, so the steady state allocates
+//! nothing; the buffer pool is bounded, and a reader that finds it empty
+//! waits, which pushes back on the TUN queue or the socket buffer instead of
+//! growing memory.
+use super::peer::Peer;
+use super::send::BUF_LEN;
+use crate::noise::keypair::Keypair;
+use parking_lot::{Condvar, Mutex};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Jobs of at most this many packets are done inline by the reader when no
+/// other job is waiting for a worker.
+pub const INLINE_MAX: usize = 4;
+
+/// Environment variable: number of crypto workers (default: the cores).
+pub const WORKERS_ENV: &str = "PHANTOMMESH_WORKERS";
+
+/// Crypto workers to start: `PHANTOMMESH_WORKERS`, else one per core.
+pub fn default_workers() -> usize {
+    std::env::var(WORKERS_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .min(256)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Dir {
+    #[default]
+    Tx,
+    Rx,
+}
+
+/// What became of one inbound datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RxOutcome {
+    /// Authentic; deliver this many inner bytes (0 = keepalive).
+    Deliver(usize),
+    /// Authentic but not deliverable (malformed inner packet or failed the
+    /// source check): still counts for the session and the endpoint.
+    Authentic,
+    /// Dropped before or during decryption.
+    Dropped,
+}
+
+/// One run of packets for one peer, in one direction.
+#[derive(Default)]
+pub struct JobData {
+    pub dir: Dir,
+    pub peer: Option<Arc<Peer>>,
+    pub keypair: Option<Arc<Keypair>>,
+    pub bufs: Vec<Vec<u8>>,
+    /// Outbound: inner packet lengths. Inbound: datagram lengths.
+    pub lens: Vec<usize>,
+    /// Outbound: the send counter of each packet, taken in queue order.
+    pub counters: Vec<u64>,
+    /// Inbound: where each datagram came from, and what became of it.
+    pub srcs: Vec<SocketAddr>,
+    pub outcomes: Vec<RxOutcome>,
+    /// When the batch was read, for the packet-latency histograms.
+    pub started: Option<Instant>,
+}
+
+impl JobData {
+    fn reset(&mut self, bufs: &BufPool) {
+        self.peer = None;
+        self.keypair = None;
+        bufs.put(self.bufs.drain(..));
+        self.lens.clear();
+        self.counters.clear();
+        self.srcs.clear();
+        self.outcomes.clear();
+        self.started = None;
+    }
+}
+
+pub struct Job {
+    done: AtomicBool,
+    pub data: Mutex<JobData>,
+}
+
+impl Job {
+    pub fn is_done(&self) -> bool {
+        self.done.load(Ordering::SeqCst)
+    }
+    pub fn mark_done(&self) {
+        self.done.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A peer's jobs in one direction, in the order they were read.
+#[derive(Default)]
+pub struct OrderedQueue {
+    q: Mutex<VecDeque<Arc<Job>>>,
+    draining: AtomicBool,
+}
+
+impl OrderedQueue {
+    pub fn push(&self, job: Arc<Job>) {
+        self.q.lock().push_back(job);
+    }
+
+    /// Runs `push` under the queue's lock, so that whatever order the caller
+    /// assigns inside (send counters) is the queue order.
+    pub fn push_with<R>(&self, f: impl FnOnce(&mut VecDeque<Arc<Job>>) -> R) -> R {
+        f(&mut self.q.lock())
+    }
+
+    fn pop_done(&self) -> Option<Arc<Job>> {
+        let mut q = self.q.lock();
+        if q.front()?.is_done() {
+            q.pop_front()
+        } else {
+            None
+        }
+    }
+
+    fn head_done(&self) -> bool {
+        self.q.lock().front().is_some_and(|j| j.is_done())
+    }
+
+    pub fn len(&self) -> usize {
+        self.q.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Hands finished jobs from the head to `f`, in order, until the head is
+    /// unfinished. Only one thread drains at a time; a thread that finds
+    /// another draining returns at once, and the drainer looks at the head
+    /// again after letting go, so a job finished meanwhile is never stranded.
+    pub fn drain(&self, mut f: impl FnMut(Arc<Job>)) {
+        loop {
+            if self.draining.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            while let Some(j) = self.pop_done() {
+                f(j);
+            }
+            self.draining.store(false, Ordering::SeqCst);
+            if !self.head_done() {
+                return;
+            }
+        }
+    }
+
+    /// Drops every queued job (peer removal, shutdown); returns them so the
+    /// caller can recycle them.
+    pub fn take_all(&self) -> Vec<Arc<Job>> {
+        self.q.lock().drain(..).collect()
+    }
+}
+
+/// Packet buffers of BUF_LEN bytes, allocated on demand up to `cap`.
+pub struct BufPool {
+    free: Mutex<Vec<Vec<u8>>>,
+    available: Condvar,
+    allocated: AtomicUsize,
+    cap: usize,
+}
+
+impl BufPool {
+    pub fn new(cap: usize) -> Self {
+        BufPool {
+            free: Mutex::new(Vec::new()),
+            available: Condvar::new(),
+            allocated: AtomicUsize::new(0),
+            cap,
+        }
+    }
+
+    /// Fills every empty slot of `slots` with a buffer. Waits (up to
+    /// `patience`) while the pool is exhausted; false if slots are still
+    /// empty then, so the caller can look at its shutdown flag.
+    pub fn fill(&self, slots: &mut [Vec<u8>], patience: Duration) -> bool {
+        let mut missing = slots.iter().filter(|b| b.capacity() == 0).count();
+        if missing == 0 {
+            return true;
+        }
+        let deadline = Instant::now() + patience;
+        let mut free = self.free.lock();
+        loop {
+            for slot in slots.iter_mut().filter(|b| b.capacity() == 0) {
+                let b = match free.pop() {
+                    Some(b) => b,
+                    None if self.allocated.load(Ordering::Relaxed) < self.cap => {
+                        self.allocated.fetch_add(1, Ordering::Relaxed);
+                        vec![0u8; BUF_LEN]
+                    }
+                    None => break,
+                };
+                *slot = b;
+                missing -= 1;
+            }
+            if missing == 0 {
+                return true;
+            }
+            if self.available.wait_until(&mut free, deadline).timed_out() {
+                return false;
+            }
+        }
+    }
+
+    /// Takes back buffers. Buffers that are not full-sized (built outside
+    /// the pool) are dropped instead.
+    pub fn put(&self, bufs: impl Iterator<Item = Vec<u8>>) {
+        let mut free = self.free.lock();
+        let before = free.len();
+        for mut b in bufs {
+            if b.capacity() >= BUF_LEN {
+                restore_len(&mut b);
+                free.push(b);
+            }
+        }
+        if free.len() > before {
+            self.available.notify_all();
+        }
+    }
+
+    /// Buffers handed out so far (for tests and the bounded-memory check).
+    pub fn allocated(&self) -> usize {
+        self.allocated.load(Ordering::Relaxed)
+    }
+}
+
+/// Gives a buffer back its full length. Its bytes were initialised when it
+/// was allocated at BUF_LEN; truncating and coalescing never shrink the
+/// allocation, so this is a length change, not a fill.
+pub fn restore_len(b: &mut Vec<u8>) {
+    if b.len() == BUF_LEN {
+        return;
+    }
+    if b.capacity() >= BUF_LEN {
+        // SAFETY: u8 has no invalid values and the first BUF_LEN bytes of the
+        // allocation were initialised by vec![0; BUF_LEN] (a Vec never
+        // shrinks its allocation when truncated, and grows by copying).
+        unsafe { b.set_len(BUF_LEN) };
+    } else {
+        b.resize(BUF_LEN, 0);
+    }
+}
+
+/// Recycled jobs.
+#[derive(Default)]
+pub struct JobPool {
+    free: Mutex<Vec<Arc<Job>>>,
+}
+
+impl JobPool {
+    pub fn get(&self, dir: Dir) -> Arc<Job> {
+        let job = self.free.lock().pop().unwrap_or_else(|| {
+            Arc::new(Job {
+                done: AtomicBool::new(false),
+                data: Mutex::new(JobData::default()),
+            })
+        });
+        job.done.store(false, Ordering::SeqCst);
+        job.data.lock().dir = dir;
+        job
+    }
+
+    /// Returns a finished job's buffers to `bufs` and the job to the pool.
+    pub fn recycle(&self, job: Arc<Job>, bufs: &BufPool) {
+        job.data.lock().reset(bufs);
+        let mut free = self.free.lock();
+        // Bounded: a burst of tiny jobs must not pin memory forever.
+        if free.len() < 4096 {
+            free.push(job);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(pool: &JobPool) -> Arc<Job> {
+        pool.get(Dir::Tx)
+    }
+
+    #[test]
+    fn drain_keeps_order_and_stops_at_an_unfinished_head() {
+        let pool = JobPool::default();
+        let q = OrderedQueue::default();
+        let jobs: Vec<_> = (0..4).map(|_| job(&pool)).collect();
+        for (i, j) in jobs.iter().enumerate() {
+            j.data.lock().lens.push(i);
+            q.push(j.clone());
+        }
+        let mut seen = Vec::new();
+        jobs[1].mark_done();
+        q.drain(|j| seen.push(j.data.lock().lens[0]));
+        assert!(seen.is_empty(), "head unfinished: nothing leaves");
+        jobs[0].mark_done();
+        jobs[3].mark_done();
+        q.drain(|j| seen.push(j.data.lock().lens[0]));
+        assert_eq!(seen, vec![0, 1]);
+        jobs[2].mark_done();
+        q.drain(|j| seen.push(j.data.lock().lens[0]));
+        assert_eq!(seen, vec![0, 1, 2, 3]);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn concurrent_finishers_deliver_every_job_once_in_order() {
+        let pool = Arc::new(JobPool::default());
+        let q = Arc::new(OrderedQueue::default());
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let n = 20_000usize;
+        let (tx, rx) = crossbeam_channel::unbounded::<Arc<Job>>();
+        for i in 0..n {
+            let j = job(&pool);
+            j.data.lock().lens.push(i);
+            q.push(j.clone());
+            tx.send(j).unwrap();
+        }
+        drop(tx);
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let (rx, q, out) = (rx.clone(), q.clone(), out.clone());
+                std::thread::spawn(move || {
+                    while let Ok(j) = rx.recv() {
+                        j.mark_done();
+                        drop(j);
+                        q.drain(|j| out.lock().push(j.data.lock().lens[0]));
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        let out = out.lock();
+        assert_eq!(out.len(), n, "no job stranded or repeated");
+        assert!(out.windows(2).all(|w| w[0] + 1 == w[1]), "in order");
+    }
+
+    #[test]
+    fn buffer_pool_is_bounded_and_reuses() {
+        let pool = BufPool::new(3);
+        let mut slots = vec![Vec::new(), Vec::new()];
+        assert!(pool.fill(&mut slots, Duration::ZERO));
+        assert_eq!(pool.allocated(), 2);
+        let mut more = vec![Vec::new(), Vec::new()];
+        assert!(
+            !pool.fill(&mut more, Duration::from_millis(10)),
+            "a fourth buffer would pass the cap"
+        );
+        assert_eq!(pool.allocated(), 3);
+        let mut b = std::mem::take(&mut slots[0]);
+        b.truncate(10);
+        pool.put(std::iter::once(b));
+        assert!(pool.fill(&mut more, Duration::ZERO));
+        assert!(more.iter().all(|b| b.len() == BUF_LEN), "lengths restored");
+        assert_eq!(pool.allocated(), 3);
+        pool.put(std::iter::once(vec![0u8; 8]));
+        let mut one = vec![Vec::new()];
+        assert!(
+            !pool.fill(&mut one, Duration::ZERO),
+            "a short foreign buffer is not pooled"
+        );
+    }
+}
