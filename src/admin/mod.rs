@@ -8,13 +8,15 @@
 //! bounded in time, and take a bearer token when one is configured.
 pub mod gates;
 pub mod health;
+pub mod peer_probe;
 pub mod probe;
 pub mod routes;
 pub mod tunnel_test;
 
 use crate::device::Device;
-use parking_lot::Mutex;
-use std::net::SocketAddr;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +42,9 @@ pub struct AdminState {
     pub tests_run: AtomicU64,
     pub tests_failed: AtomicU64,
     pub gates: gates::GateState,
+    /// Per-peer probe addresses (`probe` in the TOML config) that
+    /// `/tunnel-test?peer=` pings after the handshake.
+    pub probe_addresses: RwLock<HashMap<[u8; 32], IpAddr>>,
 }
 
 impl AdminState {
@@ -61,7 +66,17 @@ impl AdminState {
             test_busy: AtomicBool::new(false),
             tests_run: AtomicU64::new(0),
             tests_failed: AtomicU64::new(0),
+            probe_addresses: RwLock::new(HashMap::new()),
         })
+    }
+
+    /// Replaces the probe addresses (at start and on every config reload).
+    pub fn set_probe_addresses(&self, probes: HashMap<[u8; 32], IpAddr>) {
+        *self.probe_addresses.write() = probes;
+    }
+
+    pub fn probe_address(&self, public_key: &[u8; 32]) -> Option<IpAddr> {
+        self.probe_addresses.read().get(public_key).copied()
     }
 
     /// Runs a tunnel test unless one is running (then None).
@@ -69,10 +84,28 @@ impl AdminState {
         if self.test_busy.swap(true, Ordering::AcqRel) {
             return None;
         }
-        let rep = tunnel_test::run(&self.dev, &self.ifname, peer, probes);
+        let rep = match peer {
+            Some(k) => {
+                let probe = self
+                    .probe_address(&k)
+                    .map(|address| tunnel_test::PeerProbe {
+                        address,
+                        count: probes,
+                    });
+                tunnel_test::peer_test_probing(
+                    &self.dev,
+                    &self.ifname,
+                    k,
+                    probe,
+                    Duration::from_secs(5),
+                )
+            }
+            None => tunnel_test::self_test(&self.dev, &self.ifname, probes),
+        };
         self.tests_run.fetch_add(1, Ordering::Relaxed);
-        self.gates.record_test(rep.sent, rep.received, &rep.rtts);
-        for d in &rep.rtts {
+        let (sent, received, rtts) = rep.totals();
+        self.gates.record_test(sent, received, &rtts);
+        for d in &rtts {
             self.dev.shared.hist.tunnel_test_rtt.observe(*d);
         }
         if !rep.ok {

@@ -207,6 +207,11 @@ async fn tunnel_test(State(st): St, headers: HeaderMap, RawQuery(q): RawQuery) -
                 "unknown peer: only configured peers can be tested",
             );
         }
+        if let Some(addr) = st.probe_address(&k) {
+            if let Err(e) = super::tunnel_test::check_probe_route(&st.dev, &k, addr) {
+                return error_json(StatusCode::BAD_REQUEST, &e);
+            }
+        }
     }
     let st2 = st.clone();
     let res = tokio::task::spawn_blocking(move || st2.run_test(q.peer, q.probes)).await;
