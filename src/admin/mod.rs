@@ -11,6 +11,7 @@ pub mod health;
 pub mod peer_probe;
 pub mod probe;
 pub mod routes;
+pub mod server;
 pub mod tunnel_test;
 
 use crate::device::Device;
@@ -45,6 +46,7 @@ pub struct AdminState {
     /// Per-peer probe addresses (`probe` in the TOML config) that
     /// `/tunnel-test?peer=` pings after the handshake.
     pub probe_addresses: RwLock<HashMap<[u8; 32], IpAddr>>,
+    pub server_stats: Arc<server::ServerStats>,
 }
 
 impl AdminState {
@@ -67,6 +69,7 @@ impl AdminState {
             tests_run: AtomicU64::new(0),
             tests_failed: AtomicU64::new(0),
             probe_addresses: RwLock::new(HashMap::new()),
+            server_stats: Arc::default(),
         })
     }
 
@@ -222,10 +225,9 @@ pub fn serve(st: Arc<AdminState>, addr: SocketAddr) -> Result<SocketAddr, String
                 let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
                     return;
                 };
+                let stats = st.server_stats.clone();
                 let app = routes::router(st);
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!(error = %e, "admin server stopped");
-                }
+                server::run(listener, app, server::Limits::default(), stats).await;
             });
         })
         .map_err(|e| e.to_string())?;
