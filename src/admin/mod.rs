@@ -194,10 +194,26 @@ pub fn parse_listen(s: &str) -> Result<Option<SocketAddr>, String> {
         .map_err(|_| format!("admin address {s:?} is not ip:port or \"off\""))
 }
 
+/// Connections the kernel may queue before the server accepts them. Queued
+/// connections cost no descriptor; a full queue drops handshakes, which
+/// costs a client a 1 s retransmission, so it is roomy for floods of
+/// connections that the server then closes (see server.rs).
+const LISTEN_BACKLOG: i32 = 1024;
+
+fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // As std's TcpListener::bind: a restarted daemon rebinds at once.
+    sock.set_reuse_address(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(LISTEN_BACKLOG)?;
+    Ok(sock.into())
+}
+
 /// Serves the admin API on `addr` in a background thread. A bind failure is
 /// logged and returned; the tunnel keeps running either way.
 pub fn serve(st: Arc<AdminState>, addr: SocketAddr) -> Result<SocketAddr, String> {
-    let std_listener = std::net::TcpListener::bind(addr).map_err(|e| {
+    let std_listener = listen(addr).map_err(|e| {
         let msg = format!(
             "admin server cannot listen on {addr}: {e}; the tunnel keeps running without it"
         );

@@ -106,12 +106,14 @@ impl Server {
 
     /// Asks the connection idle the longest to close; false if none is idle.
     fn evict_oldest_idle(&self) -> bool {
-        let slots = self.slots.lock();
+        let mut slots = self.slots.lock();
         let victim = slots
-            .values()
-            .filter(|s| s.busy.load(Ordering::Acquire) == 0)
-            .min_by_key(|s| s.idle_since_ms.load(Ordering::Relaxed));
-        match victim {
+            .iter()
+            .filter(|(_, s)| s.busy.load(Ordering::Acquire) == 0)
+            .min_by_key(|(_, s)| s.idle_since_ms.load(Ordering::Relaxed))
+            .map(|(id, _)| *id);
+        // Out of the table at once, so the next eviction picks another.
+        match victim.and_then(|id| slots.remove(&id)) {
             Some(s) => {
                 s.evict.notify_one();
                 self.stats.evicted.fetch_add(1, Ordering::Relaxed);
@@ -264,7 +266,7 @@ async fn handle(
         if hyper::body::Body::size_hint(&body).lower() > limits.max_body as u64 {
             return plain_close(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
         }
-        let read = axum::body::to_bytes(Body::new(body), limits.max_body);
+        let read = read_body(body, limits.max_body);
         let body = match tokio::time::timeout(limits.body_read_timeout, read).await {
             Err(_) => {
                 return plain_close(
@@ -272,8 +274,11 @@ async fn handle(
                     "request body not received in time\n",
                 )
             }
-            Ok(Err(_)) => {
+            Ok(Err(BodyError::TooLarge)) => {
                 return plain_close(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
+            }
+            Ok(Err(BodyError::Malformed)) => {
+                return plain_close(StatusCode::BAD_REQUEST, "malformed request body\n")
             }
             Ok(Ok(b)) => b,
         };
@@ -289,6 +294,28 @@ async fn handle(
             Err(_) => plain_close(StatusCode::SERVICE_UNAVAILABLE, "request timed out\n"),
         },
     )
+}
+
+enum BodyError {
+    TooLarge,
+    /// Bad chunked encoding, or the client went away mid-body.
+    Malformed,
+}
+
+/// The whole body, refused as soon as it passes `max` bytes.
+async fn read_body(mut body: Incoming, max: usize) -> Result<Vec<u8>, BodyError> {
+    use hyper::body::Body as _;
+    let mut out = Vec::new();
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.map_err(|_| BodyError::Malformed)?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > max {
+                return Err(BodyError::TooLarge);
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out)
 }
 
 /// A TCP stream whose writes fail once they have been blocked for `limit`:

@@ -126,6 +126,25 @@ fn slow_bodies_get_408_and_slow_handlers_503() {
         b"POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(st, "HTTP/1.1 413 Payload Too Large");
+    let (st, _) = status_of(
+        addr,
+        b"POST /len HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n",
+    );
+    assert_eq!(st, "HTTP/1.1 408 Request Timeout", "chunked, stalled");
+    let (st, _) = status_of(
+        addr,
+        b"POST /len HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nxx\r\n0\r\n\r\n",
+    );
+    assert_eq!(st, "HTTP/1.1 400 Bad Request", "bad chunk size");
+    let mut chunked =
+        b"POST /len HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..3 {
+        chunked.extend_from_slice(b"800\r\n");
+        chunked.extend_from_slice(&[b'x'; 0x800]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    let (st, _) = status_of(addr, &chunked);
+    assert_eq!(st, "HTTP/1.1 413 Payload Too Large", "6 KiB chunked");
     let (st, t) = status_of(addr, &get_req("/sleep/5000"));
     assert_eq!(st, "HTTP/1.1 503 Service Unavailable");
     assert!(
