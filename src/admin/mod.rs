@@ -8,13 +8,16 @@
 //! bounded in time, and take a bearer token when one is configured.
 pub mod gates;
 pub mod health;
+pub mod peer_probe;
 pub mod probe;
 pub mod routes;
+pub mod server;
 pub mod tunnel_test;
 
 use crate::device::Device;
-use parking_lot::Mutex;
-use std::net::SocketAddr;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +43,10 @@ pub struct AdminState {
     pub tests_run: AtomicU64,
     pub tests_failed: AtomicU64,
     pub gates: gates::GateState,
+    /// Per-peer probe addresses (`probe` in the TOML config) that
+    /// `/tunnel-test?peer=` pings after the handshake.
+    pub probe_addresses: RwLock<HashMap<[u8; 32], IpAddr>>,
+    pub server_stats: Arc<server::ServerStats>,
 }
 
 impl AdminState {
@@ -61,7 +68,18 @@ impl AdminState {
             test_busy: AtomicBool::new(false),
             tests_run: AtomicU64::new(0),
             tests_failed: AtomicU64::new(0),
+            probe_addresses: RwLock::new(HashMap::new()),
+            server_stats: Arc::default(),
         })
+    }
+
+    /// Replaces the probe addresses (at start and on every config reload).
+    pub fn set_probe_addresses(&self, probes: HashMap<[u8; 32], IpAddr>) {
+        *self.probe_addresses.write() = probes;
+    }
+
+    pub fn probe_address(&self, public_key: &[u8; 32]) -> Option<IpAddr> {
+        self.probe_addresses.read().get(public_key).copied()
     }
 
     /// Runs a tunnel test unless one is running (then None).
@@ -69,10 +87,28 @@ impl AdminState {
         if self.test_busy.swap(true, Ordering::AcqRel) {
             return None;
         }
-        let rep = tunnel_test::run(&self.dev, &self.ifname, peer, probes);
+        let rep = match peer {
+            Some(k) => {
+                let probe = self
+                    .probe_address(&k)
+                    .map(|address| tunnel_test::PeerProbe {
+                        address,
+                        count: probes,
+                    });
+                tunnel_test::peer_test_probing(
+                    &self.dev,
+                    &self.ifname,
+                    k,
+                    probe,
+                    Duration::from_secs(5),
+                )
+            }
+            None => tunnel_test::self_test(&self.dev, &self.ifname, probes),
+        };
         self.tests_run.fetch_add(1, Ordering::Relaxed);
-        self.gates.record_test(rep.sent, rep.received, &rep.rtts);
-        for d in &rep.rtts {
+        let (sent, received, rtts) = rep.totals();
+        self.gates.record_test(sent, received, &rtts);
+        for d in &rtts {
             self.dev.shared.hist.tunnel_test_rtt.observe(*d);
         }
         if !rep.ok {
@@ -158,10 +194,26 @@ pub fn parse_listen(s: &str) -> Result<Option<SocketAddr>, String> {
         .map_err(|_| format!("admin address {s:?} is not ip:port or \"off\""))
 }
 
+/// Connections the kernel may queue before the server accepts them. Queued
+/// connections cost no descriptor; a full queue drops handshakes, which
+/// costs a client a 1 s retransmission, so it is roomy for floods of
+/// connections that the server then closes (see server.rs).
+const LISTEN_BACKLOG: i32 = 1024;
+
+fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // As std's TcpListener::bind: a restarted daemon rebinds at once.
+    sock.set_reuse_address(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(LISTEN_BACKLOG)?;
+    Ok(sock.into())
+}
+
 /// Serves the admin API on `addr` in a background thread. A bind failure is
 /// logged and returned; the tunnel keeps running either way.
 pub fn serve(st: Arc<AdminState>, addr: SocketAddr) -> Result<SocketAddr, String> {
-    let std_listener = std::net::TcpListener::bind(addr).map_err(|e| {
+    let std_listener = listen(addr).map_err(|e| {
         let msg = format!(
             "admin server cannot listen on {addr}: {e}; the tunnel keeps running without it"
         );
@@ -189,10 +241,9 @@ pub fn serve(st: Arc<AdminState>, addr: SocketAddr) -> Result<SocketAddr, String
                 let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
                     return;
                 };
+                let stats = st.server_stats.clone();
                 let app = routes::router(st);
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!(error = %e, "admin server stopped");
-                }
+                server::run(listener, app, server::Limits::default(), stats).await;
             });
         })
         .map_err(|e| e.to_string())?;

@@ -55,25 +55,10 @@ pub fn router(st: Arc<AdminState>) -> Router {
             get(|s: St, Path(n): Path<String>| gates(s, Some(n))),
         )
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        // The server reads every body before routing (see server.rs);
+        // this keeps handlers bounded if the router is served otherwise.
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::from_fn(limit_body))
         .with_state(st)
-}
-
-/// Refuses bodies over MAX_BODY with 413 whether or not the handler reads
-/// them (DefaultBodyLimit only acts when a handler reads the body).
-async fn limit_body(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let (parts, body) = req.into_parts();
-    match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(b) => {
-            next.run(axum::extract::Request::from_parts(
-                parts,
-                axum::body::Body::from(b),
-            ))
-            .await
-        }
-        Err(_) => (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response(),
-    }
 }
 
 fn text(status: StatusCode, body: String) -> Response {
@@ -206,6 +191,11 @@ async fn tunnel_test(State(st): St, headers: HeaderMap, RawQuery(q): RawQuery) -
                 StatusCode::NOT_FOUND,
                 "unknown peer: only configured peers can be tested",
             );
+        }
+        if let Some(addr) = st.probe_address(&k) {
+            if let Err(e) = super::tunnel_test::check_probe_route(&st.dev, &k, addr) {
+                return error_json(StatusCode::BAD_REQUEST, &e);
+            }
         }
     }
     let st2 = st.clone();

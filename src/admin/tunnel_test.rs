@@ -6,7 +6,8 @@
 //! TUN, that the kernel answers, and whose replies the daemon reads back,
 //! encrypts and sends to us. Only loopback and the node's own interface are
 //! involved. The peer test forces a handshake with one configured peer and
-//! times it.
+//! times it; when that peer has a probe address, it then pings that address
+//! from this host through the tunnel (see [`super::peer_probe`]).
 use super::probe::{echo_request, interface_addresses, parse_echo_reply, probe_candidates};
 use crate::device::Device;
 use crate::noise::constants::DATA_HEADER_LEN;
@@ -48,9 +49,31 @@ pub struct TestReport {
     pub received: usize,
     pub errors: Vec<String>,
     pub duration_ms: f64,
+    /// Echo probes to the peer's probe address (peer tests of peers that
+    /// have one); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeReport>,
     /// Raw RTT samples, for histograms; not part of the JSON answer.
     #[serde(skip)]
     pub rtts: Vec<Duration>,
+}
+
+/// Pings from this host to an address behind the tested peer.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeReport {
+    pub address: IpAddr,
+    pub sent: usize,
+    pub received: usize,
+    pub rtt: Option<Rtt>,
+    #[serde(skip)]
+    pub rtts: Vec<Duration>,
+}
+
+/// What a peer test should ping after the handshake.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerProbe {
+    pub address: IpAddr,
+    pub count: usize,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -66,21 +89,47 @@ pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
     sorted[rank.min(sorted.len()) - 1]
 }
 
+/// p50 / p99 / max of samples; None without samples.
+fn summarize(samples: &[Duration]) -> Option<Rtt> {
+    let mut s = samples.to_vec();
+    s.sort();
+    let max = *s.last()?;
+    Some(Rtt {
+        p50_ms: ms(quantile(&s, 0.5)),
+        p99_ms: ms(quantile(&s, 0.99)),
+        max_ms: ms(max),
+    })
+}
+
 impl TestReport {
     fn finish(mut self, started: Instant) -> Self {
-        let mut s = self.rtts.clone();
-        s.sort();
-        if !s.is_empty() {
-            self.rtt = Some(Rtt {
-                p50_ms: ms(quantile(&s, 0.5)),
-                p99_ms: ms(quantile(&s, 0.99)),
-                max_ms: ms(*s.last().unwrap_or(&Duration::ZERO)),
-            });
+        self.rtt = summarize(&self.rtts);
+        if let Some(p) = &mut self.probe {
+            p.rtt = summarize(&p.rtts);
         }
         self.duration_ms = ms(started.elapsed());
-        self.ok =
-            self.errors.is_empty() && self.handshake_ms.is_some() && self.received == self.sent;
+        let probes_ok = self
+            .probe
+            .as_ref()
+            .is_none_or(|p| p.sent > 0 && p.received == p.sent);
+        self.ok = self.errors.is_empty()
+            && self.handshake_ms.is_some()
+            && self.received == self.sent
+            && probes_ok;
         self
+    }
+
+    /// Attempts, answers and RTT samples of the whole test (handshake and
+    /// probes), for the gates' loss and latency windows.
+    pub fn totals(&self) -> (usize, usize, Vec<Duration>) {
+        let mut rtts = self.rtts.clone();
+        let (mut sent, mut received) = (self.sent, self.received);
+        if let Some(p) = &self.probe {
+            sent += p.sent;
+            received += p.received;
+            rtts.extend_from_slice(&p.rtts);
+        }
+        (sent, received, rtts)
     }
 }
 
@@ -351,7 +400,88 @@ fn run_probes(
 
 /// Forces a handshake with a configured peer and times it.
 pub fn peer_test(dev: &Device, public_key: [u8; 32], timeout: Duration) -> TestReport {
+    peer_test_probing(dev, "", public_key, None, timeout)
+}
+
+/// Checks that the device routes `addr` to the peer `public_key` (its
+/// allowed IPs cover it and no other peer's more specific prefix does), so
+/// probes to it cross the tunnel to that peer.
+pub fn check_probe_route(dev: &Device, public_key: &[u8; 32], addr: IpAddr) -> Result<(), String> {
+    let routed_to = dev
+        .shared
+        .allowed_ips
+        .read()
+        .lookup(addr)
+        .map(|p| p.0.public_key);
+    if routed_to == Some(*public_key) {
+        return Ok(());
+    }
+    let key = crate::cli::keys::encode_base64_key(public_key);
+    let mut own: Vec<String> = dev
+        .peer_infos()
+        .into_iter()
+        .filter(|(p, _)| &p.public_key == public_key)
+        .flat_map(|(_, i)| i.allowed_ips)
+        .map(|(ip, c)| format!("{ip}/{c}"))
+        .collect();
+    if own.is_empty() {
+        own.push("none".into());
+    }
+    let why = match routed_to {
+        Some(other) => format!(
+            "it is routed to peer {} instead",
+            crate::cli::keys::encode_base64_key(&other)
+        ),
+        None => "no peer's allowed IPs cover it".into(),
+    };
+    Err(format!(
+        "probe address {addr} of peer {key} is outside that peer's allowed IPs ({}): {why}; fix `probe` or `allowed_ips` in the config",
+        own.join(", ")
+    ))
+}
+
+/// [`peer_test`], then, with `probe`, echo requests from this host to the
+/// probe address over interface `ifname` (through the tunnel to the peer).
+pub fn peer_test_probing(
+    dev: &Device,
+    ifname: &str,
+    public_key: [u8; 32],
+    probe: Option<PeerProbe>,
+    timeout: Duration,
+) -> TestReport {
     let started = Instant::now();
+    let mut rep = handshake_test(dev, public_key, timeout);
+    let Some(probe) = probe else {
+        return rep.finish(started);
+    };
+    let mut p = ProbeReport {
+        address: probe.address,
+        sent: 0,
+        received: 0,
+        rtt: None,
+        rtts: Vec::new(),
+    };
+    if rep.handshake_ms.is_some() {
+        match check_probe_route(dev, &public_key, probe.address) {
+            Ok(()) => {
+                let o = super::peer_probe::ping_through(
+                    ifname,
+                    probe.address,
+                    probe.count.min(MAX_PROBES),
+                    started + MAX_DURATION,
+                );
+                (p.sent, p.received, p.rtts) = (o.sent, o.received, o.rtts);
+                rep.errors.extend(o.errors);
+            }
+            Err(e) => rep.errors.push(e),
+        }
+    }
+    rep.probe = Some(p);
+    rep.finish(started)
+}
+
+/// The handshake part of a peer test, not yet finished.
+fn handshake_test(dev: &Device, public_key: [u8; 32], timeout: Duration) -> TestReport {
     let mut rep = TestReport {
         mode: "peer".into(),
         peer: Some(crate::cli::keys::encode_base64_key(&public_key)),
@@ -360,11 +490,11 @@ pub fn peer_test(dev: &Device, public_key: [u8; 32], timeout: Duration) -> TestR
     let peer = dev.shared.peers.read().get(&public_key).cloned();
     let Some(peer) = peer.filter(|p| !p.is_hidden()) else {
         rep.errors.push("unknown peer".into());
-        return rep.finish(started);
+        return rep;
     };
     if peer.endpoint().is_none() {
         rep.errors.push("peer has no endpoint yet".into());
-        return rep.finish(started);
+        return rep;
     }
     let before = peer.state.lock().last_handshake();
     let sent_at = Instant::now();
@@ -374,7 +504,7 @@ pub fn peer_test(dev: &Device, public_key: [u8; 32], timeout: Duration) -> TestR
         .is_none()
     {
         rep.errors.push("no private key configured".into());
-        return rep.finish(started);
+        return rep;
     }
     rep.sent = 1;
     let deadline = sent_at + timeout.min(MAX_DURATION);
@@ -384,13 +514,13 @@ pub fn peer_test(dev: &Device, public_key: [u8; 32], timeout: Duration) -> TestR
             rep.handshake_ms = Some(ms(d));
             rep.received = 1;
             rep.rtts.push(d);
-            return rep.finish(started);
+            return rep;
         }
         std::thread::sleep(Duration::from_millis(2));
     }
     rep.errors
         .push(format!("no handshake within {} ms", timeout.as_millis()));
-    rep.finish(started)
+    rep
 }
 
 /// Convenience for the admin layer: test `peer` if given, else self.

@@ -174,3 +174,23 @@ fn debug_output_redacts_inline_keys() {
     );
     assert!(!e.unwrap_err().to_string().contains(&b64));
 }
+
+#[test]
+fn prefix_containment() {
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    assert!(prefix_contains((ip("10.0.0.0"), 8), ip("10.255.1.2")));
+    assert!(!prefix_contains((ip("10.0.0.0"), 8), ip("11.0.0.1")));
+    assert!(prefix_contains((ip("10.0.0.7"), 32), ip("10.0.0.7")));
+    assert!(!prefix_contains((ip("10.0.0.7"), 32), ip("10.0.0.6")));
+    assert!(prefix_contains((ip("0.0.0.0"), 0), ip("203.0.113.9")));
+    // Host bits of the prefix are ignored, as the routing table does.
+    assert!(prefix_contains((ip("10.1.2.3"), 16), ip("10.1.99.99")));
+    assert!(prefix_contains((ip("fd00::"), 64), ip("fd00::ffff:1")));
+    assert!(!prefix_contains((ip("fd00::"), 64), ip("fd00:0:0:1::1")));
+    assert!(prefix_contains((ip("::"), 0), ip("2001:db8::1")));
+    assert!(
+        !prefix_contains((ip("0.0.0.0"), 0), ip("::ffff:10.0.0.1")),
+        "families never mix"
+    );
+    assert!(!prefix_contains((ip("::"), 0), ip("10.0.0.1")));
+}

@@ -45,6 +45,9 @@ pub struct PeerConfig {
     pub allowed_ips: Vec<(IpAddr, u8)>,
     /// Seconds; `None` when off (both parsers map `0` and `off` to `None`).
     pub persistent_keepalive: Option<u16>,
+    /// An address behind the peer that `/tunnel-test?peer=` pings through
+    /// the tunnel (TOML `probe`; wg-quick files have no such key).
+    pub probe: Option<IpAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,6 +226,43 @@ pub(crate) fn parse_u64(s: &str) -> Option<u64> {
         return None;
     }
     s.parse().ok()
+}
+
+/// Whether `prefix` (address, length) contains `ip`.
+pub fn prefix_contains(prefix: (IpAddr, u8), ip: IpAddr) -> bool {
+    let (bits, net, addr) = match (prefix.0, ip) {
+        (IpAddr::V4(n), IpAddr::V4(a)) => (32, u128::from(u32::from(n)), u128::from(u32::from(a))),
+        (IpAddr::V6(n), IpAddr::V6(a)) => (128, u128::from(n), u128::from(a)),
+        _ => return false,
+    };
+    let len = u32::from(prefix.1).min(bits);
+    if len == 0 {
+        return true;
+    }
+    let shift = bits - len;
+    net >> shift == addr >> shift
+}
+
+/// A peer's probe address: a unicast address its allowed IPs route to it
+/// (anything else would never cross the tunnel to that peer).
+pub(crate) fn validate_probe(ip: IpAddr, allowed_ips: &[(IpAddr, u8)]) -> Result<(), String> {
+    let special = match ip {
+        IpAddr::V4(a) => {
+            a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_broadcast()
+        }
+        IpAddr::V6(a) => a.is_unspecified() || a.is_loopback() || a.is_multicast(),
+    };
+    if special {
+        return Err(format!(
+            "probe {ip} is not a unicast address a peer can answer from"
+        ));
+    }
+    if !allowed_ips.iter().any(|&p| prefix_contains(p, ip)) {
+        return Err(format!(
+            "probe {ip} is not in the peer's allowed_ips, so it would not be routed through the tunnel to this peer"
+        ));
+    }
+    Ok(())
 }
 
 /// Resolves a key or token file path from the config relative to the

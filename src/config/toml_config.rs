@@ -6,11 +6,11 @@
 //! at the offending line too.
 use super::{
     find_duplicate, line_of, parse_cidr, parse_key, parse_u64, resolve_relative, validate_endpoint,
-    validate_interface_name, validate_mtu, AdminConfig, Config, ConfigError, InterfaceConfig,
-    KeySource, PeerConfig,
+    validate_interface_name, validate_mtu, validate_probe, AdminConfig, Config, ConfigError,
+    InterfaceConfig, KeySource, PeerConfig,
 };
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
@@ -51,6 +51,7 @@ struct RawPeer {
     #[serde(default)]
     allowed_ips: Vec<Spanned<String>>,
     persistent_keepalive: Option<Spanned<i64>>,
+    probe: Option<Spanned<String>>,
 }
 
 /// The environment variables [`apply_env`] reads.
@@ -177,12 +178,29 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
                 }
             },
         };
+        let probe = match &rp.probe {
+            None => None,
+            Some(v) => {
+                let ip: IpAddr = v.get_ref().parse().map_err(|_| {
+                    at(
+                        v.span(),
+                        format!(
+                            "invalid probe {:?}: expected one IP address (no prefix length)",
+                            v.get_ref()
+                        ),
+                    )
+                })?;
+                validate_probe(ip, &allowed_ips).map_err(|m| at(v.span(), m))?;
+                Some(ip)
+            }
+        };
         peers.push(PeerConfig {
             public_key,
             preshared_key,
             endpoint: rp.endpoint.map(Spanned::into_inner),
             allowed_ips,
             persistent_keepalive,
+            probe,
         });
     }
     Ok(Config {

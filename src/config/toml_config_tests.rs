@@ -25,6 +25,7 @@ preshared_key_file = "peer1.psk"
 endpoint = "192.0.2.1:51820"
 allowed_ips = ["10.100.0.2/32", "fd00:100::2/128"]
 persistent_keepalive = 25
+probe = "fd00:100::2"
 
 [[peer]]
 public_key = "Itut9G5WkuOcS9FOYJaud7rkmy2sZ+h7M5o2DR2Fqyc="
@@ -60,6 +61,7 @@ fn golden() {
                 endpoint: Some("192.0.2.1:51820".into()),
                 allowed_ips: vec![(ip("10.100.0.2"), 32), (ip("fd00:100::2"), 128)],
                 persistent_keepalive: Some(25),
+                probe: Some(ip("fd00:100::2")),
             },
             PeerConfig {
                 public_key: parse_base64_key(PK2).unwrap(),
@@ -67,6 +69,7 @@ fn golden() {
                 endpoint: Some("[2001:db8::1]:51820".into()),
                 allowed_ips: vec![(ip("10.100.0.3"), 32)],
                 persistent_keepalive: None,
+                probe: None,
             },
         ],
         admin: AdminConfig {
@@ -217,6 +220,36 @@ fn value_errors_name_the_line() {
         6,
         "invalid public_key",
     );
+    assert_err(
+        &peer("allowed_ips = [\"10.0.0.0/24\"]\nprobe = \"10.0.1.1\"\n"),
+        8,
+        "probe 10.0.1.1 is not in the peer's allowed_ips",
+    );
+    assert_err(
+        &peer("probe = \"10.0.0.1\"\n"),
+        7,
+        "not in the peer's allowed_ips",
+    );
+    assert_err(
+        &peer("allowed_ips = [\"10.0.0.0/24\"]\nprobe = \"10.0.0.0/24\"\n"),
+        8,
+        "invalid probe \"10.0.0.0/24\": expected one IP address",
+    );
+    assert_err(
+        &peer("allowed_ips = [\"0.0.0.0/0\"]\nprobe = \"224.0.0.1\"\n"),
+        8,
+        "not a unicast address",
+    );
+    assert_err(
+        &peer("allowed_ips = [\"::/0\"]\nprobe = \"::1\"\n"),
+        8,
+        "not a unicast address",
+    );
+    assert_err(
+        &peer("allowed_ips = [\"10.0.0.0/8\"]\nprobe = \"fd00::1\"\n"),
+        8,
+        "not in the peer's allowed_ips",
+    );
     let dup = format!(
         "{}\n[[peer]]\npublic_key = \"{PK1}\"\n\n[[peer]]\npublic_key = \"{PK2}\"\n\n[[peer]]\npublic_key = \"{PK1}\"\n",
         base("")
@@ -248,6 +281,13 @@ fn accepted_edge_values() {
         cfg.peers[0].endpoint.as_deref(),
         Some("vpn.example.com:51820")
     );
+    // A probe anywhere in a covering prefix, IPv4 or IPv6.
+    let cfg = parse_at(&base(&format!(
+        "\n[[peer]]\npublic_key = \"{PK1}\"\nallowed_ips = [\"10.9.0.0/16\", \"0.0.0.0/0\"]\nprobe = \"192.0.2.7\"\n\n[[peer]]\npublic_key = \"{PK2}\"\nallowed_ips = [\"fd00:9::/48\"]\nprobe = \"fd00:9:0:1::5\"\n"
+    )))
+    .unwrap();
+    assert_eq!(cfg.peers[0].probe, Some(ip("192.0.2.7")));
+    assert_eq!(cfg.peers[1].probe, Some(ip("fd00:9:0:1::5")));
 }
 
 fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {

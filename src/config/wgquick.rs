@@ -219,6 +219,9 @@ pub fn parse(text: &str, path: &Path) -> Result<WgQuickConfig, ConfigError> {
             endpoint: b.endpoint,
             allowed_ips: b.allowed_ips,
             persistent_keepalive: b.persistent_keepalive,
+            // wg-quick hands unknown [Peer] keys to `wg setconf`, which
+            // refuses them: a probe key would break the file for wg-quick.
+            probe: None,
         });
     }
 

@@ -73,6 +73,7 @@ fn golden() {
                     (ip("192.168.0.0"), 16),
                 ],
                 persistent_keepalive: Some(25),
+                probe: None,
             },
             PeerConfig {
                 public_key: key(PK2),
@@ -80,6 +81,7 @@ fn golden() {
                 endpoint: Some("[2001:db8::1]:51820".into()),
                 allowed_ips: vec![],
                 persistent_keepalive: None,
+                probe: None,
             },
         ],
         admin: AdminConfig::default(),
@@ -186,6 +188,12 @@ fn every_error_names_file_and_line() {
         &peer("Address = 10.0.0.1/32"),
         5,
         "unknown key Address in [Peer]",
+    );
+    // `wg setconf` would refuse it too: probes are a TOML-only setting.
+    assert_err(
+        &peer("ProbeAddress = 10.0.0.1"),
+        5,
+        "unknown key ProbeAddress in [Peer]",
     );
     assert_err("[Interface]\nPrivateKey = short\n", 2, "invalid PrivateKey");
     assert_err(

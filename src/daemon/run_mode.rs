@@ -13,7 +13,8 @@ use crate::io::linux_tun;
 use crate::io::linux_udp::LinuxBind;
 use crate::uapi::protocol::{AllowedIpChange, DeviceSet, PeerSet};
 use crate::uapi::server::UapiServer;
-use std::net::ToSocketAddrs;
+use std::collections::HashMap;
+use std::net::{IpAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -98,18 +99,30 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
         }
     };
     let admin = super::start_admin(&dev, &name, listen, token, gates);
+    admin.set_probe_addresses(probe_addresses(&cfg));
     admin
         .config_applied
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let mut current = cfg;
     let reason = wait(&dev, &uapi, || match reload(path, &dev, &current) {
-        Ok(new) => current = new,
+        Ok(new) => {
+            admin.set_probe_addresses(probe_addresses(&new));
+            current = new;
+        }
         Err(e) => tracing::error!("config reload failed, keeping the running config: {e}"),
     });
     tracing::info!(?reason, "stopping");
     dev.close();
     drop(uapi);
     0
+}
+
+/// The peers' probe addresses for `/tunnel-test?peer=`.
+fn probe_addresses(cfg: &Config) -> HashMap<[u8; 32], IpAddr> {
+    cfg.peers
+        .iter()
+        .filter_map(|p| Some((p.public_key, p.probe?)))
+        .collect()
 }
 
 /// Re-reads the file and applies the difference.

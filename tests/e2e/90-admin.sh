@@ -7,15 +7,20 @@
 #      preshared key;
 #   B  wireguard-go, the real peer for ?peer= and traffic;
 #   C  phantommesh run --config (TOML) with an admin token_file, a gates file
-#      whose technical gate cannot pass, RUST_LOG=trace.
+#      whose technical gate cannot pass, RUST_LOG=trace; peers D (with a
+#      probe address) and E (no endpoint);
+#   D  wireguard-go, C's real peer for probes through the tunnel.
 # Checks: readiness false before configuration and true after the first
 # passing self test; golden health bodies with ?verbose / ?exclude and one
 # check by name; readiness flipping with the TUN's link state; self and
 # peer tunnel tests, the hidden test peer, 429 for a concurrent test, 401
-# without the token, 404 for peers that are not configured; /metrics valid
+# without the token, 404 for peers that are not configured; per-peer probe
+# addresses (IPv4, IPv6, changed on SIGHUP, unanswered, outside the allowed
+# IPs: 400, invalid in the file: reload refused); /metrics valid
 # for promtool and moving with traffic; /gates and the gate / status
 # commands' exit codes; bad requests, huge bodies, slow clients and garbage
-# (4xx, bounded memory, still alive and forwarding); and no private or
+# (4xx, bounded memory and descriptors, health still answering, header and
+# body timeouts, still alive and forwarding); and no private or
 # preshared key in any answer or log line.
 # shellcheck disable=SC2016 # checks pass single-quoted code to eval
 source "$(dirname "$0")/lib.sh"
@@ -151,15 +156,18 @@ healthz check passed
 
 # ------------------------------------------------------------------- set-up
 
-ns_create "$NS_A" "$NS_B" "$NS_C"
+NS_D=$E2E_TAG-d
+ns_create "$NS_A" "$NS_B" "$NS_C" "$NS_D"
 ns_link "$NS_A" 1 "$NS_B" 2 0
-keygen a b c d
+ns_link "$NS_C" 3 "$NS_D" 4 1
+keygen a b c d e
 (umask 077 && wg genpsk >"$E2E_TMP/ab.psk" && wg genpsk >"$E2E_TMP/cd.psk")
 (umask 077 && head -c 24 /dev/urandom | od -An -tx1 -v | tr -d ' \n' >"$E2E_TMP/admin.token")
 TOKEN=$(cat "$E2E_TMP/admin.token")
 new_if IFA a
 new_if IFB b
 new_if IFC c
+new_if IFD d
 
 # Gates: A's can all pass (no throughput baseline for a test's trickle);
 # C's technical gate asks for an impossible P99.
@@ -171,12 +179,16 @@ require "gates files made" grep -q '">= 0/s"' "$E2E_TMP/gates-pass.toml"
 require "failing gates file made" grep -q '"<= 0.001ms"' "$E2E_TMP/gates-fail.toml"
 
 # C: run mode from a TOML file, started first so its self tests run meanwhile.
-cat >"$E2E_TMP/c.toml" <<EOF
+# c_toml PROBE [EXTRA_ALLOWED]: C's config; D's probe address is PROBE.
+c_toml() {
+  local extra=
+  [[ -z ${2:-} ]] || extra=", \"$2\""
+  cat >"$E2E_TMP/c.toml" <<EOF
 [interface]
 name = "$IFC"
 private_key_file = "$(keyfile c)"
 listen_port = 51823
-addresses = ["$(inner4 3)/24"]
+addresses = ["$(inner4 3)/24", "$(inner6 3)/64"]
 
 [admin]
 listen = "127.0.0.1:$PORT"
@@ -185,8 +197,16 @@ token_file = "$E2E_TMP/admin.token"
 [[peer]]
 public_key = "$(pub d)"
 preshared_key_file = "$E2E_TMP/cd.psk"
-allowed_ips = ["$(inner4 4)/32"]
+endpoint = "$(outer4 1 4):51824"
+allowed_ips = ["$(inner4 4)/32", "$(inner6 4)/128"$extra]
+probe = "$1"
+
+[[peer]]
+public_key = "$(pub e)"
+allowed_ips = ["$(inner4 5)/32"]
 EOF
+}
+c_toml "$(inner4 4)"
 ip netns exec "$NS_C" env RUST_LOG=trace PHANTOMMESH_SELF_TEST_INTERVAL=2 \
   PHANTOMMESH_GATES="$E2E_TMP/gates-fail.toml" "${PM_ARGV[@]}" run --config "$E2E_TMP/c.toml" \
   >"$E2E_TMP/$IFC.log" 2>&1 &
@@ -197,7 +217,9 @@ E2E_PID_OF[$IFC]=$!
 E2E_LOG_LEVEL=debug
 start_impl "$NS_A" "$IFA" "env PHANTOMMESH_SELF_TEST_INTERVAL=2 PHANTOMMESH_GATES=$E2E_TMP/gates-pass.toml $IMPL -f"
 start_impl "$NS_B" "$IFB" "$WGGO"
+start_impl "$NS_D" "$IFD" "$WGGO"
 PID_A=${E2E_PID_OF[$IFA]}
+PID_C=${E2E_PID_OF[$IFC]}
 admin_up() { req "$1" /livez --timeout 2 && [[ $CODE == 200 ]]; }
 require "A's admin server answers" wait_until 10 admin_up "$NS_A"
 
@@ -225,6 +247,9 @@ wg_in "$NS_A" set "$IFA" peer "$(pub b)" preshared-key "$E2E_TMP/ab.psk" \
   allowed-ips "$(inner4 2)/32,$(inner6 2)/128" endpoint "$(outer4 0 2):51822"
 wg_in "$NS_B" set "$IFB" peer "$(pub a)" preshared-key "$E2E_TMP/ab.psk" \
   allowed-ips "$(inner4 1)/32,$(inner6 1)/128" endpoint "$(outer4 0 1):51821"
+node_up "$NS_D" "$IFD" d 51824 4
+wg_in "$NS_D" set "$IFD" peer "$(pub c)" preshared-key "$E2E_TMP/cd.psk" \
+  allowed-ips "$(inner4 3)/32,$(inner6 3)/128" endpoint "$(outer4 1 3):51823"
 ready_ok() { req "$1" /readyz && [[ $CODE == 200 ]]; }
 if wait_until 20 ready_ok "$NS_A"; then
   pass "/readyz turns 200 after configuration ($((SECONDS - CONFIG_AT)) s)"
@@ -309,8 +334,8 @@ check "POST /tunnel-test?probes=5: 200, 5 probes" \
 check "GET /tunnel-test?probes=1000: 1000 probes all answered" \
   tt "$NS_A" '?probes=1000' 200 --ok --mode self --sent 1000
 KB=$(urlenc "$(pub b)")
-check "?peer=B (wireguard-go): 200, handshake timed" \
-  tt "$NS_A" "?peer=$KB" 200 --ok --mode peer --peer "$(pub b)"
+check "?peer=B (wireguard-go, no probe address): 200, handshake timed, no probes" \
+  tt "$NS_A" "?peer=$KB" 200 --ok --mode peer --peer "$(pub b)" --no-probe
 check "?peer=B also as POST" \
   eval 'ttest "$NS_A" "?peer=$KB" --method POST && got 200 && jcheck tunnel-test --ok --mode peer'
 check "?peer=<a key that is not configured>: 404" \
@@ -389,7 +414,56 @@ check "C: /tunnel-test with the token: 200, self test passes" \
 check "C: ?peer=<unknown> with the token: 404" \
   answer "$NS_C" "/tunnel-test?peer=$(urlenc "$(pub b)")" 404 --token "$TOKEN"
 check "C: ?peer=<configured, no endpoint> with the token: 503, not ok" \
-  eval 'ttest "$NS_C" "?peer=$(urlenc "$(pub d)")" --token "$TOKEN" && got 503 && jcheck tunnel-test --not-ok --mode peer'
+  eval 'ttest "$NS_C" "?peer=$(urlenc "$(pub e)")" --token "$TOKEN" && got 503 && jcheck tunnel-test --not-ok --mode peer --no-probe'
+
+say "per-peer probe addresses (C pings behind D through the tunnel)"
+KD=$(urlenc "$(pub d)")
+# ptest QUERY WANT_CODE [admin_check tunnel-test args...]: C's ?peer=D test.
+ptest() {
+  ttest "$NS_C" "?peer=$KD$1" --token "$TOKEN" && got "$2" &&
+    jcheck tunnel-test --mode peer --peer "$(pub d)" "${@:3}"
+}
+log_count() { grep -c -- "$1" "$E2E_TMP/$IFC.log" || true; }
+more_lines() { (($(log_count "$1") > $2)); }
+# hup_c PATTERN: SIGHUP to C; waits for one more log line with PATTERN.
+hup_c() {
+  local n
+  n=$(log_count "$1")
+  kill -HUP "$PID_C"
+  wait_until 10 more_lines "$1" "$n"
+}
+check "C: ?peer=D (wireguard-go, probe $(inner4 4)): 200, 20 probes all answered" \
+  ptest "" 200 --ok --probe-address "$(inner4 4)" --probe-sent 20 --probe-received 20
+check "C: ?peer=D&probes=5: 200, 5 probes all answered" \
+  ptest "&probes=5" 200 --ok --probe-sent 5 --probe-received 5
+c_toml 10.201.0.44 10.201.0.44/32
+check "C: SIGHUP, probe 10.201.0.44 (routed to D, no host there): reloaded" hup_c "config reloaded"
+check "C: ?peer=D&probes=3: 503, handshake ok but 0 of 3 probes answered" \
+  ptest "&probes=3" 503 --not-ok --probe-address 10.201.0.44 --probe-sent 3 \
+  --probe-received 0 --error-has "3 of 3 probes to 10.201.0.44 got no reply"
+c_toml "$(inner6 4)"
+cp "$E2E_TMP/c.toml" "$E2E_TMP/c-v6.toml"
+check "C: SIGHUP, probe $(inner6 4): reloaded" hup_c "config reloaded"
+check "C: ?peer=D: 200, 20 IPv6 probes all answered" \
+  ptest "" 200 --ok --probe-address "$(inner6 4)" --probe-sent 20 --probe-received 20
+c_toml 10.201.0.99
+reload_refused() { hup_c "config reload failed" && grep -qF -- "$1" "$E2E_TMP/$IFC.log"; }
+check "C: SIGHUP with a probe outside D's allowed_ips: reload refused, naming it" \
+  reload_refused "probe 10.201.0.99 is not in the peer's allowed_ips"
+check "C: after the refused reload the running probe address is kept" \
+  ptest "&probes=3" 200 --ok --probe-address "$(inner6 4)" --probe-sent 3
+wg_in "$NS_C" set "$IFC" peer "$(pub d)" allowed-ips "$(inner4 4)/32"
+error_is() { answer "$NS_C" "$1" "$2" --token "$TOKEN" && jcheck error --has "$3"; }
+check "C: D's allowed IPs changed over UAPI to exclude its probe: 400 saying so" \
+  error_is "/tunnel-test?peer=$KD" 400 \
+  "probe address $(inner6 4) of peer $(pub d) is outside that peer's allowed IPs ($(inner4 4)/32)"
+cp "$E2E_TMP/c-v6.toml" "$E2E_TMP/c.toml"
+check "C: SIGHUP restores D's allowed IPs" hup_c "config reloaded"
+check "C: ?peer=D&probes=5: 200 again" \
+  ptest "&probes=5" 200 --ok --probe-address "$(inner6 4)" --probe-sent 5 --probe-received 5
+check "C: D's traffic counters saw the probes" \
+  eval '(( $(wg_in "$NS_D" show "$IFD" transfer | awk "{print \$2}") > 20 * 84 ))'
+
 check "C: GET /gates: 200, technical fails on P99" \
   eval 'answer "$NS_C" /gates 200 && jcheck gates --fail --gate technical:fail --metric technical.p99_latency:fail'
 check "C: GET /gates/technical: 503" \
@@ -444,34 +518,48 @@ check "POST /tunnel-test with a 1 MiB chunked body: 413" \
   answer "$NS_A" '/tunnel-test?probes=1' 413 --method POST --body-size 1048576 --chunked
 check "GET /livez with a 5000-byte body: 413" answer "$NS_A" /livez 413 --body-size 5000
 
+fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 RSS0=$(rss_kb "$PID_A")
+FD0=$(fd_count "$PID_A")
 ip netns exec "$NS_A" python3 "$E2E_DIR/admin_abuse.py" slow 127.0.0.1 "$PORT" 100 6 \
   >"$E2E_TMP/slow.log" 2>&1 &
 SLOW_PID=$!
 E2E_PIDS+=("$SLOW_PID")
 sleep 1.5
-fast_livez() {
+# fast_health [PATH]: 200 "ok" within 1 s.
+fast_health() {
   local t0=$EPOCHREALTIME
-  req "$NS_A" /livez --timeout 3
+  req "$NS_A" "${1:-/livez}" --timeout 3
   got 200 "ok" &&
     python3 -c 'import sys; sys.exit(0 if float(sys.argv[2]) - float(sys.argv[1]) < 1.0 else 1)' \
       "$t0" "$EPOCHREALTIME"
 }
-check "slow clients: /livez still answers within 1 s" fast_livez
+check "slow clients: /livez still answers within 1 s" fast_health /livez
+check "slow clients: /healthz still answers within 1 s" fast_health /healthz
 check "slow clients: /metrics still answers" answer "$NS_A" /metrics 200 --timeout 5
 check "slow clients: /tunnel-test still works" tt "$NS_A" "?probes=5" 200 --ok
 RSS_MAX=$RSS0
+FD_MAX=$FD0
 for _ in 1 2 3 4 5 6 7 8; do
   r=$(rss_kb "$PID_A")
   ((r > RSS_MAX)) && RSS_MAX=$r
+  r=$(fd_count "$PID_A")
+  ((r > FD_MAX)) && FD_MAX=$r
   sleep 0.5
 done
 wait "$SLOW_PID" || true
 sed 's/^/    /' "$E2E_TMP/slow.log"
 say "RSS: ${RSS0} kB before the slow clients, at most ${RSS_MAX} kB with them"
 check "slow clients: RSS grew by less than 32 MiB" test $((RSS_MAX - RSS0)) -lt 32768
+say "descriptors: $FD0 before the slow clients, at most $FD_MAX with them (cap: 64 connections)"
+check "slow clients: at most 64 connections' worth of new descriptors" test $((FD_MAX - FD0)) -le 72
 check "slow clients gone: /livez answers" golden "$NS_A" /livez 200 "ok"
 
+# The server's own timeouts (10 s), measured while the garbage goes by.
+ip netns exec "$NS_A" python3 "$E2E_DIR/admin_abuse.py" timeouts 127.0.0.1 "$PORT" 10 \
+  >"$E2E_TMP/timeouts.log" 2>&1 &
+TIMEOUTS_PID=$!
+E2E_PIDS+=("$TIMEOUTS_PID")
 ip netns exec "$NS_A" python3 "$E2E_DIR/admin_abuse.py" garbage 127.0.0.1 "$PORT" \
   >"$E2E_TMP/garbage.log" 2>&1 || true
 sed 's/^/    /' "$E2E_TMP/garbage.log"
@@ -481,11 +569,15 @@ check "garbage: /livez 200" golden "$NS_A" /livez 200 "ok"
 check "garbage: /readyz 200" answer "$NS_A" /readyz 200
 check "garbage: the tunnel still pings" ping_ok "$NS_A" "$(inner4 2)"
 check "garbage: self test still passes" tt "$NS_A" "" 200 --ok --mode self
+TIMEOUTS_RC=0
+wait "$TIMEOUTS_PID" || TIMEOUTS_RC=$?
+sed 's/^/    /' "$E2E_TMP/timeouts.log"
+check "timeouts: unfinished or dripping request heads, a missing body (408) and an idle keep-alive all end after 10 s" \
+  test "$TIMEOUTS_RC" = 0
 
-# Stalled connections are held open (no header timeout); with more of them
-# than the daemon may have descriptors, accept() fails with EMFILE. That
-# may cost the admin server and the self test for a while, but the tunnel
-# must carry on, and everything must come back once they are gone.
+# More stalled connections than the daemon may have descriptors: the
+# connection cap (64, the longest idle closed first) keeps the admin server
+# well inside the limit, so health keeps answering and the tunnel carries on.
 if command -v prlimit >/dev/null; then
   say "stalled connections beyond the descriptor limit"
   # Only the soft limit moves: raising a hard limit back needs CAP_SYS_RESOURCE.
@@ -496,8 +588,13 @@ if command -v prlimit >/dev/null; then
   HOLD_PID=$!
   E2E_PIDS+=("$HOLD_PID")
   sleep 2.5
-  check "descriptors exhausted: the daemon keeps running" pid_alive "$PID_A"
-  check "descriptors exhausted: the tunnel still pings" ping_ok "$NS_A" "$(inner4 2)"
+  FD_HOLD=$(fd_count "$PID_A")
+  check "300 stalled connections: the daemon keeps running" pid_alive "$PID_A"
+  check "300 stalled connections: /livez answers within 1 s" fast_health /livez
+  check "300 stalled connections: /healthz answers within 1 s" fast_health /healthz
+  check "300 stalled connections: descriptors stay under the 128 limit ($FD_HOLD open)" \
+    test "$FD_HOLD" -lt 128
+  check "300 stalled connections: the tunnel still pings" ping_ok "$NS_A" "$(inner4 2)"
   wait "$HOLD_PID" || true
   sed 's/^/    /' "$E2E_TMP/hold.log"
   pid_alive "$PID_A" && { prlimit --pid "$PID_A" --nofile="$NOFILE": || say "cannot restore the descriptor limit"; }

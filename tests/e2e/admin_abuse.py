@@ -23,6 +23,13 @@
         Opens CONNECTIONS connections that each send a partial request,
         holds them SECONDS, closes them. With the daemon's descriptor limit
         below CONNECTIONS this exhausts its descriptors.
+    admin_abuse.py timeouts HOST PORT SECONDS
+        The server's timeouts, all SECONDS long: four connections opened
+        together: a request head that never ends, one that drips a header
+        byte every 0.5 s, a body announced and never sent, and a keep-alive
+        left idle after its answer. Passes when the first two are closed
+        unanswered (or with 408), the body one gets 408, the idle one is
+        closed, each within SECONDS - 0.5 to SECONDS + 3 s.
     admin_abuse.py garbage HOST PORT
         Malformed requests and random bytes, one connection each. Prints
         the status line each got (or how the connection ended).
@@ -254,6 +261,62 @@ def hold(host, port, n, seconds):
     return 0
 
 
+def timeouts(host, port, limit):
+    results = {}
+
+    def watch(name, sock, t0, drip=False):
+        data = b""
+        stop = threading.Event()
+        if drip:
+            def dripper():
+                while not stop.wait(0.5):
+                    try:
+                        sock.send(b"a")
+                    except OSError:
+                        return
+            threading.Thread(target=dripper, daemon=True).start()
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError as e:
+            data += f" ({type(e).__name__})".encode()
+        stop.set()
+        results[name] = (time.time() - t0, data.split(b"\r\n", 1)[0].decode("latin-1"))
+
+    def conn(first):
+        s = socket.create_connection((host, port), timeout=limit + 10)
+        s.sendall(first)
+        return s
+
+    t0 = time.time()
+    socks = {
+        "unfinished head": (conn(b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Slow: a"), False),
+        "dripping head": (conn(b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Drip: "), True),
+        "missing body": (conn(b"POST /livez HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789"), False),
+        "idle keep-alive": (conn(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n"), False),
+    }
+    threads = [threading.Thread(target=watch, args=(n, s, t0, d)) for n, (s, d) in socks.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s, _ in socks.values():
+        s.close()
+    bad = 0
+    want = {"unfinished head": ("", "HTTP/1.1 408"), "dripping head": ("", "HTTP/1.1 408"),
+            "missing body": ("HTTP/1.1 408",), "idle keep-alive": ("HTTP/1.1 200",)}
+    for name, (took, first) in results.items():
+        ok = limit - 0.5 <= took <= limit + 3 and any(first.startswith(w) if w else first == ""
+                                                       for w in want[name])
+        bad += not ok
+        print(f"{name}: ended after {took:.1f} s, answer {first or '(none)'!r}"
+              f"{'' if ok else '  <-- want ' + ' or '.join(repr(w) for w in want[name])}")
+    return 1 if bad else 0
+
+
 def garbage(host, port):
     rng = random.Random(7)
     payloads = [
@@ -321,6 +384,8 @@ def main() -> int:
         return slow(a[1], int(a[2]), int(a[3]), float(a[4]))
     if len(a) == 5 and a[0] == "hold":
         return hold(a[1], int(a[2]), int(a[3]), float(a[4]))
+    if len(a) == 4 and a[0] == "timeouts":
+        return timeouts(a[1], int(a[2]), float(a[3]))
     if len(a) == 3 and a[0] == "garbage":
         return garbage(a[1], int(a[2]))
     print(__doc__, file=sys.stderr)

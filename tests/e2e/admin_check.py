@@ -3,6 +3,8 @@
 
     admin_check.py tunnel-test FILE [--mode M] [--ok|--not-ok] [--sent N]
                                [--peer KEY] [--error-has TEXT]
+                               [--probe-address IP] [--probe-sent N]
+                               [--probe-received N] [--no-probe]
     admin_check.py error FILE [--has TEXT]      {"ok": false, "error": "..."}
     admin_check.py gates FILE [--pass|--fail] [--gate NAME:pass|fail]...
                               [--metric GATE.METRIC:pass|fail]...
@@ -61,6 +63,8 @@ def check_tunnel_test(path, args):
     keys = {"ok", "mode", "handshake_ms", "rtt", "sent", "received", "errors", "duration_ms"}
     if d.get("mode") == "peer":
         keys.add("peer")
+        if "probe" in d:
+            keys.add("probe")
     if set(d) != keys:
         problem(f"keys {sorted(d)} != {sorted(keys)}")
     if not isinstance(d.get("ok"), bool):
@@ -87,7 +91,13 @@ def check_tunnel_test(path, args):
             problem(f"rtt values are not numbers: {rtt!r}")
         elif not 0 <= rtt["p50_ms"] <= rtt["p99_ms"] <= rtt["max_ms"]:
             problem(f"rtt not ordered p50 <= p99 <= max: {rtt!r}")
+    probe = d.get("probe")
+    if probe is not None:
+        check_probe(probe)
     if d.get("ok") is True:
+        if isinstance(probe, dict) and not (probe.get("sent", 0) > 0 and
+                                            probe.get("sent") == probe.get("received")):
+            problem(f"ok but probes sent {probe.get('sent')} != received {probe.get('received')}")
         if errors:
             problem(f"ok but errors: {errors}")
         if hs is None:
@@ -114,6 +124,39 @@ def check_tunnel_test(path, args):
     has = opt_value(args, "--error-has")
     if has is not None and not any(has in e for e in errors):
         problem(f"no error mentions {has!r}: {errors}")
+    if "--no-probe" in args and probe is not None:
+        problem(f"want no probe, got {probe!r}")
+    want = {k: opt_value(args, f"--probe-{k}") for k in ("address", "sent", "received")}
+    if any(v is not None for v in want.values()):
+        if not isinstance(probe, dict):
+            problem(f"want probes, got probe={probe!r}")
+            return
+        for k, v in want.items():
+            if v is not None and str(probe.get(k)) != v:
+                problem(f"want probe {k}={v}, got {probe.get(k)!r}")
+        print(f"probes to {probe.get('address')}: {probe.get('received')}/{probe.get('sent')} "
+              f"answered, rtt {probe.get('rtt')}")
+
+
+def check_probe(p):
+    if not isinstance(p, dict) or set(p) != {"address", "sent", "received", "rtt"}:
+        problem(f"probe is not {{address, sent, received, rtt}}: {p!r}")
+        return
+    if not isinstance(p["address"], str) or not p["address"]:
+        problem(f"probe address is not an address: {p['address']!r}")
+    for k in ("sent", "received"):
+        if not (isinstance(p[k], int) and not isinstance(p[k], bool) and p[k] >= 0):
+            problem(f"probe {k} is not a count: {p[k]!r}")
+            return
+    if p["received"] > p["sent"]:
+        problem(f"probe received {p['received']} > sent {p['sent']}")
+    rtt = p["rtt"]
+    if (rtt is None) != (p["received"] == 0):
+        problem(f"probe rtt {rtt!r} with {p['received']} answers")
+    elif rtt is not None and not (isinstance(rtt, dict) and all(is_num(rtt.get(k)) for k in
+                                                               ("p50_ms", "p99_ms", "max_ms"))
+                                  and 0 <= rtt["p50_ms"] <= rtt["p99_ms"] <= rtt["max_ms"]):
+        problem(f"probe rtt is not ordered numbers: {rtt!r}")
 
 
 def check_error(path, args):
