@@ -136,6 +136,9 @@ pub struct Shared {
     pub workers: usize,
     /// The TUN reader's batch (see [`send::read_opportunistically`]).
     pub tun_reader: Mutex<send::TunReader>,
+    /// Set when packets were written to the TUN since the last
+    /// opportunistic read.
+    pub tun_written: AtomicBool,
     pub crypto_heartbeats: Vec<AtomicU64>,
 }
 
@@ -204,6 +207,7 @@ impl Device {
             rx_bufs: pipeline::BufPool::new(pool_cap),
             workers,
             tun_reader: Mutex::new(send::TunReader::new(tun_batch)),
+            tun_written: AtomicBool::new(false),
             crypto_heartbeats: (0..workers).map(|_| AtomicU64::new(0)).collect(),
         });
         let dev = Arc::new(Device {
@@ -273,16 +277,22 @@ fn pipeline_worker(s: &Shared, id: usize) {
     while !s.shutdown.load(Ordering::Relaxed) {
         s.crypto_heartbeats[id].store(s.now_ms(), Ordering::Relaxed);
         match s.crypto_rx.recv_timeout(std::time::Duration::from_millis(200)) {
-            Ok(job) => process(s, job),
+            Ok(job) => {
+                process(s, job);
+                if s.crypto_rx.is_empty() {
+                    send::read_opportunistically(s);
+                }
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
     }
 }
 
-/// Hands a queued job to the pipeline: small jobs on an idle pipeline are
-/// done by the caller (no thread wake-up for a lone packet), the rest by
-/// the crypto workers.
+/// Hands a queued job to the pipeline. Small jobs on an idle pipeline are
+/// done by the caller: a lone packet pays no thread wake-up, and many peers'
+/// single packets (a hand-off each would cost more than their crypto) stay
+/// on the reader. Bulk runs go to the crypto workers.
 pub(crate) fn submit(s: &Shared, job: Arc<pipeline::Job>, packets: usize) {
     if packets <= pipeline::INLINE_MAX && s.crypto_rx.is_empty() {
         process(s, job);

@@ -52,6 +52,7 @@ pub fn run(s: &Shared) {
         if n > 0 {
             let started = s.sample_packets.then(Instant::now);
             dispatch_batch(s, &mut storage, &meta[..n], &mut resolved, started);
+            super::send::read_opportunistically(s);
         }
     }
 }
@@ -213,8 +214,8 @@ pub(crate) fn finish_job(s: &Shared, d: &mut JobData) {
         bump(&s.stats.rx_bytes, bytes as u64);
         if let Err(e) = s.tun.write(&mut bufs, DATA_HEADER_LEN) {
             tracing::debug!(error = %e, "TUN write failed");
-        } else if delivered <= super::pipeline::INLINE_MAX {
-            super::send::read_opportunistically(s);
+        } else {
+            s.tun_written.store(true, Ordering::Relaxed);
         }
         if let Some(t) = d.started {
             s.hist.rx_packet.observe(t.elapsed());

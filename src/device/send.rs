@@ -89,12 +89,13 @@ pub fn run(s: &Shared) {
 /// How long the reader waits for buffers when all are in flight.
 const PATIENCE: Duration = Duration::from_millis(200);
 
-/// After a small inbound job reached the TUN: whatever the kernel answered
-/// at once (an echo reply, an ACK) is already queued on the TUN, so read and
-/// send it from this thread instead of waking the reader for it. Skipped
-/// when the reader is busy (it will see the packets itself).
+/// After inbound packets reached the TUN: whatever the kernel answered at
+/// once (echo replies, ACKs) is already queued on the TUN, so read and send
+/// it from this thread, one batch for everything just written, instead of
+/// waking the reader for it. Skipped when the reader is busy (it will see
+/// the packets itself).
 pub fn read_opportunistically(s: &Shared) {
-    if !s.tun.can_read_ready() {
+    if !s.tun.can_read_ready() || !s.tun_written.swap(false, Ordering::Relaxed) {
         return;
     }
     if let Some(mut r) = s.tun_reader.try_lock() {
