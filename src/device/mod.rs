@@ -170,7 +170,7 @@ impl Device {
         let (crypto_tx, crypto_rx) = crossbeam_channel::unbounded();
         // Room for the reader's batch and a few in flight per worker; more
         // would only add queueing delay.
-        let pool_cap = crate::io::MAX_BATCH * std::env::var("PHANTOMMESH_POOL").ok().and_then(|v| v.parse().ok()).unwrap_or(2 + workers.min(6));
+        let pool_cap = crate::io::MAX_BATCH * (2 + workers.min(6));
         let tun_batch = tun.batch_size();
         let shared = Arc::new(Shared {
             tun,
@@ -223,7 +223,9 @@ impl Device {
         th.push(spawn("pm-handshake", move || handshake::run(&s)));
         for id in 0..workers {
             let s = shared.clone();
-            th.push(spawn(&format!("pm-crypto-{id}"), move || pipeline_worker(&s, id)));
+            th.push(spawn(&format!("pm-crypto-{id}"), move || {
+                pipeline_worker(&s, id)
+            }));
         }
         let s = shared;
         th.push(spawn("pm-timers", move || timers::run(&s)));
@@ -276,7 +278,10 @@ fn pipeline_worker(s: &Shared, id: usize) {
     use crossbeam_channel::RecvTimeoutError;
     while !s.shutdown.load(Ordering::Relaxed) {
         s.crypto_heartbeats[id].store(s.now_ms(), Ordering::Relaxed);
-        match s.crypto_rx.recv_timeout(std::time::Duration::from_millis(200)) {
+        match s
+            .crypto_rx
+            .recv_timeout(std::time::Duration::from_millis(200))
+        {
             Ok(job) => {
                 process(s, job);
                 if s.crypto_rx.is_empty() {

@@ -195,9 +195,15 @@ fn fwmark_and_forced_buffers_as_root() {
     }
     let udp = LinuxUdp::bind(0, 0x5a17, Family::DualStack).unwrap();
     assert_eq!(udp.socket().mark().unwrap(), 0x5a17);
-    // The kernel doubles the value; FORCE must beat the default rmem_max.
-    assert!(udp.socket().recv_buffer_size().unwrap() >= SOCKET_BUFFER_BYTES);
+    // The kernel doubles the value; FORCE must beat the default wmem_max,
+    // and the receive buffer is the bounded size asked for (not the default).
     assert!(udp.socket().send_buffer_size().unwrap() >= SOCKET_BUFFER_BYTES);
+    let rcv = udp.socket().recv_buffer_size().unwrap();
+    let want = super::recv_buffer_bytes();
+    assert!(
+        rcv >= want && rcv <= 2 * want,
+        "receive buffer {rcv}, asked for {want}"
+    );
     let plain = LinuxUdp::bind(0, 0, Family::DualStack).unwrap();
     assert_eq!(plain.socket().mark().unwrap(), 0);
 }
