@@ -21,7 +21,9 @@ impl Node {
     fn new(net: &MemNetwork, ip: &str, port: u16, seed: u8) -> Node {
         let (tun, handle) = MemTun::new(&format!("mem{seed}"), 1420);
         let ip: IpAddr = ip.parse().unwrap();
-        let dev = Device::new(tun, Arc::new(net.bind(ip)));
+        // More crypto workers than this machine may have cores: ordering
+        // and delivery must not depend on how jobs land on them.
+        let dev = Device::with_workers(tun, Arc::new(net.bind(ip)), 4);
         let secret = [seed; 32];
         dev.apply(&DeviceSet {
             private_key: Some(secret),
@@ -157,19 +159,28 @@ fn batch_of_packets_arrives_in_order() {
         b"x",
     );
     send_until_delivered(&a, &b, &first);
-    for i in 0u32..500 {
-        a.tun.inject(&ipv4(
-            "10.0.0.1".parse().unwrap(),
-            "10.0.0.2".parse().unwrap(),
-            &i.to_be_bytes(),
-        ));
-    }
-    for i in 0u32..500 {
-        let got = b
-            .tun
-            .recv_timeout(Duration::from_secs(5))
-            .expect("packet lost");
-        assert_eq!(&got[20..24], &i.to_be_bytes(), "reordered");
+    // Rounds of sequence-numbered packets of varying size: batches large
+    // enough to go to the crypto workers, which finish them in any order.
+    let mut next = 0u32;
+    for round in 0..20usize {
+        let start = next;
+        for k in 0..400usize {
+            let mut payload = next.to_be_bytes().to_vec();
+            payload.resize(4 + (k * 7 + round) % 1300, 0x5a);
+            a.tun.inject(&ipv4(
+                "10.0.0.1".parse().unwrap(),
+                "10.0.0.2".parse().unwrap(),
+                &payload,
+            ));
+            next += 1;
+        }
+        for i in start..next {
+            let got = b
+                .tun
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap_or_else(|| panic!("packet {i} lost"));
+            assert_eq!(&got[20..24], &i.to_be_bytes(), "reordered at {i}");
+        }
     }
 }
 

@@ -320,10 +320,7 @@ fn process(s: &Shared, job: Arc<pipeline::Job>) {
     drop(job);
     let Some(peer) = peer else { return };
     match dir {
-        pipeline::Dir::Tx => peer.tx.drain(|j| {
-            send::finish_job(s, &mut j.data.lock());
-            s.jobs.recycle(j, &s.tx_bufs);
-        }),
+        pipeline::Dir::Tx => peer.tx.drain(|j| send::finish_job(s, j)),
         pipeline::Dir::Rx => peer.rx.drain(|j| {
             receive::finish_job(s, &mut j.data.lock());
             s.jobs.recycle(j, &s.rx_bufs);

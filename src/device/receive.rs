@@ -51,8 +51,10 @@ pub fn run(s: &Shared) {
         };
         if n > 0 {
             let started = s.sample_packets.then(Instant::now);
-            dispatch_batch(s, &mut storage, &meta[..n], &mut resolved, started);
-            super::send::read_opportunistically(s);
+            super::send::with_deferred_sends(s, || {
+                dispatch_batch(s, &mut storage, &meta[..n], &mut resolved, started);
+                super::send::read_opportunistically(s);
+            });
         }
     }
 }

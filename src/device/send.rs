@@ -6,7 +6,7 @@
 //! pooled buffers so the data header is written in front of them and the
 //! tag behind them: sealing is in place and nothing is allocated per packet.
 use super::peer::Peer;
-use super::pipeline::{Dir, JobData};
+use super::pipeline::{Dir, Job, JobData};
 use super::{bump, Shared};
 use crate::io::MAX_BATCH;
 use crate::noise::constants::{AEAD_TAG_LEN, DATA_HEADER_LEN, KEEPALIVE_LEN, MAX_STAGED_PACKETS};
@@ -65,11 +65,15 @@ pub fn run(s: &Shared) {
         let r = if split {
             match s.tun.wait_readable(Duration::from_millis(200)) {
                 Ok(false) => continue,
-                Ok(true) => read_and_dispatch(s, &mut s.tun_reader.lock(), true, PATIENCE),
+                Ok(true) => with_deferred_sends(s, || {
+                    read_and_dispatch(s, &mut s.tun_reader.lock(), true, PATIENCE)
+                }),
                 Err(e) => Err(e),
             }
         } else {
-            read_and_dispatch(s, &mut s.tun_reader.lock(), false, PATIENCE)
+            with_deferred_sends(s, || {
+                read_and_dispatch(s, &mut s.tun_reader.lock(), false, PATIENCE)
+            })
         };
         if let Err(e) = r {
             if s.shutdown.load(Ordering::Relaxed) {
@@ -99,7 +103,9 @@ pub fn read_opportunistically(s: &Shared) {
         return;
     }
     if let Some(mut r) = s.tun_reader.try_lock() {
-        let _ = read_and_dispatch(s, &mut r, true, Duration::ZERO);
+        with_deferred_sends(s, || {
+            let _ = read_and_dispatch(s, &mut r, true, Duration::ZERO);
+        });
     }
 }
 
@@ -233,25 +239,138 @@ pub(crate) fn seal_job(s: &Shared, d: &mut JobData) {
     }
 }
 
-/// In-order half: sends a sealed job (one batched send) and runs the
-/// peer's send timers.
-pub(crate) fn finish_job(s: &Shared, d: &mut JobData) {
-    let (Some(peer), Some(kp)) = (d.peer.clone(), d.keypair.clone()) else {
-        return;
-    };
-    let mtu = s.mtu.load(Ordering::Relaxed);
-    let slices: SmallVec<[&[u8]; MAX_BATCH]> = d
-        .bufs
-        .iter()
-        .zip(&d.lens)
-        .map(|(b, &len)| &b[..sealed_len(len, mtu)])
-        .collect();
-    if s.send_to_peer(&peer, &slices) {
-        bump(&s.stats.tx_packets, slices.len() as u64);
-        bump(&s.stats.tx_bytes, d.lens.iter().sum::<usize>() as u64);
+/// In-order half: runs the peer's send timers and sends the sealed job
+/// (one batched send), or keeps it for the thread's deferred send (see
+/// [`with_deferred_sends`]). Recycles the job once sent.
+pub(crate) fn finish_job(s: &Shared, job: Arc<Job>) {
+    {
+        let d = job.data.lock();
+        let (Some(peer), Some(kp)) = (d.peer.clone(), d.keypair.clone()) else {
+            drop(d);
+            s.jobs.recycle(job, &s.tx_bufs);
+            return;
+        };
+        drop(d);
+        s.with_peer(&peer, |st, env, out| st.on_sent(env, &kp, true, out));
     }
-    drop(slices);
-    s.with_peer(&peer, |st, env, out| st.on_sent(env, &kp, true, out));
+    let job = match DEFERRED.with(|q| q.borrow_mut().defer(job)) {
+        None => return,
+        Some(job) => job,
+    };
+    send_jobs(s, std::slice::from_ref(&job));
+    s.jobs.recycle(job, &s.tx_bufs);
+}
+
+/// Sealed jobs a thread holds back to send together.
+#[derive(Default)]
+struct Deferred {
+    active: bool,
+    jobs: Vec<Arc<Job>>,
+}
+
+impl Deferred {
+    /// Keeps the job if deferring is on; hands it back otherwise.
+    fn defer(&mut self, job: Arc<Job>) -> Option<Arc<Job>> {
+        if self.active {
+            self.jobs.push(job);
+            None
+        } else {
+            Some(job)
+        }
+    }
+}
+
+thread_local! {
+    static DEFERRED: std::cell::RefCell<Deferred> = std::cell::RefCell::new(Deferred::default());
+}
+
+/// Runs `f` with this thread's sends held back, then sends them together:
+/// a reader batch that reaches many peers (a reply each) costs one
+/// `sendmmsg` instead of one syscall per peer. Nested calls join the
+/// outermost one.
+pub fn with_deferred_sends<R>(s: &Shared, f: impl FnOnce() -> R) -> R {
+    let outer = DEFERRED.with(|q| !std::mem::replace(&mut q.borrow_mut().active, true));
+    let r = f();
+    if outer {
+        let mut jobs = DEFERRED.with(|q| {
+            let mut q = q.borrow_mut();
+            q.active = false;
+            std::mem::take(&mut q.jobs)
+        });
+        if !jobs.is_empty() {
+            send_jobs(s, &jobs);
+            for j in jobs.drain(..) {
+                s.jobs.recycle(j, &s.tx_bufs);
+            }
+        }
+        // Give the (now empty) vector back so its capacity is reused.
+        DEFERRED.with(|q| {
+            let mut q = q.borrow_mut();
+            if q.jobs.is_empty() {
+                q.jobs = jobs;
+            }
+        });
+    }
+    r
+}
+
+/// Sends sealed jobs in order: runs of single-datagram jobs (many peers)
+/// as one multi-destination batch, larger jobs each as one GSO batch.
+fn send_jobs(s: &Shared, jobs: &[Arc<Job>]) {
+    let Some(udp) = s.current_udp() else { return };
+    let mtu = s.mtu.load(Ordering::Relaxed);
+    let guards: SmallVec<[_; MAX_BATCH]> = jobs.iter().map(|j| j.data.lock()).collect();
+    let mut singles: SmallVec<[(&[u8], std::net::SocketAddr); MAX_BATCH]> = SmallVec::new();
+    let mut single_owners: SmallVec<[(&JobData, usize); MAX_BATCH]> = SmallVec::new();
+    let flush_singles =
+        |singles: &mut SmallVec<[(&[u8], std::net::SocketAddr); MAX_BATCH]>,
+         owners: &mut SmallVec<[(&JobData, usize); MAX_BATCH]>| {
+            if singles.is_empty() {
+                return;
+            }
+            if udp.send_many(singles).is_ok() {
+                for (d, wire) in owners.iter() {
+                    count_sent(s, d, *wire);
+                }
+            }
+            singles.clear();
+            owners.clear();
+        };
+    for d in guards.iter() {
+        let Some(peer) = d.peer.as_ref() else {
+            continue;
+        };
+        let Some(ep) = peer.endpoint() else { continue };
+        if d.bufs.len() == 1 {
+            let len = sealed_len(d.lens[0], mtu);
+            singles.push((&d.bufs[0][..len], ep));
+            single_owners.push((d, len));
+            if singles.len() == MAX_BATCH {
+                flush_singles(&mut singles, &mut single_owners);
+            }
+            continue;
+        }
+        // Order: this peer's earlier singles leave first.
+        flush_singles(&mut singles, &mut single_owners);
+        let slices: SmallVec<[&[u8]; MAX_BATCH]> = d
+            .bufs
+            .iter()
+            .zip(&d.lens)
+            .map(|(b, &len)| &b[..sealed_len(len, mtu)])
+            .collect();
+        if udp.send(&slices, ep).is_ok() {
+            count_sent(s, d, slices.iter().map(|b| b.len()).sum());
+        }
+    }
+    flush_singles(&mut singles, &mut single_owners);
+}
+
+fn count_sent(s: &Shared, d: &JobData, wire: usize) {
+    bump(&s.stats.tx_packets, d.bufs.len() as u64);
+    bump(&s.stats.tx_bytes, d.lens.iter().sum::<usize>() as u64);
+    if let Some(p) = d.peer.as_ref() {
+        p.add_tx(wire as u64);
+    }
     if let Some(t) = d.started {
         s.hist.tx_packet.observe(t.elapsed());
     }

@@ -684,6 +684,43 @@ impl Udp for LinuxUdp {
         Ok(())
     }
 
+    fn send_many(&self, msgs: &[(&[u8], SocketAddr)]) -> io::Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(closed_error());
+        }
+        for chunk in msgs.chunks(MAX_BATCH) {
+            let n = chunk.len();
+            let mut names = [RawAddr::zeroed(); MAX_BATCH];
+            // SAFETY (zeroed): iovec and mmsghdr are C structs valid when zeroed.
+            let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { zeroed() };
+            let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { zeroed() };
+            let mut lens = [0 as libc::socklen_t; MAX_BATCH];
+            for (i, (buf, dst)) in chunk.iter().enumerate() {
+                let (name, len) = RawAddr::from_std(self.dst_for_socket(*dst)?);
+                names[i] = name;
+                lens[i] = len;
+                // The kernel only reads send buffers; iovec has no const variant.
+                iovs[i] = libc::iovec {
+                    iov_base: buf.as_ptr() as *mut libc::c_void,
+                    iov_len: buf.len(),
+                };
+            }
+            let (iov_base, name_base) = (iovs.as_mut_ptr(), names.as_mut_ptr());
+            for (i, h) in hdrs.iter_mut().take(n).enumerate() {
+                // SAFETY: i < n <= MAX_BATCH, inside both arrays.
+                unsafe {
+                    h.msg_hdr.msg_name = name_base.add(i).cast();
+                    h.msg_hdr.msg_iov = iov_base.add(i);
+                }
+                h.msg_hdr.msg_namelen = lens[i];
+                h.msg_hdr.msg_iovlen = 1;
+            }
+            self.sendmmsg_all(&mut hdrs[..n])
+                .map_err(|e| with_context(e, format!("UDP send to {n} destinations")))?;
+        }
+        Ok(())
+    }
+
     fn port(&self) -> u16 {
         self.port
     }

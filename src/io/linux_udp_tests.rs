@@ -241,3 +241,37 @@ fn gso_runs_and_gro_coalescing_keep_every_datagram() {
     assert_eq!(got.len(), sent.len(), "datagrams lost");
     assert!(got == sent, "datagrams changed or reordered");
 }
+
+/// One multi-destination batch: every datagram reaches its own destination,
+/// in order, across both address families of a dual-stack socket.
+#[test]
+fn send_many_reaches_each_destination_in_order() {
+    let a = open(Family::DualStack);
+    let b = open(Family::DualStack);
+    let c = open(Family::DualStack);
+    let packets = numbered(150);
+    let msgs: Vec<(&[u8], SocketAddr)> = packets
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let dst = match i % 3 {
+                0 => SocketAddr::new("127.0.0.1".parse().unwrap(), b.port()),
+                1 => SocketAddr::new("::1".parse().unwrap(), c.port()),
+                _ => SocketAddr::new("127.0.0.1".parse().unwrap(), c.port()),
+            };
+            (p.as_slice(), dst)
+        })
+        .collect();
+    a.send_many(&msgs).unwrap();
+    let (to_b, _) = recv_n(&b, 50);
+    let (to_c, _) = recv_n(&c, 100);
+    let want_b: Vec<&Vec<u8>> = packets.iter().step_by(3).collect();
+    let want_c: Vec<&Vec<u8>> = packets
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 != 0)
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(to_b.iter().map(|(d, _)| d).collect::<Vec<_>>(), want_b);
+    assert_eq!(to_c.iter().map(|(d, _)| d).collect::<Vec<_>>(), want_c);
+}

@@ -97,6 +97,17 @@ pub trait Udp: Send + Sync {
     fn recv(&self, bufs: &mut [&mut [u8]], meta: &mut [RecvMeta]) -> io::Result<usize>;
     /// Sends every buffer in `bufs` to `dst` (one batch, one destination).
     fn send(&self, bufs: &[&[u8]], dst: SocketAddr) -> io::Result<()>;
+    /// Sends datagrams to several destinations at once, in order (one
+    /// `sendmmsg` on Linux): many peers' single packets cost one syscall.
+    fn send_many(&self, msgs: &[(&[u8], SocketAddr)]) -> io::Result<()> {
+        let mut res = Ok(());
+        for (buf, dst) in msgs {
+            if let Err(e) = self.send(&[buf], *dst) {
+                res = Err(e);
+            }
+        }
+        res
+    }
     /// The bound port (the chosen one when 0 was asked for).
     fn port(&self) -> u16;
     fn close(&self);
