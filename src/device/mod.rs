@@ -171,6 +171,11 @@ impl Device {
         // Room for the reader's batch and a few in flight per worker; more
         // would only add queueing delay.
         let pool_cap = crate::io::MAX_BATCH * (2 + workers.min(6));
+        tracing::info!(
+            workers,
+            buffers_per_direction = pool_cap,
+            "data path: crypto workers started"
+        );
         let tun_batch = tun.batch_size();
         let shared = Arc::new(Shared {
             tun,
