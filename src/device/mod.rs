@@ -256,13 +256,19 @@ impl Device {
         // Queued jobs hold their peer (and the peer its queues): break those
         // cycles so a closed device frees everything.
         let s = &self.shared;
+        let recycle = |job: Arc<pipeline::Job>| {
+            let bufs = match job.data.lock().dir {
+                pipeline::Dir::Tx => &s.tx_bufs,
+                pipeline::Dir::Rx => &s.rx_bufs,
+            };
+            s.jobs.recycle(job, bufs);
+        };
         while let Ok(job) = s.crypto_rx.try_recv() {
-            s.jobs.recycle(job, &s.tx_bufs);
+            recycle(job);
         }
         for peer in s.peers.read().values() {
-            for job in peer.tx.take_all().into_iter().chain(peer.rx.take_all()) {
-                s.jobs.recycle(job, &s.tx_bufs);
-            }
+            peer.tx.take_all().into_iter().for_each(recycle);
+            peer.rx.take_all().into_iter().for_each(recycle);
         }
     }
 

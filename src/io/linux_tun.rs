@@ -426,7 +426,6 @@ impl LinuxTun {
         bufs: &mut [&mut [u8]],
         sizes: &mut [usize],
         offset: usize,
-        revents: i16,
     ) -> io::Result<usize> {
         if let Some(b) = bufs.iter().find(|b| b.len() <= offset) {
             let msg = format!(
@@ -455,11 +454,6 @@ impl LinuxTun {
                 _ => return Err(self.fd_error(e, "read")),
             }
         }
-        // POLLERR with nothing to read would make every later poll return at
-        // once: report it instead of spinning.
-        if n == 0 && revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
-            return Err(self.gone_error(revents));
-        }
         Ok(n)
     }
 }
@@ -479,13 +473,7 @@ impl Tun for LinuxTun {
         sizes: &mut [usize],
         offset: usize,
     ) -> io::Result<usize> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(self.closed_error());
-        }
-        match self.poll_readable(READ_TIMEOUT)? {
-            None => Ok(0),
-            Some(revents) => self.drain(bufs, sizes, offset, revents),
-        }
+        super::read_when_ready(self, bufs, sizes, offset, READ_TIMEOUT)
     }
 
     fn wait_readable(&self, timeout: std::time::Duration) -> io::Result<bool> {
@@ -494,6 +482,8 @@ impl Tun for LinuxTun {
         }
         match self.poll_readable(timeout)? {
             None => Ok(false),
+            // POLLERR with nothing to read would make every later poll
+            // return at once: report it instead of spinning.
             Some(revents) if revents & libc::POLLIN == 0 => Err(self.gone_error(revents)),
             Some(_) => Ok(true),
         }
@@ -508,7 +498,7 @@ impl Tun for LinuxTun {
         if self.closed.load(Ordering::Acquire) {
             return Err(self.closed_error());
         }
-        self.drain(bufs, sizes, offset, libc::POLLIN)
+        self.drain(bufs, sizes, offset)
     }
 
     fn write(&self, bufs: &mut [&mut Vec<u8>], offset: usize) -> io::Result<()> {

@@ -73,6 +73,21 @@ pub trait Tun: Send + Sync {
     }
 }
 
+/// `Tun::read` for backends with [`Tun::wait_readable`] and
+/// [`Tun::read_ready`]: waits up to `timeout`, then reads what is queued.
+pub fn read_when_ready(
+    tun: &dyn Tun,
+    bufs: &mut [&mut [u8]],
+    sizes: &mut [usize],
+    offset: usize,
+    timeout: std::time::Duration,
+) -> io::Result<usize> {
+    if !tun.wait_readable(timeout)? {
+        return Ok(0);
+    }
+    tun.read_ready(bufs, sizes, offset)
+}
+
 /// Metadata of one received datagram.
 #[derive(Clone, Copy, Debug)]
 pub struct RecvMeta {

@@ -110,13 +110,7 @@ impl Tun for OffloadTun {
         sizes: &mut [usize],
         offset: usize,
     ) -> io::Result<usize> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(self.closed_error());
-        }
-        if !self.wait_readable(READ_TIMEOUT)? {
-            return Ok(0);
-        }
-        self.read_ready(bufs, sizes, offset)
+        super::read_when_ready(self, bufs, sizes, offset, READ_TIMEOUT)
     }
 
     fn wait_readable(&self, timeout: std::time::Duration) -> io::Result<bool> {
