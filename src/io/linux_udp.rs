@@ -339,11 +339,25 @@ impl LinuxUdp {
         name: &mut RawAddr,
         namelen: libc::socklen_t,
     ) -> io::Result<()> {
+        if bufs.len() <= SMALL_BATCH {
+            self.send_chunk_n::<SMALL_BATCH>(bufs, name, namelen)
+        } else {
+            self.send_chunk_n::<MAX_BATCH>(bufs, name, namelen)
+        }
+    }
+
+    /// [`Self::send_chunk`] with header arrays of N entries.
+    fn send_chunk_n<const N: usize>(
+        &self,
+        bufs: &[&[u8]],
+        name: &mut RawAddr,
+        namelen: libc::socklen_t,
+    ) -> io::Result<()> {
         let n = bufs.len();
-        debug_assert!(n <= MAX_BATCH);
+        assert!(n <= N);
         // SAFETY (zeroed): iovec and mmsghdr are C structs valid when zeroed.
-        let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { zeroed() };
-        let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { zeroed() };
+        let mut iovs: [libc::iovec; N] = unsafe { zeroed() };
+        let mut hdrs: [libc::mmsghdr; N] = unsafe { zeroed() };
         for (iov, buf) in iovs.iter_mut().zip(bufs) {
             // The kernel only reads send buffers; iovec just has no const variant.
             *iov = libc::iovec {
@@ -356,7 +370,7 @@ impl LinuxUdp {
         for (i, h) in hdrs.iter_mut().take(n).enumerate() {
             h.msg_hdr.msg_name = name_ptr.cast();
             h.msg_hdr.msg_namelen = namelen;
-            // SAFETY: i < n <= MAX_BATCH, inside `iovs`.
+            // SAFETY: i < n <= N, inside `iovs`.
             h.msg_hdr.msg_iov = unsafe { iov_base.add(i) };
             h.msg_hdr.msg_iovlen = 1;
         }
@@ -431,6 +445,15 @@ fn gso_supported(fd: RawFd) -> bool {
 /// Control-message space for one u16 (UDP_SEGMENT) or int (UDP_GRO).
 const CMSG_BUF: usize = 32;
 
+/// Batches up to this size use header arrays of this size: a send or
+/// receive zeroes its arrays on every call, and for one datagram zeroing
+/// MAX_BATCH headers (8 KiB of mmsghdr alone, often cold) cost more than
+/// the rest of the call.
+const SMALL_BATCH: usize = 8;
+
+/// Messages one UDP_GRO receive reads (each may hold MAX_GSO_SEGMENTS).
+const GRO_READS: usize = MAX_BATCH / super::udp_gso::MAX_GSO_SEGMENTS;
+
 #[repr(C, align(8))]
 #[derive(Clone, Copy)]
 struct CmsgBuf([u8; CMSG_BUF]);
@@ -444,17 +467,32 @@ impl LinuxUdp {
         name: &mut RawAddr,
         namelen: libc::socklen_t,
     ) -> io::Result<()> {
+        if bufs.len() <= SMALL_BATCH {
+            self.send_gso_n::<SMALL_BATCH>(bufs, name, namelen)
+        } else {
+            self.send_gso_n::<MAX_BATCH>(bufs, name, namelen)
+        }
+    }
+
+    /// [`Self::send_gso`] with arrays of N entries.
+    fn send_gso_n<const N: usize>(
+        &self,
+        bufs: &[&[u8]],
+        name: &mut RawAddr,
+        namelen: libc::socklen_t,
+    ) -> io::Result<()> {
         let n = bufs.len();
-        let mut lens = [0usize; MAX_BATCH];
+        assert!(n <= N);
+        let mut lens = [0usize; N];
         for (l, b) in lens.iter_mut().zip(bufs) {
             *l = b.len();
         }
-        let mut groups = [(0usize, 0usize); MAX_BATCH];
+        let mut groups = [(0usize, 0usize); N];
         let g = gso_groups(&lens[..n], &mut groups);
         // SAFETY (zeroed): iovec and mmsghdr are C structs valid when zeroed.
-        let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { zeroed() };
-        let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { zeroed() };
-        let mut cmsgs = [CmsgBuf([0; CMSG_BUF]); MAX_BATCH];
+        let mut iovs: [libc::iovec; N] = unsafe { zeroed() };
+        let mut hdrs: [libc::mmsghdr; N] = unsafe { zeroed() };
+        let mut cmsgs = [CmsgBuf([0; CMSG_BUF]); N];
         for (iov, buf) in iovs.iter_mut().zip(bufs) {
             *iov = libc::iovec {
                 iov_base: buf.as_ptr() as *mut libc::c_void,
@@ -466,7 +504,7 @@ impl LinuxUdp {
             let h = &mut hdrs[k].msg_hdr;
             h.msg_name = name_ptr.cast();
             h.msg_namelen = namelen;
-            // SAFETY: start < n <= MAX_BATCH, inside `iovs`.
+            // SAFETY: start < n <= N, inside `iovs`.
             h.msg_iov = unsafe { iovs.as_mut_ptr().add(start) };
             h.msg_iovlen = end - start;
             if end - start > 1 {
@@ -487,6 +525,39 @@ impl LinuxUdp {
         self.sendmmsg_all(&mut hdrs[..g])
     }
 
+    /// [`Udp::send_many`] for one chunk, with arrays of N entries.
+    fn send_many_n<const N: usize>(&self, chunk: &[(&[u8], SocketAddr)]) -> io::Result<()> {
+        let n = chunk.len();
+        assert!(n <= N);
+        let mut names = [RawAddr::zeroed(); N];
+        // SAFETY (zeroed): iovec and mmsghdr are C structs valid when zeroed.
+        let mut iovs: [libc::iovec; N] = unsafe { zeroed() };
+        let mut hdrs: [libc::mmsghdr; N] = unsafe { zeroed() };
+        let mut lens = [0 as libc::socklen_t; N];
+        for (i, (buf, dst)) in chunk.iter().enumerate() {
+            let (name, len) = RawAddr::from_std(self.dst_for_socket(*dst)?);
+            names[i] = name;
+            lens[i] = len;
+            // The kernel only reads send buffers; iovec has no const variant.
+            iovs[i] = libc::iovec {
+                iov_base: buf.as_ptr() as *mut libc::c_void,
+                iov_len: buf.len(),
+            };
+        }
+        let (iov_base, name_base) = (iovs.as_mut_ptr(), names.as_mut_ptr());
+        for (i, h) in hdrs.iter_mut().take(n).enumerate() {
+            // SAFETY: i < n <= N, inside both arrays.
+            unsafe {
+                h.msg_hdr.msg_name = name_base.add(i).cast();
+                h.msg_hdr.msg_iov = iov_base.add(i);
+            }
+            h.msg_hdr.msg_namelen = lens[i];
+            h.msg_hdr.msg_iovlen = 1;
+        }
+        self.sendmmsg_all(&mut hdrs[..n])
+            .map_err(|e| with_context(e, format!("UDP send to {n} destinations")))
+    }
+
     /// recvmmsg with UDP_GRO: reads a few (possibly coalesced) messages into
     /// the last buffers, then splits them into the batch from the front.
     fn recv_gro(&self, bufs: &mut [&mut [u8]], meta: &mut [RecvMeta]) -> io::Result<usize> {
@@ -494,13 +565,15 @@ impl LinuxUdp {
         // Each message may hold up to 64 datagrams: read so many that their
         // segments always fit in front of the unsplit ones (wireguard-go
         // reads 2 of 128 the same way).
-        let read = (n / super::udp_gso::MAX_GSO_SEGMENTS).max(1);
+        let read = (n / super::udp_gso::MAX_GSO_SEGMENTS).clamp(1, GRO_READS);
         let read_at = n - read;
-        let mut names = [RawAddr::zeroed(); MAX_BATCH];
+        // Arrays for the messages read only: zeroing MAX_BATCH of each
+        // would cost a lone datagram more than its syscall.
+        let mut names = [RawAddr::zeroed(); GRO_READS];
         // SAFETY (zeroed): iovec and mmsghdr are C structs valid when zeroed.
-        let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { zeroed() };
-        let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { zeroed() };
-        let mut cmsgs = [CmsgBuf([0; CMSG_BUF]); MAX_BATCH];
+        let mut iovs: [libc::iovec; GRO_READS] = unsafe { zeroed() };
+        let mut hdrs: [libc::mmsghdr; GRO_READS] = unsafe { zeroed() };
+        let mut cmsgs = [CmsgBuf([0; CMSG_BUF]); GRO_READS];
         for i in 0..read {
             let buf = &mut bufs[read_at + i];
             iovs[i] = libc::iovec {
@@ -689,34 +762,11 @@ impl Udp for LinuxUdp {
             return Err(closed_error());
         }
         for chunk in msgs.chunks(MAX_BATCH) {
-            let n = chunk.len();
-            let mut names = [RawAddr::zeroed(); MAX_BATCH];
-            // SAFETY (zeroed): iovec and mmsghdr are C structs valid when zeroed.
-            let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { zeroed() };
-            let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { zeroed() };
-            let mut lens = [0 as libc::socklen_t; MAX_BATCH];
-            for (i, (buf, dst)) in chunk.iter().enumerate() {
-                let (name, len) = RawAddr::from_std(self.dst_for_socket(*dst)?);
-                names[i] = name;
-                lens[i] = len;
-                // The kernel only reads send buffers; iovec has no const variant.
-                iovs[i] = libc::iovec {
-                    iov_base: buf.as_ptr() as *mut libc::c_void,
-                    iov_len: buf.len(),
-                };
+            if chunk.len() <= SMALL_BATCH {
+                self.send_many_n::<SMALL_BATCH>(chunk)?;
+            } else {
+                self.send_many_n::<MAX_BATCH>(chunk)?;
             }
-            let (iov_base, name_base) = (iovs.as_mut_ptr(), names.as_mut_ptr());
-            for (i, h) in hdrs.iter_mut().take(n).enumerate() {
-                // SAFETY: i < n <= MAX_BATCH, inside both arrays.
-                unsafe {
-                    h.msg_hdr.msg_name = name_base.add(i).cast();
-                    h.msg_hdr.msg_iov = iov_base.add(i);
-                }
-                h.msg_hdr.msg_namelen = lens[i];
-                h.msg_hdr.msg_iovlen = 1;
-            }
-            self.sendmmsg_all(&mut hdrs[..n])
-                .map_err(|e| with_context(e, format!("UDP send to {n} destinations")))?;
         }
         Ok(())
     }
