@@ -147,6 +147,22 @@ impl OrderedQueue {
         self.len() == 0
     }
 
+    /// Runs `f` under the queue's lock if no job is queued and none is
+    /// being delivered, so that a packet its caller handles outside the
+    /// queue cannot overtake an earlier one of the same peer (the caller
+    /// must be the only producer, or accept that one produced meanwhile
+    /// may overtake it). A drainer raises its flag before it takes the
+    /// last job, so an empty queue with the flag down means nothing is in
+    /// flight.
+    pub fn when_idle<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
+        let q = self.q.lock();
+        if q.is_empty() && !self.draining.load(Ordering::SeqCst) {
+            Some(f())
+        } else {
+            None
+        }
+    }
+
     /// Hands finished jobs from the head to `f`, in order, until the head is
     /// unfinished. Only one thread drains at a time; a thread that finds
     /// another draining returns at once, and the drainer looks at the head
@@ -355,6 +371,40 @@ mod tests {
         let out = out.lock();
         assert_eq!(out.len(), n, "no job stranded or repeated");
         assert!(out.windows(2).all(|w| w[0] + 1 == w[1]), "in order");
+    }
+
+    /// A packet may skip the queue only while nothing is queued and no
+    /// drainer is still delivering the last job it took.
+    #[test]
+    fn idle_means_empty_and_not_delivering() {
+        let pool = JobPool::default();
+        let q = Arc::new(OrderedQueue::default());
+        assert_eq!(q.when_idle(|| 7), Some(7));
+        let j = job(&pool);
+        q.push(j.clone());
+        assert_eq!(q.when_idle(|| 7), None, "a job is queued");
+        j.mark_done();
+        // While the drainer delivers the (now dequeued) job, the queue is
+        // empty but not idle.
+        let (inside_tx, inside_rx) = crossbeam_channel::bounded::<()>(0);
+        let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(0);
+        let q2 = q.clone();
+        let drainer = std::thread::spawn(move || {
+            q2.drain(|_| {
+                inside_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+            })
+        });
+        inside_rx.recv().unwrap();
+        assert!(q.is_empty());
+        assert_eq!(
+            q.when_idle(|| 7),
+            None,
+            "the last job is still being delivered"
+        );
+        release_tx.send(()).unwrap();
+        drainer.join().unwrap();
+        assert_eq!(q.when_idle(|| 7), Some(7));
     }
 
     #[test]

@@ -136,6 +136,16 @@ fn read_and_dispatch(
     let started = s.sample_packets.then(Instant::now);
     let (storage, sizes, targets) = (&mut r.storage, &r.sizes, &mut r.targets);
     route_batch(s, &storage[..n], &sizes[..n], &mut targets[..n]);
+    if n == 1 {
+        if let Some(peer) = targets[0].take() {
+            if !send_in_place(s, &peer, &mut storage[0], sizes[0], started) {
+                dispatch(s, &peer, &mut storage[..1], &sizes[..1], started);
+            }
+        } else {
+            bump(&s.stats.drop_no_route, 1);
+        }
+        return Ok(1);
+    }
     let mut i = 0;
     while i < n {
         let mut j = i + 1;
@@ -226,6 +236,51 @@ fn dispatch(
         return;
     }
     super::submit(s, job, taken);
+}
+
+/// A lone packet for a peer with nothing queued or in flight, sealed and sent
+/// by the reader itself: no job, no queue, no pool round trip (the buffer
+/// stays in its slot). On an idle tunnel each packet meets cold caches, and
+/// touching less memory is what shortens its way through. False when the
+/// pipeline is needed (busy peer or workers, held-back sends, no session).
+fn send_in_place(
+    s: &Shared,
+    peer: &Arc<Peer>,
+    buf: &mut [u8],
+    len: usize,
+    started: Option<Instant>,
+) -> bool {
+    if !s.crypto_rx.is_empty() || DEFERRED.with(|q| !q.borrow().jobs.is_empty()) {
+        return false;
+    }
+    let Some(ep) = peer.endpoint() else {
+        return false;
+    };
+    let kp = peer.state.lock().sending_keypair(Instant::now()).cloned();
+    let Some(kp) = kp else { return false };
+    // The counter is taken only while the queue is idle, so no queued
+    // packet of this peer can be older than this one.
+    let Some(Some(counter)) = peer.tx.when_idle(|| kp.next_counter()) else {
+        return false;
+    };
+    let mtu = s.mtu.load(Ordering::Relaxed);
+    let plen = padded_len(len, mtu);
+    buf[HEADROOM + len..HEADROOM + plen].fill(0);
+    kp.seal(counter, buf, plen);
+    s.with_peer(peer, |st, env, out| st.on_sent(env, &kp, true, out));
+    let wire = sealed_len(len, mtu);
+    let Some(udp) = s.current_udp() else {
+        return true;
+    };
+    if udp.send(&[&buf[..wire]], ep).is_ok() {
+        bump(&s.stats.tx_packets, 1);
+        bump(&s.stats.tx_bytes, len as u64);
+        peer.add_tx(wire as u64);
+        if let Some(t) = started {
+            s.hist.tx_packet.observe(t.elapsed());
+        }
+    }
+    true
 }
 
 /// Crypto-worker half: pads and seals every packet of the job in place.
