@@ -11,7 +11,10 @@
 //! thread.
 //!
 //! Small jobs on an idle pipeline are done inline by the reader: a lone ping
-//! or a TCP ACK does not pay a thread wake-up on its way through.
+//! or a TCP ACK does not pay a thread wake-up on its way through. When the
+//! peer has nothing queued or in flight ([`OrderedQueue::when_idle`]), such a
+//! packet skips the job and the queue too and is handled in its read buffer
+//! (`send::send_in_place`, `receive::open_in_place`).
 //!
 //! Buffers and jobs are recycled through pools, so the steady state allocates
 //! nothing; the buffer pool is bounded, and a reader that finds it empty
