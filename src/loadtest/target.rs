@@ -54,7 +54,7 @@ pub fn remove_peers_message(peers: &[PeerEntry]) -> String {
     s
 }
 
-/// The peers as a `wg addconf` / `wg setconf` fragment (no [Interface]).
+/// The peers as a `wg addconf` / `wg setconf` fragment (no `[Interface]`).
 pub fn peer_file(peers: &[PeerEntry]) -> String {
     let mut s = String::with_capacity(peers.len() * 100 + 200);
     s.push_str("# PhantomMesh load test peers: apply with `wg addconf IFNAME FILE`.\n");

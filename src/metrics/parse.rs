@@ -1,5 +1,5 @@
 //! A strict reader for the Prometheus text format, used to check what
-//! [`super::render`] writes (and usable by the admin plane's own tests).
+//! [`super::render()`] writes (and usable by the admin plane's own tests).
 //!
 //! Beyond the grammar it enforces what Prometheus needs to ingest a scrape
 //! cleanly and what this crate promises: every family has HELP and TYPE
