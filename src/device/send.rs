@@ -10,6 +10,7 @@ use super::pipeline::{Dir, Job, JobData};
 use super::{bump, Shared};
 use crate::io::MAX_BATCH;
 use crate::noise::constants::{AEAD_TAG_LEN, DATA_HEADER_LEN, KEEPALIVE_LEN, MAX_STAGED_PACKETS};
+use crate::noise::keypair::Keypair;
 use crate::noise::messages::padded_len;
 use smallvec::SmallVec;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -264,23 +265,23 @@ fn send_in_place(
         return false;
     };
     let mtu = s.mtu.load(Ordering::Relaxed);
-    let plen = padded_len(len, mtu);
-    buf[HEADROOM + len..HEADROOM + plen].fill(0);
-    kp.seal(counter, buf, plen);
+    seal_packet(&kp, counter, buf, len, mtu);
     s.with_peer(peer, |st, env, out| st.on_sent(env, &kp, true, out));
     let wire = sealed_len(len, mtu);
     let Some(udp) = s.current_udp() else {
         return true;
     };
     if udp.send(&[&buf[..wire]], ep).is_ok() {
-        bump(&s.stats.tx_packets, 1);
-        bump(&s.stats.tx_bytes, len as u64);
-        peer.add_tx(wire as u64);
-        if let Some(t) = started {
-            s.hist.tx_packet.observe(t.elapsed());
-        }
+        count_sent_packets(s, peer, 1, len, wire, started);
     }
     true
+}
+
+/// Pads the packet in `buf[HEADROOM..HEADROOM + len]` and seals it in place.
+fn seal_packet(kp: &Keypair, counter: u64, buf: &mut [u8], len: usize, mtu: usize) {
+    let plen = padded_len(len, mtu);
+    buf[HEADROOM + len..HEADROOM + plen].fill(0);
+    kp.seal(counter, buf, plen);
 }
 
 /// Crypto-worker half: pads and seals every packet of the job in place.
@@ -288,9 +289,7 @@ pub(crate) fn seal_job(s: &Shared, d: &mut JobData) {
     let Some(kp) = d.keypair.clone() else { return };
     let mtu = s.mtu.load(Ordering::Relaxed);
     for ((buf, &len), &counter) in d.bufs.iter_mut().zip(&d.lens).zip(&d.counters) {
-        let plen = padded_len(len, mtu);
-        buf[HEADROOM + len..HEADROOM + plen].fill(0);
-        kp.seal(counter, buf, plen);
+        seal_packet(&kp, counter, buf, len, mtu);
     }
 }
 
@@ -421,12 +420,26 @@ fn send_jobs(s: &Shared, jobs: &[Arc<Job>]) {
 }
 
 fn count_sent(s: &Shared, d: &JobData, wire: usize) {
-    bump(&s.stats.tx_packets, d.bufs.len() as u64);
-    bump(&s.stats.tx_bytes, d.lens.iter().sum::<usize>() as u64);
     if let Some(p) = d.peer.as_ref() {
-        p.add_tx(wire as u64);
+        let bytes = d.lens.iter().sum::<usize>();
+        count_sent_packets(s, p, d.bufs.len(), bytes, wire, d.started);
     }
-    if let Some(t) = d.started {
+}
+
+/// Counts packets sent to `peer`: inner bytes for the device, wire bytes
+/// for the peer, and the packet latency when sampled.
+fn count_sent_packets(
+    s: &Shared,
+    peer: &Peer,
+    packets: usize,
+    bytes: usize,
+    wire: usize,
+    started: Option<Instant>,
+) {
+    bump(&s.stats.tx_packets, packets as u64);
+    bump(&s.stats.tx_bytes, bytes as u64);
+    peer.add_tx(wire as u64);
+    if let Some(t) = started {
         s.hist.tx_packet.observe(t.elapsed());
     }
 }
