@@ -105,7 +105,13 @@ pub fn run(mut peers: Vec<SimPeer>, shared: &Shared) -> std::io::Result<Vec<Peer
         }
         if let Some(d) = drain_until {
             let pending: u64 = peers.iter().map(|p| p.probes_pending()).sum();
-            if now >= d || pending == 0 {
+            // Bulk packets go to the same echo target but are not tracked
+            // one by one: also wait (to the same deadline) until as many
+            // came back as were sent, or the last ones in flight would be
+            // counted as lost.
+            let c = &local.counters;
+            let bulk_out = c.bulk_sent.saturating_sub(c.bulk_received);
+            if now >= d || (pending == 0 && bulk_out == 0) {
                 break;
             }
         }
