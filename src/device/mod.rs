@@ -19,6 +19,7 @@
 //! batch, and a peer's `state` once per batch per peer.
 pub mod config;
 pub mod handshake;
+pub mod index_hash;
 pub mod peer;
 pub mod pipeline;
 pub mod ratelimiter;
@@ -55,6 +56,10 @@ pub struct IndexEntry {
     /// None while the index names a pending initiation.
     pub keypair: Option<Arc<Keypair>>,
 }
+
+/// Receiver index -> session. Every datagram looks its index up here.
+pub type IndexMap =
+    HashMap<u32, IndexEntry, std::hash::BuildHasherDefault<index_hash::IndexHasher>>;
 
 /// Counters the admin plane reads; relaxed atomics, bumped per batch.
 #[derive(Default)]
@@ -99,7 +104,7 @@ pub struct Shared {
     pub cookie_checker: Mutex<Option<CookieChecker>>,
     pub peers: RwLock<HashMap<[u8; 32], Arc<Peer>>>,
     pub allowed_ips: RwLock<AllowedIps<PeerRef>>,
-    pub index: RwLock<HashMap<u32, IndexEntry>>,
+    pub index: RwLock<IndexMap>,
     pub settings: Mutex<Settings>,
     pub rate_limiter: Mutex<RateLimiter>,
     /// Milliseconds since `epoch` until which the device counts as under load.
@@ -185,7 +190,7 @@ impl Device {
             cookie_checker: Mutex::new(None),
             peers: RwLock::new(HashMap::new()),
             allowed_ips: RwLock::new(AllowedIps::new()),
-            index: RwLock::new(HashMap::new()),
+            index: RwLock::new(IndexMap::default()),
             settings: Mutex::new(Settings {
                 listen_port: 0,
                 fwmark: 0,

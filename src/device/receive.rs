@@ -29,15 +29,21 @@ pub fn run(s: &Shared) {
     let mut meta = vec![RecvMeta::default(); MAX_BATCH];
     let mut resolved: Vec<Option<(Arc<Peer>, Arc<Keypair>)>> = vec![None; MAX_BATCH];
     let mut scratch = JobData::default();
+    // Slots before this may have lent their buffer to a job (see TunReader).
+    let mut lent = MAX_BATCH;
     while !s.shutdown.load(Ordering::Relaxed) {
         s.heartbeat(super::HB_RECEIVE);
         let Some(udp) = s.current_udp() else {
             std::thread::sleep(Duration::from_millis(20));
             continue;
         };
-        if !s.rx_bufs.fill(&mut storage, Duration::from_millis(200)) {
+        if !s
+            .rx_bufs
+            .fill(&mut storage[..lent], Duration::from_millis(200))
+        {
             continue;
         }
+        lent = 0;
         let n = {
             let mut bufs: SmallVec<[&mut [u8]; MAX_BATCH]> =
                 storage.iter_mut().map(|b| &mut b[..]).collect();
@@ -51,6 +57,7 @@ pub fn run(s: &Shared) {
             }
         };
         if n > 0 {
+            lent = n;
             let started = s.sample_packets.then(Instant::now);
             super::send::with_deferred_sends(s, || {
                 dispatch_batch(
@@ -185,11 +192,13 @@ fn open_in_place(
 /// applies cryptokey routing to what comes out (the inner source must be one
 /// of the sender's allowed IPs).
 pub(crate) fn open_job(s: &Shared, d: &mut JobData) {
-    let (Some(peer), Some(kp)) = (d.peer.clone(), d.keypair.clone()) else {
+    // Borrowed, not cloned: each clone is an atomic on a line the other
+    // threads also touch, and this runs for every inbound batch.
+    let (Some(peer), Some(kp)) = (d.peer.as_ref(), d.keypair.as_ref()) else {
         return;
     };
     d.outcomes.clear();
-    if !keypair_usable(&kp, Instant::now()) {
+    if !keypair_usable(kp, Instant::now()) {
         bump(&s.stats.drop_no_session, d.bufs.len() as u64);
         d.outcomes.resize(d.bufs.len(), RxOutcome::Dropped);
         return;
@@ -237,7 +246,7 @@ pub(crate) fn open_job(s: &Shared, d: &mut JobData) {
 /// one TUN write. Each buffer is cut to its packet for the write (an
 /// offloading TUN may coalesce them, GRO); the pool restores the lengths.
 pub(crate) fn finish_job(s: &Shared, d: &mut JobData) {
-    let (Some(peer), Some(kp)) = (d.peer.clone(), d.keypair.clone()) else {
+    let (Some(peer), Some(kp)) = (d.peer.as_ref(), d.keypair.as_ref()) else {
         return;
     };
     let mut wire = 0usize;
@@ -255,7 +264,7 @@ pub(crate) fn finish_job(s: &Shared, d: &mut JobData) {
     let Some(src) = last_src else { return };
     peer.set_endpoint(src);
     peer.add_rx(wire as u64);
-    s.with_peer(&peer, |st, env, out| st.on_received(env, &kp, data, out));
+    s.with_peer(peer, |st, env, out| st.on_received(env, kp, data, out));
     let mut delivered = 0usize;
     let mut bytes = 0usize;
     let mut bufs: SmallVec<[&mut Vec<u8>; MAX_BATCH]> = SmallVec::new();

@@ -42,6 +42,9 @@ pub fn destination(pkt: &[u8]) -> Option<IpAddr> {
 /// [`read_opportunistically`]).
 pub struct TunReader {
     storage: Vec<Vec<u8>>,
+    /// Slots before this may have lent their buffer out (to a job) since
+    /// the last refill; the rest still hold theirs.
+    lent: usize,
     sizes: Vec<usize>,
     targets: Vec<Option<Arc<Peer>>>,
 }
@@ -51,6 +54,7 @@ impl TunReader {
         let batch = batch.clamp(1, MAX_BATCH);
         TunReader {
             storage: (0..batch).map(|_| Vec::new()).collect(),
+            lent: batch,
             sizes: vec![0; batch],
             targets: vec![None; batch],
         }
@@ -119,21 +123,21 @@ fn read_and_dispatch(
 ) -> std::io::Result<usize> {
     // Buffers of the last batch went to jobs; take fresh ones (waits while
     // every buffer is in flight: back-pressure, bounded memory).
-    if !s.tx_bufs.fill(&mut r.storage, patience) {
+    // Only the slots the last batch used can be empty: an idle tunnel's
+    // lone packet then touches one slot instead of the whole batch.
+    if !s.tx_bufs.fill(&mut r.storage[..r.lent], patience) {
         return Ok(0);
     }
-    let n = {
-        let mut bufs: SmallVec<[&mut [u8]; MAX_BATCH]> =
-            r.storage.iter_mut().map(|b| &mut b[..]).collect();
-        if ready_only {
-            s.tun.read_ready(&mut bufs, &mut r.sizes, HEADROOM)?
-        } else {
-            s.tun.read(&mut bufs, &mut r.sizes, HEADROOM)?
-        }
+    r.lent = 0;
+    let n = if ready_only {
+        s.tun.read_ready(&mut r.storage, &mut r.sizes, HEADROOM)?
+    } else {
+        s.tun.read(&mut r.storage, &mut r.sizes, HEADROOM)?
     };
     if n == 0 {
         return Ok(0);
     }
+    r.lent = n;
     let started = s.sample_packets.then(Instant::now);
     let (storage, sizes, targets) = (&mut r.storage, &r.sizes, &mut r.targets);
     route_batch(s, &storage[..n], &sizes[..n], &mut targets[..n]);

@@ -421,23 +421,22 @@ impl LinuxTun {
     }
 
     /// Reads what is queued now (the fd is non-blocking): that is the batch.
-    fn drain(
-        &self,
-        bufs: &mut [&mut [u8]],
-        sizes: &mut [usize],
-        offset: usize,
-    ) -> io::Result<usize> {
-        if let Some(b) = bufs.iter().find(|b| b.len() <= offset) {
-            let msg = format!(
-                "no room after offset {offset} in a buffer of {} bytes",
-                b.len()
-            );
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
-        }
+    fn drain(&self, bufs: &mut [Vec<u8>], sizes: &mut [usize], offset: usize) -> io::Result<usize> {
         let max = bufs.len().min(sizes.len());
         let mut n = 0;
         while n < max {
-            let buf = &mut bufs[n][offset..];
+            // Checked as each buffer is reached: a pass over the whole batch
+            // first would touch every buffer for one packet.
+            let Some(buf) = bufs[n].get_mut(offset..).filter(|b| !b.is_empty()) else {
+                if n > 0 {
+                    break;
+                }
+                let msg = format!(
+                    "no room after offset {offset} in a buffer of {} bytes",
+                    bufs[n].len()
+                );
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
+            };
             // SAFETY: `buf` is writable for its length.
             let r = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             if r >= 0 {
@@ -467,12 +466,7 @@ impl Tun for LinuxTun {
         vec![("tun_tso", false), ("tun_uso", false)]
     }
 
-    fn read(
-        &self,
-        bufs: &mut [&mut [u8]],
-        sizes: &mut [usize],
-        offset: usize,
-    ) -> io::Result<usize> {
+    fn read(&self, bufs: &mut [Vec<u8>], sizes: &mut [usize], offset: usize) -> io::Result<usize> {
         super::read_when_ready(self, bufs, sizes, offset, READ_TIMEOUT)
     }
 
@@ -491,7 +485,7 @@ impl Tun for LinuxTun {
 
     fn read_ready(
         &self,
-        bufs: &mut [&mut [u8]],
+        bufs: &mut [Vec<u8>],
         sizes: &mut [usize],
         offset: usize,
     ) -> io::Result<usize> {

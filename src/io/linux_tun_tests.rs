@@ -162,11 +162,10 @@ fn read_udp(tun: &LinuxTun, dst: SocketAddr, want: usize) -> (Vec<(SocketAddr, V
     let (mut got, mut biggest) = (Vec::new(), 0);
     let deadline = Instant::now() + Duration::from_secs(3);
     while got.len() < want && Instant::now() < deadline {
-        let mut bufs: Vec<&mut [u8]> = store.iter_mut().map(|b| b.as_mut_slice()).collect();
-        let n = tun.read(&mut bufs, &mut sizes, OFFSET).unwrap();
+        let n = tun.read(&mut store, &mut sizes, OFFSET).unwrap();
         biggest = biggest.max(n);
         // The kernel may also send IPv6 chatter (MLD, router solicitations).
-        for (b, &len) in bufs.iter().zip(&sizes).take(n) {
+        for (b, &len) in store.iter().zip(&sizes).take(n) {
             if let Some((src, d, payload)) = parse_ipv4_udp(&b[OFFSET..OFFSET + len]) {
                 if d == dst {
                     got.push((src, payload));
@@ -255,8 +254,8 @@ fn tun_in_namespace_carries_packets_and_notices_deletion() {
 
         delete_link(NAME);
         assert!(!tun.exists());
-        let mut store = [0u8; 64];
-        let err = tun.read(&mut [&mut store[..]], &mut [0], 0).unwrap_err();
+        let mut store = [vec![0u8; 64]];
+        let err = tun.read(&mut store, &mut [0], 0).unwrap_err();
         assert!(err.to_string().contains("gone"), "{err}");
     });
 }
@@ -272,9 +271,9 @@ fn close_wakes_readers_and_removes_the_interface() {
         let reader = {
             let tun = tun.clone();
             std::thread::spawn(move || {
-                let mut store = [0u8; 2048];
+                let mut store = [vec![0u8; 2048]];
                 loop {
-                    if let Err(e) = tun.read(&mut [&mut store[..]], &mut [0], 0) {
+                    if let Err(e) = tun.read(&mut store, &mut [0], 0) {
                         return e.kind();
                     }
                 }

@@ -344,3 +344,42 @@ fn batches_around_the_small_array_size_arrive_in_order() {
         }
     }
 }
+
+/// A GRO receive splits each message into the slots after the previous
+/// message's datagrams, last message first: an empty datagram between two
+/// coalesced runs must keep its place (reported empty) and leave both runs
+/// intact and in order.
+#[test]
+fn empty_datagram_between_coalesced_runs_keeps_its_place() {
+    let rx = open(Family::DualStack);
+    let tx = open(Family::DualStack);
+    let plain = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dst = SocketAddr::from(([127, 0, 0, 1], rx.port()));
+    let run = |tag: u8, count: usize, len: usize| -> Vec<Vec<u8>> {
+        (0..count)
+            .map(|i| vec![tag.wrapping_add(i as u8); len])
+            .collect()
+    };
+    let (first, second) = (run(0x10, 5, 900), run(0x80, 3, 300));
+    let refs = |r: &Vec<Vec<u8>>| r.iter().map(|d| d.to_vec()).collect::<Vec<_>>();
+    let send_run = |r: &Vec<Vec<u8>>| {
+        let v = refs(r);
+        let s: Vec<&[u8]> = v.iter().map(|d| d.as_slice()).collect();
+        tx.send(&s, dst).unwrap();
+    };
+    // Both runs from one socket, the empty datagram from another: the
+    // kernel coalesces only datagrams of one flow.
+    send_run(&first);
+    plain.send_to(&[], dst).unwrap();
+    send_run(&second);
+    let got = recv_coalesced(&rx, MAX_BATCH, first.len() + second.len() + 1);
+    let mut want: Vec<Vec<u8>> = first.clone();
+    want.push(Vec::new());
+    want.extend(second.iter().cloned());
+    // Sent from one thread over loopback, they queue in sending order.
+    assert_eq!(got.len(), want.len(), "datagrams lost");
+    assert!(
+        got == want,
+        "datagrams changed, reordered or the empty one moved"
+    );
+}

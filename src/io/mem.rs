@@ -389,12 +389,7 @@ fn offset_error(offset: usize, len: usize) -> io::Error {
 }
 
 impl Tun for MemTun {
-    fn read(
-        &self,
-        bufs: &mut [&mut [u8]],
-        sizes: &mut [usize],
-        offset: usize,
-    ) -> io::Result<usize> {
+    fn read(&self, bufs: &mut [Vec<u8>], sizes: &mut [usize], offset: usize) -> io::Result<usize> {
         self.check_open()?;
         if let Some(b) = bufs.iter().find(|b| b.len() < offset) {
             return Err(offset_error(offset, b.len()));

@@ -203,8 +203,7 @@ fn tun_batches_in_both_directions() {
         assert!(handle.inject(&[0x45, i, i, i]));
     }
     let offset = 16;
-    let mut store = vec![vec![0u8; 64]; 8];
-    let mut bufs: Vec<&mut [u8]> = store.iter_mut().map(|b| b.as_mut_slice()).collect();
+    let mut bufs = vec![vec![0u8; 64]; 8];
     let mut sizes = [0usize; 8];
     assert_eq!(tun.read(&mut bufs, &mut sizes, offset).unwrap(), 5);
     for i in 0..5 {
@@ -240,12 +239,12 @@ fn tun_batches_in_both_directions() {
 #[test]
 fn tun_idle_read_times_out_and_rejects_bad_offset() {
     let (tun, _handle) = MemTun::new("mem0", 1420);
-    let mut store = [0u8; 32];
+    let mut store = [vec![0u8; 32]];
     let mut sizes = [0usize; 1];
     let t = Instant::now();
-    assert_eq!(tun.read(&mut [&mut store[..]], &mut sizes, 0).unwrap(), 0);
+    assert_eq!(tun.read(&mut store, &mut sizes, 0).unwrap(), 0);
     assert!(t.elapsed() >= Duration::from_millis(40));
-    let err = tun.read(&mut [&mut store[..]], &mut sizes, 33).unwrap_err();
+    let err = tun.read(&mut store, &mut sizes, 33).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     assert_eq!(
         tun.write(&mut [&mut vec![1u8, 2]], 3).unwrap_err().kind(),
@@ -260,10 +259,10 @@ fn tun_close_and_delete() {
     let reader = {
         let tun = tun.clone();
         std::thread::spawn(move || {
-            let mut store = [0u8; 32];
+            let mut store = [vec![0u8; 32]];
             let mut sizes = [0usize; 1];
             loop {
-                if let Err(e) = tun.read(&mut [&mut store[..]], &mut sizes, 0) {
+                if let Err(e) = tun.read(&mut store, &mut sizes, 0) {
                     return e.kind();
                 }
             }
@@ -279,9 +278,7 @@ fn tun_close_and_delete() {
     let (tun, handle) = MemTun::new("mem1", 1420);
     handle.delete();
     assert!(!tun.exists());
-    let mut store = [0u8; 32];
-    let err = tun
-        .read(&mut [&mut store[..]], &mut [0usize; 1], 0)
-        .unwrap_err();
+    let mut store = [vec![0u8; 32]];
+    let err = tun.read(&mut store, &mut [0usize; 1], 0).unwrap_err();
     assert!(err.to_string().contains("deleted"), "{err}");
 }

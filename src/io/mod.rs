@@ -29,8 +29,11 @@ pub trait Tun: Send + Sync {
     /// its length into `sizes[i]`. Blocks until at least one packet arrives
     /// or a short internal timeout passes (then returns `Ok(0)` so loops can
     /// notice shutdown). After [`Tun::close`] it returns an error.
-    fn read(&self, bufs: &mut [&mut [u8]], sizes: &mut [usize], offset: usize)
-        -> io::Result<usize>;
+    ///
+    /// Buffers are passed whole (each Vec's length is its room), not as a
+    /// slice of slices: building one for the whole batch on every read
+    /// cost an idle tunnel's lone packet more than the read itself.
+    fn read(&self, bufs: &mut [Vec<u8>], sizes: &mut [usize], offset: usize) -> io::Result<usize>;
     /// Writes every packet `bufs[i][offset..]` (each Vec's length marks its
     /// packet's end; `offset` leaves room in front, at least
     /// [`WRITE_HEADROOM`] bytes). The buffers may be rewritten and grown: an
@@ -49,7 +52,7 @@ pub trait Tun: Send + Sync {
     /// Backends without it answer `Unsupported`.
     fn read_ready(
         &self,
-        bufs: &mut [&mut [u8]],
+        bufs: &mut [Vec<u8>],
         sizes: &mut [usize],
         offset: usize,
     ) -> io::Result<usize> {
@@ -77,7 +80,7 @@ pub trait Tun: Send + Sync {
 /// [`Tun::read_ready`]: waits up to `timeout`, then reads what is queued.
 pub fn read_when_ready(
     tun: &dyn Tun,
-    bufs: &mut [&mut [u8]],
+    bufs: &mut [Vec<u8>],
     sizes: &mut [usize],
     offset: usize,
     timeout: std::time::Duration,

@@ -104,12 +104,7 @@ fn if_index(name: &str) -> u32 {
 }
 
 impl Tun for OffloadTun {
-    fn read(
-        &self,
-        bufs: &mut [&mut [u8]],
-        sizes: &mut [usize],
-        offset: usize,
-    ) -> io::Result<usize> {
+    fn read(&self, bufs: &mut [Vec<u8>], sizes: &mut [usize], offset: usize) -> io::Result<usize> {
         super::read_when_ready(self, bufs, sizes, offset, READ_TIMEOUT)
     }
 
@@ -140,7 +135,7 @@ impl Tun for OffloadTun {
 
     fn read_ready(
         &self,
-        bufs: &mut [&mut [u8]],
+        bufs: &mut [Vec<u8>],
         sizes: &mut [usize],
         offset: usize,
     ) -> io::Result<usize> {
