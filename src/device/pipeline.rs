@@ -85,10 +85,17 @@ pub struct JobData {
 }
 
 impl JobData {
+    /// Empties the job; its buffers go back to the pool.
     fn reset(&mut self, bufs: &BufPool) {
+        bufs.put(self.bufs.drain(..));
+        self.clear_keeping_bufs();
+    }
+
+    /// Empties everything but `bufs`, which their owner takes back itself
+    /// (the in-place receive returns them to its batch slots).
+    pub(crate) fn clear_keeping_bufs(&mut self) {
         self.peer = None;
         self.keypair = None;
-        bufs.put(self.bufs.drain(..));
         self.lens.clear();
         self.counters.clear();
         self.srcs.clear();

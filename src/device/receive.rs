@@ -180,12 +180,7 @@ fn open_in_place(
         restore_len(&mut b);
         *slot = b;
     }
-    d.peer = None;
-    d.keypair = None;
-    d.lens.clear();
-    d.srcs.clear();
-    d.outcomes.clear();
-    d.started = None;
+    d.clear_keeping_bufs();
 }
 
 /// Crypto-worker half: decrypts every datagram of the job in place and
