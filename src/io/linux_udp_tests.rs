@@ -361,10 +361,8 @@ fn empty_datagram_between_coalesced_runs_keeps_its_place() {
             .collect()
     };
     let (first, second) = (run(0x10, 5, 900), run(0x80, 3, 300));
-    let refs = |r: &Vec<Vec<u8>>| r.iter().map(|d| d.to_vec()).collect::<Vec<_>>();
-    let send_run = |r: &Vec<Vec<u8>>| {
-        let v = refs(r);
-        let s: Vec<&[u8]> = v.iter().map(|d| d.as_slice()).collect();
+    let send_run = |r: &[Vec<u8>]| {
+        let s: Vec<&[u8]> = r.iter().map(|d| d.as_slice()).collect();
         tx.send(&s, dst).unwrap();
     };
     // Both runs from one socket, the empty datagram from another: the
