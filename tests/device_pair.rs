@@ -266,6 +266,78 @@ fn peer_roams_to_a_new_port() {
     assert_eq!(send_until_delivered(&a, &b, &p), p);
 }
 
+/// Each device asks its socket for a connection to where the peer's
+/// authenticated packets come from (Linux: a connected socket), follows it
+/// when the peer roams (at most once per second), asks a new socket again
+/// after a listen-port change, and gives it up when the peer goes.
+#[test]
+fn sockets_connect_to_confirmed_endpoints_and_follow_roaming() {
+    let net = MemNetwork::new();
+    let (a, mut b) = pair(&net);
+    let p = ipv4(
+        "10.0.0.1".parse().unwrap(),
+        "10.0.0.2".parse().unwrap(),
+        b"1",
+    );
+    let r = ipv4(
+        "10.0.0.2".parse().unwrap(),
+        "10.0.0.1".parse().unwrap(),
+        b"2",
+    );
+    send_until_delivered(&a, &b, &p);
+    assert_eq!(net.connected(a.endpoint()), vec![b.endpoint()]);
+    assert_eq!(net.connected(b.endpoint()), vec![a.endpoint()]);
+
+    let old_b = b.endpoint();
+    b.dev
+        .apply(&DeviceSet {
+            listen_port: Some(40000),
+            ..Default::default()
+        })
+        .unwrap();
+    b.port = 40000;
+    // Within the second since the last connect: A follows B, but holds
+    // off connecting again.
+    send_until_delivered(&b, &a, &r);
+    assert_eq!(net.connected(a.endpoint()), Vec::<SocketAddr>::new());
+    assert_eq!(
+        net.connected(old_b),
+        Vec::<SocketAddr>::new(),
+        "closed with its socket"
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    send_until_delivered(&b, &a, &r);
+    send_until_delivered(&a, &b, &p);
+    assert_eq!(net.connected(a.endpoint()), vec![b.endpoint()]);
+    assert_eq!(net.connected(b.endpoint()), vec![a.endpoint()]);
+
+    // A configured endpoint is not connected until a packet confirms it.
+    let elsewhere: SocketAddr = "10.9.9.9:9".parse().unwrap();
+    a.dev
+        .apply(&DeviceSet {
+            peers: vec![PeerSet {
+                public_key: b.public(),
+                endpoint: Some(elsewhere),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(net.connected(a.endpoint()), Vec::<SocketAddr>::new());
+
+    b.dev
+        .apply(&DeviceSet {
+            peers: vec![PeerSet {
+                public_key: a.public(),
+                remove: true,
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(net.connected(b.endpoint()), Vec::<SocketAddr>::new());
+}
+
 #[test]
 fn junk_datagrams_do_not_disturb_a_working_tunnel() {
     let net = MemNetwork::new();
