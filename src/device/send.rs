@@ -115,6 +115,12 @@ pub fn read_opportunistically(s: &Shared) {
 }
 
 /// Reads one batch (`ready_only`: only what is queued now) and queues it.
+///
+/// Reading what is queued now starts with one read syscall: a lone packet
+/// for an idle peer is then sealed and sent before the reader looks for
+/// more (that look, usually EAGAIN, would otherwise delay every idle
+/// packet by a syscall). Anything else joins what the rest of the read
+/// finds, so a busy reader batches as before, with no extra syscall.
 fn read_and_dispatch(
     s: &Shared,
     r: &mut TunReader,
@@ -129,32 +135,87 @@ fn read_and_dispatch(
         return Ok(0);
     }
     r.lent = 0;
-    let n = if ready_only {
-        s.tun.read_ready(&mut r.storage, &mut r.sizes, HEADROOM)?
-    } else {
-        s.tun.read(&mut r.storage, &mut r.sizes, HEADROOM)?
-    };
+    if !ready_only {
+        let n = s.tun.read(&mut r.storage, &mut r.sizes, HEADROOM)?;
+        r.lent = n;
+        dispatch_read(s, r, 0, n, s.sample_packets.then(Instant::now));
+        return Ok(n);
+    }
+    let first = s.tun.slots_per_read().clamp(1, r.storage.len());
+    let n = s
+        .tun
+        .read_ready(&mut r.storage[..first], &mut r.sizes[..first], HEADROOM)?;
     if n == 0 {
         return Ok(0);
     }
-    r.lent = n;
     let started = s.sample_packets.then(Instant::now);
-    let (storage, sizes, targets) = (&mut r.storage, &r.sizes, &mut r.targets);
-    route_batch(s, &storage[..n], &sizes[..n], &mut targets[..n]);
+    let mut from = 0;
     if n == 1 {
-        if let Some(peer) = targets[0].take() {
-            if !send_in_place(s, &peer, &mut storage[0], sizes[0], started) {
-                dispatch(s, &peer, &mut storage[..1], &sizes[..1], started);
+        if let Some(peer) = route_one(s, r) {
+            if send_in_place(s, &peer, &mut r.storage[0], r.sizes[0], started) {
+                from = 1;
+            } else {
+                r.targets[0] = Some(peer);
+            }
+        } else {
+            from = 1;
+        }
+    }
+    // The rest of what is queued; a failure here is met again by the next read.
+    let more = match s
+        .tun
+        .read_ready(&mut r.storage[n..], &mut r.sizes[n..], HEADROOM)
+    {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::debug!(error = %e, "TUN read after the first packet failed");
+            0
+        }
+    };
+    let total = n + more;
+    r.lent = total;
+    dispatch_read(s, r, from, total, started);
+    Ok(total)
+}
+
+/// Routes the lone packet in slot 0 (counting a drop when it has no peer).
+fn route_one(s: &Shared, r: &mut TunReader) -> Option<Arc<Peer>> {
+    route_batch(s, &r.storage[..1], &r.sizes[..1], &mut r.targets[..1]);
+    let peer = r.targets[0].take();
+    if peer.is_none() {
+        bump(&s.stats.drop_no_route, 1);
+    }
+    peer
+}
+
+/// Queues packets `from..to` of the reader's batch, one job per run of one
+/// peer. Slots whose peer is already known (`targets`) are not routed again.
+fn dispatch_read(s: &Shared, r: &mut TunReader, from: usize, to: usize, started: Option<Instant>) {
+    if from >= to {
+        return;
+    }
+    let (storage, sizes, targets) = (&mut r.storage, &r.sizes, &mut r.targets);
+    let known = usize::from(targets[from].is_some());
+    route_batch(
+        s,
+        &storage[from + known..to],
+        &sizes[from + known..to],
+        &mut targets[from + known..to],
+    );
+    if to - from == 1 {
+        if let Some(peer) = targets[from].take() {
+            if !send_in_place(s, &peer, &mut storage[from], sizes[from], started) {
+                dispatch(s, &peer, &mut storage[from..to], &sizes[from..to], started);
             }
         } else {
             bump(&s.stats.drop_no_route, 1);
         }
-        return Ok(1);
+        return;
     }
-    let mut i = 0;
-    while i < n {
+    let mut i = from;
+    while i < to {
         let mut j = i + 1;
-        while j < n && same_peer(&targets[i], &targets[j]) {
+        while j < to && same_peer(&targets[i], &targets[j]) {
             j += 1;
         }
         match targets[i].take() {
@@ -166,7 +227,6 @@ fn read_and_dispatch(
         }
         i = j;
     }
-    Ok(n)
 }
 
 fn same_peer(a: &Option<Arc<Peer>>, b: &Option<Arc<Peer>>) -> bool {

@@ -64,6 +64,11 @@ pub trait Tun: Send + Sync {
     fn can_read_ready(&self) -> bool {
         false
     }
+    /// Slots one read syscall may fill: [`Tun::read_ready`] given exactly
+    /// this many makes one syscall (a super-packet splits into up to 64).
+    fn slots_per_read(&self) -> usize {
+        1
+    }
     /// Packets one `read` may return.
     fn batch_size(&self) -> usize;
     fn name(&self) -> &str;

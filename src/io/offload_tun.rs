@@ -133,6 +133,10 @@ impl Tun for OffloadTun {
         Ok(true)
     }
 
+    fn slots_per_read(&self) -> usize {
+        MAX_SEGMENTS
+    }
+
     fn read_ready(
         &self,
         bufs: &mut [Vec<u8>],
