@@ -239,7 +239,6 @@ fn replace_peers(s: &Shared) {
         s.apply_index_events(peer, &mut st);
         drop(st);
         peer.staged.lock().clear();
-        s.forget_endpoint(peer);
     }
     s.allowed_ips.write().retain(|p| !ids.contains(&p.0.id));
 }
@@ -257,7 +256,6 @@ fn remove_peer(s: &Shared, key: &[u8; 32]) {
         .write()
         .remove_by_value(&PeerRef(peer.clone()));
     peer.staged.lock().clear();
-    s.forget_endpoint(&peer);
 }
 
 impl Device {
@@ -309,7 +307,7 @@ fn apply_peer_as(s: &Shared, p: &PeerSet, hidden: bool) -> Result<(), UapiError>
         peer.state.lock().set_preshared_key(psk);
     }
     if let Some(ep) = p.endpoint {
-        s.configure_endpoint(&peer, ep);
+        peer.set_endpoint(ep);
     }
     {
         let mut table = s.allowed_ips.write();

@@ -117,7 +117,7 @@ fn handle_initiation(s: &Shared, q: &Queued) {
     };
     match res {
         Ok(response) => {
-            s.learn_endpoint(&peer, q.src);
+            peer.set_endpoint(q.src);
             peer.add_rx(q.msg.len() as u64);
             s.send_to_peer(&peer, &[&response]);
             s.perform(&peer, out);
@@ -156,7 +156,7 @@ fn handle_response(s: &Shared, q: &Queued) {
                 s.hist.handshake.observe(t.elapsed());
             }
             // Roam before confirming, so the keepalive goes where they are.
-            s.learn_endpoint(&peer, q.src);
+            peer.set_endpoint(q.src);
             peer.add_rx(q.msg.len() as u64);
             s.perform(&peer, out);
         }

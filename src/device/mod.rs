@@ -18,7 +18,6 @@
 //! The packet path holds `index` and `allowed_ips` only as readers, once per
 //! batch, and a peer's `state` once per batch per peer.
 pub mod config;
-pub mod endpoint;
 pub mod handshake;
 pub mod index_hash;
 pub mod peer;

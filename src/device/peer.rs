@@ -1,10 +1,10 @@
 //! A peer as the device sees it: protocol state behind its own lock, plus
 //! what the packet path touches without that lock (endpoint, counters).
-use super::endpoint::Endpoint;
 use super::pipeline::OrderedQueue;
 use crate::noise::peer::PeerState;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub struct Peer {
@@ -12,7 +12,7 @@ pub struct Peer {
     pub id: u64,
     pub public_key: [u8; 32],
     pub state: Mutex<PeerState>,
-    pub endpoint: Mutex<Endpoint>,
+    pub endpoint: Mutex<Option<SocketAddr>>,
     /// Inner packets waiting for a session (at most MAX_STAGED_PACKETS).
     pub staged: Mutex<VecDeque<Vec<u8>>>,
     pub rx_bytes: AtomicU64,
@@ -31,13 +31,22 @@ impl Peer {
             id,
             public_key,
             state: Mutex::new(state),
-            endpoint: Mutex::new(Endpoint::default()),
+            endpoint: Mutex::new(None),
             staged: Mutex::new(VecDeque::new()),
             rx_bytes: AtomicU64::new(0),
             tx_bytes: AtomicU64::new(0),
             hidden: std::sync::atomic::AtomicBool::new(false),
             tx: OrderedQueue::default(),
             rx: OrderedQueue::default(),
+        }
+    }
+    pub fn endpoint(&self) -> Option<SocketAddr> {
+        *self.endpoint.lock()
+    }
+    pub fn set_endpoint(&self, addr: SocketAddr) {
+        let mut e = self.endpoint.lock();
+        if *e != Some(addr) {
+            *e = Some(addr);
         }
     }
     pub fn is_hidden(&self) -> bool {

@@ -257,7 +257,7 @@ pub(crate) fn finish_job(s: &Shared, d: &mut JobData) {
         last_src = Some(*src);
     }
     let Some(src) = last_src else { return };
-    s.learn_endpoint(peer, src);
+    peer.set_endpoint(src);
     peer.add_rx(wire as u64);
     s.with_peer(peer, |st, env, out| st.on_received(env, kp, data, out));
     let mut delivered = 0usize;

@@ -81,8 +81,7 @@ impl Bind for LinuxBind {
     }
 }
 
-/// One bound UDP socket, plus the connected sockets that share its port
-/// (see [`conn`]).
+/// One bound UDP socket.
 ///
 /// `close` shuts the socket down (waking blocked receivers) and releases the
 /// port at once by replacing the descriptor with an unbound placeholder via
@@ -98,28 +97,6 @@ pub struct LinuxUdp {
     /// UDP_SEGMENT sends; turned off for good if the kernel fails one.
     gso: AtomicBool,
     /// UDP_GRO receives: coalesced datagrams are split in `recv`.
-    gro: bool,
-    conns: conn::Conns,
-}
-
-#[path = "linux_udp_conn.rs"]
-mod conn;
-
-/// Where a send goes: a socket, and the address for an unconnected one
-/// (null and 0 for a connected socket, which has its own).
-#[derive(Clone, Copy)]
-struct To {
-    fd: RawFd,
-    name: *mut RawAddr,
-    namelen: libc::socklen_t,
-}
-
-/// Where a receive reads: a socket, how (blocking or not) and whether it
-/// has UDP_GRO on.
-#[derive(Clone, Copy)]
-struct From {
-    fd: RawFd,
-    flags: libc::c_int,
     gro: bool,
 }
 
@@ -308,7 +285,6 @@ impl LinuxUdp {
         let offload = super::offload_allowed();
         let gso = offload && gso_supported(sock.as_raw_fd());
         let gro = offload && setsockopt_int(sock.as_raw_fd(), SOL_UDP, UDP_GRO, 1).is_ok();
-        let conns = conn::Conns::new(&sock, fwmark);
         Ok(LinuxUdp {
             sock,
             v6,
@@ -317,7 +293,6 @@ impl LinuxUdp {
             send_drops: AtomicU64::new(0),
             gso: AtomicBool::new(gso),
             gro,
-            conns,
         })
     }
 
@@ -358,16 +333,26 @@ impl LinuxUdp {
 
     /// Sends at most MAX_BATCH datagrams, retrying briefly when the kernel
     /// has no room and dropping (counted) what still does not fit.
-    fn send_chunk(&self, bufs: &[&[u8]], to: To) -> io::Result<()> {
+    fn send_chunk(
+        &self,
+        bufs: &[&[u8]],
+        name: &mut RawAddr,
+        namelen: libc::socklen_t,
+    ) -> io::Result<()> {
         if bufs.len() <= SMALL_BATCH {
-            self.send_chunk_n::<SMALL_BATCH>(bufs, to)
+            self.send_chunk_n::<SMALL_BATCH>(bufs, name, namelen)
         } else {
-            self.send_chunk_n::<MAX_BATCH>(bufs, to)
+            self.send_chunk_n::<MAX_BATCH>(bufs, name, namelen)
         }
     }
 
     /// [`Self::send_chunk`] with header arrays of N entries.
-    fn send_chunk_n<const N: usize>(&self, bufs: &[&[u8]], to: To) -> io::Result<()> {
+    fn send_chunk_n<const N: usize>(
+        &self,
+        bufs: &[&[u8]],
+        name: &mut RawAddr,
+        namelen: libc::socklen_t,
+    ) -> io::Result<()> {
         let n = bufs.len();
         assert!(n <= N);
         // SAFETY (zeroed): iovec and mmsghdr are C structs valid when zeroed.
@@ -381,19 +366,20 @@ impl LinuxUdp {
             };
         }
         let iov_base = iovs.as_mut_ptr();
+        let name_ptr: *mut RawAddr = name;
         for (i, h) in hdrs.iter_mut().take(n).enumerate() {
-            h.msg_hdr.msg_name = to.name.cast();
-            h.msg_hdr.msg_namelen = to.namelen;
+            h.msg_hdr.msg_name = name_ptr.cast();
+            h.msg_hdr.msg_namelen = namelen;
             // SAFETY: i < n <= N, inside `iovs`.
             h.msg_hdr.msg_iov = unsafe { iov_base.add(i) };
             h.msg_hdr.msg_iovlen = 1;
         }
-        self.sendmmsg_all(to.fd, &mut hdrs[..n])
+        self.sendmmsg_all(&mut hdrs[..n])
     }
 
     /// Sends every message of `hdrs`, retrying briefly when the kernel has
     /// no room and dropping (counted) what still does not fit.
-    fn sendmmsg_all(&self, fd: RawFd, hdrs: &mut [libc::mmsghdr]) -> io::Result<()> {
+    fn sendmmsg_all(&self, hdrs: &mut [libc::mmsghdr]) -> io::Result<()> {
         let n = hdrs.len();
         let mut done = 0;
         let mut retries = 0;
@@ -401,7 +387,7 @@ impl LinuxUdp {
             // SAFETY: hdrs[done..n] point at live iovecs, buffers and `name`.
             let r = unsafe {
                 libc::sendmmsg(
-                    fd,
+                    self.sock.as_raw_fd(),
                     hdrs.as_mut_ptr().add(done),
                     (n - done) as libc::c_uint,
                     0,
@@ -475,16 +461,26 @@ struct CmsgBuf([u8; CMSG_BUF]);
 impl LinuxUdp {
     /// Sends up to MAX_BATCH datagrams as GSO groups: one message per run
     /// of equal-size datagrams, each datagram its own iovec (no copying).
-    fn send_gso(&self, bufs: &[&[u8]], to: To) -> io::Result<()> {
+    fn send_gso(
+        &self,
+        bufs: &[&[u8]],
+        name: &mut RawAddr,
+        namelen: libc::socklen_t,
+    ) -> io::Result<()> {
         if bufs.len() <= SMALL_BATCH {
-            self.send_gso_n::<SMALL_BATCH>(bufs, to)
+            self.send_gso_n::<SMALL_BATCH>(bufs, name, namelen)
         } else {
-            self.send_gso_n::<MAX_BATCH>(bufs, to)
+            self.send_gso_n::<MAX_BATCH>(bufs, name, namelen)
         }
     }
 
     /// [`Self::send_gso`] with arrays of N entries.
-    fn send_gso_n<const N: usize>(&self, bufs: &[&[u8]], to: To) -> io::Result<()> {
+    fn send_gso_n<const N: usize>(
+        &self,
+        bufs: &[&[u8]],
+        name: &mut RawAddr,
+        namelen: libc::socklen_t,
+    ) -> io::Result<()> {
         let n = bufs.len();
         assert!(n <= N);
         let mut lens = [0usize; N];
@@ -503,10 +499,11 @@ impl LinuxUdp {
                 iov_len: buf.len(),
             };
         }
+        let name_ptr: *mut RawAddr = name;
         for (k, &(start, end)) in groups[..g].iter().enumerate() {
             let h = &mut hdrs[k].msg_hdr;
-            h.msg_name = to.name.cast();
-            h.msg_namelen = to.namelen;
+            h.msg_name = name_ptr.cast();
+            h.msg_namelen = namelen;
             // SAFETY: start < n <= N, inside `iovs`.
             h.msg_iov = unsafe { iovs.as_mut_ptr().add(start) };
             h.msg_iovlen = end - start;
@@ -525,7 +522,7 @@ impl LinuxUdp {
                 }
             }
         }
-        self.sendmmsg_all(to.fd, &mut hdrs[..g])
+        self.sendmmsg_all(&mut hdrs[..g])
     }
 
     /// [`Udp::send_many`] for one chunk, with arrays of N entries.
@@ -557,7 +554,7 @@ impl LinuxUdp {
             h.msg_hdr.msg_namelen = lens[i];
             h.msg_hdr.msg_iovlen = 1;
         }
-        self.sendmmsg_all(self.sock.as_raw_fd(), &mut hdrs[..n])
+        self.sendmmsg_all(&mut hdrs[..n])
             .map_err(|e| with_context(e, format!("UDP send to {n} destinations")))
     }
 
@@ -570,12 +567,7 @@ impl LinuxUdp {
     /// overwrites a message not yet split, and a lone datagram is not copied
     /// at all (an idle tunnel's packets arrive to cold caches; touching one
     /// buffer instead of two is measurable there).
-    fn recv_gro(
-        &self,
-        from: From,
-        bufs: &mut [&mut [u8]],
-        meta: &mut [RecvMeta],
-    ) -> io::Result<usize> {
+    fn recv_gro(&self, bufs: &mut [&mut [u8]], meta: &mut [RecvMeta]) -> io::Result<usize> {
         let n = bufs.len().min(meta.len()).min(MAX_BATCH);
         // Each message may hold up to 64 datagrams: read no more messages
         // than the batch has room for when all are full (wireguard-go reads
@@ -603,7 +595,7 @@ impl LinuxUdp {
         }
         // SAFETY: hdrs[..read] point at live iovecs (over caller buffers),
         // names and control buffers.
-        let r = unsafe { self.recvmmsg(from, &mut hdrs[..read])? };
+        let r = unsafe { self.recvmmsg(&mut hdrs[..read])? };
         let mut msgs = [(None, 0usize, 0usize); GRO_READS];
         let mut first = [0usize; GRO_READS + 1];
         for i in 0..r {
@@ -647,21 +639,20 @@ impl LinuxUdp {
 }
 
 impl LinuxUdp {
-    /// recvmmsg over `hdrs` with `from.flags`: MSG_WAITFORONE blocks up to
-    /// SO_RCVTIMEO for the first datagram and then takes what is already
-    /// queued; MSG_DONTWAIT never blocks. A timeout or signal is Ok(0); a
-    /// closed socket an error.
+    /// recvmmsg over `hdrs`: blocks up to SO_RCVTIMEO for the first
+    /// datagram, then MSG_WAITFORONE takes what is already queued. A
+    /// timeout or signal is Ok(0); a closed socket an error.
     ///
     /// # Safety
     /// Every header must point at live buffers for the call's duration.
-    unsafe fn recvmmsg(&self, from: From, hdrs: &mut [libc::mmsghdr]) -> io::Result<usize> {
+    unsafe fn recvmmsg(&self, hdrs: &mut [libc::mmsghdr]) -> io::Result<usize> {
         // SAFETY: the caller vouches for the headers.
         let r = unsafe {
             libc::recvmmsg(
-                from.fd,
+                self.sock.as_raw_fd(),
                 hdrs.as_mut_ptr(),
                 hdrs.len() as libc::c_uint,
-                from.flags,
+                libc::MSG_WAITFORONE,
                 std::ptr::null_mut(),
             )
         };
@@ -697,16 +688,13 @@ fn gro_size(h: &libc::msghdr) -> usize {
     0
 }
 
-impl LinuxUdp {
-    /// One batch from one socket (the listening one or a connected one).
-    fn recv_from(
-        &self,
-        from: From,
-        bufs: &mut [&mut [u8]],
-        meta: &mut [RecvMeta],
-    ) -> io::Result<usize> {
-        if from.gro && bufs.len().min(meta.len()) > 0 {
-            return self.recv_gro(from, bufs, meta);
+impl Udp for LinuxUdp {
+    fn recv(&self, bufs: &mut [&mut [u8]], meta: &mut [RecvMeta]) -> io::Result<usize> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(closed_error());
+        }
+        if self.gro && bufs.len().min(meta.len()) > 0 {
+            return self.recv_gro(bufs, meta);
         }
         let n = bufs.len().min(meta.len()).min(MAX_BATCH);
         if n == 0 {
@@ -735,7 +723,7 @@ impl LinuxUdp {
         // Blocks up to SO_RCVTIMEO for the first datagram; MSG_WAITFORONE then
         // takes whatever else is already queued without waiting.
         // SAFETY: hdrs[..n] point at live iovecs (over caller buffers) and names.
-        let got = unsafe { self.recvmmsg(from, &mut hdrs[..n])? };
+        let got = unsafe { self.recvmmsg(&mut hdrs[..n])? };
         for i in 0..got {
             let h = &hdrs[i].msg_hdr;
             // An unparseable source cannot be answered; an empty datagram is
@@ -751,13 +739,15 @@ impl LinuxUdp {
         Ok(got)
     }
 
-    /// Sends `bufs` through `to` (GSO groups where on), `dst` naming the
-    /// destination in errors.
-    fn send_to(&self, bufs: &[&[u8]], to: To, dst: SocketAddr) -> io::Result<()> {
+    fn send(&self, bufs: &[&[u8]], dst: SocketAddr) -> io::Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(closed_error());
+        }
+        let (mut name, namelen) = RawAddr::from_std(self.dst_for_socket(dst)?);
         if self.gso.load(Ordering::Relaxed) && bufs.len() > 1 {
             let mut res = Ok(());
             for chunk in bufs.chunks(MAX_BATCH) {
-                res = self.send_gso(chunk, to);
+                res = self.send_gso(chunk, &mut name, namelen);
                 if res.is_err() {
                     break;
                 }
@@ -779,59 +769,15 @@ impl LinuxUdp {
             }
         }
         for chunk in bufs.chunks(MAX_BATCH) {
-            self.send_chunk(chunk, to)
+            self.send_chunk(chunk, &mut name, namelen)
                 .map_err(|e| with_context(e, format!("UDP send to {dst}")))?;
         }
         Ok(())
-    }
-}
-
-impl Udp for LinuxUdp {
-    fn recv(&self, bufs: &mut [&mut [u8]], meta: &mut [RecvMeta]) -> io::Result<usize> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(closed_error());
-        }
-        if let Some(r) = self.recv_any(bufs, meta) {
-            return r;
-        }
-        let from = From {
-            fd: self.sock.as_raw_fd(),
-            flags: libc::MSG_WAITFORONE,
-            gro: self.gro,
-        };
-        self.recv_from(from, bufs, meta)
-    }
-
-    fn send(&self, bufs: &[&[u8]], dst: SocketAddr) -> io::Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(closed_error());
-        }
-        if self.send_connected(bufs, dst) {
-            return Ok(());
-        }
-        let (mut name, namelen) = RawAddr::from_std(self.dst_for_socket(dst)?);
-        let to = To {
-            fd: self.sock.as_raw_fd(),
-            name: &mut name,
-            namelen,
-        };
-        self.send_to(bufs, to, dst)
     }
 
     fn send_many(&self, msgs: &[(&[u8], SocketAddr)]) -> io::Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(closed_error());
-        }
-        // One destination (an idle peer's packet, one peer's run): as
-        // `send`, which may use the peer's connected socket. Several: one
-        // sendmmsg on the listening socket (batching many peers beats
-        // connecting each).
-        if let Some(&(_, dst)) = msgs.first() {
-            if msgs.iter().all(|m| m.1 == dst) {
-                let bufs: smallvec::SmallVec<[&[u8]; MAX_BATCH]> =
-                    msgs.iter().map(|m| m.0).collect();
-                return self.send(&bufs, dst);
-            }
         }
         for chunk in msgs.chunks(MAX_BATCH) {
             if chunk.len() <= SMALL_BATCH {
@@ -853,36 +799,20 @@ impl Udp for LinuxUdp {
                 e,
                 format!("cannot set fwmark {mark:#x} (needs CAP_NET_ADMIN)"),
             )
-        })?;
-        self.conns.set_fwmark(mark);
-        Ok(())
+        })
     }
 
     fn offloads(&self) -> Vec<(&'static str, bool)> {
         let (gso, gro) = self.offloads();
-        vec![
-            ("udp_gso", gso),
-            ("udp_gro", gro),
-            ("udp_connected", self.conns.enabled()),
-        ]
-    }
-
-    fn connect(&self, dst: SocketAddr) -> bool {
-        self.connect_peer(dst)
-    }
-
-    fn disconnect(&self, dst: SocketAddr) {
-        self.conns.remove(dst);
+        vec![("udp_gso", gso), ("udp_gro", gro)]
     }
 
     fn close(&self) {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        // Wakes threads blocked in recvmmsg or epoll_wait (ENOTCONN is
-        // expected: unconnected UDP).
+        // Wakes threads blocked in recvmmsg (ENOTCONN is expected: unconnected UDP).
         let _ = self.sock.shutdown(Shutdown::Both);
-        self.conns.clear();
         let domain = if self.v6 { Domain::IPV6 } else { Domain::IPV4 };
         match Socket::new(domain, Type::DGRAM, None) {
             Ok(placeholder) => {

@@ -130,9 +130,6 @@ struct Datagram {
 #[derive(Default)]
 struct NetInner {
     sockets: Mutex<HashMap<SocketAddr, Arc<Queue<Datagram>>>>,
-    /// What each socket was asked to connect to (`Udp::connect`); delivery
-    /// does not depend on it, tests read it.
-    connections: Mutex<HashMap<SocketAddr, std::collections::BTreeSet<SocketAddr>>>,
     drop_all: AtomicBool,
     filter: RwLock<Option<Arc<MemFilter>>>,
     sent: AtomicU64,
@@ -183,14 +180,6 @@ impl MemNetwork {
             delivered: self.inner.delivered.load(Ordering::SeqCst),
             dropped: self.inner.dropped.load(Ordering::SeqCst),
         }
-    }
-
-    /// The addresses the socket bound at `local` is connected to, sorted.
-    pub fn connected(&self, local: SocketAddr) -> Vec<SocketAddr> {
-        let c = self.inner.connections.lock();
-        c.get(&canonical(local))
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default()
     }
 
     fn deliver(&self, src: SocketAddr, dst: SocketAddr, data: &[u8]) {
@@ -325,25 +314,8 @@ impl Udp for MemUdp {
 
     fn close(&self) {
         if !self.closed.swap(true, Ordering::SeqCst) {
-            self.net.inner.connections.lock().remove(&self.local);
             self.net.unregister(self.local, &self.queue);
             self.queue.close();
-        }
-    }
-
-    fn connect(&self, dst: SocketAddr) -> bool {
-        if self.closed.load(Ordering::SeqCst) {
-            return false;
-        }
-        let mut c = self.net.inner.connections.lock();
-        c.entry(self.local).or_default().insert(canonical(dst));
-        true
-    }
-
-    fn disconnect(&self, dst: SocketAddr) {
-        let mut c = self.net.inner.connections.lock();
-        if let Some(set) = c.get_mut(&self.local) {
-            set.remove(&canonical(dst));
         }
     }
 }

@@ -11,7 +11,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub mod epoll;
 pub mod linux_tun;
 pub mod linux_udp;
 pub mod mem;
@@ -143,20 +142,6 @@ pub trait Udp: Send + Sync {
     /// Kernel offloads in use, by name ("udp_gso", "udp_gro").
     fn offloads(&self) -> Vec<(&'static str, bool)> {
         Vec::new()
-    }
-    /// `dst` is a peer's endpoint, confirmed by an authenticated packet
-    /// from it. A backend that gains from it (Linux: a socket connected to
-    /// `dst` on the same port, see `linux_udp_conn.rs`) uses it for this
-    /// address from now on; `recv` and `send` behave the same either way.
-    /// Returns whether one is in use. Only ever called for authenticated
-    /// addresses, so a sender cannot make the device open sockets.
-    fn connect(&self, dst: SocketAddr) -> bool {
-        let _ = dst;
-        false
-    }
-    /// Undoes [`Udp::connect`] for `dst` (the peer moved or is gone).
-    fn disconnect(&self, dst: SocketAddr) {
-        let _ = dst;
     }
 }
 

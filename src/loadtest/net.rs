@@ -7,9 +7,7 @@
 //! of sockets ready at once, that difference is milliseconds.
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
-
-pub use crate::io::epoll::Epoll;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// Wall-clock nanoseconds (CLOCK_REALTIME, the clock of SO_TIMESTAMPNS).
 pub fn realtime_ns() -> u64 {
@@ -76,6 +74,65 @@ pub fn peer_socket(bind: SocketAddr, target: SocketAddr) -> io::Result<UdpSocket
         return Err(io::Error::last_os_error());
     }
     Ok(sock)
+}
+
+/// Level-triggered epoll over the worker's sockets; the event data is the
+/// peer's slot in the worker.
+pub struct Epoll {
+    fd: OwnedFd,
+    events: Vec<libc::epoll_event>,
+}
+
+impl Epoll {
+    pub fn new(capacity: usize) -> io::Result<Epoll> {
+        // SAFETY: epoll_create1 has no memory preconditions.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor we own from here on.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Epoll {
+            fd,
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; capacity.clamp(16, 1024)],
+        })
+    }
+
+    pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: both descriptors are open; `ev` outlives the call.
+        if unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout_ms` and returns the ready tokens.
+    pub fn wait(&mut self, timeout_ms: i32, ready: &mut Vec<u64>) -> io::Result<()> {
+        ready.clear();
+        // SAFETY: the events buffer is ours and its length is passed.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.fd.as_raw_fd(),
+                self.events.as_mut_ptr(),
+                self.events.len() as i32,
+                timeout_ms,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
+        ready.extend(self.events[..n as usize].iter().map(|e| e.u64));
+        Ok(())
+    }
 }
 
 /// Datagrams one receive call may return.
