@@ -20,6 +20,7 @@
 pub mod config;
 pub mod handshake;
 pub mod index_hash;
+pub mod io_loop;
 pub mod peer;
 pub mod pipeline;
 pub mod ratelimiter;
@@ -141,6 +142,8 @@ pub struct Shared {
     pub workers: usize,
     /// The TUN reader's batch (see [`send::read_opportunistically`]).
     pub tun_reader: Mutex<send::TunReader>,
+    /// The UDP receiver's batch (see [`receive::Receiver`]).
+    pub receiver: Mutex<receive::Receiver>,
     /// Set when packets were written to the TUN since the last
     /// opportunistic read.
     pub tun_written: AtomicBool,
@@ -217,6 +220,7 @@ impl Device {
             rx_bufs: pipeline::BufPool::new(pool_cap),
             workers,
             tun_reader: Mutex::new(send::TunReader::new(tun_batch)),
+            receiver: Mutex::new(receive::Receiver::default()),
             tun_written: AtomicBool::new(false),
             crypto_heartbeats: (0..workers).map(|_| AtomicU64::new(0)).collect(),
         });
@@ -225,10 +229,21 @@ impl Device {
             threads: Mutex::new(Vec::new()),
         });
         let mut th = dev.threads.lock();
-        let s = shared.clone();
-        th.push(spawn("pm-send", move || send::run(&s)));
-        let s = shared.clone();
-        th.push(spawn("pm-recv", move || receive::run(&s)));
+        match io_loop::IoPoll::new(&shared) {
+            Some(io) => {
+                let io = Arc::new(io);
+                for i in 0..io_loop::io_threads() {
+                    let (s, io) = (shared.clone(), io.clone());
+                    th.push(spawn(&format!("pm-io-{i}"), move || io_loop::run(&s, &io)));
+                }
+            }
+            None => {
+                let s = shared.clone();
+                th.push(spawn("pm-send", move || send::run(&s)));
+                let s = shared.clone();
+                th.push(spawn("pm-recv", move || receive::run(&s)));
+            }
+        }
         let s = shared.clone();
         th.push(spawn("pm-handshake", move || handshake::run(&s)));
         for id in 0..workers {

@@ -11,7 +11,7 @@ use super::handshake::Queued;
 use super::peer::Peer;
 use super::pipeline::{restore_len, Dir, JobData, RxOutcome, INLINE_MAX};
 use super::{bump, Shared, UNDER_LOAD_THRESHOLD};
-use crate::io::{RecvMeta, MAX_BATCH};
+use crate::io::{RecvMeta, Udp, MAX_BATCH};
 use crate::noise::constants::DATA_HEADER_LEN;
 use crate::noise::keypair::{Keypair, OpenError};
 use crate::noise::messages::{message_type, receiver_index, MessageType};
@@ -22,54 +22,87 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The UDP receive loop. Follows the socket when it is replaced (a new
+/// The receiving side's batch: behind a lock in [`Shared`] so that either
+/// I/O thread may receive with it (see [`super::io_loop`]); only one thread
+/// at a time produces inbound jobs.
+pub struct Receiver {
+    storage: Vec<Vec<u8>>,
+    meta: Vec<RecvMeta>,
+    resolved: Vec<Option<(Arc<Peer>, Arc<Keypair>)>>,
+    scratch: JobData,
+    /// Slots before this may have lent their buffer to a job (see TunReader).
+    lent: usize,
+}
+
+impl Default for Receiver {
+    fn default() -> Self {
+        Receiver {
+            storage: (0..MAX_BATCH).map(|_| Vec::new()).collect(),
+            meta: vec![RecvMeta::default(); MAX_BATCH],
+            resolved: vec![None; MAX_BATCH],
+            scratch: JobData::default(),
+            lent: MAX_BATCH,
+        }
+    }
+}
+
+impl Receiver {
+    /// Receives one batch from `udp` (`ready_only`: only what is queued
+    /// now, else waiting up to the socket's timeout) and queues it; then
+    /// sends whatever the kernel answered at once (see
+    /// [`super::send::read_opportunistically`]). Err: the socket is closed
+    /// (a rebind or shutdown).
+    pub fn pass(&mut self, s: &Shared, udp: &dyn Udp, ready_only: bool) -> std::io::Result<usize> {
+        if !s
+            .rx_bufs
+            .fill(&mut self.storage[..self.lent], Duration::from_millis(200))
+        {
+            return Ok(0);
+        }
+        self.lent = 0;
+        let n = {
+            let mut bufs: SmallVec<[&mut [u8]; MAX_BATCH]> =
+                self.storage.iter_mut().map(|b| &mut b[..]).collect();
+            if ready_only {
+                udp.recv_ready(&mut bufs, &mut self.meta)?
+            } else {
+                udp.recv(&mut bufs, &mut self.meta)?
+            }
+        };
+        if n > 0 {
+            self.lent = n;
+            let started = s.sample_packets.then(Instant::now);
+            super::send::with_deferred_sends(s, || {
+                dispatch_batch(
+                    s,
+                    &mut self.storage,
+                    &self.meta[..n],
+                    &mut self.resolved,
+                    started,
+                    &mut self.scratch,
+                );
+                super::send::read_opportunistically(s);
+            });
+        }
+        Ok(n)
+    }
+}
+
+/// The UDP receive loop (where the I/O cannot be polled together, see
+/// [`super::io_loop`]). Follows the socket when it is replaced (a new
 /// listen port).
 pub fn run(s: &Shared) {
-    let mut storage: Vec<Vec<u8>> = (0..MAX_BATCH).map(|_| Vec::new()).collect();
-    let mut meta = vec![RecvMeta::default(); MAX_BATCH];
-    let mut resolved: Vec<Option<(Arc<Peer>, Arc<Keypair>)>> = vec![None; MAX_BATCH];
-    let mut scratch = JobData::default();
-    // Slots before this may have lent their buffer to a job (see TunReader).
-    let mut lent = MAX_BATCH;
+    // Nothing else receives in this mode: the lock is this thread's.
+    let mut rx = s.receiver.lock();
     while !s.shutdown.load(Ordering::Relaxed) {
         s.heartbeat(super::HB_RECEIVE);
         let Some(udp) = s.current_udp() else {
             std::thread::sleep(Duration::from_millis(20));
             continue;
         };
-        if !s
-            .rx_bufs
-            .fill(&mut storage[..lent], Duration::from_millis(200))
-        {
-            continue;
-        }
-        lent = 0;
-        let n = {
-            let mut bufs: SmallVec<[&mut [u8]; MAX_BATCH]> =
-                storage.iter_mut().map(|b| &mut b[..]).collect();
-            match udp.recv(&mut bufs, &mut meta) {
-                Ok(n) => n,
-                Err(_) => {
-                    // Closed for a rebind or shutdown; the loop re-reads both.
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                }
-            }
-        };
-        if n > 0 {
-            lent = n;
-            let started = s.sample_packets.then(Instant::now);
-            super::send::with_deferred_sends(s, || {
-                dispatch_batch(
-                    s,
-                    &mut storage,
-                    &meta[..n],
-                    &mut resolved,
-                    started,
-                    &mut scratch,
-                );
-                super::send::read_opportunistically(s);
-            });
+        if rx.pass(s, &*udp, false).is_err() {
+            // Closed for a rebind or shutdown; the loop re-reads both.
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }

@@ -61,7 +61,8 @@ impl TunReader {
     }
 }
 
-/// The TUN reader loop. Where the TUN can wait apart from reading, the wait
+/// The TUN reader loop (where the I/O cannot be polled together, see
+/// [`super::io_loop`]). Where the TUN can wait apart from reading, the wait
 /// is done without the reader lock.
 pub fn run(s: &Shared) {
     let split = s.tun.can_read_ready();
@@ -70,9 +71,7 @@ pub fn run(s: &Shared) {
         let r = if split {
             match s.tun.wait_readable(Duration::from_millis(200)) {
                 Ok(false) => continue,
-                Ok(true) => with_deferred_sends(s, || {
-                    read_and_dispatch(s, &mut s.tun_reader.lock(), true, PATIENCE)
-                }),
+                Ok(true) => read_ready_batch(s),
                 Err(e) => Err(e),
             }
         } else {
@@ -81,18 +80,34 @@ pub fn run(s: &Shared) {
             })
         };
         if let Err(e) = r {
-            if s.shutdown.load(Ordering::Relaxed) {
+            if !keep_reading_after(s, &e) {
                 return;
             }
-            if !s.tun.exists() {
-                tracing::info!(error = %e, "TUN device is gone");
-                s.tun_gone.store(true, Ordering::SeqCst);
-                return;
-            }
-            tracing::warn!(error = %e, "TUN read failed");
-            std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// Reads and queues what the TUN has queued now (one batch).
+pub fn read_ready_batch(s: &Shared) -> std::io::Result<usize> {
+    with_deferred_sends(s, || {
+        read_and_dispatch(s, &mut s.tun_reader.lock(), true, PATIENCE)
+    })
+}
+
+/// After a failed TUN read: false when reading should stop (shutdown, or
+/// the device is gone, which is recorded); otherwise logs and pauses.
+pub fn keep_reading_after(s: &Shared, e: &std::io::Error) -> bool {
+    if s.shutdown.load(Ordering::Relaxed) {
+        return false;
+    }
+    if !s.tun.exists() {
+        tracing::info!(error = %e, "TUN device is gone");
+        s.tun_gone.store(true, Ordering::SeqCst);
+        return false;
+    }
+    tracing::warn!(error = %e, "TUN read failed");
+    std::thread::sleep(Duration::from_millis(10));
+    true
 }
 
 /// How long the reader waits for buffers when all are in flight.

@@ -462,6 +462,10 @@ impl Tun for LinuxTun {
         true
     }
 
+    fn poll_fd(&self) -> Option<RawFd> {
+        Some(self.fd.as_raw_fd())
+    }
+
     fn offloads(&self) -> Vec<(&'static str, bool)> {
         vec![("tun_tso", false), ("tun_uso", false)]
     }

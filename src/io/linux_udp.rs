@@ -567,7 +567,12 @@ impl LinuxUdp {
     /// overwrites a message not yet split, and a lone datagram is not copied
     /// at all (an idle tunnel's packets arrive to cold caches; touching one
     /// buffer instead of two is measurable there).
-    fn recv_gro(&self, bufs: &mut [&mut [u8]], meta: &mut [RecvMeta]) -> io::Result<usize> {
+    fn recv_gro(
+        &self,
+        bufs: &mut [&mut [u8]],
+        meta: &mut [RecvMeta],
+        flags: libc::c_int,
+    ) -> io::Result<usize> {
         let n = bufs.len().min(meta.len()).min(MAX_BATCH);
         // Each message may hold up to 64 datagrams: read no more messages
         // than the batch has room for when all are full (wireguard-go reads
@@ -595,7 +600,7 @@ impl LinuxUdp {
         }
         // SAFETY: hdrs[..read] point at live iovecs (over caller buffers),
         // names and control buffers.
-        let r = unsafe { self.recvmmsg(&mut hdrs[..read])? };
+        let r = unsafe { self.recvmmsg(&mut hdrs[..read], flags)? };
         let mut msgs = [(None, 0usize, 0usize); GRO_READS];
         let mut first = [0usize; GRO_READS + 1];
         for i in 0..r {
@@ -639,20 +644,21 @@ impl LinuxUdp {
 }
 
 impl LinuxUdp {
-    /// recvmmsg over `hdrs`: blocks up to SO_RCVTIMEO for the first
-    /// datagram, then MSG_WAITFORONE takes what is already queued. A
-    /// timeout or signal is Ok(0); a closed socket an error.
+    /// recvmmsg over `hdrs`: with MSG_WAITFORONE it blocks up to SO_RCVTIMEO
+    /// for the first datagram, then takes what is already queued; with
+    /// MSG_DONTWAIT it never blocks. A timeout or signal is Ok(0); a closed
+    /// socket an error.
     ///
     /// # Safety
     /// Every header must point at live buffers for the call's duration.
-    unsafe fn recvmmsg(&self, hdrs: &mut [libc::mmsghdr]) -> io::Result<usize> {
+    unsafe fn recvmmsg(&self, hdrs: &mut [libc::mmsghdr], flags: libc::c_int) -> io::Result<usize> {
         // SAFETY: the caller vouches for the headers.
         let r = unsafe {
             libc::recvmmsg(
                 self.sock.as_raw_fd(),
                 hdrs.as_mut_ptr(),
                 hdrs.len() as libc::c_uint,
-                libc::MSG_WAITFORONE,
+                flags,
                 std::ptr::null_mut(),
             )
         };
@@ -688,13 +694,19 @@ fn gro_size(h: &libc::msghdr) -> usize {
     0
 }
 
-impl Udp for LinuxUdp {
-    fn recv(&self, bufs: &mut [&mut [u8]], meta: &mut [RecvMeta]) -> io::Result<usize> {
+impl LinuxUdp {
+    /// `recv` with recvmmsg `flags` (blocking or not).
+    fn recv_with(
+        &self,
+        bufs: &mut [&mut [u8]],
+        meta: &mut [RecvMeta],
+        flags: libc::c_int,
+    ) -> io::Result<usize> {
         if self.closed.load(Ordering::Acquire) {
             return Err(closed_error());
         }
         if self.gro && bufs.len().min(meta.len()) > 0 {
-            return self.recv_gro(bufs, meta);
+            return self.recv_gro(bufs, meta, flags);
         }
         let n = bufs.len().min(meta.len()).min(MAX_BATCH);
         if n == 0 {
@@ -720,10 +732,10 @@ impl Udp for LinuxUdp {
             h.msg_hdr.msg_namelen = size_of::<RawAddr>() as libc::socklen_t;
             h.msg_hdr.msg_iovlen = 1;
         }
-        // Blocks up to SO_RCVTIMEO for the first datagram; MSG_WAITFORONE then
-        // takes whatever else is already queued without waiting.
+        // With MSG_WAITFORONE: blocks up to SO_RCVTIMEO for the first
+        // datagram, then takes whatever else is already queued.
         // SAFETY: hdrs[..n] point at live iovecs (over caller buffers) and names.
-        let got = unsafe { self.recvmmsg(&mut hdrs[..n])? };
+        let got = unsafe { self.recvmmsg(&mut hdrs[..n], flags)? };
         for i in 0..got {
             let h = &hdrs[i].msg_hdr;
             // An unparseable source cannot be answered; an empty datagram is
@@ -737,6 +749,20 @@ impl Udp for LinuxUdp {
             };
         }
         Ok(got)
+    }
+}
+
+impl Udp for LinuxUdp {
+    fn recv(&self, bufs: &mut [&mut [u8]], meta: &mut [RecvMeta]) -> io::Result<usize> {
+        self.recv_with(bufs, meta, libc::MSG_WAITFORONE)
+    }
+
+    fn recv_ready(&self, bufs: &mut [&mut [u8]], meta: &mut [RecvMeta]) -> io::Result<usize> {
+        self.recv_with(bufs, meta, libc::MSG_DONTWAIT)
+    }
+
+    fn poll_fd(&self) -> Option<RawFd> {
+        Some(self.sock.as_raw_fd())
     }
 
     fn send(&self, bufs: &[&[u8]], dst: SocketAddr) -> io::Result<()> {

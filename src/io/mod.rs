@@ -79,6 +79,12 @@ pub trait Tun: Send + Sync {
     fn offloads(&self) -> Vec<(&'static str, bool)> {
         Vec::new()
     }
+    /// A descriptor that polls readable when a packet can be read, for
+    /// waiting on the TUN and the UDP socket together; None where there is
+    /// none (in-memory devices).
+    fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
 }
 
 /// `Tun::read` for backends with [`Tun::wait_readable`] and
@@ -142,6 +148,16 @@ pub trait Udp: Send + Sync {
     /// Kernel offloads in use, by name ("udp_gso", "udp_gro").
     fn offloads(&self) -> Vec<(&'static str, bool)> {
         Vec::new()
+    }
+    /// As [`Udp::recv`], but only what is queued now (Ok(0) when nothing
+    /// is). Backends without it answer `Unsupported`.
+    fn recv_ready(&self, bufs: &mut [&mut [u8]], meta: &mut [RecvMeta]) -> io::Result<usize> {
+        let _ = (bufs, meta);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    /// As [`Tun::poll_fd`]: readable when [`Udp::recv_ready`] has datagrams.
+    fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
     }
 }
 

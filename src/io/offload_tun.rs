@@ -137,6 +137,10 @@ impl Tun for OffloadTun {
         MAX_SEGMENTS
     }
 
+    fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
+        Some(self.dev.as_raw_fd())
+    }
+
     fn read_ready(
         &self,
         bufs: &mut [Vec<u8>],
