@@ -2,6 +2,10 @@
 //! move batches between the TUN and the UDP socket.
 //!
 //! Threads (see the files named after them):
+//! - [`io_loop`]: the I/O thread(s), waiting on the TUN and the UDP socket
+//!   together and handing each ready one to the two below; where the I/O
+//!   cannot be polled together, [`send::run`] and [`receive::run`] are
+//!   dedicated threads instead.
 //! - [`send`]: reads the TUN, routes, and queues each peer's run of packets
 //!   as a job.
 //! - [`receive`]: reads the UDP socket and queues each session's run of
@@ -14,6 +18,7 @@
 //! - [`timers`]: runs the peers' protocol timers.
 //!
 //! Lock order (never take an earlier one while holding a later one):
+//! `receiver` -> `tun_reader` (only ever tried, never waited for) ->
 //! `peers` -> a peer's `state` -> `index` / `allowed_ips` / `staged`.
 //! The packet path holds `index` and `allowed_ips` only as readers, once per
 //! batch, and a peer's `state` once per batch per peer.
