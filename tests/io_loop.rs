@@ -155,13 +155,13 @@ struct Node {
 }
 
 impl Node {
-    fn new(seed: u8) -> Node {
+    fn new(seed: u8, io_threads: usize) -> Node {
         let (dev_end, test_end) = socketpair();
         let tun = Arc::new(PairTun {
             fd: dev_end,
             closed: AtomicBool::new(false),
         });
-        let dev = Device::with_workers(tun, Arc::new(LinuxBind::new()), 2);
+        let dev = Device::with_threads(tun, Arc::new(LinuxBind::new()), 2, io_threads);
         let secret = [seed; 32];
         dev.apply(&DeviceSet {
             private_key: Some(secret),
@@ -227,9 +227,9 @@ fn recv_window(w: &Wire) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn pair() -> (Node, Node) {
-    let a = Node::new(1);
-    let b = Node::new(2);
+fn pair(io_threads: usize) -> (Node, Node) {
+    let a = Node::new(1, io_threads);
+    let b = Node::new(2, io_threads);
     a.add_peer(&b, "10.0.0.2");
     b.add_peer(&a, "10.0.0.1");
     (a, b)
@@ -248,8 +248,17 @@ fn cross(from: &Node, to: &Node, pkt: &[u8]) {
 }
 
 #[test]
-fn round_trips_and_bursts_cross_in_order() {
-    let (a, b) = pair();
+fn round_trips_and_bursts_cross_in_order_with_one_io_thread() {
+    round_trips_and_bursts(1);
+}
+
+#[test]
+fn round_trips_and_bursts_cross_in_order_with_two_io_threads() {
+    round_trips_and_bursts(2);
+}
+
+fn round_trips_and_bursts(io_threads: usize) {
+    let (a, b) = pair(io_threads);
     cross(&a, &b, &packet(1, 2, b"hello"));
     // Request and reply, many times: the path a ping takes.
     for i in 0..200u32 {
@@ -297,7 +306,7 @@ fn round_trips_and_bursts_cross_in_order() {
 
 #[test]
 fn the_loop_follows_a_new_listen_port() {
-    let (a, b) = pair();
+    let (a, b) = pair(2);
     cross(&a, &b, &packet(1, 2, b"before"));
     let old = b.endpoint();
     // A port nobody holds now.

@@ -1,5 +1,5 @@
-//! The I/O threads: both wait on one epoll set that holds the TUN and the
-//! UDP socket, each registered one-shot, and handle whichever is ready.
+//! The I/O thread(s): wait on one epoll set that holds the TUN and the UDP
+//! socket, each registered one-shot, and handle whichever is ready.
 //!
 //! Why: on an idle tunnel, a dedicated TUN reader and a dedicated UDP
 //! receiver hand every round trip from one thread to the other (the request
@@ -26,7 +26,7 @@
 use super::{send, Shared};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Environment switch: `PHANTOMMESH_IO_LOOP=off` runs the dedicated loops.
@@ -59,6 +59,8 @@ pub struct IoPoll {
     udp_generation: AtomicU64,
     /// The registered socket's descriptor (-1: none).
     udp_fd: parking_lot::Mutex<RawFd>,
+    /// Cleared when the TUN is gone (or shut down): it stays disarmed.
+    tun_open: AtomicBool,
 }
 
 impl IoPoll {
@@ -88,6 +90,7 @@ impl IoPoll {
             tun,
             udp_generation: AtomicU64::new(0),
             udp_fd: parking_lot::Mutex::new(-1),
+            tun_open: AtomicBool::new(true),
         };
         if let Err(e) = io.ctl(libc::EPOLL_CTL_ADD, tun, TUN) {
             tracing::info!("cannot poll the TUN ({e}); dedicated I/O threads");
@@ -153,23 +156,23 @@ impl IoPoll {
     }
 }
 
-/// One I/O thread (the device runs two).
+/// One I/O thread (the device runs [`io_threads`] of them).
 pub fn run(s: &Shared, io: &IoPoll) {
-    let mut tun_open = true;
     while !s.shutdown.load(Ordering::Relaxed) {
-        s.heartbeat(super::HB_SEND);
+        // The TUN side is alive while the TUN is; the UDP side always.
+        if io.tun_open.load(Ordering::Relaxed) {
+            s.heartbeat(super::HB_SEND);
+        }
         s.heartbeat(super::HB_RECEIVE);
         io.follow_udp(s);
         match io.wait() {
             Some(TUN) => {
-                let r = send::read_ready_batch(s);
-                if let Err(e) = r {
+                if let Err(e) = send::read_ready_batch(s) {
                     if !send::keep_reading_after(s, &e) {
-                        // Shut down, or the TUN is gone: it stays disarmed.
-                        tun_open = false;
+                        io.tun_open.store(false, Ordering::Relaxed);
                     }
                 }
-                if tun_open {
+                if io.tun_open.load(Ordering::Relaxed) {
                     let _ = io.ctl(libc::EPOLL_CTL_MOD, io.tun, TUN);
                 }
             }

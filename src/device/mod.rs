@@ -178,6 +178,17 @@ impl Device {
 
     /// As [`Device::new`] with `workers` crypto workers (at least one).
     pub fn with_workers(tun: Arc<dyn Tun>, bind: Arc<dyn Bind>, workers: usize) -> Arc<Device> {
+        Self::with_threads(tun, bind, workers, io_loop::io_threads())
+    }
+
+    /// As [`Device::with_workers`], with `io_threads` I/O threads where the
+    /// TUN and the socket can be polled together (see [`io_loop`]).
+    pub fn with_threads(
+        tun: Arc<dyn Tun>,
+        bind: Arc<dyn Bind>,
+        workers: usize,
+        io_threads: usize,
+    ) -> Arc<Device> {
         let workers = workers.clamp(1, 256);
         let (handshake_tx, handshake_rx) = crossbeam_channel::bounded(HANDSHAKE_QUEUE_LEN);
         let (crypto_tx, crypto_rx) = crossbeam_channel::unbounded();
@@ -237,7 +248,7 @@ impl Device {
         match io_loop::IoPoll::new(&shared) {
             Some(io) => {
                 let io = Arc::new(io);
-                for i in 0..io_loop::io_threads() {
+                for i in 0..io_threads.clamp(1, 8) {
                     let (s, io) = (shared.clone(), io.clone());
                     th.push(spawn(&format!("pm-io-{i}"), move || io_loop::run(&s, &io)));
                 }
