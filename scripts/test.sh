@@ -72,7 +72,7 @@ run_step() {
   local name=$1 secs=$2 rc
   shift 2
   section "$name"
-  local t0=$SECONDS log=$LOG_DIR/${name// /-}.log tailpid
+  local t0=$SECONDS log=$LOG_DIR/${name//[ \/]/-}.log tailpid
   timeout --kill-after=20 "$secs" "$@" >"$log" 2>&1 </dev/null &
   CURRENT=$!
   tail -s 0.2 -n +1 -f --pid="$CURRENT" "$log" &
@@ -91,9 +91,9 @@ step() { # NAME SECONDS CMD...: run_step and record the outcome
   if ((rc == 0)); then
     record PASS "$name" "(${STEP_TIME}s)"
   elif ((rc == 124 || rc == 137)); then
-    record FAIL "$name" "timed out after ${2}s (log: $LOG_DIR/${name// /-}.log)"
+    record FAIL "$name" "timed out after ${2}s (log: $LOG_DIR/${name//[ \/]/-}.log)"
   else
-    record FAIL "$name" "exit status $rc (log: $LOG_DIR/${name// /-}.log)"
+    record FAIL "$name" "exit status $rc (log: $LOG_DIR/${name//[ \/]/-}.log)"
   fi
   return "$rc"
 }
@@ -303,7 +303,7 @@ else
       for name in 10-interop 85-integrity; do
         : >"$REGISTRY"
         PHANTOMMESH_OFFLOAD=off PHANTOMMESH_IO_LOOP=off E2E_REGISTRY=$REGISTRY \
-          step "e2e $name (offloads and I/O loop off)" "${E2E_TIMEOUT:-420}" bash "$ROOT/tests/e2e/$name.sh"
+          step "e2e $name (offloads off, dedicated I/O threads)" "${E2E_TIMEOUT:-420}" bash "$ROOT/tests/e2e/$name.sh"
         sweep_registry
       done
     fi
