@@ -26,7 +26,7 @@
 use super::{send, Shared};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Environment switch: `PHANTOMMESH_IO_LOOP=off` runs the dedicated loops.
@@ -57,8 +57,10 @@ pub struct IoPoll {
     tun: RawFd,
     /// The UDP socket generation (`Shared::udp_generation`) registered.
     udp_generation: AtomicU64,
-    /// The registered socket's descriptor (-1: none).
-    udp_fd: parking_lot::Mutex<RawFd>,
+    /// The registered socket's descriptor (-1: none), read lock-free on
+    /// every re-arm; `follow` serialises its changes.
+    udp_fd: AtomicI32,
+    follow: parking_lot::Mutex<()>,
     /// Cleared when the TUN is gone (or shut down): it stays disarmed.
     tun_open: AtomicBool,
 }
@@ -89,7 +91,8 @@ impl IoPoll {
             epoll,
             tun,
             udp_generation: AtomicU64::new(0),
-            udp_fd: parking_lot::Mutex::new(-1),
+            udp_fd: AtomicI32::new(-1),
+            follow: parking_lot::Mutex::new(()),
             tun_open: AtomicBool::new(true),
         };
         if let Err(e) = io.ctl(libc::EPOLL_CTL_ADD, tun, TUN) {
@@ -129,18 +132,18 @@ impl IoPoll {
         if self.udp_generation.load(Ordering::Acquire) == generation {
             return;
         }
-        let mut fd = self.udp_fd.lock();
+        let _serial = self.follow.lock();
         if self.udp_generation.load(Ordering::Acquire) == generation {
             return;
         }
-        if *fd >= 0 {
+        let old = self.udp_fd.swap(-1, Ordering::AcqRel);
+        if old >= 0 {
             // Usually gone already (closed); an error here means just that.
-            let _ = self.ctl(libc::EPOLL_CTL_DEL, *fd, UDP);
-            *fd = -1;
+            let _ = self.ctl(libc::EPOLL_CTL_DEL, old, UDP);
         }
         if let Some(new) = s.current_udp().and_then(|u| u.poll_fd()) {
             match self.ctl(libc::EPOLL_CTL_ADD, new, UDP) {
-                Ok(()) => *fd = new,
+                Ok(()) => self.udp_fd.store(new, Ordering::Release),
                 Err(e) => tracing::warn!("cannot poll the UDP socket: {e}"),
             }
         }
@@ -148,7 +151,7 @@ impl IoPoll {
     }
 
     fn rearm_udp(&self) {
-        let fd = *self.udp_fd.lock();
+        let fd = self.udp_fd.load(Ordering::Acquire);
         if fd >= 0 {
             // Fails only for a socket closed meanwhile (replaced; see above).
             let _ = self.ctl(libc::EPOLL_CTL_MOD, fd, UDP);

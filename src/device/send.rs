@@ -219,7 +219,8 @@ fn dispatch_read(s: &Shared, r: &mut TunReader, from: usize, to: usize, started:
     );
     if to - from == 1 {
         if let Some(peer) = targets[from].take() {
-            if !send_in_place(s, &peer, &mut storage[from], sizes[from], started) {
+            // A known target already failed the in-place send: do not retry.
+            if known == 1 || !send_in_place(s, &peer, &mut storage[from], sizes[from], started) {
                 dispatch(s, &peer, &mut storage[from..to], &sizes[from..to], started);
             }
         } else {
