@@ -569,7 +569,7 @@ impl LinuxUdp {
     /// buffer instead of two is measurable there).
     fn recv_gro(
         &self,
-        bufs: &mut [&mut [u8]],
+        bufs: &mut [Vec<u8>],
         meta: &mut [RecvMeta],
         flags: libc::c_int,
     ) -> io::Result<usize> {
@@ -698,7 +698,7 @@ impl LinuxUdp {
     /// `recv` with recvmmsg `flags` (blocking or not).
     fn recv_with(
         &self,
-        bufs: &mut [&mut [u8]],
+        bufs: &mut [Vec<u8>],
         meta: &mut [RecvMeta],
         flags: libc::c_int,
     ) -> io::Result<usize> {
@@ -753,11 +753,11 @@ impl LinuxUdp {
 }
 
 impl Udp for LinuxUdp {
-    fn recv(&self, bufs: &mut [&mut [u8]], meta: &mut [RecvMeta]) -> io::Result<usize> {
+    fn recv(&self, bufs: &mut [Vec<u8>], meta: &mut [RecvMeta]) -> io::Result<usize> {
         self.recv_with(bufs, meta, libc::MSG_WAITFORONE)
     }
 
-    fn recv_ready(&self, bufs: &mut [&mut [u8]], meta: &mut [RecvMeta]) -> io::Result<usize> {
+    fn recv_ready(&self, bufs: &mut [Vec<u8>], meta: &mut [RecvMeta]) -> io::Result<usize> {
         self.recv_with(bufs, meta, libc::MSG_DONTWAIT)
     }
 

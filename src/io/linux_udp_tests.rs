@@ -19,8 +19,8 @@ fn recv_n(udp: &LinuxUdp, want: usize) -> (Vec<(Vec<u8>, SocketAddr)>, usize) {
     let (mut out, mut calls) = (Vec::new(), 0);
     let deadline = Instant::now() + Duration::from_secs(3);
     while out.len() < want && Instant::now() < deadline {
-        let mut bufs: Vec<&mut [u8]> = store.iter_mut().map(|b| b.as_mut_slice()).collect();
-        let n = udp.recv(&mut bufs, &mut meta).unwrap();
+        let bufs = &mut store;
+        let n = udp.recv(bufs, &mut meta).unwrap();
         if n > 0 {
             calls += 1;
         }
@@ -151,10 +151,10 @@ fn port_zero_picks_a_port_and_busy_port_is_addr_in_use() {
 #[test]
 fn idle_recv_returns_zero_after_timeout() {
     let a = open(Family::DualStack);
-    let mut store = [0u8; 64];
+    let mut store = vec![vec![0u8; 64]];
     let mut meta = [RecvMeta::default()];
     let t = Instant::now();
-    assert_eq!(a.recv(&mut [&mut store[..]], &mut meta).unwrap(), 0);
+    assert_eq!(a.recv(&mut store, &mut meta).unwrap(), 0);
     let waited = t.elapsed();
     assert!(
         waited >= Duration::from_millis(150) && waited < Duration::from_secs(2),
@@ -169,10 +169,10 @@ fn close_wakes_receiver_and_frees_port_while_still_referenced() {
     let reader = {
         let udp = udp.clone();
         std::thread::spawn(move || {
-            let mut store = [0u8; 64];
+            let mut store = vec![vec![0u8; 64]];
             let mut meta = [RecvMeta::default()];
             loop {
-                if let Err(e) = udp.recv(&mut [&mut store[..]], &mut meta) {
+                if let Err(e) = udp.recv(&mut store, &mut meta) {
                     return e.kind();
                 }
             }
@@ -232,8 +232,8 @@ fn gso_runs_and_gro_coalescing_keep_every_datagram() {
     let mut got: Vec<Vec<u8>> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(3);
     while got.len() < sent.len() && Instant::now() < deadline {
-        let mut bufs: Vec<&mut [u8]> = store.iter_mut().map(|b| b.as_mut_slice()).collect();
-        let n = rx.recv(&mut bufs, &mut meta).unwrap();
+        let bufs = &mut store;
+        let n = rx.recv(bufs, &mut meta).unwrap();
         for (b, m) in bufs.iter().zip(&meta).take(n) {
             got.push(b[..m.len].to_vec());
         }
@@ -284,8 +284,8 @@ fn recv_coalesced(udp: &LinuxUdp, slots: usize, want: usize) -> Vec<Vec<u8>> {
     let mut got = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(3);
     while got.len() < want && Instant::now() < deadline {
-        let mut bufs: Vec<&mut [u8]> = store.iter_mut().map(|b| b.as_mut_slice()).collect();
-        let n = udp.recv(&mut bufs, &mut meta).unwrap();
+        let bufs = &mut store;
+        let n = udp.recv(bufs, &mut meta).unwrap();
         for (b, m) in bufs.iter().zip(&meta).take(n) {
             got.push(b[..m.len].to_vec());
         }

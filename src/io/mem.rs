@@ -283,7 +283,7 @@ impl MemUdp {
 }
 
 impl Udp for MemUdp {
-    fn recv(&self, bufs: &mut [&mut [u8]], meta: &mut [RecvMeta]) -> io::Result<usize> {
+    fn recv(&self, bufs: &mut [Vec<u8>], meta: &mut [RecvMeta]) -> io::Result<usize> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(closed_error("socket"));
         }
@@ -291,7 +291,7 @@ impl Udp for MemUdp {
         self.queue
             .pop_batch(max, IDLE_TIMEOUT, |i, d| {
                 meta[i] = RecvMeta {
-                    len: copy_truncated(bufs[i], &d.data),
+                    len: copy_truncated(&mut bufs[i], &d.data),
                     src: d.src,
                 };
             })

@@ -16,8 +16,8 @@ fn recv_all(udp: &dyn Udp, want: usize) -> Vec<(Vec<u8>, SocketAddr)> {
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(2);
     while out.len() < want && Instant::now() < deadline {
-        let mut bufs: Vec<&mut [u8]> = store.iter_mut().map(|b| b.as_mut_slice()).collect();
-        let n = udp.recv(&mut bufs, &mut meta).unwrap();
+        let bufs = &mut store;
+        let n = udp.recv(bufs, &mut meta).unwrap();
         for (b, m) in bufs.iter().zip(&meta).take(n) {
             out.push((b[..m.len].to_vec(), m.src));
         }
@@ -37,9 +37,9 @@ fn udp_batch_round_trip_reports_sources() {
 
     // One call returns the whole batch, in order.
     let mut store = vec![vec![0u8; 100]; 16];
-    let mut bufs: Vec<&mut [u8]> = store.iter_mut().map(|b| b.as_mut_slice()).collect();
+    let bufs = &mut store;
     let mut meta = vec![RecvMeta::default(); 16];
-    let n = b.recv(&mut bufs, &mut meta).unwrap();
+    let n = b.recv(bufs, &mut meta).unwrap();
     assert_eq!(n, 10);
     for i in 0..n {
         assert_eq!(&bufs[i][..meta[i].len], packets[i].as_slice());
@@ -72,11 +72,11 @@ fn recv_is_limited_by_buffers_and_truncates() {
     a.send(&[b"one", b"two", b"three-long", b"four", b"five"], dst)
         .unwrap();
     let mut store = vec![vec![0u8; 5]; 3];
-    let mut bufs: Vec<&mut [u8]> = store.iter_mut().map(|b| b.as_mut_slice()).collect();
+    let bufs = &mut store;
     let mut meta = vec![RecvMeta::default(); 3];
-    assert_eq!(b.recv(&mut bufs, &mut meta).unwrap(), 3);
+    assert_eq!(b.recv(bufs, &mut meta).unwrap(), 3);
     assert_eq!(&bufs[2][..meta[2].len], b"three");
-    assert_eq!(b.recv(&mut bufs, &mut meta).unwrap(), 2);
+    assert_eq!(b.recv(bufs, &mut meta).unwrap(), 2);
     assert_eq!(&bufs[1][..meta[1].len], b"five");
 }
 
@@ -84,11 +84,10 @@ fn recv_is_limited_by_buffers_and_truncates() {
 fn idle_recv_times_out_with_zero() {
     let net = MemNetwork::new();
     let a = net.bind(ip("10.0.0.1")).open(0, 0).unwrap();
-    let mut store = [0u8; 64];
-    let mut bufs: Vec<&mut [u8]> = vec![&mut store];
+    let bufs = &mut vec![vec![0u8; 64]];
     let mut meta = [RecvMeta::default()];
     let t = Instant::now();
-    assert_eq!(a.recv(&mut bufs, &mut meta).unwrap(), 0);
+    assert_eq!(a.recv(bufs, &mut meta).unwrap(), 0);
     let waited = t.elapsed();
     assert!(
         waited >= Duration::from_millis(40) && waited < Duration::from_secs(1),
@@ -124,11 +123,10 @@ fn close_makes_io_fail_and_wakes_reader() {
     let reader = {
         let a = a.clone();
         std::thread::spawn(move || {
-            let mut store = [0u8; 64];
+            let bufs = &mut vec![vec![0u8; 64]];
             let mut meta = [RecvMeta::default()];
             loop {
-                let mut bufs: Vec<&mut [u8]> = vec![&mut store];
-                if let Err(e) = a.recv(&mut bufs, &mut meta) {
+                if let Err(e) = a.recv(bufs, &mut meta) {
                     return e.kind();
                 }
             }

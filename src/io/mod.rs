@@ -121,9 +121,12 @@ impl Default for RecvMeta {
 
 /// A bound UDP endpoint (IPv4 and IPv6).
 pub trait Udp: Send + Sync {
-    /// Receives up to `bufs.len()` datagrams. Returns `Ok(0)` after a short
-    /// internal timeout so loops can notice shutdown; an error after close.
-    fn recv(&self, bufs: &mut [&mut [u8]], meta: &mut [RecvMeta]) -> io::Result<usize>;
+    /// Receives up to `bufs.len()` datagrams, datagram `i` into `bufs[i]`
+    /// (whose length is the room it offers; `meta[i].len` says how much was
+    /// used). Returns `Ok(0)` after a short internal timeout so loops can
+    /// notice shutdown; an error after close. Buffers, not slices, so that
+    /// a backend touches only the slots it fills.
+    fn recv(&self, bufs: &mut [Vec<u8>], meta: &mut [RecvMeta]) -> io::Result<usize>;
     /// Sends every buffer in `bufs` to `dst` (one batch, one destination).
     fn send(&self, bufs: &[&[u8]], dst: SocketAddr) -> io::Result<()>;
     /// Sends datagrams to several destinations at once, in order (one
@@ -151,7 +154,7 @@ pub trait Udp: Send + Sync {
     }
     /// As [`Udp::recv`], but only what is queued now (Ok(0) when nothing
     /// is). Backends without it answer `Unsupported`.
-    fn recv_ready(&self, bufs: &mut [&mut [u8]], meta: &mut [RecvMeta]) -> io::Result<usize> {
+    fn recv_ready(&self, bufs: &mut [Vec<u8>], meta: &mut [RecvMeta]) -> io::Result<usize> {
         let _ = (bufs, meta);
         Err(io::ErrorKind::Unsupported.into())
     }

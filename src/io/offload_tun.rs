@@ -244,8 +244,17 @@ impl Tun for OffloadTun {
                 "no room for the virtio-net header",
             ));
         }
-        let mut gro = self.gro.lock();
-        match self.dev.send_multiple(&mut gro, bufs, offset) {
+        let res = if let [one] = bufs {
+            // A lone packet has nothing to coalesce with: write it behind
+            // an all-zero header (no GSO, checksum complete), as the GRO
+            // pass would, without the pass. On an idle tunnel every packet
+            // is lone, and less code and memory touched is less latency.
+            one[offset - VIRTIO_NET_HDR_LEN..offset].fill(0);
+            self.dev.send(&one[offset - VIRTIO_NET_HDR_LEN..])
+        } else {
+            self.dev.send_multiple(&mut self.gro.lock(), bufs, offset)
+        };
+        match res {
             Ok(_) => Ok(()),
             // The kernel rejects a malformed packet: drop it, keep going.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
