@@ -84,7 +84,7 @@ fn recv_is_limited_by_buffers_and_truncates() {
 fn idle_recv_times_out_with_zero() {
     let net = MemNetwork::new();
     let a = net.bind(ip("10.0.0.1")).open(0, 0).unwrap();
-    let bufs = &mut vec![vec![0u8; 64]];
+    let bufs = &mut [vec![0u8; 64]];
     let mut meta = [RecvMeta::default()];
     let t = Instant::now();
     assert_eq!(a.recv(bufs, &mut meta).unwrap(), 0);
@@ -123,7 +123,7 @@ fn close_makes_io_fail_and_wakes_reader() {
     let reader = {
         let a = a.clone();
         std::thread::spawn(move || {
-            let bufs = &mut vec![vec![0u8; 64]];
+            let bufs = &mut [vec![0u8; 64]];
             let mut meta = [RecvMeta::default()];
             loop {
                 if let Err(e) = a.recv(bufs, &mut meta) {
