@@ -150,11 +150,13 @@ pub fn spawn_self_tests(st: Arc<AdminState>, interval: Duration) {
                 None => Duration::from_secs(1),
             };
             let until = std::time::Instant::now() + wait;
+            // Once a second is soon enough to notice shutdown (the thread is
+            // not joined) and keeps an idle daemon from waking for nothing.
             while std::time::Instant::now() < until {
                 if st.dev.is_closed() {
                     return;
                 }
-                std::thread::sleep(Duration::from_millis(200));
+                std::thread::sleep(Duration::from_secs(1).min(until.saturating_duration_since(std::time::Instant::now())));
             }
         }
     });

@@ -23,7 +23,8 @@ pub fn run(s: &Shared) {
     let mut last_gc = Instant::now();
     while !s.shutdown.load(Ordering::Relaxed) {
         s.heartbeat(super::HB_HANDSHAKE);
-        match s.handshake_rx.recv_timeout(Duration::from_millis(200)) {
+        match s.handshake_rx.recv_timeout(super::IDLE_WAIT) {
+            Ok(_) if s.shutdown.load(Ordering::Relaxed) => return,
             Ok(q) => process(s, &q),
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,

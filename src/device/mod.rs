@@ -283,6 +283,19 @@ impl Device {
         if let Some(u) = self.shared.udp.write().take() {
             u.close();
         }
+        // Wake the idle workers (see IDLE_WAIT) so they see the flag now: an
+        // empty job is a no-op for a crypto worker, an empty message is
+        // dropped by the handshake worker once it sees the flag.
+        for _ in 0..self.shared.workers {
+            let _ = self
+                .shared
+                .crypto_tx
+                .try_send(self.shared.jobs.get(pipeline::Dir::Tx));
+        }
+        let _ = self.shared.handshake_tx.try_send(handshake::Queued {
+            msg: Vec::new(),
+            src: SocketAddr::from(([0, 0, 0, 0], 0)),
+        });
         let me = std::thread::current().id();
         for t in self.threads.lock().drain(..) {
             if t.thread().id() != me {
@@ -319,16 +332,22 @@ impl Drop for Device {
     }
 }
 
+/// How long an idle crypto or handshake worker sleeps before it refreshes
+/// its heartbeat: well inside the liveness limit
+/// ([`crate::admin::health::WORKER_STALL_MS`], 5 s), and long enough that an
+/// idle daemon is not woken several times a second per thread. Each such
+/// wake-up costs CPU on every node and moves threads between CPUs, which
+/// makes the next packet's wake-up more likely to need an IPI. Shutdown
+/// does not wait for it: [`Device::close`] wakes the workers.
+const IDLE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A crypto worker: takes any job off the shared queue, seals or opens it,
 /// then delivers its peer's finished jobs in order.
 fn pipeline_worker(s: &Shared, id: usize) {
     use crossbeam_channel::RecvTimeoutError;
     while !s.shutdown.load(Ordering::Relaxed) {
         s.crypto_heartbeats[id].store(s.now_ms(), Ordering::Relaxed);
-        match s
-            .crypto_rx
-            .recv_timeout(std::time::Duration::from_millis(200))
-        {
+        match s.crypto_rx.recv_timeout(IDLE_WAIT) {
             Ok(job) => {
                 process(s, job);
                 if s.crypto_rx.is_empty() {
