@@ -5,6 +5,8 @@ returns the reply and finds, in order: the first syscall exit of a thread
 of end A (woken by the TUN), A's UDP send, B's first syscall exit (woken by
 the datagram), B's TUN write (syscall 1), B's reply send, A's next wake,
 A's TUN write. A UDP send is sendto/sendmsg/sendmmsg (44/46/307).
+Then, for each direction, how the send woke the other end (see
+wake_placement).
 """
 import re
 import statistics as st
@@ -60,11 +62,45 @@ def main(trace, tids_a, tids_b, rtt_file):
         print(f'    {prev:>10} -> {name:9} p25 {d[len(d) // 4]:6.1f}  med {st.median(d):6.1f}')
         prev = name
     print(f'    traced RTT median {st.median(p[-1] - p[0] for p in pings):.1f}')
+    wake_placement(ev, a, b)
     rtt = sorted(float(x) * 1000 for x in open(rtt_file) if x.strip())
     if rtt:
         q = lambda f: rtt[int(f * (len(rtt) - 1))]
         print(f'  untraced RTT (us): n {len(rtt)} mean {sum(rtt) / len(rtt):.0f} '
               f'p10 {q(.1):.0f} p50 {q(.5):.0f} p90 {q(.9):.0f}')
+
+
+def wake_placement(ev, a, b):
+    """Where each end's UDP send woke the other end's thread: in the
+    sender's own syscall (the kernel delivers the datagram in the sender's
+    context; the woken thread then runs on the sender's CPU), or on the
+    other CPU, which is idle and must first be woken by an IPI (on KVM, a
+    halted vCPU: tens of µs). The scheduler puts the woken thread on the CPU
+    it last ran on when that one is idle, so this is where the threads
+    happened to sleep."""
+    pid = re.compile(r'pid=(\d+)')
+    for name, src, dst in (('A -> B', a, b), ('B -> A', b, a)):
+        kinds = {}
+        i = 0
+        while i < len(ev):
+            t, comm, tid, kind, rest = ev[i]
+            if tid in src and kind == 'sys_enter' and rest.startswith(SEND):
+                how, j = None, i + 1
+                while j < len(ev) and ev[j][0] - t < 5000:
+                    _, _, tid2, kind2, rest2 = ev[j]
+                    if kind2 == 'sched_wakeup':
+                        m = pid.search(rest2)
+                        if m and m.group(1) in dst:
+                            how = 'in the sender' if tid2 == tid else 'elsewhere'
+                    if tid2 in dst and kind2 == 'sys_exit':
+                        kinds.setdefault(how or 'already awake', []).append(ev[j][0] - t)
+                        break
+                    j += 1
+                i = j
+            i += 1
+        print(f'  {name} send -> woken thread runs, by where the wake-up happened:')
+        for how, d in sorted(kinds.items()):
+            print(f'    {how:15} n {len(d):4}  med {st.median(d):6.1f} us')
 
 
 if __name__ == '__main__':
