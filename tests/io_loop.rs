@@ -324,3 +324,51 @@ fn the_loop_follows_a_new_listen_port() {
     cross(&b, &a, &packet(2, 1, b"from the new port"));
     cross(&a, &b, &packet(1, 2, b"after"));
 }
+
+#[test]
+fn a_new_socket_is_polled_at_once_and_close_does_not_wait_for_idle_threads() {
+    let (a, b) = pair(1);
+    cross(&a, &b, &packet(1, 2, b"before"));
+    cross(&b, &a, &packet(2, 1, b"before, back"));
+    // B's I/O thread is now in an idle wait of up to a second.
+    std::thread::sleep(Duration::from_millis(50));
+    let fresh = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = fresh.local_addr().unwrap().port();
+    drop(fresh);
+    b.dev
+        .apply(&DeviceSet {
+            listen_port: Some(port),
+            ..Default::default()
+        })
+        .unwrap();
+    // A is told the new port (it does not learn it from B), so only B's
+    // thread taking up the new socket at once lets this packet in.
+    a.dev
+        .apply(&DeviceSet {
+            peers: vec![PeerSet {
+                public_key: b.public(),
+                endpoint: Some(b.endpoint()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .unwrap();
+    let pkt = packet(1, 2, b"to the new port");
+    a.wire.inject(&pkt);
+    let got = b.wire.recv(Duration::from_millis(600));
+    assert_eq!(
+        got.as_deref(),
+        Some(&pkt[..]),
+        "B did not poll its new socket before its idle wait ended"
+    );
+    // Every thread is idle now; closing wakes them instead of waiting.
+    std::thread::sleep(Duration::from_millis(50));
+    let t = Instant::now();
+    a.dev.close();
+    b.dev.close();
+    assert!(
+        t.elapsed() < Duration::from_millis(800),
+        "closing two idle devices took {:?}",
+        t.elapsed()
+    );
+}

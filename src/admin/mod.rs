@@ -152,11 +152,15 @@ pub fn spawn_self_tests(st: Arc<AdminState>, interval: Duration) {
             let until = std::time::Instant::now() + wait;
             // Once a second is soon enough to notice shutdown (the thread is
             // not joined) and keeps an idle daemon from waking for nothing.
-            while std::time::Instant::now() < until {
+            loop {
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
                 if st.dev.is_closed() {
                     return;
                 }
-                std::thread::sleep(Duration::from_secs(1).min(until.saturating_duration_since(std::time::Instant::now())));
+                std::thread::sleep(left.min(Duration::from_secs(1)));
             }
         }
     });

@@ -178,6 +178,7 @@ pub fn rebind(s: &Shared, port: u16, fwmark: u32) -> Result<(), UapiError> {
         old.close();
     }
     s.udp_generation.fetch_add(1, Ordering::Relaxed);
+    s.io_wake.ring();
     let mut st = s.settings.lock();
     st.listen_port = actual;
     st.fwmark = fwmark;

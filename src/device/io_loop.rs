@@ -48,8 +48,56 @@ pub fn io_threads() -> usize {
 
 const TUN: u64 = 0;
 const UDP: u64 = 1;
-/// Longest wait before a thread looks at shutdown and the socket again.
-const WAIT: Duration = Duration::from_millis(200);
+const WAKE: u64 = 2;
+/// Longest wait before a thread refreshes its heartbeat (liveness allows
+/// 5 s). Shutdown and a replaced socket do not wait for it: they ring
+/// [`Wake`].
+const WAIT: Duration = Duration::from_secs(1);
+
+/// An eventfd that wakes the I/O threads: rung when the device closes and
+/// when the UDP socket is replaced (a listen-port change), so neither waits
+/// for a timeout, and an idle thread need not wake up to look.
+pub struct Wake(Option<OwnedFd>);
+
+impl Wake {
+    /// A new eventfd; without one (never on Linux) the threads still see
+    /// both changes within [`WAIT`].
+    pub fn new() -> Wake {
+        // SAFETY: eventfd has no memory preconditions.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        // SAFETY: a fresh descriptor we own from here on.
+        Wake((fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Wakes every thread waiting on the set (the eventfd stays readable
+    /// until one of them drains it).
+    pub fn ring(&self) {
+        if let Some(fd) = &self.0 {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a live u64. EAGAIN (counter full)
+            // means it is ringing already.
+            let _ = unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        }
+    }
+
+    fn drain(&self) {
+        if let Some(fd) = &self.0 {
+            let mut n: u64 = 0;
+            // SAFETY: reads at most 8 bytes into a live u64.
+            let _ = unsafe { libc::read(fd.as_raw_fd(), (&mut n as *mut u64).cast(), 8) };
+        }
+    }
+
+    fn fd(&self) -> Option<RawFd> {
+        self.0.as_ref().map(|f| f.as_raw_fd())
+    }
+}
+
+impl Default for Wake {
+    fn default() -> Wake {
+        Wake::new()
+    }
+}
 
 /// The shared epoll set.
 pub struct IoPoll {
@@ -98,6 +146,23 @@ impl IoPoll {
         if let Err(e) = io.ctl(libc::EPOLL_CTL_ADD, tun, TUN) {
             tracing::info!("cannot poll the TUN ({e}); dedicated I/O threads");
             return None;
+        }
+        if let Some(wake) = s.io_wake.fd() {
+            // Level-triggered, not one-shot: every waiting thread sees it.
+            let mut ev = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: WAKE,
+            };
+            // SAFETY: both descriptors are ours; `ev` outlives the call.
+            let r = unsafe {
+                libc::epoll_ctl(io.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, wake, &mut ev)
+            };
+            if r != 0 {
+                tracing::debug!(
+                    "cannot poll the wake-up eventfd ({}); changes are seen within {WAIT:?}",
+                    io::Error::last_os_error()
+                );
+            }
         }
         Some(io)
     }
@@ -187,6 +252,8 @@ pub fn run(s: &Shared, io: &IoPoll) {
                 }
                 io.rearm_udp();
             }
+            // Shutdown or a new socket: the loop's head looks at both.
+            Some(WAKE) => s.io_wake.drain(),
             _ => {}
         }
     }

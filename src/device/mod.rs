@@ -127,6 +127,9 @@ pub struct Shared {
     pub(crate) handshake_rx: crossbeam_channel::Receiver<handshake::Queued>,
     /// Wakes the UDP receive loop when the socket is replaced.
     pub udp_generation: AtomicU64,
+    /// Rung on shutdown and when the UDP socket is replaced (see
+    /// [`io_loop::Wake`]).
+    pub io_wake: io_loop::Wake,
     /// Last loop iteration of each worker thread (ms since `epoch`), for
     /// liveness: every loop wakes at least every few hundred milliseconds.
     pub heartbeats: [AtomicU64; WORKERS.len()],
@@ -226,6 +229,7 @@ impl Device {
             handshake_tx,
             handshake_rx,
             udp_generation: AtomicU64::new(0),
+            io_wake: io_loop::Wake::new(),
             heartbeats: Default::default(),
             hist: Arc::new(crate::metrics::DeviceHistograms::new()),
             sample_packets: !std::env::var("PHANTOMMESH_PACKET_METRICS").is_ok_and(|v| v == "off"),
@@ -283,6 +287,7 @@ impl Device {
         if let Some(u) = self.shared.udp.write().take() {
             u.close();
         }
+        self.shared.io_wake.ring();
         // Wake the idle workers (see IDLE_WAIT) so they see the flag now: an
         // empty job is a no-op for a crypto worker, an empty message is
         // dropped by the handshake worker once it sees the flag.

@@ -82,7 +82,7 @@ ip netns exec "$LT_NS_T" sh "$LT_TMP/peers.conf.remove.sh" "$LT_IF" || lt_fail "
 # UDP echo probes and bulk traffic, through an echo service behind the target.
 lt_udp_echo "$LT_TUN_IP" 7
 lt_loadtest --peers 20 --duration 3s --ramp 0.5s --rate 5 --udp-echo "$LT_TUN_IP:7" --bulk 20 --json \
-    >"$LT_TMP/udp.json" 2>/dev/null || lt_fail "UDP echo run failed"
+    >"$LT_TMP/udp.json" 2>"$LT_TMP/udp.err" || { cat "$LT_TMP/udp.err" >&2; head -c 4000 "$LT_TMP/udp.json" >&2; lt_fail "UDP echo run failed"; }
 python3 - "$LT_TMP/udp.json" <<'PY' || lt_fail "UDP echo or bulk traffic did not come back"
 import json, sys
 c = json.load(open(sys.argv[1]))["counters"]

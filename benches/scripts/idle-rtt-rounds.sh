@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The idle step of ../shared/bench/tunnel-bench.sh, repeated: each round
+# sets up two namespaces and a tunnel exactly as the bench does, starts the
+# iperf3 server, waits 0.3 s and sends `ping -c 50 -i 0.01` through the
+# tunnel; rounds alternate between the implementations. One bench call's
+# idle figure is the mean of one such round and swings by 0.1 ms, so only
+# many rounds compare implementations. Prints, per IMPL, the mean and
+# median of all pings, the median of the rounds' means (what the bench
+# would report, typically), and the first ping of a round (after 0.3 s idle).
+#
+#   benches/scripts/idle-rtt-rounds.sh [-r ROUNDS] IMPL...
+#   e.g. idle-rtt-rounds.sh -r 15 "boringtun-cli -f --disable-drop-privileges" "target/release/phantommesh -f"
+#
+# IMPL takes wireguard-go's command line. Needs root, iproute2,
+# wireguard-tools, iperf3, iputils-ping, python3. Traffic stays inside the
+# two namespaces it creates (10.231.0.0/24 underlay, 10.232.0.0/24 tunnel).
+set -euo pipefail
+ROUNDS=15
+[[ ${1:-} == -r ]] && { ROUNDS=$2; shift 2; }
+[[ $# -ge 1 ]] || { echo "usage: $0 [-r ROUNDS] IMPL..." >&2; exit 2; }
+[[ $(id -u) == 0 ]] || { echo "$0: needs root (network namespaces, TUN)" >&2; exit 1; }
+TAG=pmrr$$
+N1=${TAG}a; N2=${TAG}b
+OUT=$(mktemp -d)
+PIDS=()
+down() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 0.3; PIDS=()
+  ip netns del $N1 2>/dev/null || true; ip netns del $N2 2>/dev/null || true
+  rm -f /var/run/wireguard/${TAG}1.sock /var/run/wireguard/${TAG}2.sock
+}
+trap 'down; rm -rf "$OUT"' EXIT
+
+up() {
+  ip netns add $N1; ip netns add $N2
+  ip link add v1 netns $N1 type veth peer name v2 netns $N2
+  ip -n $N1 addr add 10.231.0.1/24 dev v1; ip -n $N2 addr add 10.231.0.2/24 dev v2
+  for n in $N1 $N2; do ip -n $n link set lo up; done
+  ip -n $N1 link set v1 up; ip -n $N2 link set v2 up
+  mkdir -p /var/run/wireguard
+  ip netns exec $N1 env WG_PROCESS_FOREGROUND=1 $1 ${TAG}1 >/dev/null 2>&1 & PIDS+=($!)
+  ip netns exec $N2 env WG_PROCESS_FOREGROUND=1 $1 ${TAG}2 >/dev/null 2>&1 & PIDS+=($!)
+  for _ in $(seq 100); do
+    [[ -S /var/run/wireguard/${TAG}1.sock && -S /var/run/wireguard/${TAG}2.sock ]] && break; sleep 0.1
+  done
+  local k1 k2; k1=$(wg genkey); k2=$(wg genkey)
+  ip netns exec $N1 wg set ${TAG}1 private-key <(echo "$k1") listen-port 51821 \
+    peer "$(echo "$k2" | wg pubkey)" endpoint 10.231.0.2:51822 allowed-ips 10.232.0.2/32
+  ip netns exec $N2 wg set ${TAG}2 private-key <(echo "$k2") listen-port 51822 \
+    peer "$(echo "$k1" | wg pubkey)" endpoint 10.231.0.1:51821 allowed-ips 10.232.0.1/32
+  ip -n $N1 addr add 10.232.0.1/24 dev ${TAG}1; ip -n $N2 addr add 10.232.0.2/24 dev ${TAG}2
+  ip -n $N1 link set ${TAG}1 mtu 1420 up; ip -n $N2 link set ${TAG}2 mtu 1420 up
+  ip netns exec $N1 ping -q -c 3 -W 2 10.232.0.2 >/dev/null 2>&1 || true
+}
+
+for ((r = 0; r < ROUNDS; r++)); do
+  i=0
+  for IMPL in "$@"; do
+    up "$IMPL"
+    ip netns exec $N2 iperf3 -s -1 -D -B 10.232.0.2 -I "$OUT/iperf.pid" >/dev/null 2>&1 || true
+    sleep 0.3
+    ip netns exec $N1 ping -c 50 -i 0.01 10.232.0.2 2>/dev/null \
+      | sed -n "s/.*icmp_seq=\([0-9]*\).*time=\([0-9.]*\) ms/$r \1 \2/p" >>"$OUT/$i"
+    [[ -s $OUT/iperf.pid ]] && kill "$(cat "$OUT/iperf.pid")" 2>/dev/null || true
+    down
+    i=$((i + 1))
+  done
+done
+
+i=0
+for IMPL in "$@"; do
+  python3 - "$IMPL" "$OUT/$i" <<'PY'
+import statistics as st, sys
+rows = [l.split() for l in open(sys.argv[2]) if l.strip()]
+if not rows:
+    sys.exit(f"{sys.argv[1]}: no ping got through")
+us = [float(t) * 1000 for _, _, t in rows]
+rounds = {}
+for r, _, t in rows:
+    rounds.setdefault(r, []).append(float(t) * 1000)
+means = [st.mean(v) for v in rounds.values()]
+first = [float(t) * 1000 for _, s, t in rows if s == '1']
+print(f"{sys.argv[1][:44]:44} rounds {len(rounds):3}  pings {len(us):5}  mean {st.mean(us):5.0f}  "
+      f"p50 {st.median(us):5.0f}  median round mean {st.median(means):5.0f}  "
+      f"first ping mean {st.mean(first) if first else float('nan'):5.0f} us")
+PY
+  i=$((i + 1))
+done
