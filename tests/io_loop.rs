@@ -304,21 +304,25 @@ fn round_trips_and_bursts(io_threads: usize) {
     }
 }
 
-#[test]
-fn the_loop_follows_a_new_listen_port() {
-    let (a, b) = pair(2);
-    cross(&a, &b, &packet(1, 2, b"before"));
-    let old = b.endpoint();
-    // A port nobody holds now.
+/// Moves `node` to a listen port nobody holds now (a new UDP socket).
+fn move_to_a_free_port(node: &Node) {
     let fresh = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = fresh.local_addr().unwrap().port();
     drop(fresh);
-    b.dev
+    node.dev
         .apply(&DeviceSet {
             listen_port: Some(port),
             ..Default::default()
         })
         .unwrap();
+}
+
+#[test]
+fn the_loop_follows_a_new_listen_port() {
+    let (a, b) = pair(2);
+    cross(&a, &b, &packet(1, 2, b"before"));
+    let old = b.endpoint();
+    move_to_a_free_port(&b);
     assert_ne!(b.endpoint(), old);
     // B speaks first (A learns the new port from it), then A answers.
     cross(&b, &a, &packet(2, 1, b"from the new port"));
@@ -332,15 +336,7 @@ fn a_new_socket_is_polled_at_once_and_close_does_not_wait_for_idle_threads() {
     cross(&b, &a, &packet(2, 1, b"before, back"));
     // B's I/O thread is now in an idle wait of up to a second.
     std::thread::sleep(Duration::from_millis(50));
-    let fresh = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = fresh.local_addr().unwrap().port();
-    drop(fresh);
-    b.dev
-        .apply(&DeviceSet {
-            listen_port: Some(port),
-            ..Default::default()
-        })
-        .unwrap();
+    move_to_a_free_port(&b);
     // A is told the new port (it does not learn it from B), so only B's
     // thread taking up the new socket at once lets this packet in.
     a.dev
