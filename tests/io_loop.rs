@@ -331,7 +331,8 @@ fn the_loop_follows_a_new_listen_port() {
 
 #[test]
 fn a_new_socket_is_polled_at_once_and_close_does_not_wait_for_idle_threads() {
-    let (a, b) = pair(1);
+    // Two I/O threads each: both must wake on close, not just one.
+    let (a, b) = pair(2);
     cross(&a, &b, &packet(1, 2, b"before"));
     cross(&b, &a, &packet(2, 1, b"before, back"));
     // B's I/O thread is now in an idle wait of up to a second.

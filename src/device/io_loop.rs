@@ -69,8 +69,8 @@ impl Wake {
         Wake((fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 
-    /// Wakes every thread waiting on the set (the eventfd stays readable
-    /// until one of them drains it).
+    /// Wakes a thread waiting on the set (each write wakes one; the
+    /// eventfd stays readable until a thread drains it).
     pub fn ring(&self) {
         if let Some(fd) = &self.0 {
             let one: u64 = 1;
@@ -252,8 +252,9 @@ pub fn run(s: &Shared, io: &IoPoll) {
                 }
                 io.rearm_udp();
             }
-            // Shutdown or a new socket: the loop's head looks at both.
-            Some(WAKE) => s.io_wake.drain(),
+            // Shutdown or a new socket: the loop's head looks at both. On
+            // shutdown the eventfd stays readable for the other threads.
+            Some(WAKE) if !s.shutdown.load(Ordering::Acquire) => s.io_wake.drain(),
             _ => {}
         }
     }

@@ -287,7 +287,11 @@ impl Device {
         if let Some(u) = self.shared.udp.write().take() {
             u.close();
         }
-        self.shared.io_wake.ring();
+        // One ring per I/O thread (each write wakes one waiter); no thread
+        // drains it once the flag is set, so none sleeps through it.
+        for _ in 0..8 {
+            self.shared.io_wake.ring();
+        }
         // Wake the idle workers (see IDLE_WAIT) so they see the flag now: an
         // empty job is a no-op for a crypto worker, an empty message is
         // dropped by the handshake worker once it sees the flag.
