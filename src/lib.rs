@@ -11,6 +11,7 @@
 //! - [`metrics`]: latency histograms and the Prometheus scrape.
 //! - [`gates`]: go-live thresholds evaluated over a sliding window.
 //! - [`admin`]: the HTTP admin server (health, tunnel tests, metrics, gates).
+//! - [`mesh`]: membership through etcd (records, addresses, the watch).
 //! - [`daemon`]: process lifecycle of both command lines.
 pub mod admin;
 pub mod cli;
@@ -20,6 +21,7 @@ pub mod device;
 pub mod gates;
 pub mod io;
 pub mod loadtest;
+pub mod mesh;
 pub mod metrics;
 pub mod noise;
 pub mod routing;

@@ -1,7 +1,10 @@
 //! Configuration files: the daemon's TOML config and wg-quick `.conf` files.
 //! Pure parsers: text in, a typed [`Config`] or a positioned error out.
+pub mod mesh_config;
 pub mod toml_config;
 pub mod wgquick;
+
+pub use mesh_config::MeshConfig;
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -34,6 +37,49 @@ pub struct InterfaceConfig {
     /// Addresses to assign, with prefix length.
     pub addresses: Vec<(IpAddr, u8)>,
     pub mtu: Option<u16>,
+    /// Which routing table run mode puts the peers' allowed IPs in
+    /// (wg-quick's `Table`).
+    pub table: RouteTable,
+    /// Whether a peer's `0.0.0.0/0` or `::/0` may become a route. Off by
+    /// default: a default route through the tunnel cuts a node off from
+    /// everything else when the peer is wrong.
+    pub allow_default_route: bool,
+}
+
+/// wg-quick's `Table`: `auto` (the main table), `off` (no routes) or a
+/// table number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RouteTable {
+    #[default]
+    Auto,
+    Off,
+    Id(u32),
+}
+
+impl RouteTable {
+    /// Parses `auto`, `off`, `main` (254) or a table number (1..2^32-1).
+    pub fn parse(s: &str) -> Result<RouteTable, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(RouteTable::Auto),
+            "off" => Ok(RouteTable::Off),
+            "main" => Ok(RouteTable::Id(254)),
+            v => match parse_u64(v).and_then(|n| u32::try_from(n).ok()) {
+                Some(n) if n > 0 => Ok(RouteTable::Id(n)),
+                _ => Err(format!(
+                    "invalid table {s:?}: expected \"auto\", \"off\" or a table number"
+                )),
+            },
+        }
+    }
+
+    /// The kernel table routes go into, or None when routes are off.
+    pub fn id(self) -> Option<u32> {
+        match self {
+            RouteTable::Auto => Some(254),
+            RouteTable::Off => None,
+            RouteTable::Id(n) => Some(n),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +117,8 @@ pub struct Config {
     pub interface: InterfaceConfig,
     pub peers: Vec<PeerConfig>,
     pub admin: AdminConfig,
+    /// `[mesh]`: membership through a store (TOML only).
+    pub mesh: Option<MeshConfig>,
 }
 
 /// A config error that names the file, the line (1-based; 0 when not tied to

@@ -7,7 +7,7 @@
 use super::{
     find_duplicate, line_of, parse_cidr, parse_key, parse_u64, resolve_relative, validate_endpoint,
     validate_interface_name, validate_mtu, validate_probe, AdminConfig, Config, ConfigError,
-    InterfaceConfig, KeySource, PeerConfig,
+    InterfaceConfig, KeySource, PeerConfig, RouteTable,
 };
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
@@ -21,6 +21,7 @@ struct RawFile {
     admin: Option<RawAdmin>,
     #[serde(default)]
     peer: Vec<RawPeer>,
+    mesh: Option<super::mesh_config::RawMesh>,
 }
 
 #[derive(Deserialize)]
@@ -33,6 +34,9 @@ struct RawInterface {
     #[serde(default)]
     addresses: Vec<Spanned<String>>,
     mtu: Option<Spanned<i64>>,
+    /// "auto", "off", or a table number (a string or an integer).
+    table: Option<Spanned<toml::Value>>,
+    allow_default_route: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -120,6 +124,17 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         .mtu
         .map(|v| validate_mtu(*v.get_ref(), &addresses).map_err(|m| at(v.span(), m)))
         .transpose()?;
+    let table = match &ri.table {
+        None => RouteTable::Auto,
+        Some(v) => {
+            let text = match v.get_ref() {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                other => other.to_string(),
+            };
+            RouteTable::parse(&text).map_err(|m| at(v.span(), m))?
+        }
+    };
     let interface = InterfaceConfig {
         name: ri.name.into_inner(),
         private_key: KeySource::File(private_key_file),
@@ -127,6 +142,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         fwmark,
         addresses,
         mtu,
+        table,
+        allow_default_route: ri.allow_default_route.unwrap_or(false),
     };
 
     let mut admin = AdminConfig::default();
@@ -203,10 +220,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             probe,
         });
     }
+    let mesh = raw
+        .mesh
+        .map(|m| super::mesh_config::parse(m, text, path, &at))
+        .transpose()?;
     Ok(Config {
         interface,
         peers,
         admin,
+        mesh,
     })
 }
 
@@ -300,6 +322,9 @@ pub fn apply_env(
     }
     if let Some(v) = get("PHANTOMMESH_ADMIN_TOKEN_FILE") {
         cfg.admin.token_file = Some(PathBuf::from(v));
+    }
+    if let Some(mesh) = &mut cfg.mesh {
+        super::mesh_config::apply_env(mesh, &get)?;
     }
     Ok(())
 }

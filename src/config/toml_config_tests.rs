@@ -53,6 +53,8 @@ fn golden() {
             fwmark: Some(51),
             addresses: vec![(ip("10.100.0.1"), 24), (ip("fd00:100::1"), 64)],
             mtu: Some(1420),
+            table: RouteTable::Auto,
+            allow_default_route: false,
         },
         peers: vec![
             PeerConfig {
@@ -76,6 +78,7 @@ fn golden() {
             listen: "127.0.0.1:9586".into(),
             token_file: Some("/etc/phantommesh/admin.token".into()),
         },
+        mesh: None,
     };
     assert_eq!(cfg, expected);
 }

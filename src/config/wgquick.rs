@@ -4,13 +4,15 @@
 //! Read the way `wg` reads them: section names and keys are
 //! case-insensitive, `#` starts a comment anywhere on a line, a later
 //! scalar key overrides an earlier one, list keys (Address, AllowedIPs)
-//! may repeat and accumulate. wg-quick's hook and host settings (DNS, Table,
+//! may repeat and accumulate. `Table` is read (run mode installs routes as
+//! wg-quick does); wg-quick's hook and host settings (DNS,
 //! Pre/PostUp/Down, SaveConfig) are accepted and reported in
 //! [`WgQuickConfig::ignored`] so the daemon can warn that it does not act
 //! on them. The interface name is the file stem, as wg-quick derives it.
 use super::{
     find_duplicate, parse_cidr, parse_key, parse_u64, validate_endpoint, validate_interface_name,
     validate_mtu, AdminConfig, Config, ConfigError, InterfaceConfig, KeySource, PeerConfig,
+    RouteTable,
 };
 use std::net::IpAddr;
 use std::path::Path;
@@ -90,6 +92,7 @@ pub fn parse(text: &str, path: &Path) -> Result<WgQuickConfig, ConfigError> {
     let mut addresses = Vec::new();
     let mut mtu: Option<(i64, usize)> = None;
     let mut ignored = Vec::new();
+    let mut table = RouteTable::Auto;
     let mut builders: Vec<PeerBuilder> = Vec::new();
 
     for (idx, raw_line) in text.lines().enumerate() {
@@ -151,7 +154,10 @@ pub fn parse(text: &str, path: &Path) -> Result<WgQuickConfig, ConfigError> {
                     let m = m.ok_or_else(|| err(ln, format!("invalid MTU {value:?}")))?;
                     mtu = Some((m, ln));
                 }
-                "dns" | "table" | "preup" | "postup" | "predown" | "postdown" | "saveconfig" => {
+                "table" => {
+                    table = RouteTable::parse(value).map_err(|m| err(ln, m))?;
+                }
+                "dns" | "preup" | "postup" | "predown" | "postdown" | "saveconfig" => {
                     ignored.push(IgnoredKey {
                         line: ln,
                         key: key.clone(),
@@ -234,9 +240,14 @@ pub fn parse(text: &str, path: &Path) -> Result<WgQuickConfig, ConfigError> {
                 fwmark,
                 addresses,
                 mtu,
+                table,
+                // wg-quick itself installs default routes (with policy
+                // routing); run mode asks for the TOML opt-in.
+                allow_default_route: false,
             },
             peers,
             admin: AdminConfig::default(),
+            mesh: None,
         },
         ignored,
     })

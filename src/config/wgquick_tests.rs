@@ -61,6 +61,8 @@ fn golden() {
                 (ip("10.100.1.1"), 32),
             ],
             mtu: Some(1420),
+            table: RouteTable::Off,
+            allow_default_route: false,
         },
         peers: vec![
             PeerConfig {
@@ -85,6 +87,7 @@ fn golden() {
             },
         ],
         admin: AdminConfig::default(),
+        mesh: None,
     };
     assert_eq!(parsed.config, expected);
     let ignored: Vec<(usize, &str)> = parsed
@@ -92,8 +95,8 @@ fn golden() {
         .iter()
         .map(|k| (k.line, k.key.as_str()))
         .collect();
-    assert_eq!(ignored, vec![(9, "DNS"), (10, "Table"), (11, "PostUp")]);
-    let w = parsed.ignored[2].warning("wg0.conf");
+    assert_eq!(ignored, vec![(9, "DNS"), (11, "PostUp")]);
+    let w = parsed.ignored[1].warning("wg0.conf");
     assert!(w.starts_with("wg0.conf:11: ignoring PostUp"), "{w}");
     // The hook's command line is not repeated in the warning.
     assert!(!w.contains("iptables"));
