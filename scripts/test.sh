@@ -4,9 +4,11 @@
 #   sudo bash scripts/test.sh        (or, as root: bash scripts/test.sh)
 #
 # 1. installs what the tests need when it is missing (apt, non-interactive,
-#    --no-install-recommends: wireguard-tools wireguard-go iperf3 iputils-ping
-#    iproute2 procps python3; `cargo install boringtun-cli --locked --version
-#    0.7.1` into ~/.cargo/bin);
+#    --no-install-recommends: protobuf-compiler, which the build needs for
+#    the etcd client, always; for the privileged tests also wireguard-tools
+#    wireguard-go iperf3 iputils-ping iproute2 procps python3 prometheus curl
+#    util-linux etcd-server etcd-client; `cargo install boringtun-cli --locked
+#    --version 0.7.1` into ~/.cargo/bin);
 # 2. cargo fmt --check, clippy -D warnings, release build, cargo test --release
 #    (unit, in-memory and privileged Rust tests);
 # 3. every tests/e2e/NN-*.sh scenario, each under a timeout.
@@ -139,16 +141,22 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
 # ---------------------------------------------------------- dependencies
 
-APT_PKGS=(wireguard-tools wireguard-go iperf3 iputils-ping iproute2 procps python3 prometheus curl util-linux)
+# The build's own needs (protoc for the etcd client's gRPC code): installed
+# even when the privileged tests are skipped.
+BUILD_APT_PKGS=(protobuf-compiler)
+# What the privileged tests run (etcd-server and etcd-client for the mesh
+# scenarios 95-*).
+APT_PKGS=(wireguard-tools wireguard-go iperf3 iputils-ping iproute2 procps python3 prometheus curl util-linux
+  etcd-server etcd-client)
 BORINGTUN_VERSION=0.7.1
 
-install_apt() {
+install_apt() { # PACKAGE...
   local missing=() p
-  for p in "${APT_PKGS[@]}"; do
+  for p in "$@"; do
     [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == "install ok installed" ]] || missing+=("$p")
   done
   if ((${#missing[@]} == 0)); then
-    echo "apt packages present: ${APT_PKGS[*]}"
+    echo "apt packages present: $*"
     return 0
   fi
   echo "missing packages: ${missing[*]}"
@@ -178,12 +186,23 @@ install_boringtun() {
 
 deps() {
   local ok=0
-  install_apt || ok=1
+  install_apt "${APT_PKGS[@]}" || ok=1
   if ((HAVE_CARGO)); then
     install_boringtun || ok=1
   fi
   return "$ok"
 }
+
+# The build needs protoc whatever else runs (before the cargo steps below).
+if ((HAVE_CARGO)) && [[ -z ${TEST_SKIP_CARGO:-} ]]; then
+  section "build dependencies"
+  install_apt "${BUILD_APT_PKGS[@]}" 2>&1 | tee "$LOG_DIR/build-dependencies.log"
+  if ((PIPESTATUS[0] == 0)); then
+    record PASS "build dependencies"
+  else
+    record FAIL "build dependencies" "protoc missing (log: $LOG_DIR/build-dependencies.log)"
+  fi
+fi
 
 # Only the privileged scenarios need the packages and boringtun-cli.
 if ((SKIP_PRIV)); then
