@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2015 # A && B || C: C when either fails, as meant
 # Mesh harness for the 95-* scenarios and benches/scripts/mesh-converge.sh:
 # real etcd, real `phantommesh run` daemons with a [mesh] section, each node
 # in its own network namespace.
@@ -36,7 +36,7 @@ MESH_LOG_LEVEL=${MESH_LOG_LEVEL:-debug}
 MESH_ETCD_PID=
 MESH_ETCD_DATA=
 declare -A MESH_NS=() MESH_IF=() MESH_UIP=() MESH_NAME=() MESH_CONF=() MESH_PID=()
-declare -A MESH_ALLOWED=() MESH_NODE_NET=() MESH_ADDR=()
+declare -A MESH_ALLOWED=() MESH_NODE_NET=() MESH_NODE_PREFIX=() MESH_ADDR=()
 WHY=
 
 # mesh_init [BUDGET_SECONDS]: lib.sh's e2e_init, the tools, and a check that
@@ -64,6 +64,20 @@ mesh_budget_check() {
   local took=$((SECONDS - MESH_T0))
   ((MESH_BUDGET > 0)) || return 0
   check "scenario took ${took}s (budget ${MESH_BUDGET}s)" test "$took" -le "$MESH_BUDGET"
+}
+
+# verify DESC CMD...: lib.sh's check, with the condition's WHY on failure.
+verify() {
+  local desc=$1
+  shift
+  WHY=
+  if "$@"; then
+    CHECK_OK=1
+    pass "$desc"
+  else
+    CHECK_OK=0
+    fail "$desc${WHY:+: $WHY}"
+  fi
 }
 
 # await SECONDS DESC CMD...: polls CMD until it holds (a PASS) or the
@@ -113,6 +127,36 @@ etcd_healthy() {
   WHY="etcdctl endpoint health failed"
   ectl endpoint health >/dev/null 2>&1
 }
+
+# store_kv KEYPREFIX: "key<TAB>value" lines under KEYPREFIX (values with
+# newlines or tabs have them as spaces); false when etcd does not answer.
+store_kv() {
+  local out
+  out=$(ectl get "$1" --prefix -w json) || {
+    WHY="etcdctl get $1 failed"
+    return 1
+  }
+  python3 -c '
+import base64, json, sys
+d = json.loads(sys.stdin.read())
+for kv in d.get("kvs") or []:
+    k = base64.b64decode(kv["key"]).decode(errors="replace")
+    v = base64.b64decode(kv.get("value", "")).decode(errors="replace")
+    print(k + "\t" + v.replace("\n", " ").replace("\t", " "))
+' <<<"$out"
+}
+# store_count KEYPREFIX: how many keys
+store_count() { store_kv "$1" | grep -c . || true; }
+store_count_is() { # KEYPREFIX N
+  local n
+  n=$(store_count "$1")
+  [[ $n == "$2" ]] || {
+    WHY="$n keys under $1, want $2: $(store_kv "$1" | cut -c1-120 | tr '\n' '|')"
+    return 1
+  }
+}
+# store_val KEY: the value of one key (empty if absent)
+store_val() { ectl get "$1" --print-value-only; }
 
 # mesh_etcd_up: the etcd namespace on the bridge, and etcd started.
 mesh_etcd_up() {
@@ -164,7 +208,8 @@ store_reachable() {
 
 # mesh_node I: namespace, veth and settings of node I (not started).
 # Before calling: MESH_ALLOWED[I]="10.162.I.0/24,..." for extra prefixes,
-# MESH_NODE_NET[I] for a network other than MESH_NET.
+# MESH_NODE_NET[I] for a network other than MESH_NET, MESH_NODE_PREFIX[I]
+# for another mesh (key prefix), MESH_NAME[I] for a node name not "nI".
 mesh_node() {
   local i=$1
   ((i >= 1 && i <= 254)) || die "node index $i out of range"
@@ -182,7 +227,7 @@ mesh_node() {
 }
 
 toml_list() { # a,b,c -> "a", "b", "c"
-  local out= x
+  local out='' x
   local IFS=,
   for x in $1; do out+="${out:+, }\"$x\""; done
   printf '%s' "$out"
@@ -204,7 +249,7 @@ listen = "$MESH_ADMIN"
 [mesh]
 store = "etcd"
 endpoints = ["$MESH_ETCD_URL"]
-prefix = "$MESH_PREFIX"
+prefix = "${MESH_NODE_PREFIX[$i]:-$MESH_PREFIX}"
 node_name = "${MESH_NAME[$i]}"
 advertise_endpoint = "${MESH_UIP[$i]}:$MESH_PORT"
 network = $netval
@@ -246,11 +291,10 @@ node_up() { # I: daemon alive, UAPI socket, TUN, admin answering
     return 1
   }
 }
-# mesh_wait_up SECONDS I...: every node up, or the scenario stops.
+# mesh_wait_up SECONDS "I J ...": every node up, or the scenario stops.
 mesh_wait_up() {
   local secs=$1 i
-  shift
-  for i in "$@"; do
+  for i in $2; do
     await_or_die "$secs" "n$i started (socket, TUN, admin)" node_up "$i"
   done
 }
@@ -385,6 +429,28 @@ code_is() {
     return 1
   }
 }
+# all_of CMD "I J ...": CMD I holds for each node.
+all_of() {
+  local i
+  for i in $2; do "$1" "$i" || return 1; done
+}
+# in_net ADDR CIDR
+in_net() {
+  python3 -c 'import ipaddress, sys; sys.exit(0 if ipaddress.ip_address(sys.argv[1]) in ipaddress.ip_network(sys.argv[2]) else 1)' "$1" "$2" || {
+    WHY="$1 is not in $2"
+    return 1
+  }
+}
+# all_code_is "I J ..." PATH CODE
+all_code_is() {
+  local i
+  for i in $1; do code_is "$i" "$2" "$3" || return 1; done
+}
+# all_metric_is "I J ..." NAME VALUE
+all_metric_is() {
+  local i
+  for i in $1; do metric_is "$i" "$2" "$3" || return 1; done
+}
 # metric_is I NAME VALUE (numeric comparison)
 metric_is() {
   local v
@@ -416,7 +482,7 @@ mesh_addrs() {
 # ping_pairs "I J ...": every ordered pair pings the other's tunnel address
 # (MESH_ADDR), all at once; WHY lists the pairs that failed.
 ping_pairs() {
-  local i j pids=() bad= f
+  local i j pids=() bad='' f
   f=$E2E_TMP/pairs.$RANDOM
   mkdir -p "$f"
   for i in $1; do
