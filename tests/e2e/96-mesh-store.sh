@@ -85,7 +85,7 @@ done
 say "etcd comes back (same data dir)"
 mesh_etcd_start
 T1=$SECONDS
-await 20 "phantommesh_mesh_store_up is 1 again on every node" all_metric_is "$NODES" phantommesh_mesh_store_up 1
+await 30 "phantommesh_mesh_store_up is 1 again on every node" all_metric_is "$NODES" phantommesh_mesh_store_up 1
 await 20 "every node's record is in the store again" store_count_is "$MESH_PREFIX/nodes/" 4
 # Leases granted before the outage run out lease_ttl after etcd's return
 # unless kept alive: nobody may disappear then.
