@@ -1,6 +1,7 @@
 //! Process lifecycle shared by both ways of running the daemon: the
 //! wireguard-go-compatible `phantommesh [-f] IFNAME` ([`wg_mode`]) and the
 //! operator's `phantommesh run --config FILE` ([`run_mode`]).
+pub mod file_watch;
 pub mod routes;
 pub mod run_mode;
 pub mod wg_mode;
