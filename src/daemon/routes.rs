@@ -174,9 +174,7 @@ impl RouteSync {
         let mut failed = Vec::new();
         for p in changes.delete {
             match sock.delete(p, table, ifindex) {
-                Ok(()) => {
-                    tracing::info!(interface = %self.ifname, table, route = %format_prefix(p), "route removed")
-                }
+                Ok(()) => self.note(table, p, "route removed"),
                 Err(e) if is_gone(&e) => {}
                 Err(e) => {
                     failed.push(format!("delete {}: {e}", format_prefix(p)));
@@ -187,13 +185,10 @@ impl RouteSync {
         }
         for p in changes.add {
             match sock.add(p, table, ifindex) {
-                Ok(()) => {
-                    tracing::info!(interface = %self.ifname, table, route = %format_prefix(p), "route added")
+                Ok(()) => self.note(table, p, "route added"),
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    self.note(table, p, "route already present; managed from now on")
                 }
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => tracing::info!(
-                    interface = %self.ifname, table, route = %format_prefix(p),
-                    "route already present; managed from now on"
-                ),
                 Err(e) => {
                     failed.push(format!("add {}: {e}", format_prefix(p)));
                     continue;
@@ -229,6 +224,12 @@ impl RouteSync {
             }
         }
         summary(&self.ifname, failed)
+    }
+}
+
+impl RouteSync {
+    fn note(&self, table: u32, p: Prefix, what: &str) {
+        tracing::info!(interface = %self.ifname, table, route = %format_prefix(p), "{what}");
     }
 }
 
