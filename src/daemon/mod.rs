@@ -1,7 +1,9 @@
 //! Process lifecycle shared by both ways of running the daemon: the
 //! wireguard-go-compatible `phantommesh [-f] IFNAME` ([`wg_mode`]) and the
 //! operator's `phantommesh run --config FILE` ([`run_mode`]).
+pub mod file_watch;
 pub mod mesh_peers;
+pub mod routes;
 pub mod run_mode;
 pub mod wg_mode;
 
