@@ -14,7 +14,7 @@
 //! - throughput = tunnel packets per second, received plus sent.
 use super::AdminState;
 use crate::device::Stats;
-use crate::gates::{evaluate, GatesConfig, Report, Sampler, Window};
+use crate::gates::{evaluate_with_mesh, GatesConfig, Report, Sampler, Window};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -94,11 +94,18 @@ impl GateState {
     pub fn report(&self, st: &AdminState) -> Report {
         let now = Instant::now();
         let health: Vec<(String, bool)> = super::health::Kind::Health
-            .checks()
-            .iter()
+            .checks_for(st)
+            .into_iter()
             .map(|n| (n.to_string(), super::health::check(st, n).is_ok()))
             .collect();
         let resources = self.sampler.lock().sample(now);
-        evaluate(&self.cfg, &self.window.summary(now), &resources, &health)
+        let mesh = st.mesh_view().map(|v| super::mesh::health(&v));
+        evaluate_with_mesh(
+            &self.cfg,
+            &self.window.summary(now),
+            &resources,
+            &health,
+            mesh.as_ref(),
+        )
     }
 }

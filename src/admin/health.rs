@@ -46,7 +46,21 @@ impl Kind {
             Kind::Health => ALL,
         }
     }
+
+    /// The checks of this kind on this node: [`Self::checks`], plus `mesh`
+    /// for readiness (and health) when a mesh is configured.
+    pub fn checks_for(self, st: &AdminState) -> Vec<&'static str> {
+        let mut v = self.checks().to_vec();
+        if self != Kind::Live && st.mesh().is_some() {
+            v.push("mesh");
+        }
+        v
+    }
 }
+
+/// Why the `mesh` check fails before the agent had a view to start from.
+pub const MESH_NOT_STARTED: &str =
+    "no view of the mesh yet (store unreachable at start and no cache)";
 
 /// Runs one named check.
 pub fn check(st: &AdminState, name: &str) -> Result<(), String> {
@@ -99,6 +113,13 @@ pub fn check(st: &AdminState, name: &str) -> Result<(), String> {
                 Err("UAPI socket not listening".into())
             }
         }
+        // Local only: whether this node knows its address and its peers
+        // (from the store or its cache), never whether they are up.
+        "mesh" => match st.mesh() {
+            None => Err("no mesh configured".into()),
+            Some(m) if m.started() => Ok(()),
+            Some(_) => Err(MESH_NOT_STARTED.into()),
+        },
         "self-test" => match st.self_test.lock().as_ref() {
             None => Err("not run yet".into()),
             Some(r) if r.ok => Ok(()),
@@ -137,13 +158,12 @@ pub fn evaluate(
     only: Option<&str>,
     opts: &Options,
 ) -> Result<(bool, String), String> {
+    let all = kind.checks_for(st);
     let names: Vec<&str> = match only {
-        Some(n) if kind.checks().contains(&n) => vec![n],
+        Some(n) if all.contains(&n) => vec![n],
         Some(n) => return Err(format!("no check named {n:?} in /{}", kind.path())),
-        None => kind
-            .checks()
-            .iter()
-            .copied()
+        None => all
+            .into_iter()
             .filter(|n| !opts.exclude.iter().any(|e| e == n))
             .collect(),
     };

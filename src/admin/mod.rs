@@ -8,6 +8,7 @@
 //! bounded in time, and take a bearer token when one is configured.
 pub mod gates;
 pub mod health;
+pub mod mesh;
 pub mod peer_probe;
 pub mod probe;
 pub mod routes;
@@ -15,11 +16,12 @@ pub mod server;
 pub mod tunnel_test;
 
 use crate::device::Device;
+use crate::mesh::MeshState;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tunnel_test::TestReport;
 
@@ -47,6 +49,8 @@ pub struct AdminState {
     /// `/tunnel-test?peer=` pings after the handshake.
     pub probe_addresses: RwLock<HashMap<[u8; 32], IpAddr>>,
     pub server_stats: Arc<server::ServerStats>,
+    /// Mesh membership, when run mode has a `[mesh]` section (set once).
+    mesh: OnceLock<Arc<MeshState>>,
 }
 
 impl AdminState {
@@ -70,7 +74,37 @@ impl AdminState {
             tests_failed: AtomicU64::new(0),
             probe_addresses: RwLock::new(HashMap::new()),
             server_stats: Arc::default(),
+            mesh: OnceLock::new(),
         })
+    }
+
+    /// Attaches the mesh agent's state: `/mesh`, the `mesh` readiness
+    /// check, the mesh metrics and the `mesh` gate's data appear, and the
+    /// probe thread starts (see [`mesh`]). Only the first call counts.
+    pub fn set_mesh(self: &Arc<Self>, m: Arc<MeshState>) {
+        if self.attach_mesh(m.clone()) {
+            mesh::spawn_probes(self.clone(), m);
+        }
+    }
+
+    /// [`Self::set_mesh`] without the probe thread; false if one was set.
+    pub fn attach_mesh(&self, m: Arc<MeshState>) -> bool {
+        self.mesh.set(m).is_ok()
+    }
+
+    pub fn mesh(&self) -> Option<&Arc<MeshState>> {
+        self.mesh.get()
+    }
+
+    /// `/mesh` now; None without a mesh.
+    pub fn mesh_view(&self) -> Option<mesh::MeshView> {
+        let m = self.mesh()?;
+        Some(mesh::view(
+            m,
+            &self.dev,
+            std::time::Instant::now(),
+            std::time::SystemTime::now(),
+        ))
     }
 
     /// Replaces the probe addresses (at start and on every config reload).

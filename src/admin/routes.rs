@@ -49,6 +49,7 @@ pub fn router(st: Arc<AdminState>) -> Router {
         )
         .route("/tunnel-test", get(tunnel_test).post(tunnel_test))
         .route("/metrics", get(metrics))
+        .route("/mesh", get(mesh))
         .route("/gates", get(|s: St| gates(s, None)))
         .route(
             "/gates/{name}",
@@ -226,12 +227,12 @@ async fn tunnel_test(State(st): St, headers: HeaderMap, RawQuery(q): RawQuery) -
 pub fn metrics_extra(st: &AdminState) -> crate::metrics::Extra {
     use std::sync::atomic::Ordering::Relaxed;
     let checks: Vec<(String, bool)> = Kind::Health
-        .checks()
-        .iter()
+        .checks_for(st)
+        .into_iter()
         .map(|n| (n.to_string(), health::check(st, n).is_ok()))
         .collect();
     let ok = |kind: Kind| {
-        kind.checks()
+        kind.checks_for(st)
             .iter()
             .all(|n| checks.iter().any(|(c, ok)| c == n && *ok))
     };
@@ -255,6 +256,7 @@ pub fn metrics_extra(st: &AdminState) -> crate::metrics::Extra {
             .into_iter()
             .map(|(n, on)| (n.to_string(), on))
             .collect(),
+        mesh: st.mesh().map(|m| super::mesh::metrics(m)),
         ..Default::default()
     }
 }
@@ -274,6 +276,21 @@ async fn metrics(State(st): St) -> Response {
         body,
     )
         .into_response()
+}
+
+/// `/mesh`: this node's view of the mesh and each member's health (JSON);
+/// 404 when no mesh is configured. Public keys only, nothing secret.
+async fn mesh(State(st): St) -> Response {
+    // Reads every member's peer: keep it off the async worker.
+    let view = tokio::task::spawn_blocking(move || st.mesh_view()).await;
+    match view {
+        Ok(Some(v)) => json(StatusCode::OK, &v),
+        Ok(None) => error_json(
+            StatusCode::NOT_FOUND,
+            "no mesh configured: this node runs without a [mesh] section",
+        ),
+        Err(_) => error_json(StatusCode::INTERNAL_SERVER_ERROR, "mesh view failed"),
+    }
 }
 
 /// `/gates`: 200 with every verdict (Argo Rollouts reads the JSON; a non-2xx

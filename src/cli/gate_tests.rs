@@ -157,7 +157,7 @@ fn gate_filter_and_token() {
     assert_eq!(r.code, EXIT_ERROR);
     assert!(
         r.err
-            .contains("no gate \"security\" in the report (it has: performance, technical)"),
+            .contains("no gate \"security\" in the report (it has: performance, technical, mesh)"),
         "{}",
         r.err
     );

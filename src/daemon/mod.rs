@@ -1,6 +1,9 @@
 //! Process lifecycle shared by both ways of running the daemon: the
 //! wireguard-go-compatible `phantommesh [-f] IFNAME` ([`wg_mode`]) and the
 //! operator's `phantommesh run --config FILE` ([`run_mode`]).
+pub mod file_watch;
+pub mod mesh_peers;
+pub mod routes;
 pub mod run_mode;
 pub mod wg_mode;
 
@@ -21,8 +24,27 @@ pub enum StopReason {
     SocketGone,
 }
 
+/// What [`wait_events`] hands its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Hup,
+    /// Every 100 ms: a moment to look at other inputs (mesh updates, a
+    /// changed config file).
+    Tick,
+}
+
 /// Blocks until a stop condition; calls `on_hup` for each SIGHUP.
 pub fn wait(dev: &Device, uapi: &UapiServer, mut on_hup: impl FnMut()) -> StopReason {
+    wait_events(dev, uapi, |e| {
+        if e == Event::Hup {
+            on_hup()
+        }
+    })
+}
+
+/// Blocks until a stop condition; calls `on_event` for each SIGHUP and
+/// every 100 ms.
+pub fn wait_events(dev: &Device, uapi: &UapiServer, mut on_event: impl FnMut(Event)) -> StopReason {
     let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
@@ -33,7 +55,7 @@ pub fn wait(dev: &Device, uapi: &UapiServer, mut on_hup: impl FnMut()) -> StopRe
     loop {
         for sig in signals.pending() {
             if sig == SIGHUP {
-                on_hup();
+                on_event(Event::Hup);
             } else {
                 tracing::info!(signal = sig, "shutting down on signal");
                 return StopReason::Signal(sig);
@@ -47,6 +69,7 @@ pub fn wait(dev: &Device, uapi: &UapiServer, mut on_hup: impl FnMut()) -> StopRe
             tracing::info!(path = %uapi.path().display(), "UAPI socket was deleted; shutting down");
             return StopReason::SocketGone;
         }
+        on_event(Event::Tick);
         std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -2,15 +2,16 @@
 //! wg-quick `.conf`) file, creates and configures the interface itself
 //! (addresses, MTU, link up), and re-applies the file on SIGHUP as
 //! `wg syncconf` would: only the difference, keeping live sessions.
-use super::{wait, EXIT_SETUP_FAILED};
+use super::{mesh_peers, wait_events, Event, EXIT_SETUP_FAILED};
 use crate::cli::keys::{
     encode_base64_key, load_or_generate_private_key, public_key, read_key_file,
 };
 use crate::cli::logging::{self, LogFormat};
-use crate::config::{self, Config, KeySource};
+use crate::config::{self, Config, KeySource, MeshConfig};
 use crate::device::{config::rebind, Device};
 use crate::io::linux_tun;
 use crate::io::linux_udp::LinuxBind;
+use crate::mesh::{AgentParams, Member, MeshState, MeshUpdate};
 use crate::uapi::protocol::{AllowedIpChange, DeviceSet, PeerSet};
 use crate::uapi::server::UapiServer;
 use std::collections::HashMap;
@@ -100,21 +101,152 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
     };
     let admin = super::start_admin(&dev, &name, listen, token, gates);
     admin.set_probe_addresses(probe_addresses(&cfg));
+    let mesh = match &cfg.mesh {
+        Some(m) => match start_mesh(m, &cfg, &dev) {
+            Ok(run) => Some(run),
+            Err(e) => {
+                tracing::error!("{e}");
+                return EXIT_SETUP_FAILED;
+            }
+        },
+        None => None,
+    };
+    if let Some(m) = &mesh {
+        admin.set_mesh(m.state.clone());
+    }
     admin
         .config_applied
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut current = cfg;
-    let reason = wait(&dev, &uapi, || match reload(path, &dev, &current) {
-        Ok(new) => {
-            admin.set_probe_addresses(probe_addresses(&new));
-            current = new;
+    let mut run = Running {
+        path: path.to_path_buf(),
+        file: cfg.clone(),
+        applied: cfg,
+        mesh,
+        mesh_update: None,
+        mesh_applied: HashMap::new(),
+    };
+    let reason = wait_events(&dev, &uapi, |ev| {
+        let result = match ev {
+            Event::Hup => run.reload(&dev),
+            Event::Tick => run.tick(&dev),
+        };
+        match result {
+            Ok(true) => admin.set_probe_addresses(probe_addresses(&run.applied)),
+            Ok(false) => {}
+            Err(e) => tracing::error!("config reload failed, keeping the running config: {e}"),
         }
-        Err(e) => tracing::error!("config reload failed, keeping the running config: {e}"),
     });
     tracing::info!(?reason, "stopping");
+    if let Some(m) = &run.mesh {
+        m.handle.stop();
+    }
     dev.close();
     drop(uapi);
     0
+}
+
+/// The mesh agent of a running daemon.
+struct MeshRun {
+    handle: crate::mesh::AgentHandle,
+    updates: std::sync::mpsc::Receiver<MeshUpdate>,
+    state: Arc<MeshState>,
+    keepalive: u16,
+}
+
+fn start_mesh(m: &MeshConfig, cfg: &Config, dev: &Device) -> Result<MeshRun, String> {
+    let private = load_key(&cfg.interface.private_key, false)?;
+    let cache_path = m.cache_file.clone().unwrap_or_else(|| {
+        let dir = match &cfg.interface.private_key {
+            KeySource::File(p) => p.parent().map(Path::to_path_buf),
+            KeySource::Inline(_) => None,
+        };
+        dir.filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or_else(|| "/var/lib/phantommesh".into())
+            .join("mesh-cache.json")
+    });
+    let params = AgentParams {
+        mesh: m.clone(),
+        public_key: public_key(&private),
+        listen_port: dev.info().listen_port,
+        cache_path,
+    };
+    let state = Arc::new(MeshState::new(&m.node_name, &m.prefix));
+    let (handle, updates) = crate::mesh::start(params, state.clone())?;
+    tracing::info!(node = %m.node_name, prefix = %m.prefix, endpoints = ?m.endpoints, "mesh agent started");
+    Ok(MeshRun {
+        handle,
+        updates,
+        state,
+        keepalive: m.persistent_keepalive,
+    })
+}
+
+/// What run mode applied, and where it came from.
+struct Running {
+    path: std::path::PathBuf,
+    /// The config file as last read.
+    file: Config,
+    /// The file merged with the mesh: what the device runs.
+    applied: Config,
+    mesh: Option<MeshRun>,
+    mesh_update: Option<MeshUpdate>,
+    mesh_applied: HashMap<[u8; 32], Member>,
+}
+
+impl Running {
+    /// SIGHUP: re-reads the file and applies the difference. Ok(true)
+    /// when something was applied.
+    fn reload(&mut self, dev: &Device) -> Result<bool, String> {
+        let cfg = config::load(&self.path).map_err(|e| e.to_string())?;
+        if cfg.interface.name != self.file.interface.name {
+            return Err(format!(
+                "interface name changed from {} to {}; restart to rename",
+                self.file.interface.name, cfg.interface.name
+            ));
+        }
+        if cfg.mesh != self.file.mesh {
+            tracing::warn!("the [mesh] section changed; restart the daemon to apply it");
+        }
+        let merged = self.merge(&cfg);
+        self.apply(dev, merged)?;
+        tracing::info!(peers = self.applied.peers.len(), "config reloaded");
+        self.file = cfg;
+        Ok(true)
+    }
+
+    /// Applies the latest mesh update, if one came.
+    fn tick(&mut self, dev: &Device) -> Result<bool, String> {
+        let Some(m) = &self.mesh else {
+            return Ok(false);
+        };
+        let Some(update) = m.updates.try_iter().last() else {
+            return Ok(false);
+        };
+        self.mesh_update = Some(update);
+        let merged = self.merge(&self.file.clone());
+        self.apply(dev, merged)?;
+        Ok(true)
+    }
+
+    fn merge(&self, file: &Config) -> Config {
+        let keepalive = self.mesh.as_ref().map_or(0, |m| m.keepalive);
+        mesh_peers::effective(
+            file,
+            self.mesh_update.as_ref(),
+            keepalive,
+            &self.mesh_applied,
+        )
+    }
+
+    fn apply(&mut self, dev: &Device, cfg: Config) -> Result<(), String> {
+        let running: Vec<[u8; 32]> = dev.peers().iter().map(|p| p.public_key).collect();
+        let set = device_set(&cfg, &running)?;
+        configure_link(&cfg, &self.applied.interface.addresses)?;
+        dev.apply(&set).map_err(|e| e.to_string())?;
+        self.mesh_applied = mesh_peers::by_key(self.mesh_update.as_ref());
+        self.applied = cfg;
+        Ok(())
+    }
 }
 
 /// The peers' probe addresses for `/tunnel-test?peer=`.
@@ -123,23 +255,6 @@ fn probe_addresses(cfg: &Config) -> HashMap<[u8; 32], IpAddr> {
         .iter()
         .filter_map(|p| Some((p.public_key, p.probe?)))
         .collect()
-}
-
-/// Re-reads the file and applies the difference.
-fn reload(path: &Path, dev: &Device, old: &Config) -> Result<Config, String> {
-    let cfg = config::load(path).map_err(|e| e.to_string())?;
-    if cfg.interface.name != old.interface.name {
-        return Err(format!(
-            "interface name changed from {} to {}; restart to rename",
-            old.interface.name, cfg.interface.name
-        ));
-    }
-    let running: Vec<[u8; 32]> = dev.peers().iter().map(|p| p.public_key).collect();
-    let set = device_set(&cfg, &running)?;
-    configure_link(&cfg, &old.interface.addresses)?;
-    dev.apply(&set).map_err(|e| e.to_string())?;
-    tracing::info!(peers = cfg.peers.len(), "config reloaded");
-    Ok(cfg)
 }
 
 /// Assigns addresses (removing ones no longer configured), sets the MTU and

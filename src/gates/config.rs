@@ -25,10 +25,13 @@ pub enum MetricKind {
     Memory,
     Cpu,
     Health,
+    /// Share of mesh members reachable through the tunnel (recent
+    /// handshake and an answered probe); needs the store up.
+    MeshPeers,
 }
 
 impl MetricKind {
-    pub const ALL: [MetricKind; 8] = [
+    pub const ALL: [MetricKind; 9] = [
         MetricKind::SuccessRate,
         MetricKind::ErrorRate,
         MetricKind::P50Latency,
@@ -37,6 +40,7 @@ impl MetricKind {
         MetricKind::Memory,
         MetricKind::Cpu,
         MetricKind::Health,
+        MetricKind::MeshPeers,
     ];
 
     /// The config key and the report's metric `name`.
@@ -50,6 +54,7 @@ impl MetricKind {
             MetricKind::Memory => "memory",
             MetricKind::Cpu => "cpu",
             MetricKind::Health => "health",
+            MetricKind::MeshPeers => "mesh_peers",
         }
     }
 
@@ -64,12 +69,14 @@ impl MetricKind {
             MetricKind::Memory => "Memory Usage",
             MetricKind::Cpu => "CPU Usage",
             MetricKind::Health => "Health Checks",
+            MetricKind::MeshPeers => "Mesh Peers Healthy",
         }
     }
 
     pub fn unit(self) -> Unit {
         match self {
             MetricKind::SuccessRate | MetricKind::ErrorRate => Unit::Percent,
+            MetricKind::MeshPeers => Unit::Percent,
             MetricKind::Memory | MetricKind::Cpu => Unit::Percent,
             MetricKind::P50Latency | MetricKind::P99Latency => Unit::Ms,
             MetricKind::Throughput => Unit::PerSecond,
@@ -260,10 +267,11 @@ struct RawGate {
     memory: Threshold,
     cpu: Threshold,
     health: Threshold,
+    mesh_peers: Threshold,
 }
 
 impl RawGate {
-    fn thresholds(&self) -> [(MetricKind, &Threshold); 8] {
+    fn thresholds(&self) -> [(MetricKind, &Threshold); 9] {
         [
             (MetricKind::SuccessRate, &self.success_rate),
             (MetricKind::ErrorRate, &self.error_rate),
@@ -273,6 +281,7 @@ impl RawGate {
             (MetricKind::Memory, &self.memory),
             (MetricKind::Cpu, &self.cpu),
             (MetricKind::Health, &self.health),
+            (MetricKind::MeshPeers, &self.mesh_peers),
         ]
     }
 }

@@ -14,7 +14,7 @@ fn default_config_is_the_runbook() {
     assert_eq!(cfg.window.length, Duration::from_secs(300));
     assert_eq!(cfg.window.slot, Duration::from_secs(1));
     let names: Vec<&str> = cfg.gates.iter().map(|g| g.name.as_str()).collect();
-    assert_eq!(names, ["performance", "technical"]);
+    assert_eq!(names, ["performance", "technical", "mesh"]);
     use Comparison::*;
     let perf = cfg.gate("performance").unwrap();
     assert_eq!(perf.title, "Gate 2: Performance Validation");
@@ -41,9 +41,14 @@ fn default_config_is_the_runbook() {
             ("health", Eq, 0.0),
         ]
     );
+    // The mesh gate: optional, so nodes without a mesh pass it.
+    let mesh = cfg.gate("mesh").unwrap();
+    assert_eq!(op_value(mesh), [("mesh_peers", Ge, 99.0)]);
+    assert!(mesh.metrics[0].optional);
     assert!(cfg
         .gates
         .iter()
+        .filter(|g| g.name != "mesh")
         .flat_map(|g| &g.metrics)
         .all(|m| !m.optional));
 }

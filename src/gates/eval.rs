@@ -6,17 +6,60 @@ use super::window::Summary;
 
 /// Reason given for a metric without samples.
 pub const NO_DATA: &str = "no data";
+/// Reason given for `mesh_peers` on a node without a mesh.
+pub const NOT_APPLICABLE: &str = "not applicable: no mesh configured";
+/// At most this many unhealthy members are named in a reason.
+const MAX_NAMED: usize = 5;
+
+/// The mesh as the `mesh_peers` gate metric sees it (the admin plane
+/// computes it from the mesh state and the device).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MeshHealth {
+    /// The membership store answers.
+    pub store_up: bool,
+    /// Members known (never this node).
+    pub members: usize,
+    /// Members with a recent handshake and a recent answered probe.
+    pub healthy: usize,
+    /// Why the others are not: `"name: reason"`, in member order.
+    pub unhealthy: Vec<String>,
+}
+
+impl MeshHealth {
+    /// Healthy share in percent; a mesh of one (no members) is 100 %.
+    pub fn healthy_percent(&self) -> f64 {
+        if self.members == 0 {
+            100.0
+        } else {
+            self.healthy as f64 * 100.0 / self.members as f64
+        }
+    }
+}
 
 /// Evaluates every gate in `config`. `health` lists (check name, ok).
 ///
 /// A metric with no data fails with reason "no data" unless the config
 /// marks it optional; an empty health list is "no data" too. The report
-/// passes only when every gate passes.
+/// passes only when every gate passes. No mesh is known: see
+/// [`evaluate_with_mesh`].
 pub fn evaluate<S: AsRef<str>>(
     config: &GatesConfig,
     summary: &Summary,
     resources: &Resources,
     health: &[(S, bool)],
+) -> Report {
+    evaluate_with_mesh(config, summary, resources, health, None)
+}
+
+/// [`evaluate`] with the mesh's health; `None` when no mesh is configured
+/// (then `mesh_peers` has no data: "not applicable", which passes when the
+/// config lists it as optional, as the shipped config does).
+pub fn evaluate_with_mesh<S: AsRef<str>>(
+    config: &GatesConfig,
+    summary: &Summary,
+    resources: &Resources,
+    health: &[(S, bool)],
+    mesh: Option<&MeshHealth>,
 ) -> Report {
     let gates: Vec<GateReport> = config
         .gates
@@ -25,7 +68,7 @@ pub fn evaluate<S: AsRef<str>>(
             let metrics: Vec<MetricReport> = g
                 .metrics
                 .iter()
-                .map(|m| evaluate_metric(m, summary, resources, health))
+                .map(|m| evaluate_metric(m, summary, resources, health, mesh))
                 .collect();
             GateReport {
                 name: g.name.clone(),
@@ -53,8 +96,11 @@ fn evaluate_metric<S: AsRef<str>>(
     summary: &Summary,
     resources: &Resources,
     health: &[(S, bool)],
+    mesh: Option<&MeshHealth>,
 ) -> MetricReport {
     let mut target = spec.target;
+    // The mesh store being down fails `mesh_peers` whatever the share.
+    let mut store_down = false;
     let pct = |v: Option<f64>| v.map(|f| f * 100.0);
     let ms = |v: Option<f64>| v.map(|s| s * 1000.0);
     let mut reason = None;
@@ -78,9 +124,39 @@ fn evaluate_metric<S: AsRef<str>>(
             }
             (!health.is_empty()).then(|| (health.len() - failing.len()) as f64)
         }
+        MetricKind::MeshPeers => mesh.map(|m| {
+            let mut why = Vec::new();
+            if !m.store_up {
+                store_down = true;
+                why.push("mesh store unreachable".to_string());
+            }
+            if !m.unhealthy.is_empty() {
+                let mut named = m.unhealthy[..m.unhealthy.len().min(MAX_NAMED)].join(", ");
+                if m.unhealthy.len() > MAX_NAMED {
+                    named.push_str(&format!(" and {} more", m.unhealthy.len() - MAX_NAMED));
+                }
+                why.push(format!(
+                    "{} of {} members unhealthy: {named}",
+                    m.unhealthy.len(),
+                    m.members
+                ));
+            }
+            if !why.is_empty() {
+                reason = Some(why.join("; "));
+            }
+            m.healthy_percent()
+        }),
     };
     let actual = actual.map(snap);
     let pass = match actual {
+        None if spec.metric == MetricKind::MeshPeers => {
+            reason = Some(if spec.optional {
+                NOT_APPLICABLE.to_string()
+            } else {
+                format!("{NO_DATA}: no mesh configured")
+            });
+            spec.optional
+        }
         None => {
             reason = Some(if spec.optional {
                 format!("{NO_DATA} (optional)")
@@ -93,7 +169,7 @@ fn evaluate_metric<S: AsRef<str>>(
             reason = Some("invalid measurement".into());
             false
         }
-        Some(a) => target.op.holds(a, target.value),
+        Some(a) => target.op.holds(a, target.value) && !store_down,
     };
     MetricReport {
         name: spec.metric.key().to_string(),

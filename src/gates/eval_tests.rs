@@ -182,6 +182,11 @@ fn empty_window_fails_with_no_data() {
     );
     assert!(!r.pass);
     for g in &r.gates {
+        if g.name == "mesh" {
+            // Not a window measurement: without a mesh it does not apply.
+            assert!(g.pass);
+            continue;
+        }
         assert!(!g.pass);
         for m in &g.metrics {
             assert!(!m.pass, "{} passed without data", m.name);
@@ -303,4 +308,108 @@ fn no_gates_never_passes() {
         gates: vec![],
     };
     assert!(!evaluate(&cfg, &runbook_summary(), &good_resources(), &good_health()).pass);
+}
+
+fn mesh(store_up: bool, members: usize, healthy: usize) -> MeshHealth {
+    MeshHealth {
+        store_up,
+        members,
+        healthy,
+        unhealthy: (healthy..members)
+            .map(|i| format!("n{i}: no handshake in 180 s"))
+            .collect(),
+    }
+}
+
+fn eval_mesh(m: Option<&MeshHealth>) -> Report {
+    evaluate_with_mesh(
+        &cfg(),
+        &runbook_summary(),
+        &good_resources(),
+        &good_health(),
+        m,
+    )
+}
+
+#[test]
+fn mesh_gate_not_applicable_without_a_mesh() {
+    let r = eval_mesh(None);
+    assert!(r.pass, "{:?}", failing(&r));
+    let m = metric(&r, "mesh", "mesh_peers");
+    assert!(m.pass && m.optional);
+    assert_eq!(m.actual, None);
+    assert_eq!(m.reason.as_deref(), Some(NOT_APPLICABLE));
+    assert_eq!(r.gate("mesh").unwrap().title, "Mesh Connectivity");
+    // evaluate() is the same as no mesh.
+    assert_eq!(
+        evaluate(
+            &cfg(),
+            &runbook_summary(),
+            &good_resources(),
+            &good_health()
+        ),
+        r
+    );
+    // A config that requires the mesh fails a node without one.
+    let text = "[[gate]]\nname = \"m\"\nmesh_peers = \">= 99%\"\n";
+    let strict = GatesConfig::parse(text, "t").unwrap();
+    let r = evaluate(
+        &strict,
+        &runbook_summary(),
+        &good_resources(),
+        &good_health(),
+    );
+    assert!(!r.pass);
+    assert_eq!(
+        metric(&r, "m", "mesh_peers").reason.as_deref(),
+        Some("no data: no mesh configured")
+    );
+}
+
+#[test]
+fn mesh_gate_99_percent_boundary() {
+    // 99 of 100 healthy: exactly the threshold.
+    let r = eval_mesh(Some(&mesh(true, 100, 99)));
+    let m = metric(&r, "mesh", "mesh_peers");
+    assert!(m.pass, "{m:?}");
+    assert_eq!(m.actual, Some(99.0));
+    assert!(r.pass);
+    assert_eq!(
+        m.reason.as_deref(),
+        Some("1 of 100 members unhealthy: n99: no handshake in 180 s")
+    );
+    // 98 of 100 and 31 of 32 (96.9 %) fail.
+    for (n, ok) in [(100, 98), (32, 31), (1, 0)] {
+        let r = eval_mesh(Some(&mesh(true, n, ok)));
+        assert!(!metric(&r, "mesh", "mesh_peers").pass, "{ok}/{n}");
+        assert!(!r.gate("mesh").unwrap().pass);
+        assert!(!r.pass);
+    }
+    // All of 32.
+    assert!(metric(&eval_mesh(Some(&mesh(true, 32, 32))), "mesh", "mesh_peers").pass);
+}
+
+#[test]
+fn mesh_gate_store_down_fails_even_when_peers_are_fine() {
+    let r = eval_mesh(Some(&mesh(false, 3, 3)));
+    let m = metric(&r, "mesh", "mesh_peers");
+    assert!(!m.pass);
+    assert_eq!(m.actual, Some(100.0));
+    assert_eq!(m.reason.as_deref(), Some("mesh store unreachable"));
+    // A mesh of one: passes while the store is up, fails when it is down.
+    let alone = eval_mesh(Some(&mesh(true, 0, 0)));
+    let m = metric(&alone, "mesh", "mesh_peers");
+    assert!(m.pass);
+    assert_eq!((m.actual, m.reason.as_deref()), (Some(100.0), None));
+    assert!(!metric(&eval_mesh(Some(&mesh(false, 0, 0))), "mesh", "mesh_peers").pass);
+    // Both reasons, and long lists are cut.
+    let r = eval_mesh(Some(&mesh(false, 10, 2)));
+    assert_eq!(
+        metric(&r, "mesh", "mesh_peers").reason.as_deref(),
+        Some(
+            "mesh store unreachable; 8 of 10 members unhealthy: n2: no handshake in 180 s, \
+             n3: no handshake in 180 s, n4: no handshake in 180 s, n5: no handshake in 180 s, \
+             n6: no handshake in 180 s and 3 more"
+        )
+    );
 }

@@ -31,7 +31,7 @@ pub mod table;
 pub mod window;
 
 pub use config::{GateSpec, GatesConfig, MetricKind, MetricSpec, DEFAULT_GATES_TOML};
-pub use eval::{evaluate, margin, NO_DATA};
+pub use eval::{evaluate, evaluate_with_mesh, margin, MeshHealth, NOT_APPLICABLE, NO_DATA};
 pub use histogram::Histogram;
 pub use report::{Comparison, GateReport, MetricReport, Report, SampleCounts, Target, Unit};
 pub use resources::{Resources, Sampler};

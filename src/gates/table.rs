@@ -88,8 +88,14 @@ fn target_cell(m: &MetricReport) -> String {
     )
 }
 
+/// A metric that does not apply to this node (`mesh_peers` without a mesh).
+fn not_applicable(m: &MetricReport) -> bool {
+    m.actual.is_none() && m.reason.as_deref() == Some(super::eval::NOT_APPLICABLE)
+}
+
 fn actual_cell(m: &MetricReport) -> String {
     match (m.actual, m.target.unit) {
+        (None, _) if not_applicable(m) => "n/a".into(),
         (None, _) => "no data".into(),
         (Some(a), Unit::Checks) => {
             format!("{}/{}", format_number(a), format_number(m.target.value))
@@ -100,7 +106,7 @@ fn actual_cell(m: &MetricReport) -> String {
 
 fn margin_cell(m: &MetricReport) -> String {
     let Some(actual) = m.actual else {
-        return if m.optional {
+        return if m.optional && !not_applicable(m) {
             "optional".into()
         } else {
             "-".into()

@@ -177,3 +177,41 @@ fn numbers() {
     assert_eq!(group_thousands("999"), "999");
     assert_eq!(group_thousands("1234567"), "1,234,567");
 }
+
+#[test]
+fn mesh_gate_rows() {
+    let r = runbook_report(119.57);
+    let mesh = r.gate("mesh").unwrap();
+    let t = render_table(mesh, &[]);
+    assert!(
+        t.contains("Mesh Peers Healthy      ≥99%        n/a        ✅ PASS   -\n"),
+        "{t}"
+    );
+    assert!(!t.contains("not applicable"), "no note for n/a: {t}");
+    let s = Summary {
+        ..Summary::default()
+    };
+    let m = crate::gates::MeshHealth {
+        store_up: true,
+        members: 32,
+        healthy: 31,
+        unhealthy: vec!["node-7: no answered probe".into()],
+    };
+    let cfg = GatesConfig::default();
+    let r = crate::gates::evaluate_with_mesh(
+        &cfg,
+        &s,
+        &Resources::default(),
+        &[("tun", true)],
+        Some(&m),
+    );
+    let t = render_table(r.gate("mesh").unwrap(), &[]);
+    assert!(
+        t.contains("Mesh Peers Healthy      ≥99%        96.88%     ❌ FAIL   -2.12%\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains("\nMesh Peers Healthy: 1 of 32 members unhealthy: node-7: no answered probe\n"),
+        "{t}"
+    );
+}

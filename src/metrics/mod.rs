@@ -16,4 +16,4 @@ pub mod render;
 
 pub use exposition::CONTENT_TYPE;
 pub use histogram::{DeviceHistograms, Histogram, HistogramSnapshot};
-pub use render::{render, render_with, Extra};
+pub use render::{render, render_with, Extra, MeshMetrics};

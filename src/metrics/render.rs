@@ -5,7 +5,7 @@
 //! (both through [`Device::peer_info`]). No keys but public ones leave here:
 //! `peer_info` also returns the preshared key, which is dropped unread.
 use super::exposition::{MetricType, Value, Writer};
-use super::histogram::DeviceHistograms;
+use super::histogram::{DeviceHistograms, HistogramSnapshot};
 use crate::device::Device;
 use base64::Engine;
 use std::collections::HashSet;
@@ -43,6 +43,20 @@ pub struct Extra {
     pub max_allowed_ips_in_label: usize,
     /// The latency histograms; their families are omitted when None.
     pub histograms: Option<Arc<DeviceHistograms>>,
+    /// Mesh membership; its families are omitted when no mesh is configured.
+    pub mesh: Option<MeshMetrics>,
+}
+
+/// What the mesh agent reports, for the `phantommesh_mesh_*` families.
+#[derive(Debug, Clone)]
+pub struct MeshMetrics {
+    /// Members applied as peers (this node excluded).
+    pub peers: usize,
+    pub store_up: bool,
+    pub sync_errors: u64,
+    pub conflicts: u64,
+    /// Seconds from a membership change to its application.
+    pub convergence: HistogramSnapshot,
 }
 
 impl Default for Extra {
@@ -60,6 +74,7 @@ impl Default for Extra {
             max_peer_series: DEFAULT_MAX_PEER_SERIES,
             max_allowed_ips_in_label: DEFAULT_MAX_ALLOWED_IPS_IN_LABEL,
             histograms: None,
+            mesh: None,
         }
     }
 }
@@ -340,6 +355,9 @@ pub fn render_with(out: &mut String, dev: &Device, hist: Option<&DeviceHistogram
         "1 when the named offload feature is active.",
         &extra.offloads,
     );
+    if let Some(m) = &extra.mesh {
+        render_mesh(&mut w, m);
+    }
     w.single(
         "phantommesh_tunnel_tests_total",
         Counter,
@@ -352,6 +370,41 @@ pub fn render_with(out: &mut String, dev: &Device, hist: Option<&DeviceHistogram
         "Tunnel tests that failed.",
         extra.tunnel_tests_failed,
     );
+}
+
+fn render_mesh(w: &mut Writer<'_>, m: &MeshMetrics) {
+    use MetricType::{Counter, Gauge, Histogram};
+    w.single(
+        "phantommesh_mesh_peers",
+        Gauge,
+        "Mesh members applied as peers (this node excluded).",
+        m.peers,
+    );
+    w.single(
+        "phantommesh_mesh_store_up",
+        Gauge,
+        "1 while the mesh membership store answers.",
+        m.store_up,
+    );
+    w.single(
+        "phantommesh_mesh_sync_errors_total",
+        Counter,
+        "Failed exchanges with the mesh membership store.",
+        m.sync_errors,
+    );
+    w.single(
+        "phantommesh_mesh_conflicts_total",
+        Counter,
+        "Conflicting records (addresses or names) met in the mesh store.",
+        m.conflicts,
+    );
+    let name = "phantommesh_mesh_convergence_seconds";
+    w.family(
+        name,
+        Histogram,
+        "Time from a mesh membership change to its application to the device's peers.",
+    );
+    w.histogram(name, &[], &m.convergence);
 }
 
 fn load(c: &AtomicU64) -> u64 {
