@@ -1,7 +1,7 @@
 """Validates rendered Kubernetes manifests (multi-document YAML files).
 
 Usage: check_manifests.py K8S_VERSION RENDERED.yaml [--expect-release LABEL]
-       [--expect-kind KIND]... [--absent-kind KIND]... [--secret-example FILE]
+       [--expect-kind KIND]... [--absent-kind KIND]...
 
 Core kinds are validated offline against the Kubernetes JSON schemas that ship
 inside kubernetes-validate (strict: unknown fields are errors). Prometheus
@@ -10,7 +10,6 @@ fields Prometheus needs. The DaemonSet is checked against the conventions of
 a node networking DaemonSet (REFERENCE section 7).
 """
 import argparse
-import base64
 import sys
 
 import kubernetes_validate
@@ -147,19 +146,6 @@ def check_service(svc, ds):
     check(all(pod_labels.get(k) == v for k, v in (spec.get("selector") or {}).items()), f"{name}: selector misses the pods")
 
 
-def check_secret_example(path, version):
-    with open(path) as f:
-        doc = yaml.safe_load(f)
-    validate_core(doc, version)
-    for k, v in (doc.get("stringData") or {}).items():
-        try:
-            raw = base64.b64decode(v.strip(), validate=True)
-        except Exception:
-            raw = b""
-        check(len(raw) != 32, f"{path}: entry {k} looks like a real key; commit placeholders only")
-    check(not doc.get("data"), f"{path}: no data: placeholders in stringData only")
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("version")
@@ -167,7 +153,6 @@ def main():
     ap.add_argument("--expect-release")
     ap.add_argument("--expect-kind", action="append", default=[])
     ap.add_argument("--absent-kind", action="append", default=[])
-    ap.add_argument("--secret-example")
     a = ap.parse_args()
     with open(a.rendered) as f:
         docs = [d for d in yaml.safe_load_all(f) if d]
@@ -192,8 +177,6 @@ def main():
         check_daemonset(ds[0], docs)
         for svc in (d for d in docs if d.get("kind") == "Service"):
             check_service(svc, ds[0])
-    if a.secret_example:
-        check_secret_example(a.secret_example, a.version)
     if errors:
         for e in errors:
             print("  ERROR:", e)
