@@ -81,7 +81,10 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
             return EXIT_SETUP_FAILED;
         }
     };
-    let key = dev.public_key().map(|k| encode_base64_key(&k)).unwrap_or_default();
+    let key = dev
+        .public_key()
+        .map(|k| encode_base64_key(&k))
+        .unwrap_or_default();
     tracing::info!(interface = %name, peers = cfg.peers.len(), public_key = %key, "device started");
     let token = match &cfg.admin.token_file {
         Some(p) => match std::fs::read_to_string(p) {
