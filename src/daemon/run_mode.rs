@@ -147,6 +147,7 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
         mesh,
         mesh_update: None,
         mesh_applied: HashMap::new(),
+        private: zeroize::Zeroizing::new(set.private_key.unwrap_or_default()),
     };
     let reason = wait_events(&dev, &uapi, |ev| {
         let result = match ev {
@@ -233,6 +234,8 @@ struct Running {
     mesh: Option<MeshRun>,
     mesh_update: Option<MeshUpdate>,
     mesh_applied: HashMap<[u8; 32], Member>,
+    /// The interface's private key as last read (at start and on reload).
+    private: zeroize::Zeroizing<[u8; 32]>,
 }
 
 impl Running {
@@ -249,6 +252,7 @@ impl Running {
         if cfg.mesh != self.file.mesh {
             tracing::warn!("the [mesh] section changed; restart the daemon to apply it");
         }
+        self.private = zeroize::Zeroizing::new(load_key(&cfg.interface.private_key, true)?);
         let merged = self.merge(&cfg);
         self.apply(dev, merged)?;
         tracing::info!(peers = self.applied.peers.len(), "config reloaded");
@@ -287,7 +291,7 @@ impl Running {
 
     fn apply(&mut self, dev: &Device, cfg: Config) -> Result<(), String> {
         let running: Vec<[u8; 32]> = dev.peers().iter().map(|p| p.public_key).collect();
-        let set = device_set(&cfg, &running)?;
+        let set = device_set_keyed(&cfg, &running, *self.private)?;
         configure_link(&cfg, &self.applied.interface.addresses)?;
         dev.apply(&set).map_err(|e| e.to_string())?;
         self.mesh_applied = mesh_peers::by_key(self.mesh_update.as_ref());
@@ -360,7 +364,16 @@ fn load_key(src: &KeySource, generate: bool) -> Result<[u8; 32], String> {
 /// the file no longer names are removed, the others updated in place.
 pub fn device_set(cfg: &Config, running: &[[u8; 32]]) -> Result<DeviceSet, String> {
     let private = load_key(&cfg.interface.private_key, true)?;
-    tracing::debug!(public_key = %encode_base64_key(&public_key(&private)), "interface key");
+    device_set_keyed(cfg, running, private)
+}
+
+/// [`device_set`] with the private key already read (mesh updates apply
+/// often and must not touch the key file each time).
+fn device_set_keyed(
+    cfg: &Config,
+    running: &[[u8; 32]],
+    private: [u8; 32],
+) -> Result<DeviceSet, String> {
     let mut set = DeviceSet {
         private_key: Some(private),
         listen_port: cfg.interface.listen_port,
