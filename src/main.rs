@@ -36,6 +36,8 @@ enum Cmd {
     /// runbook's table; exit 1 if any gate fails, 2 if a node is unreachable.
     Gate {
         /// Admin base URLs, e.g. http://127.0.0.1:9586 (several: every node).
+        /// A name with several addresses (a headless Service such as
+        /// http://phantommesh.phantommesh.svc:9586) checks each address.
         #[arg(long = "url", required = true, num_args = 1..)]
         urls: Vec<String>,
         /// Only this gate.
