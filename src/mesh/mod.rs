@@ -10,9 +10,6 @@
 //!
 //! - [`status`]: what the agent knows, read by the admin plane.
 pub mod status;
-// TEMPORARY (admin-mesh branch): replaced by the lead's real `leave`.
-mod leave_placeholder;
-pub use leave_placeholder::leave;
 
 pub use status::{Member, MeshState, ProbeResult};
 pub mod agent;
