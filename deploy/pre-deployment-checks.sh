@@ -7,15 +7,19 @@
 # One line per check, as the runbook expects them:
 #   ✅ Kubernetes cluster: HEALTHY      API server ready, every node Ready
 #   ✅ DaemonSet: ROLLED OUT            rollout complete, every scheduled pod updated and available
-#   ✅ Networking: OPERATIONAL          one Ready pod per node (readiness includes the self
-#                                      test through the node's whole data path), no restarts
+#   ✅ Networking: OPERATIONAL          one Ready pod per node, no restarts, and every
+#                                      node-to-node path up: each node's /mesh (read
+#                                      through the API server's pod proxy) lists every
+#                                      other node with a recent handshake and an
+#                                      answered probe through the tunnel
 #   ✅ Security: VALIDATED              NET_ADMIN only, ALL others dropped, not privileged,
 #                                      admin API not on 0.0.0.0
 #   ✅ Go-live gates: PASSED            `phantommesh gate` passes on every node (kubectl exec)
 #   ✅ Monitoring: ARMED                Prometheus scrapes every pod (up == 1) and has the
 #                                      PhantomMesh alert rules loaded
 # A failing check prints ❌ and the reasons below it; the script exits 1 if any
-# check failed, 0 otherwise.
+# check failed, 0 otherwise. Needs bash, kubectl (with pods/proxy and
+# pods/exec rights), curl and python3 (to read /mesh's JSON).
 #
 # Settings (environment):
 #   KUBECTL          kubectl command (default: kubectl); may include flags,
@@ -30,6 +34,9 @@
 #   GATE_TOKEN_FILE  token file inside the pod, passed to `phantommesh gate`
 #   ALLOW_PRIVILEGED 1 accepts the privileged fallback (runc 1.2.0-1.2.3)
 #   ROLLOUT_TIMEOUT  default: 120s
+#   MESH_HANDSHAKE_MAX_AGE  default: 180 (s; WireGuard rekeys every 120 s,
+#                    a session is rejected after 180 s)
+#   MESH_PROBE_MAX_AGE      default: 300 (s; the last tunnel probe of a peer)
 set -uo pipefail
 
 KUBECTL=${KUBECTL:-kubectl}
@@ -42,6 +49,8 @@ CURL=${CURL:-curl}
 GATE_TOKEN_FILE=${GATE_TOKEN_FILE:-}
 ALLOW_PRIVILEGED=${ALLOW_PRIVILEGED:-0}
 ROLLOUT_TIMEOUT=${ROLLOUT_TIMEOUT:-120s}
+MESH_HANDSHAKE_MAX_AGE=${MESH_HANDSHAKE_MAX_AGE:-180}
+MESH_PROBE_MAX_AGE=${MESH_PROBE_MAX_AGE:-300}
 
 failed=0
 # KUBECTL may hold flags: split it into words on purpose.
@@ -95,7 +104,7 @@ else
 fi
 report "DaemonSet" "ROLLED OUT" "NOT ROLLED OUT" "$reasons"
 
-# --- Networking: one Ready pod per node --------------------------------------------
+# --- Networking: one Ready pod per node, every node-to-node path up ----------------
 reasons=""
 pods=$(kn get pods -l "$POD_SELECTOR" -o jsonpath='{range .items[*]}{.metadata.name}{"|"}{.spec.nodeName}{"|"}{.status.podIP}{"|"}{.status.conditions[?(@.type=="Ready")].status}{"|"}{.status.containerStatuses[0].restartCount}{"\n"}{end}' 2>&1) \
     || { reasons+="cannot list pods: $pods"$'\n'; pods=""; }
@@ -111,6 +120,54 @@ if [ ${#pod_names[@]} -eq 0 ]; then
 elif [ "$desired" -gt 0 ] && [ ${#pod_names[@]} -ne "$desired" ]; then
     reasons+="${#pod_names[@]} pods for $desired scheduled"$'\n'
 fi
+# Each node's own view of its paths to the others (GET /mesh), through the
+# API server's pod proxy: no route to the node IPs needed from here.
+command -v python3 >/dev/null 2>&1 || { reasons+="python3 not found: cannot read /mesh"$'\n'; }
+for i in "${!pod_names[@]}"; do
+    command -v python3 >/dev/null 2>&1 || break
+    pod=${pod_names[$i]} node=${pod_nodes[$i]}
+    others=()
+    for j in "${!pod_nodes[@]}"; do [ "$j" = "$i" ] || others+=("${pod_nodes[$j]}"); done
+    if ! mesh=$(k get --raw "/api/v1/namespaces/$NAMESPACE/pods/http:$pod:$ADMIN_PORT/proxy/mesh" 2>&1); then
+        reasons+="node $node: /mesh unreachable: $(printf '%s' "$mesh" | tail -1)"$'\n'
+        continue
+    fi
+    paths=$(MESH_JSON=$mesh python3 - "$node" "$MESH_HANDSHAKE_MAX_AGE" "$MESH_PROBE_MAX_AGE" "${others[@]}" <<'PYEOF'
+import json, os, sys
+node, hs_max, probe_max, others = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
+def say(msg):
+    print(f"node {node}: {msg}")
+try:
+    m = json.loads(os.environ["MESH_JSON"])
+    members = {x["name"]: x for x in m.get("members") or []}
+except (ValueError, KeyError, TypeError, AttributeError) as e:
+    say(f"/mesh answered no mesh status ({e})")
+    sys.exit(0)
+if not m.get("started"):
+    say("mesh not started (no store reached and no cached view)")
+if not m.get("store_up"):
+    say("mesh store unreachable (running on its last view)")
+for name in others:
+    x = members.get(name)
+    if x is None:
+        say(f"{name}: not a member (not in this node's view of the mesh)")
+        continue
+    hs = x.get("handshake_age_seconds")
+    if hs is None:
+        say(f"{name}: no handshake")
+    elif hs > hs_max:
+        say(f"{name}: last handshake {hs:.0f} s ago (max {hs_max:.0f})")
+    p = x.get("last_probe")
+    if p is None:
+        say(f"{name}: never probed")
+    elif not p.get("ok"):
+        say(f"{name}: probe unanswered ({p.get('age_seconds', 0):.0f} s ago)")
+    elif p.get("age_seconds", 0) > probe_max:
+        say(f"{name}: last probe {p['age_seconds']:.0f} s ago (max {probe_max:.0f})")
+PYEOF
+)
+    [ -z "$paths" ] || reasons+="$paths"$'\n'
+done
 report "Networking" OPERATIONAL DEGRADED "$reasons"
 
 # --- Security -------------------------------------------------------------------

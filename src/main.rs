@@ -36,6 +36,8 @@ enum Cmd {
     /// runbook's table; exit 1 if any gate fails, 2 if a node is unreachable.
     Gate {
         /// Admin base URLs, e.g. http://127.0.0.1:9586 (several: every node).
+        /// A name with several addresses (a headless Service such as
+        /// http://phantommesh.phantommesh.svc:9586) checks each address.
         #[arg(long = "url", required = true, num_args = 1..)]
         urls: Vec<String>,
         /// Only this gate.
@@ -61,6 +63,12 @@ enum Cmd {
         #[arg(long)]
         token_file: Option<PathBuf>,
     },
+    /// Mesh membership: `mesh status` (this node's view of the mesh, from its
+    /// admin API) and `mesh leave` (free this node's address and record).
+    Mesh {
+        #[command(subcommand)]
+        cmd: MeshCmd,
+    },
     /// Drive N simulated WireGuard peers against an interface and print the
     /// runbook's Gate 2 table.
     Loadtest(phantommesh::loadtest::LoadtestArgs),
@@ -72,11 +80,33 @@ enum Cmd {
     Genpsk,
 }
 
+#[derive(Subcommand)]
+enum MeshCmd {
+    /// Members as a table (name, address, endpoint, handshake age, probe
+    /// RTT, ok); exit 1 if a member is unhealthy or the store is down, 2 if
+    /// the daemon is unreachable or has no mesh.
+    Status {
+        #[arg(long, default_value = "http://127.0.0.1:9586")]
+        url: String,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
+    /// Free this node's tunnel address and record in the store (before
+    /// removing the node for good).
+    Leave {
+        #[arg(short, long, env = "PHANTOMMESH_CONFIG")]
+        config: PathBuf,
+    },
+}
+
 const SUBCOMMANDS: &[&str] = &[
     "run",
     "gate",
     "preflight",
     "status",
+    "mesh",
     "loadtest",
     "genkey",
     "pubkey",
@@ -126,6 +156,20 @@ fn main() {
             Ok(token) => phantommesh::cli::status::run(&url, json, token),
             Err(code) => code,
         },
+        Cmd::Mesh {
+            cmd:
+                MeshCmd::Status {
+                    url,
+                    json,
+                    token_file,
+                },
+        } => match read_token(token_file.as_deref()) {
+            Ok(token) => phantommesh::cli::mesh::run_status(&url, json, token),
+            Err(code) => code,
+        },
+        Cmd::Mesh {
+            cmd: MeshCmd::Leave { config },
+        } => phantommesh::cli::mesh::run_leave(&config),
         Cmd::Loadtest(args) => phantommesh::loadtest::run(args),
         Cmd::Genkey => print_key(keys::generate_private_key()),
         Cmd::Genpsk => print_key(keys::generate_preshared_key()),

@@ -5,11 +5,78 @@
 //! fails, 2 when a node cannot be asked (unreachable, timeout, an answer
 //! that is not a gates report, or no such gate). 2 wins over 1: a rollout
 //! must not read "some node unknown" as a plain failure or a pass.
+//!
+//! A URL whose host name resolves to several addresses (a Kubernetes
+//! headless Service: `http://phantommesh.phantommesh.svc:9586`) stands for
+//! every node behind it: each address is checked as a node of its own.
 use crate::gates::fetch::{self, Url};
 use crate::gates::{render_report, Report};
 use serde::Serialize;
 use std::io::Write;
+use std::net::{IpAddr, ToSocketAddrs};
 use std::time::Duration;
+
+/// Resolves a host name to its addresses (the system resolver, or a fake).
+pub type Resolver<'a> = &'a dyn Fn(&str, u16) -> std::io::Result<Vec<IpAddr>>;
+
+/// The system resolver (getaddrinfo).
+pub fn system_resolver(host: &str, port: u16) -> std::io::Result<Vec<IpAddr>> {
+    Ok((host, port).to_socket_addrs()?.map(|a| a.ip()).collect())
+}
+
+/// One node to ask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub url: String,
+    /// The URL given, when its name resolved to several addresses and this
+    /// is one of them.
+    pub from: Option<String>,
+}
+
+/// Expands every URL whose host name resolves to more than one address
+/// into one URL per address (same port and path, duplicates dropped, in
+/// the resolver's order). IP literals, names with one address, names that
+/// do not resolve (the fetch reports that) and URLs that do not parse are
+/// kept as given.
+pub fn expand_urls(urls: &[String], resolve: Resolver<'_>) -> Vec<Target> {
+    let mut out = Vec::new();
+    for u in urls {
+        let keep = Target {
+            url: u.clone(),
+            from: None,
+        };
+        let Ok(parsed) = Url::parse(u) else {
+            out.push(keep);
+            continue;
+        };
+        if parsed.host.parse::<IpAddr>().is_ok() {
+            out.push(keep);
+            continue;
+        }
+        let mut addrs: Vec<IpAddr> = Vec::new();
+        for a in resolve(&parsed.host, parsed.port).unwrap_or_default() {
+            if !addrs.contains(&a) {
+                addrs.push(a);
+            }
+        }
+        if addrs.len() < 2 {
+            out.push(keep);
+            continue;
+        }
+        let path = if parsed.path == "/" { "" } else { &parsed.path };
+        for a in addrs {
+            let authority = match a {
+                IpAddr::V4(v) => format!("{v}:{}", parsed.port),
+                IpAddr::V6(v) => format!("[{v}]:{}", parsed.port),
+            };
+            out.push(Target {
+                url: format!("http://{authority}{path}"),
+                from: Some(u.clone()),
+            });
+        }
+    }
+    out
+}
 
 /// Whole-exchange timeout per node.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
@@ -111,6 +178,9 @@ fn snippet(body: &[u8]) -> String {
 #[derive(Serialize)]
 struct NodeJson<'a> {
     url: &'a str,
+    /// The name this address came from (several-address names only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<&'a str>,
     pass: bool,
     report: Option<&'a Report>,
     error: Option<&'a str>,
@@ -132,6 +202,21 @@ pub fn run_with(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> i32 {
+    run_resolving(urls, gate, json, token, timeout, &system_resolver, out, err)
+}
+
+/// [`run_with`] with the resolver given.
+#[allow(clippy::too_many_arguments)]
+pub fn run_resolving(
+    urls: &[String],
+    gate: Option<&str>,
+    json: bool,
+    token: Option<&str>,
+    timeout: Duration,
+    resolve: Resolver<'_>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
     if urls.is_empty() {
         let _ = writeln!(
             err,
@@ -139,6 +224,10 @@ pub fn run_with(
         );
         return EXIT_ERROR;
     }
+    let targets = expand_urls(urls, resolve);
+    let froms: Vec<Option<&str>> = targets.iter().map(|t| t.from.as_deref()).collect();
+    let urls: Vec<String> = targets.iter().map(|t| t.url.clone()).collect();
+    let urls = urls.as_slice();
     let results: Vec<Result<Report, String>> = urls
         .iter()
         .map(|u| fetch_report(u, gate, token, timeout))
@@ -161,8 +250,10 @@ pub fn run_with(
             let nodes = urls
                 .iter()
                 .zip(&results)
-                .map(|(url, r)| NodeJson {
+                .zip(&froms)
+                .map(|((url, r), from)| NodeJson {
                     url,
+                    from: *from,
                     pass: matches!(r, Ok(rep) if rep.pass),
                     report: r.as_ref().ok(),
                     error: r.as_ref().err().map(String::as_str),
@@ -184,10 +275,16 @@ pub fn run_with(
             }
         }
     } else {
-        for (url, r) in urls.iter().zip(&results) {
+        for ((url, r), from) in urls.iter().zip(&results).zip(&froms) {
             if let Ok(report) = r {
-                if urls.len() > 1 {
-                    let _ = writeln!(out, "== {url} ==\n");
+                match from {
+                    Some(f) => {
+                        let _ = writeln!(out, "== {url} (from {f}) ==\n");
+                    }
+                    None if urls.len() > 1 => {
+                        let _ = writeln!(out, "== {url} ==\n");
+                    }
+                    None => {}
                 }
                 let _ = writeln!(out, "{}", render_report(report));
             }

@@ -338,3 +338,155 @@ fn token_file() {
     assert!(token_from_file(&dir.join("missing")).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A one-shot server on a given loopback address.
+fn serve_on(addr: &str, responses: Vec<Vec<u8>>) -> Option<JoinHandle<Vec<String>>> {
+    let l = TcpListener::bind(addr).ok()?;
+    Some(std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for resp in responses {
+            let (mut s, _) = l.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut req = Vec::new();
+            let mut b = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut b) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&b[..n]),
+                }
+            }
+            seen.push(String::from_utf8_lossy(&req).into_owned());
+            let _ = s.write_all(&resp);
+        }
+        seen
+    }))
+}
+
+fn fake_dns(host: &str, _port: u16) -> std::io::Result<Vec<std::net::IpAddr>> {
+    let ips: &[&str] = match host {
+        "phantommesh.phantommesh.svc" => &["127.0.0.1", "127.0.0.2", "127.0.0.1", "127.0.0.3"],
+        "one.svc" => &["127.0.0.1"],
+        "v6.svc" => &["::1", "127.0.0.1"],
+        _ => return Err(std::io::Error::other("no such host")),
+    };
+    Ok(ips.iter().map(|s| s.parse().unwrap()).collect())
+}
+
+#[test]
+fn names_with_several_addresses_expand_to_nodes() {
+    let urls = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let t = expand_urls(
+        &urls(&[
+            "http://phantommesh.phantommesh.svc:9586",
+            "http://10.0.0.9:9586",
+            "one.svc:9000/gates",
+            "http://v6.svc/x/gates",
+            "http://nx.svc:9586",
+            "https://bad",
+        ]),
+        &fake_dns,
+    );
+    let got: Vec<(&str, Option<&str>)> = t
+        .iter()
+        .map(|t| (t.url.as_str(), t.from.as_deref()))
+        .collect();
+    let svc = Some("http://phantommesh.phantommesh.svc:9586");
+    assert_eq!(
+        got,
+        [
+            ("http://127.0.0.1:9586", svc),
+            ("http://127.0.0.2:9586", svc),
+            ("http://127.0.0.3:9586", svc),
+            ("http://10.0.0.9:9586", None),
+            ("one.svc:9000/gates", None),
+            ("http://[::1]:9586/x/gates", Some("http://v6.svc/x/gates")),
+            (
+                "http://127.0.0.1:9586/x/gates",
+                Some("http://v6.svc/x/gates")
+            ),
+            ("http://nx.svc:9586", None),
+            ("https://bad", None),
+        ]
+    );
+    // The system resolver leaves a one-address name alone.
+    let local = expand_urls(&urls(&["http://127.0.0.1:1"]), &system_resolver);
+    assert_eq!(local[0].url, "http://127.0.0.1:1");
+}
+
+/// A name behind which two daemons answer (127.0.0.1 and 127.0.0.2, same
+/// port): both are checked, one row each, and one failing fails the run.
+#[test]
+fn gate_checks_every_address_of_a_name() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    let Some(h1) = serve_on(
+        &format!("127.0.0.1:{port}"),
+        vec![http("200 OK", &passing()), http("200 OK", &passing())],
+    ) else {
+        eprintln!("port {port} taken again; skipped");
+        return;
+    };
+    let Some(h2) = serve_on(
+        &format!("127.0.0.2:{port}"),
+        vec![http("200 OK", &failing()), http("200 OK", &failing())],
+    ) else {
+        eprintln!("cannot bind 127.0.0.2 here; skipped");
+        return;
+    };
+    let dns = |host: &str, _: u16| -> std::io::Result<Vec<std::net::IpAddr>> {
+        assert_eq!(host, "nodes.svc");
+        Ok(vec![
+            "127.0.0.1".parse().unwrap(),
+            "127.0.0.2".parse().unwrap(),
+        ])
+    };
+    let url = format!("http://nodes.svc:{port}");
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = run_resolving(
+        std::slice::from_ref(&url),
+        None,
+        false,
+        None,
+        Duration::from_secs(3),
+        &dns,
+        &mut out,
+        &mut err,
+    );
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(code, EXIT_FAIL, "{out}{}", String::from_utf8_lossy(&err));
+    assert!(
+        out.starts_with(&format!(
+            "== http://127.0.0.1:{port} (from {url}) ==\n\nGate 2"
+        )),
+        "{out}"
+    );
+    assert!(out.contains(&format!("== http://127.0.0.2:{port} (from {url}) ==\n")));
+    assert!(out.ends_with("1/2 nodes passing, 1 failing\n"), "{out}");
+    // JSON: a node per address, with the name it came from.
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = run_resolving(
+        std::slice::from_ref(&url),
+        Some("performance"),
+        true,
+        None,
+        Duration::from_secs(3),
+        &dns,
+        &mut out,
+        &mut err,
+    );
+    assert_eq!(code, EXIT_PASS, "{}", String::from_utf8_lossy(&err));
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["pass"], true);
+    assert_eq!(v["nodes"].as_array().unwrap().len(), 2);
+    assert_eq!(v["nodes"][1]["url"], format!("http://127.0.0.2:{port}"));
+    assert_eq!(v["nodes"][1]["from"], url.as_str());
+    let r1 = h1.join().unwrap();
+    let r2 = h2.join().unwrap();
+    assert!(r1[0].starts_with("GET /gates HTTP/1.1\r\n"));
+    assert!(
+        r2[0].contains(&format!("Host: 127.0.0.2:{port}\r\n")),
+        "{}",
+        r2[0]
+    );
+}

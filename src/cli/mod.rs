@@ -4,5 +4,6 @@ pub mod daemonize;
 pub mod gate;
 pub mod keys;
 pub mod logging;
+pub mod mesh;
 pub mod preflight;
 pub mod status;

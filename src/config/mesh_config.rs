@@ -330,3 +330,7 @@ fn host_name() -> String {
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
+
+#[cfg(test)]
+#[path = "mesh_config_tests.rs"]
+mod tests;

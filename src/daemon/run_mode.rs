@@ -2,6 +2,8 @@
 //! wg-quick `.conf`) file, creates and configures the interface itself
 //! (addresses, MTU, link up), and re-applies the file on SIGHUP as
 //! `wg syncconf` would: only the difference, keeping live sessions.
+use super::file_watch::FileWatch;
+use super::routes::RouteSync;
 use super::{mesh_peers, wait_events, Event, EXIT_SETUP_FAILED};
 use crate::cli::keys::{
     encode_base64_key, load_or_generate_private_key, public_key, read_key_file,
@@ -21,6 +23,15 @@ use std::sync::Arc;
 
 pub fn main(path: &Path, format: LogFormat) -> i32 {
     logging::init(format);
+    // Watch before the first read: a change in between then costs one
+    // extra reload instead of being missed.
+    let watch = match FileWatch::new(path) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!("config changes need SIGHUP: {e}");
+            None
+        }
+    };
     let cfg = match config::load_with_warnings(path) {
         Ok((c, warnings)) => {
             for w in warnings {
@@ -70,7 +81,11 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
             return EXIT_SETUP_FAILED;
         }
     };
-    tracing::info!(interface = %name, peers = cfg.peers.len(), "device started");
+    let key = dev
+        .public_key()
+        .map(|k| encode_base64_key(&k))
+        .unwrap_or_default();
+    tracing::info!(interface = %name, peers = cfg.peers.len(), public_key = %key, "device started");
     let token = match &cfg.admin.token_file {
         Some(p) => match std::fs::read_to_string(p) {
             Ok(t) if !t.trim().is_empty() => Some(t.trim().as_bytes().to_vec()),
@@ -117,13 +132,22 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
     admin
         .config_applied
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut routes = RouteSync::new(
+        &name,
+        cfg.interface.table,
+        cfg.interface.allow_default_route,
+    );
+    sync_routes(&mut routes, &cfg);
     let mut run = Running {
+        watch,
+        routes,
         path: path.to_path_buf(),
         file: cfg.clone(),
         applied: cfg,
         mesh,
         mesh_update: None,
         mesh_applied: HashMap::new(),
+        private: zeroize::Zeroizing::new(set.private_key.unwrap_or_default()),
     };
     let reason = wait_events(&dev, &uapi, |ev| {
         let result = match ev {
@@ -139,6 +163,9 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
     tracing::info!(?reason, "stopping");
     if let Some(m) = &run.mesh {
         m.handle.stop();
+    }
+    if let Err(e) = run.routes.clear() {
+        tracing::warn!("removing routes: {e}");
     }
     dev.close();
     drop(uapi);
@@ -181,8 +208,24 @@ fn start_mesh(m: &MeshConfig, cfg: &Config, dev: &Device) -> Result<MeshRun, Str
     })
 }
 
+/// Routes for every peer's allowed IPs that the interface's own prefixes
+/// do not cover (as wg-quick does); a failure is logged, the tunnel runs.
+fn sync_routes(routes: &mut RouteSync, cfg: &Config) {
+    let peers: Vec<(IpAddr, u8)> = cfg
+        .peers
+        .iter()
+        .flat_map(|p| p.allowed_ips.iter().copied())
+        .collect();
+    if let Err(e) = routes.sync(&cfg.interface.addresses, &peers) {
+        tracing::warn!("routes: {e}");
+    }
+}
+
 /// What run mode applied, and where it came from.
 struct Running {
+    /// The config file's watch (None: only SIGHUP reloads).
+    watch: Option<FileWatch>,
+    routes: RouteSync,
     path: std::path::PathBuf,
     /// The config file as last read.
     file: Config,
@@ -191,6 +234,8 @@ struct Running {
     mesh: Option<MeshRun>,
     mesh_update: Option<MeshUpdate>,
     mesh_applied: HashMap<[u8; 32], Member>,
+    /// The interface's private key as last read (at start and on reload).
+    private: zeroize::Zeroizing<[u8; 32]>,
 }
 
 impl Running {
@@ -207,6 +252,7 @@ impl Running {
         if cfg.mesh != self.file.mesh {
             tracing::warn!("the [mesh] section changed; restart the daemon to apply it");
         }
+        self.private = zeroize::Zeroizing::new(load_key(&cfg.interface.private_key, true)?);
         let merged = self.merge(&cfg);
         self.apply(dev, merged)?;
         tracing::info!(peers = self.applied.peers.len(), "config reloaded");
@@ -214,8 +260,13 @@ impl Running {
         Ok(true)
     }
 
-    /// Applies the latest mesh update, if one came.
+    /// Reloads a changed config file; applies the latest mesh update, if
+    /// one came.
     fn tick(&mut self, dev: &Device) -> Result<bool, String> {
+        if self.watch.as_ref().is_some_and(|w| w.changed()) {
+            tracing::info!(path = %self.path.display(), "config file changed; reloading");
+            return self.reload(dev);
+        }
         let Some(m) = &self.mesh else {
             return Ok(false);
         };
@@ -240,10 +291,23 @@ impl Running {
 
     fn apply(&mut self, dev: &Device, cfg: Config) -> Result<(), String> {
         let running: Vec<[u8; 32]> = dev.peers().iter().map(|p| p.public_key).collect();
-        let set = device_set(&cfg, &running)?;
+        let set = device_set_keyed(&cfg, &running, *self.private)?;
         configure_link(&cfg, &self.applied.interface.addresses)?;
         dev.apply(&set).map_err(|e| e.to_string())?;
         self.mesh_applied = mesh_peers::by_key(self.mesh_update.as_ref());
+        let (table, default) = (cfg.interface.table, cfg.interface.allow_default_route);
+        if (table, default)
+            != (
+                self.applied.interface.table,
+                self.applied.interface.allow_default_route,
+            )
+        {
+            if let Err(e) = self.routes.clear() {
+                tracing::warn!("removing routes: {e}");
+            }
+            self.routes = RouteSync::new(&cfg.interface.name, table, default);
+        }
+        sync_routes(&mut self.routes, &cfg);
         self.applied = cfg;
         Ok(())
     }
@@ -300,7 +364,16 @@ fn load_key(src: &KeySource, generate: bool) -> Result<[u8; 32], String> {
 /// the file no longer names are removed, the others updated in place.
 pub fn device_set(cfg: &Config, running: &[[u8; 32]]) -> Result<DeviceSet, String> {
     let private = load_key(&cfg.interface.private_key, true)?;
-    tracing::info!(public_key = %encode_base64_key(&public_key(&private)), "interface key");
+    device_set_keyed(cfg, running, private)
+}
+
+/// [`device_set`] with the private key already read (mesh updates apply
+/// often and must not touch the key file each time).
+fn device_set_keyed(
+    cfg: &Config,
+    running: &[[u8; 32]],
+    private: [u8; 32],
+) -> Result<DeviceSet, String> {
     let mut set = DeviceSet {
         private_key: Some(private),
         listen_port: cfg.interface.listen_port,

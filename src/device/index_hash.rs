@@ -40,7 +40,7 @@ mod tests {
     fn indices_spread_over_low_and_top_bits() {
         for keys in [
             (0..4096).collect::<Vec<u32>>(),
-            (0..4096).map(|i| i * 0x9E37_79B1).collect(),
+            (0..4096u32).map(|i| i.wrapping_mul(0x9E37_79B1)).collect(),
         ] {
             let buckets: HashSet<u64> = keys.iter().map(|&k| hash(k) & 1023).collect();
             let tags: HashSet<u64> = keys.iter().map(|&k| hash(k) >> 57).collect();

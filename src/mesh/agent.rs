@@ -141,7 +141,7 @@ impl<C: Connector> Agent<C> {
             Ok(Some(c)) => {
                 self.own = c.addresses.clone();
                 self.view.load(c.entries(), c.revision);
-                tracing::info!(path = %self.p.cache_path.display(), members = c.nodes.len(), "loaded the cached mesh view");
+                tracing::info!(path = %self.p.cache_path.display(), records = c.nodes.len(), "loaded the cached mesh view");
                 self.state.set_started();
                 self.publish();
             }

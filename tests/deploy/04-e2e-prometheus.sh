@@ -134,6 +134,14 @@ echo 'daemon set "phantommesh" successfully rolled out' >"$stub/rollout"
 echo '2 2 2 2 0' >"$stub/ds-status"
 printf '|["ALL"]|["NET_ADMIN"]|$(POD_IP):9586\n' >"$stub/ds-security"
 printf 'phantommesh-a|node-a|%s|True|0\nphantommesh-b|node-b|%s|True|0\n' "${admin_a%:*}" "${admin_b%:*}" >"$stub/pods"
+# GET /mesh (through the API server's proxy): canned, as these two daemons
+# are peered by their config files, not through a mesh store. 05 covers
+# the Networking check's verdicts on /mesh answers.
+for pair in a:b b:a; do
+    me=${pair%:*} other=${pair#*:}
+    printf '{"node":"node-%s","prefix":"/phantommesh/default","store_up":true,"started":true,"addresses":[],"members":[{"name":"node-%s","public_key":"","endpoint":null,"addresses":[],"allowed_ips":[],"handshake_age_seconds":3,"last_probe":{"ok":true,"rtt_ms":1.0,"age_seconds":2}}],"conflicts":0,"sync_errors":0}\n' \
+        "$me" "$other" >"$stub/mesh-phantommesh-$me"
+done
 predeploy() {
     in_a env PATH="$DEPLOY_TESTS_DIR/stub:$work/bin:$PATH" STUB_DIR="$stub" STUB_EXEC_REAL=1 \
         PROMETHEUS_URL="$prom" bash "$REPO_ROOT/deploy/pre-deployment-checks.sh" >"$work/predeploy-$1.txt" 2>&1

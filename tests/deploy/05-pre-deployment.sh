@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Check 5: deploy/pre-deployment-checks.sh against a fake kubectl on PATH
 # (tests/deploy/stub/kubectl, canned answers) and a fake Prometheus API
-# (canned JSON served on 127.0.0.1). All green: six ✅ lines, exit 0, and a
-# `phantommesh gate` exec per pod at its pod IP. Then one failure at a time:
-# exactly the matching ❌ line, exit 1.
+# (canned JSON served on 127.0.0.1). All green: six ✅ lines, exit 0, a
+# `phantommesh gate` exec per pod at its pod IP and a GET /mesh per pod
+# through the API server's proxy. Then one failure at a time: exactly the
+# matching ❌ line, exit 1, and the failing node-to-node paths named.
 source "$(dirname "$0")/lib.sh"
 need_cmd curl curl
 need_kubectl
@@ -42,6 +43,33 @@ render_ds "$work/privileged"
 mv "$work/daemonset.yaml" "$work/daemonset-privileged.yaml"
 
 pods="phantommesh-a phantommesh-b phantommesh-c"
+# mesh_answer SELF OTHER...: a healthy GET /mesh of node-SELF (the daemon's
+# JSON shape), every other node with a fresh handshake and answered probe.
+mesh_answer() {
+    "$PY" - "$@" <<'PYEOF'
+import json, sys
+me, others = sys.argv[1], sys.argv[2:]
+addr = {"a": "10.100.0.1", "b": "10.100.0.2", "c": "10.100.0.3"}
+print(json.dumps({
+    "node": f"node-{me}", "prefix": "/phantommesh/default", "store_up": True, "started": True,
+    "addresses": [addr[me]],
+    "members": [{"name": f"node-{o}", "public_key": f"{o * 43}=", "endpoint": f"10.0.0.1{ord(o) - 96}:51820",
+                 "addresses": [addr[o]], "allowed_ips": [f"10.244.{ord(o) - 96}.0/24"],
+                 "handshake_age_seconds": 12.5,
+                 "last_probe": {"ok": True, "rtt_ms": 0.8, "age_seconds": 4.0}} for o in others],
+    "conflicts": 0, "sync_errors": 0}))
+PYEOF
+}
+# mesh_edit POD PYTHON-STATEMENT: edits that pod's canned /mesh answer (m).
+mesh_edit() {
+    "$PY" - "$STUB_DIR/mesh-$1" "$2" <<'PYEOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+member = {x["name"]: x for x in m["members"]}
+exec(sys.argv[2])
+json.dump(m, open(sys.argv[1], "w"))
+PYEOF
+}
 green() {
     rm -rf "$STUB_DIR" && mkdir -p "$STUB_DIR"
     cp "$work/daemonset-base.yaml" "$STUB_DIR/daemonset.yaml"
@@ -52,6 +80,9 @@ green() {
     for p in $pods; do
         printf 'Gate 2: Performance Validation   ✅ PASSED\nResult: PASS\n' >"$STUB_DIR/gate-$p"
     done
+    mesh_answer a b c >"$STUB_DIR/mesh-phantommesh-a"
+    mesh_answer b a c >"$STUB_DIR/mesh-phantommesh-b"
+    mesh_answer c a b >"$STUB_DIR/mesh-phantommesh-c"
     local r='' ip
     for ip in 10.0.0.11 10.0.0.12 10.0.0.13; do
         r+="{\"metric\":{\"__name__\":\"up\",\"instance\":\"$ip:9586\",\"job\":\"phantommesh/phantommesh\"},\"value\":[1764201600,\"1\"]},"
@@ -86,6 +117,10 @@ for i in 1 2 3; do
         || fail "no gate check exec'd in $p at its pod IP"
 done
 grep -q -- '-n phantommesh rollout status daemonset/phantommesh' "$STUB_DIR/calls.log" || fail "rollout status not checked"
+for p in $pods; do
+    grep -qx "get --raw /api/v1/namespaces/phantommesh/pods/http:$p:9586/proxy/mesh" "$STUB_DIR/calls.log" \
+        || fail "no GET /mesh of $p through the API server proxy"
+done
 
 # one_failure NAME "EXPECTED ❌ LINE" REASON-REGEX: after a mutation of the green state.
 one_failure() {
@@ -133,6 +168,37 @@ one_failure pod-not-ready "Networking: DEGRADED" 'pod phantommesh-b on node-b is
 green
 printf 'phantommesh-a|node-a|10.0.0.11|True|0\nphantommesh-b|node-b|10.0.0.12|True|3\nphantommesh-c|node-c|10.0.0.13|True|0\n' >"$STUB_DIR/pods"
 one_failure pod-restarted "Networking: DEGRADED" 'restarted 3 times'
+
+# Node-to-node paths, from each node's /mesh.
+green
+mesh_edit phantommesh-b 'member["node-c"].update(handshake_age_seconds=None, last_probe={"ok": False, "rtt_ms": None, "age_seconds": 3})'
+one_failure mesh-path-down "Networking: DEGRADED" 'node node-b: node-c: no handshake'
+grep -q 'node node-b: node-c: probe unanswered' "$work/mesh-path-down.out" || fail "mesh-path-down: the failed probe is not listed"
+! grep -q 'node node-a:\|node node-c:' "$work/mesh-path-down.out" || fail "mesh-path-down: healthy nodes blamed"
+
+green
+mesh_edit phantommesh-a 'member["node-b"].update(handshake_age_seconds=400.0)'
+mesh_edit phantommesh-c 'member["node-a"]["last_probe"].update(age_seconds=900.0)'
+one_failure mesh-stale "Networking: DEGRADED" 'node node-a: node-b: last handshake 400 s ago \(max 180\)'
+grep -q 'node node-c: node-a: last probe 900 s ago (max 300)' "$work/mesh-stale.out" || fail "mesh-stale: both nodes' failures must be listed"
+
+green
+mesh_edit phantommesh-a 'm["members"] = [x for x in m["members"] if x["name"] != "node-c"]; m["store_up"] = False'
+one_failure mesh-partition "Networking: DEGRADED" 'node node-a: node-c: not a member'
+grep -q 'node node-a: mesh store unreachable' "$work/mesh-partition.out" || fail "mesh-partition: store down not reported"
+
+green
+mesh_edit phantommesh-b 'member["node-a"]["last_probe"] = None'
+one_failure mesh-never-probed "Networking: DEGRADED" 'node node-b: node-a: never probed'
+
+green
+echo 'Error from server (ServiceUnavailable): the server is currently unable to handle the request' >"$STUB_DIR/mesh-phantommesh-c"
+echo 1 >"$STUB_DIR/mesh-phantommesh-c.rc"
+one_failure mesh-unreachable "Networking: DEGRADED" 'node node-c: /mesh unreachable: Error from server'
+
+green
+echo '404 page not found' >"$STUB_DIR/mesh-phantommesh-a"
+one_failure mesh-not-json "Networking: DEGRADED" 'node node-a: /mesh answered no mesh status'
 
 green
 cp "$work/daemonset-privileged.yaml" "$STUB_DIR/daemonset.yaml"

@@ -1,17 +1,23 @@
 """Validates rendered Kubernetes manifests (multi-document YAML files).
 
 Usage: check_manifests.py K8S_VERSION RENDERED.yaml [--expect-release LABEL]
-       [--expect-kind KIND]... [--absent-kind KIND]... [--secret-example FILE]
+       [--expect-kind KIND]... [--absent-kind KIND]...
 
 Core kinds are validated offline against the Kubernetes JSON schemas that ship
 inside kubernetes-validate (strict: unknown fields are errors). Prometheus
 Operator kinds have no schema there: they are checked for shape and for the
 fields Prometheus needs. The DaemonSet is checked against the conventions of
-a node networking DaemonSet (REFERENCE section 7).
+a node networking DaemonSet (REFERENCE section 7) and the mesh's needs: its
+identity from the downward API, the config mounted so the kubelet updates it
+in place (no subPath, no hash suffix), no private key from a Secret, the etcd
+client certificate mounted read-only where the config looks for it. An etcd
+StatefulSet (optional/etcd), when rendered, is checked for TLS, quorum
+safety (anti-affinity, PodDisruptionBudget) and storage.
 """
 import argparse
-import base64
+import posixpath
 import sys
+import tomllib
 
 import kubernetes_validate
 from kubernetes_validate import utils as kvu
@@ -19,6 +25,8 @@ import yaml
 
 CRD_GROUP = "monitoring.coreos.com/v1"
 CRD_KINDS = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
+CONFIG_MAP = "phantommesh-config"
+ETCD_CLIENT_SECRET = "phantommesh-etcd-client"
 
 errors = []
 
@@ -115,27 +123,173 @@ def check_daemonset(ds, docs):
     res = c.get("resources") or {}
     for k in ("requests", "limits"):
         check(set((res.get(k) or {}).keys()) >= {"cpu", "memory"}, f"{name}: resources.{k} cpu and memory")
-    env = {e["name"]: e for e in c.get("env") or []}
-    check(((env.get("POD_IP") or {}).get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath") == "status.podIP",
-          f"{name}: POD_IP from the downward API")
-    check((env.get("PHANTOMMESH_ADMIN_LISTEN") or {}).get("value") == "$(POD_IP):9586",
-          f"{name}: PHANTOMMESH_ADMIN_LISTEN must be $(POD_IP):9586")
+    env_list = c.get("env") or []
+    env = {e["name"]: e for e in env_list}
+    order = [e["name"] for e in env_list]
+
+    def field(n):
+        return (((env.get(n) or {}).get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+
+    def defined_before(var, user):
+        # $(VAR) expands only to a variable defined earlier in the list.
+        return var in order and user in order and order.index(var) < order.index(user)
+
+    check(field("POD_IP") == "status.podIP", f"{name}: POD_IP from the downward API")
+    check((env.get("PHANTOMMESH_ADMIN_LISTEN") or {}).get("value") == "$(POD_IP):9586"
+          and defined_before("POD_IP", "PHANTOMMESH_ADMIN_LISTEN"),
+          f"{name}: PHANTOMMESH_ADMIN_LISTEN must be $(POD_IP):9586, after POD_IP")
+    # Mesh identity: the node name and the node IP, from the downward API.
+    check(field("PHANTOMMESH_NODE_NAME") == "spec.nodeName",
+          f"{name}: PHANTOMMESH_NODE_NAME must come from fieldRef spec.nodeName")
+    adv = env.get("PHANTOMMESH_ADVERTISE_ENDPOINT") or {}
+    check(field("PHANTOMMESH_ADVERTISE_ENDPOINT") == "status.hostIP"
+          or (adv.get("value") in ("$(HOST_IP)", "$(HOST_IP):51820")
+              and field("HOST_IP") == "status.hostIP"
+              and defined_before("HOST_IP", "PHANTOMMESH_ADVERTISE_ENDPOINT")),
+          f"{name}: PHANTOMMESH_ADVERTISE_ENDPOINT must be the node IP (status.hostIP, or $(HOST_IP) after HOST_IP)")
+    allowed = env.get("PHANTOMMESH_MESH_ALLOWED_IPS")
+    check(allowed is None or "valueFrom" not in allowed,
+          f"{name}: PHANTOMMESH_MESH_ALLOWED_IPS cannot come from the downward API (no spec.podCIDR there)")
+    check("PHANTOMMESH_PRIVATE_KEY_FILE" not in env,
+          f"{name}: PHANTOMMESH_PRIVATE_KEY_FILE set: the key must stay where the config generates it, on the node")
     cmdline = " ".join((c.get("command") or []) + (c.get("args") or []))
     check("--log-format json" in cmdline and " run " in f" {cmdline} ", f"{name}: must run with --log-format json")
     vols = {v["name"]: v for v in pod.get("volumes") or []}
-    mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts") or []}
+    mount_list = c.get("volumeMounts") or []
+    mounts = {m["mountPath"]: m["name"] for m in mount_list}
     tun = vols.get(mounts.get("/dev/net/tun"), {}).get("hostPath") or {}
     check(tun.get("path") == "/dev/net/tun" and tun.get("type") == "CharDevice", f"{name}: /dev/net/tun CharDevice hostPath")
     wg = vols.get(mounts.get("/var/run/wireguard"), {}).get("hostPath") or {}
     check(wg.get("path") == "/var/run/wireguard", f"{name}: /var/run/wireguard hostPath")
     cm = vols.get(mounts.get("/etc/phantommesh"), {}).get("configMap") or {}
-    cms = [d["metadata"]["name"] for d in docs if d.get("kind") == "ConfigMap"]
-    check(cm.get("name") in cms, f"{name}: config volume names ConfigMap {cm.get('name')!r}, rendered: {cms}")
+    cm_docs = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "ConfigMap"}
+    check(cm.get("name") in cm_docs, f"{name}: config volume names ConfigMap {cm.get('name')!r}, rendered: {list(cm_docs)}")
+    # A hash suffix would restart every daemon on any config edit; the
+    # daemon re-reads its config in place instead.
+    check(cm.get("name") == CONFIG_MAP,
+          f"{name}: config ConfigMap is {cm.get('name')!r}, want {CONFIG_MAP!r} (disableNameSuffixHash)")
+    for m in mount_list:
+        v = vols.get(m["name"]) or {}
+        if "configMap" in v or "secret" in v:
+            check(not m.get("subPath") and not m.get("subPathExpr"),
+                  f"{name}: volume {m['name']} mounted with subPath: the kubelet never updates it")
+        for other in mount_list:
+            ov = vols.get(other["name"]) or {}
+            if other is not m and ("configMap" in ov or "secret" in ov) \
+                    and m["mountPath"].startswith(other["mountPath"].rstrip("/") + "/"):
+                err(f"{name}: {m['mountPath']} is mounted inside the {other['name']} volume ({other['mountPath']})")
+    # No private key from a Secret: the only Secret the pod mounts is the
+    # etcd client certificate.
+    secret_mounts = {}
+    for m in mount_list:
+        sec = (vols.get(m["name"]) or {}).get("secret")
+        if sec is None:
+            continue
+        check(sec.get("secretName") == ETCD_CLIENT_SECRET,
+              f"{name}: mounts Secret {sec.get('secretName')!r}; only {ETCD_CLIENT_SECRET!r} is expected (no keys in Secrets)")
+        secret_mounts[m["mountPath"]] = (m, sec)
+    for v in vols.values():
+        for src in (v.get("projected") or {}).get("sources") or []:
+            check("secret" not in src, f"{name}: projected Secret in volume {v['name']}")
+    check_mesh_config(name, cm_docs.get(cm.get("name")), mount_list, vols, secret_mounts)
     sa = pod.get("serviceAccountName")
     check(any(d.get("kind") == "ServiceAccount" and d["metadata"]["name"] == sa for d in docs),
           f"{name}: ServiceAccount {sa!r} not rendered")
     ns = ds["metadata"].get("namespace")
     check(any(d.get("kind") == "Namespace" and d["metadata"]["name"] == ns for d in docs), f"{name}: Namespace {ns!r} not rendered")
+
+
+def check_mesh_config(name, cm, mount_list, vols, secret_mounts):
+    """The shipped daemon config, as the ConfigMap carries it."""
+    if cm is None:
+        return
+    text = (cm.get("data") or {}).get("phantommesh.toml")
+    if not check(text, f"{name}: ConfigMap has no phantommesh.toml"):
+        return
+    cfg = tomllib.loads(text)
+    iface = cfg.get("interface") or {}
+    check(not iface.get("addresses"),
+          f"{name}: [interface].addresses in the shared config gives every node the same address; the mesh allocates them")
+    key = iface.get("private_key_file", "")
+    host_dirs = [m["mountPath"] for m in mount_list if "hostPath" in (vols.get(m["name"]) or {})]
+    check(any(key.startswith(d.rstrip("/") + "/") for d in host_dirs),
+          f"{name}: private_key_file {key!r} is not on a hostPath (the key must be generated and kept on the node)")
+    mesh = cfg.get("mesh")
+    if not check(isinstance(mesh, dict), f"{name}: phantommesh.toml has no [mesh] section"):
+        return
+    check(mesh.get("store") == "etcd", f"{name}: [mesh].store must be etcd")
+    check(mesh.get("network"), f"{name}: [mesh].network missing (the nodes' tunnel addresses)")
+    for k in ("node_name", "advertise_endpoint", "allowed_ips"):
+        check(k not in mesh, f"{name}: [mesh].{k} in the shared config would be the same on every node; the env sets it")
+    eps = mesh.get("endpoints") or []
+    check(eps and all(e.startswith("https://") for e in eps), f"{name}: [mesh].endpoints must be https:// URLs")
+    # The TLS files live in the etcd client Secret, mounted read-only.
+    for k, want in (("ca_file", "ca.crt"), ("cert_file", "tls.crt"), ("key_file", "tls.key")):
+        path = mesh.get(k)
+        if not check(path, f"{name}: [mesh].{k} missing (mTLS to etcd)"):
+            continue
+        d, base = posixpath.split(path)
+        hit = secret_mounts.get(d)
+        if not check(hit, f"{name}: [mesh].{k} {path!r} is not in the mounted {ETCD_CLIENT_SECRET!r} Secret"):
+            continue
+        m, sec = hit
+        check(m.get("readOnly") is True, f"{name}: the etcd client Secret must be mounted readOnly")
+        items = [i.get("path") for i in sec.get("items") or []]
+        check(base == want and (not items or base in items),
+              f"{name}: [mesh].{k} names {base!r}, the Secret's key is {want!r}")
+        check((sec.get("defaultMode") or 0o644) & 0o077 == 0,
+              f"{name}: etcd client Secret files must not be group/other readable (defaultMode 0400)")
+
+
+def check_etcd(sts, docs):
+    name = "StatefulSet/" + sts["metadata"]["name"]
+    spec = sts["spec"]
+    pod = spec["template"]["spec"]
+    labels = spec["template"]["metadata"]["labels"]
+    check(spec.get("replicas") == 3, f"{name}: 3 members")
+    check(spec.get("podManagementPolicy") == "Parallel", f"{name}: podManagementPolicy Parallel (bootstrap needs a quorum)")
+    svc = [d for d in docs if d.get("kind") == "Service" and d["metadata"]["name"] == spec.get("serviceName")]
+    if check(svc, f"{name}: serviceName {spec.get('serviceName')!r} not rendered"):
+        ss = svc[0]["spec"]
+        check(ss.get("clusterIP") == "None", f"{name}: its Service must be headless")
+        check(ss.get("publishNotReadyAddresses") is True, f"{name}: its Service must publish not-ready members")
+        check(all(labels.get(k) == v for k, v in (ss.get("selector") or {}).items()), f"{name}: Service selector misses the pods")
+    anti = ((pod.get("affinity") or {}).get("podAntiAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution") or []
+    check(any(t.get("topologyKey") == "kubernetes.io/hostname"
+              and all(labels.get(k) == v for k, v in ((t.get("labelSelector") or {}).get("matchLabels") or {}).items())
+              for t in anti), f"{name}: required pod anti-affinity per kubernetes.io/hostname")
+    pdbs = [d for d in docs if d.get("kind") == "PodDisruptionBudget"
+            and all(labels.get(k) == v for k, v in ((d["spec"].get("selector") or {}).get("matchLabels") or {}).items())]
+    check(any(p["spec"].get("maxUnavailable") == 1 or p["spec"].get("minAvailable") == 2 for p in pdbs),
+          f"{name}: no PodDisruptionBudget keeping 2 of 3 members")
+    c = pod["containers"][0]
+    args = c.get("args") or []
+    for flag in ("--client-cert-auth=true", "--peer-client-cert-auth=true", "--listen-client-urls=https://",
+                 "--listen-peer-urls=https://", "--initial-advertise-peer-urls=https://",
+                 "--advertise-client-urls=https://", "--peer-cert-allowed-cn=", "--data-dir=/var/lib/etcd/"):
+        check(any(a.startswith(flag) for a in args), f"{name}: argument {flag}... missing")
+    ic = next((a for a in args if a.startswith("--initial-cluster=")), "")
+    check(ic.count("=https://") == 3, f"{name}: --initial-cluster must list 3 https members")
+    vols = {v["name"]: v for v in pod.get("volumes") or []}
+    tls = [m for m in c.get("volumeMounts") or [] if "secret" in (vols.get(m["name"]) or {})]
+    check(len(tls) == 2 and all(m.get("readOnly") is True for m in tls), f"{name}: server and peer TLS Secrets, read-only")
+    tls_dirs = [m["mountPath"].rstrip("/") + "/" for m in tls]
+    for flag in ("--trusted-ca-file=", "--cert-file=", "--key-file=",
+                 "--peer-trusted-ca-file=", "--peer-cert-file=", "--peer-key-file="):
+        v = next((a[len(flag):] for a in args if a.startswith(flag)), "")
+        check(any(v.startswith(d) for d in tls_dirs), f"{name}: {flag}{v} is not in a mounted TLS Secret")
+    claims = [t["metadata"]["name"] for t in spec.get("volumeClaimTemplates") or []]
+    check(any(m["name"] in claims and m["mountPath"] == "/var/lib/etcd" for m in c.get("volumeMounts") or []),
+          f"{name}: /var/lib/etcd must be a volumeClaimTemplate")
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        p = (c.get(probe) or {}).get("httpGet") or {}
+        check(str(p.get("path", "")).startswith("/health") and p.get("port") == "metrics",
+              f"{name}: {probe} must GET /health on the metrics port")
+    check(any(a.startswith("--listen-metrics-urls=http://0.0.0.0:2381") for a in args), f"{name}: metrics URL for the probes")
+    sc = c.get("securityContext") or {}
+    check(sc.get("allowPrivilegeEscalation") is False and (sc.get("capabilities") or {}).get("drop") == ["ALL"],
+          f"{name}: no privilege escalation, capabilities dropped")
+    check((pod.get("securityContext") or {}).get("runAsNonRoot") is True, f"{name}: runAsNonRoot")
 
 
 def check_service(svc, ds):
@@ -147,19 +301,6 @@ def check_service(svc, ds):
     check(all(pod_labels.get(k) == v for k, v in (spec.get("selector") or {}).items()), f"{name}: selector misses the pods")
 
 
-def check_secret_example(path, version):
-    with open(path) as f:
-        doc = yaml.safe_load(f)
-    validate_core(doc, version)
-    for k, v in (doc.get("stringData") or {}).items():
-        try:
-            raw = base64.b64decode(v.strip(), validate=True)
-        except Exception:
-            raw = b""
-        check(len(raw) != 32, f"{path}: entry {k} looks like a real key; commit placeholders only")
-    check(not doc.get("data"), f"{path}: no data: placeholders in stringData only")
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("version")
@@ -167,7 +308,6 @@ def main():
     ap.add_argument("--expect-release")
     ap.add_argument("--expect-kind", action="append", default=[])
     ap.add_argument("--absent-kind", action="append", default=[])
-    ap.add_argument("--secret-example")
     a = ap.parse_args()
     with open(a.rendered) as f:
         docs = [d for d in yaml.safe_load_all(f) if d]
@@ -190,10 +330,14 @@ def main():
     ds = [d for d in docs if d.get("kind") == "DaemonSet"]
     if check(len(ds) == 1, "exactly one DaemonSet expected"):
         check_daemonset(ds[0], docs)
-        for svc in (d for d in docs if d.get("kind") == "Service"):
+        for svc in (d for d in docs if d.get("kind") == "Service" and d["metadata"]["name"] == ds[0]["metadata"]["name"]):
             check_service(svc, ds[0])
-    if a.secret_example:
-        check_secret_example(a.secret_example, a.version)
+    for sts in (d for d in docs if d.get("kind") == "StatefulSet"):
+        check_etcd(sts, docs)
+    # Secrets are created by the operator (certificates) and never rendered:
+    # no key material in the repository.
+    for d in docs:
+        check(d.get("kind") != "Secret", f"Secret/{d['metadata']['name']} rendered: create Secrets with kubectl, never commit them")
     if errors:
         for e in errors:
             print("  ERROR:", e)

@@ -366,7 +366,7 @@ check "promtool accepts /metrics after the tests" eval \
 
 say "/gates, gate and status commands (A)"
 check "GET /gates: 200, every gate passes" \
-  eval 'answer "$NS_A" /gates 200 && jcheck gates --pass --names performance,technical'
+  eval 'answer "$NS_A" /gates 200 && jcheck gates --pass --names performance,technical,mesh --metric mesh.mesh_peers:pass'
 check "/gates is application/json" head_is content-type 'application/json.*'
 check "GET /gates/technical: 200, one gate" \
   eval 'answer "$NS_A" /gates/technical 200 && jcheck gates --single --gate technical:pass'
