@@ -14,8 +14,10 @@
 #     (background pings lose nothing, no new handshake, counters go on);
 #   n6 back: same address, same public key, reachable, no new allocation;
 #   n1 SIGTERMed: its route and peer vanish from the others after lease
-#     expiry at the latest; `phantommesh mesh leave` then frees its address
-#     and record in the store.
+#     expiry at the latest, its address stays allocated; `phantommesh mesh
+#     leave` then frees the address;
+#   n6 SIGKILLed and `mesh leave` at once: record and address gone from the
+#     store, the others drop it without waiting for the lease.
 # shellcheck disable=SC2015 # A && B || C: C when either fails, as meant
 source "$(dirname "$0")/mesh_lib.sh"
 mesh_init 150
@@ -219,16 +221,30 @@ verify "n1's key is gone from wg show on n2..n6" all_of lacks1 "$OTHERS_OF_1"
 verify "n2 gets no answer from 10.162.1.1 any more" ping_none "${MESH_NS[2]}" 10.162.1.1
 verify "n1's address stays allocated after a plain stop" \
   test "$(store_val "$MESH_PREFIX/addrs/$addr1")" = n1
-rc=0
-ip netns exec "${MESH_NS[1]}" timeout 30 "${MESH_PM[@]}" mesh leave --config "${MESH_CONF[1]}" \
-  >"$E2E_TMP/leave.log" 2>&1 || rc=$?
-verify "phantommesh mesh leave exits 0 (got $rc: $(tail -n 3 "$E2E_TMP/leave.log" | tr '\n' ' '))" test "$rc" = 0
+# leave I: `phantommesh mesh leave --config` for node I, in its namespace.
+leave() {
+  local rc=0
+  ip netns exec "${MESH_NS[$1]}" timeout 30 "${MESH_PM[@]}" mesh leave --config "${MESH_CONF[$1]}" \
+    >"$E2E_TMP/leave-n$1.log" 2>&1 || rc=$?
+  [[ $rc == 0 ]] || WHY="exit status $rc: $(tail -n 3 "$E2E_TMP/leave-n$1.log" | tr '\n' ' ')"
+  return "$rc"
+}
+verify "phantommesh mesh leave for stopped n1 exits 0" leave 1
 verify "mesh leave freed n1's address $addr1 in the store" test -z "$(store_val "$MESH_PREFIX/addrs/$addr1")"
-verify "mesh leave removed n1's record" test -z "$(store_val "$MESH_PREFIX/nodes/n1")"
 verify "the other 5 allocations are untouched" store_count_is "$MESH_PREFIX/addrs/" 5
-verify "n2..n6 still ping each other" ping_pairs "$OTHERS_OF_1"
 
-for i in $OTHERS_OF_1; do
+say "n6 crashes and leaves at once (SIGKILL, then mesh leave before its lease ends)"
+mesh_kill 6
+verify "n6's record is still there (its lease runs)" test -n "$(store_val "$MESH_PREFIX/nodes/n6")"
+verify "phantommesh mesh leave for crashed n6 exits 0" leave 6
+verify "mesh leave removed n6's record at once" test -z "$(store_val "$MESH_PREFIX/nodes/n6")"
+verify "mesh leave freed n6's address ${MESH_ADDR[6]}" test -z "$(store_val "$MESH_PREFIX/addrs/${MESH_ADDR[6]}")"
+verify "4 allocations remain" store_count_is "$MESH_PREFIX/addrs/" 4
+REST="2 3 4 5"
+await 3 "n2..n5 drop n6 within 3 s of its leave" all_members_are "$REST"
+verify "n2..n5 still ping each other" ping_pairs "$REST"
+
+for i in $REST; do
   verify "n$i's daemon still running" pid_alive "${MESH_PID[$i]}"
 done
 mesh_budget_check
