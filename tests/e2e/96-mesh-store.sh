@@ -76,6 +76,14 @@ verify "all pairs pinged in each of $rounds rounds over the ${OUTAGE}s outage ($
   test "$rounds" -ge 2 -a "$bad_rounds" = 0
 verify "readiness and members held over the outage${not_ready:+: $not_ready}" test -z "$not_ready"
 verify "phantommesh_mesh_store_up still 0 at the end of the outage" all_metric_is "$NODES" phantommesh_mesh_store_up 0
+sync_errors_counted() {
+  metric_above "$1" phantommesh_mesh_sync_errors_total 0 &&
+    mesh_view "$1" && mj "$1" 'd["sync_errors"] > 0' >/dev/null || {
+    [[ -n $WHY ]] || WHY="the /mesh sync_errors of n$1 is not > 0"
+    return 1
+  }
+}
+verify "phantommesh_mesh_sync_errors_total and /mesh sync_errors count the failures" all_of sync_errors_counted "$NODES"
 for w in a b c; do
   read -r sent got <<<"$(ping_watch_stop "$w")"
   verify "background pings $w over the outage: $got of $sent answered (at most 1 lost, in flight when stopped)" \

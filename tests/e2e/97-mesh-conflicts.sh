@@ -8,8 +8,10 @@
 #     and its lease runs out, n4 may take the name over (with n1's address,
 #     which belongs to the name);
 #   garbage under PREFIX/nodes/ (not JSON, JSON without the fields, a
-#     public key that is not one): every daemon logs it, stays alive, loses no peer, adds none; a
-#     node started while the garbage is there joins normally;
+#     public key that is not one): every daemon logs it, stays alive, loses
+#     no peer, adds none; a record copying another node's public key is a
+#     conflict and changes nothing; a node started while the garbage is
+#     there joins normally;
 #   contention: 20 nodes start at once in another mesh whose network is a
 #     /27: 20 records, 20 allocations, no address twice (store and each
 #     node's /mesh agree), and every node lists the 19 others.
@@ -105,6 +107,19 @@ for i in $NODES; do
 done
 verify "n2 and n3 still ping each other" ping_pairs "$NODES"
 verify "/readyz 200 on n2 and n3" all_code_is "$NODES" /readyz 200
+
+say "a record that copies n2's public key"
+c3=$(mesh_metric 3 phantommesh_mesh_conflicts_total)
+ectl put "$MESH_PREFIX/nodes/clone" '{"name":"clone","public_key":"'"${PUB[2]}"'","endpoint":"10.160.1.99:51820","addresses":["10.161.0.99"],"allowed_ips":["10.164.0.0/24"]}' >/dev/null
+await 10 "n3 counts the second record with n2's key as a conflict" metric_above 3 phantommesh_mesh_conflicts_total "${c3:-0}"
+verify "n2 and n3 still list only each other (no 'clone')" all_members_are "$NODES"
+ep_of_n2() { wg_in "${MESH_NS[3]}" show "${MESH_IF[3]}" endpoints | awk -v k="${PUB[2]}" '$1 == k {print $2}'; }
+aips_of_n2() { wg_in "${MESH_NS[3]}" show "${MESH_IF[3]}" allowed-ips | awk -v k="${PUB[2]}" '$1 == k {$1 = ""; print}'; }
+verify "n3 still reaches n2 at 10.160.1.2:$MESH_PORT (got '$(ep_of_n2)')" test "$(ep_of_n2)" = "10.160.1.2:$MESH_PORT"
+verify "n3 gave n2's key none of the clone's allowed IPs (n2 has:$(aips_of_n2))" \
+  bash -c "! grep -qE '10\.161\.0\.99|10\.164\.0\.0' <<<'$(aips_of_n2)'"
+verify "n2 and n3 still ping each other" ping_pairs "$NODES"
+ectl del "$MESH_PREFIX/nodes/clone" >/dev/null
 
 say "a node starts while the garbage is there"
 mesh_node 5
