@@ -6,8 +6,9 @@
 # Starts a real etcd and N `phantommesh run` nodes with a [mesh] section,
 # each in its own network namespace on one bridge (tests/e2e/mesh_lib.sh),
 # and measures
-#   (a) from starting the N nodes (all at once) until every pair has a
-#       handshake (`wg show IF latest-handshakes` in every namespace);
+#   (a) from starting the N nodes (all at once) until every node has the
+#       others as peers, and until every pair has a handshake (`wg show IF
+#       peers` / `latest-handshakes` in every namespace);
 #   (b) from starting one more node until every other node has it as a
 #       peer (`wg show IF peers`), and until every one has a handshake
 #       with it;
@@ -50,6 +51,18 @@ every_pair_handshaked() {
     }
   done
 }
+# every_pair_peered "I J ...": each node has the N-1 others as peers.
+every_pair_peered() {
+  local i want n
+  want=$(($(wc -w <<<"$1") - 1))
+  for i in $1; do
+    n=$(wg_in "${MESH_NS[$i]}" show "${MESH_IF[$i]}" peers 2>/dev/null | grep -c .) || true
+    [[ $n == "$want" ]] || {
+      WHY="n$i: $n peers (want $want)"
+      return 1
+    }
+  done
+}
 # all_have_peer "I J ..." KEY [handshake]
 all_have_peer() {
   local i t
@@ -79,9 +92,11 @@ done
 say "(a) starting $N nodes"
 t0=$(now)
 for i in $NODES; do mesh_start "$i"; done
+wait_until $((60 + 3 * N)) every_pair_peered "$NODES" || die "(a) not every node has the others as peers: $WHY"
+TA0=$(since "$t0")
 wait_until $((60 + 3 * N)) every_pair_handshaked "$NODES" || die "(a) no full mesh of handshakes: $WHY"
 TA=$(since "$t0")
-say "(a) $TA s"
+say "(a) $TA0 s (peers), $TA s (handshakes)"
 
 say "(b) starting n$X"
 pubx=$(wg pubkey <"$E2E_TMP/n$X.key")
@@ -150,6 +165,7 @@ printf '\nmesh-converge N=%s  (%s; etcd %s; lease_ttl %s s, self test every %s s
   "$N" "$("${MESH_PM[@]}" --version 2>&1 | head -n 1)" "$(etcd --version 2>/dev/null | awk '/etcd Version/ {print $3}')" \
   "$MESH_TTL" "$MESH_SELF_TEST"
 printf '%-58s %8s\n' "measure" "seconds"
+printf '%-58s %8s\n' "(a) $N nodes started -> every node has the others as peers" "$TA0"
 printf '%-58s %8s\n' "(a) $N nodes started -> every pair has a handshake" "$TA"
 printf '%-58s %8s\n' "(b) node $X started -> every other node has it as a peer" "$TB"
 printf '%-58s %8s\n' "(b) node $X started -> every other node has a handshake" "$TB2"
