@@ -219,7 +219,7 @@ assert "addresses" not in cfg["interface"], "no shared tunnel address: the mesh 
 assert cfg["mesh"]["store"] == "etcd" and cfg["mesh"]["network"], cfg["mesh"]
 gates = tomllib.load(open(sys.argv[2], "rb"))
 names = [g["name"] for g in gates["gate"]]
-assert names == ["performance", "technical"], names
+assert names == ["performance", "technical", "mesh"], names
 print("  ok: ConfigMap TOML parses; gates", names)
 PYEOF
 

@@ -43,6 +43,17 @@ wait_until 20 scrape '/readyz?exclude=mesh' || { cat "$work/daemon.log"; fail "d
 scrape /metrics >"$work/metrics.txt" || fail "scrape failed"
 grep -q '^phantommesh_tunnel_test_rtt_seconds_count [1-9]' "$work/metrics.txt" || fail "no tunnel-test samples in the scrape"
 
+# The mesh alerts and panels use families a daemon exports only with a
+# [mesh]; this one has it (with no store, so store_up is 0 and the
+# convergence histogram empty, but every family is rendered). Fail here,
+# not as "not exported" below, if the config or the daemon stops giving them.
+for fam in phantommesh_mesh_peers phantommesh_mesh_store_up phantommesh_mesh_sync_errors_total \
+    phantommesh_mesh_conflicts_total phantommesh_mesh_convergence_seconds; do
+    grep -q "^# TYPE $fam " "$work/metrics.txt" || fail "no $fam family in the scrape of a daemon with a [mesh]"
+done
+grep -q '^phantommesh_mesh_convergence_seconds_bucket{le="5"} ' "$work/metrics.txt" \
+    || fail "no le=\"5\" bucket in phantommesh_mesh_convergence_seconds (PhantomMeshSlowConvergence counts applies above it)"
+
 log "promtool check metrics (exposition lint)"
 promtool check metrics <"$work/metrics.txt" || fail "the scrape does not pass promtool's lint"
 
@@ -59,4 +70,12 @@ if "$PY" "$DEPLOY_TESTS_DIR/metric_names.py" "$work/metrics.txt" "$work/bad-rule
     fail "a misspelt metric name in the rules was not caught"
 fi
 grep -q 'phantommesh_packets_droped_total' "$work/neg.txt" || fail "the misspelt name was not reported"
+# ... and one among the mesh-only names, in the dashboard.
+sed 's/phantommesh_mesh_store_up/phantommesh_mesh_store_upp/' \
+    "$REPO_ROOT/deploy/grafana/phantommesh.json" >"$work/bad-dash.json"
+if "$PY" "$DEPLOY_TESTS_DIR/metric_names.py" "$work/metrics.txt" \
+    "$REPO_ROOT/deploy/prometheus/phantommesh-rules.yml" "$work/bad-dash.json" >"$work/neg2.txt"; then
+    fail "a misspelt mesh metric name in the dashboard was not caught"
+fi
+grep -q 'phantommesh_mesh_store_upp' "$work/neg2.txt" || fail "the misspelt mesh name was not reported"
 log "PASS"
