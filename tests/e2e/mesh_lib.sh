@@ -359,6 +359,11 @@ mesh_own_addr() {
   mesh_view "$1" || return 1
   mj "$1" '[strip(a) for a in d["addresses"] if ":" not in str(a)][:1]'
 }
+# mesh_own_addr6 I: node I's own tunnel IPv6 address per its /mesh.
+mesh_own_addr6() {
+  mesh_view "$1" || return 1
+  mj "$1" '[strip(a) for a in d["addresses"] if ":" in str(a)][:1]'
+}
 mesh_pub() { wg_in "${MESH_NS[$1]}" show "${MESH_IF[$1]}" public-key; }
 
 # --------------------------------------------------------------- conditions
@@ -479,16 +484,18 @@ mesh_addrs() {
   done
 }
 
-# ping_pairs "I J ...": every ordered pair pings the other's tunnel address
-# (MESH_ADDR), all at once; WHY lists the pairs that failed.
+# ping_pairs "I J ..." [ADDR_ARRAY]: every ordered pair pings the other's
+# tunnel address (MESH_ADDR, or the named associative array), all at once;
+# WHY lists the pairs that failed.
 ping_pairs() {
   local i j pids=() bad='' f
+  local -n addr=${2:-MESH_ADDR}
   f=$E2E_TMP/pairs.$RANDOM
   mkdir -p "$f"
   for i in $1; do
     for j in $1; do
       [[ $i != "$j" ]] || continue
-      (ip netns exec "${MESH_NS[$i]}" ping -n -q -c 2 -i 0.2 -w "${PING_WAIT:-10}" "${MESH_ADDR[$j]}" \
+      (ip netns exec "${MESH_NS[$i]}" ping -n -q -c 2 -i 0.2 -w "${PING_WAIT:-10}" "${addr[$j]}" \
         >"$f/$i-$j" 2>&1 || touch "$f/$i-$j.bad") &
       pids+=($!)
     done
@@ -496,7 +503,7 @@ ping_pairs() {
   wait "${pids[@]}" 2>/dev/null || true
   for i in $1; do
     for j in $1; do
-      [[ -e $f/$i-$j.bad ]] && bad+="n$i->n$j(${MESH_ADDR[$j]}) "
+      [[ -e $f/$i-$j.bad ]] && bad+="n$i->n$j(${addr[$j]}) "
     done
   done
   cat "$f"/* >>"$E2E_TMP/ping.log" 2>/dev/null || true
