@@ -2,7 +2,8 @@
 # Mesh membership under conflicts, bad input and contention (skipped, exit
 # 77, when IMPL is not phantommesh). Real etcd, real daemons
 # (tests/e2e/mesh_lib.sh):
-#   one node name twice: n4 starts with n1's name (its own key): it counts
+#   one node name twice: n4 starts with n1's name (PHANTOMMESH_NODE_NAME,
+#     its own key): it counts
 #     and logs a conflict, does not replace n1's record, allocates nothing,
 #     and nobody peers with its key; n1 keeps working. Once n1 is stopped
 #     and its lease runs out, n4 may take the name over (with n1's address,
@@ -11,12 +12,13 @@
 #     public key that is not one): every daemon logs it, stays alive, loses
 #     no peer, adds none; a record copying another node's public key is a
 #     conflict and changes nothing; a node started while the garbage is
-#     there joins normally;
+#     there joins normally (its etcd endpoints, advertised endpoint - a bare
+#     IP - and extra prefix come from PHANTOMMESH_* variables);
 #   contention: 20 nodes start at once in another mesh whose network is a
 #     /27: 20 records, 20 allocations, no address twice (store and each
 #     node's /mesh agree), and every node lists the 19 others.
 source "$(dirname "$0")/mesh_lib.sh"
-mesh_init 180
+mesh_init 120
 
 mesh_net_up
 mesh_etcd_up
@@ -30,10 +32,10 @@ declare -A PUB=()
 for i in $NODES; do PUB[$i]=$(mesh_pub "$i"); done
 await 30 "every pair pings" ping_pairs "$NODES"
 
-say "a second node named n1 (n4's namespace, its own key)"
+say "a second node named n1 (n4's namespace, its own key; the name from PHANTOMMESH_NODE_NAME)"
+mesh_node 4 # its config says node_name = "n4"
 MESH_NAME[4]=n1
-mesh_node 4
-mesh_start 4
+mesh_start 4 PHANTOMMESH_NODE_NAME=n1
 mesh_wait_up 30 4
 PUB[4]=$(mesh_pub 4)
 verify "n4 has a key of its own" test "${PUB[4]}" != "${PUB[1]}"
@@ -121,14 +123,23 @@ verify "n3 gave n2's key none of the clone's allowed IPs (n2 has:$(aips_of_n2))"
 verify "n2 and n3 still ping each other" ping_pairs "$NODES"
 ectl del "$MESH_PREFIX/nodes/clone" >/dev/null
 
-say "a node starts while the garbage is there"
+say "a node starts while the garbage is there (store, endpoint and prefixes from the environment)"
 mesh_node 5
-mesh_start 5
+# The file names an etcd nobody runs and no endpoint; the environment wins.
+sed -i -e 's|^endpoints = .*|endpoints = ["http://10.160.0.99:2379"]|' -e '/^advertise_endpoint = /d' "${MESH_CONF[5]}"
+ip -n "${MESH_NS[5]}" addr add 10.162.5.1/32 dev lo
+mesh_start 5 PHANTOMMESH_MESH_ENDPOINTS="http://10.160.0.98:2379,$MESH_ETCD_URL" \
+  PHANTOMMESH_ADVERTISE_ENDPOINT=10.160.1.5 PHANTOMMESH_MESH_ALLOWED_IPS=10.162.5.0/24
 mesh_wait_up 30 5
 NODES="2 3 5"
 await 30 "n2, n3, n5 list exactly each other" all_members_are "$NODES"
+rec5=$(store_val "$MESH_PREFIX/nodes/n5") || true
+verify "n5's record: endpoint 10.160.1.5:$MESH_PORT (bare IP + listen port) and 10.162.5.0/24 from the environment" \
+  python3 "$E2E_DIR/mesh_json.py" "d['endpoint'] == '10.160.1.5:$MESH_PORT' and d['allowed_ips'] == ['10.162.5.0/24']" - <<<"$rec5"
 mesh_addrs "$NODES"
 await 30 "n2, n3, n5 ping each other" ping_pairs "$NODES"
+pfx5() { ping_ok "${MESH_NS[$1]}" 10.162.5.1 2; }
+await 20 "n2 and n3 reach 10.162.5.1 (n5's prefix from PHANTOMMESH_MESH_ALLOWED_IPS)" all_of pfx5 "2 3"
 for k in junk half badkey; do ectl del "$MESH_PREFIX/nodes/$k" >/dev/null; done
 
 say "contention: 20 nodes at once in a /27"
