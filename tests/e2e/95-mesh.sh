@@ -9,6 +9,8 @@
 #     /gates/mesh 200; metrics;
 #   n1's extra prefix 10.162.1.0/24 (10.162.1.1 on a dummy or lo) is routed by
 #     every other node through the tunnel and answers pings;
+#   n1 cut off from n3 (blackhole route): n1's /gates/mesh fails, /mesh
+#     shows the failed probe, /readyz stays 200; passes again once healed;
 #   n6 SIGKILLed: the others drop it (/mesh, wg show, metric) within
 #     lease_ttl + a few seconds, and keep their sessions with each other
 #     (background pings lose nothing, no new handshake, counters go on);
@@ -145,6 +147,21 @@ pfx_ping() {
   }
 }
 await 20 "n2..n6 ping 10.162.1.1 (on n1) through the tunnel" pfx_ping
+
+say "n1 cannot reach n3 any more (a blackhole route to n3's endpoint in n1's namespace)"
+ip -n "${MESH_NS[1]}" route add blackhole "${MESH_UIP[3]}/32"
+await 45 "n1's /gates/mesh fails (503) with 1 of its 5 members unreachable" code_is 1 /gates/mesh 503
+n3_probe_failed() {
+  mesh_view 1 && mj 1 "any(m['name'] == 'n3' and m.get('last_probe') is not None and m['last_probe'].get('ok') is False for m in d['members'])" >/dev/null || {
+    WHY="n1's /mesh does not show a failed last probe of n3"
+    return 1
+  }
+}
+await 10 "n1's /mesh shows n3's last probe failed" n3_probe_failed
+verify "n1's /readyz stays 200 (readiness never depends on remote peers)" code_is 1 /readyz 200
+verify "n1 still lists n3 (its record lives)" members_are 1 "2 3 4 5 6"
+ip -n "${MESH_NS[1]}" route del blackhole "${MESH_UIP[3]}/32"
+await 45 "n1's /gates/mesh passes again once n3 is reachable" code_is 1 /gates/mesh 200
 
 say "n6 is SIGKILLed"
 SURV="1 2 3 4 5"
