@@ -4,7 +4,8 @@
 #   sudo bash scripts/test.sh        (or, as root: bash scripts/test.sh)
 #
 # 1. installs what the tests need when it is missing (apt, non-interactive,
-#    --no-install-recommends: protobuf-compiler, which the build needs for
+#    --no-install-recommends: protobuf-compiler and libprotobuf-dev (protoc
+#    and its well-known types), which the build needs for
 #    the etcd client, always; for the privileged tests also wireguard-tools
 #    wireguard-go iperf3 iputils-ping iproute2 procps python3 prometheus curl
 #    util-linux etcd-server etcd-client; `cargo install boringtun-cli --locked
@@ -143,7 +144,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
 # The build's own needs (protoc for the etcd client's gRPC code): installed
 # even when the privileged tests are skipped.
-BUILD_APT_PKGS=(protobuf-compiler)
+BUILD_APT_PKGS=(protobuf-compiler libprotobuf-dev)
 # What the privileged tests run (etcd-server and etcd-client for the mesh
 # scenarios 95-*).
 APT_PKGS=(wireguard-tools wireguard-go iperf3 iputils-ping iproute2 procps python3 prometheus curl util-linux
