@@ -123,8 +123,24 @@ impl Store for EtcdStore {
 
     async fn keep_alive(&mut self, lease: LeaseId) -> StoreResult<bool> {
         if self.keeper.as_ref().map(|k| k.0) != Some(lease) {
-            let (keeper, stream) =
-                bounded("lease keep-alive", self.client.lease_keep_alive(lease)).await?;
+            self.keeper = None;
+            let opened =
+                tokio::time::timeout(OP_TIMEOUT, self.client.lease_keep_alive(lease)).await;
+            let (keeper, stream) = match opened {
+                Ok(Ok(ks)) => ks,
+                // etcd-client reports an expired lease (TTL 0 in the first
+                // answer) as this error: the lease is gone, the store is up.
+                Ok(Err(etcd_client::Error::LeaseKeepAliveError(m))) if m == "lease not found" => {
+                    return Ok(false)
+                }
+                Ok(Err(e)) => return Err(StoreError::new(format!("etcd lease keep-alive: {e}"))),
+                Err(_) => {
+                    return Err(StoreError::new(format!(
+                        "etcd lease keep-alive: no answer within {} s",
+                        OP_TIMEOUT.as_secs()
+                    )))
+                }
+            };
             self.keeper = Some((lease, keeper, stream));
         }
         let (_, keeper, stream) = self.keeper.as_mut().expect("set above");
