@@ -147,6 +147,7 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
         mesh,
         mesh_update: None,
         mesh_applied: HashMap::new(),
+        hold: mesh_peers::KeepaliveHold::new(public_key(&set.private_key.unwrap_or_default())),
         private: zeroize::Zeroizing::new(set.private_key.unwrap_or_default()),
     };
     let reason = wait_events(&dev, &uapi, |ev| {
@@ -234,6 +235,8 @@ struct Running {
     mesh: Option<MeshRun>,
     mesh_update: Option<MeshUpdate>,
     mesh_applied: HashMap<[u8; 32], Member>,
+    /// New mesh pairs where this node lets the other start the handshake.
+    hold: mesh_peers::KeepaliveHold,
     /// The interface's private key as last read (at start and on reload).
     private: zeroize::Zeroizing<[u8; 32]>,
 }
@@ -270,10 +273,15 @@ impl Running {
         let Some(m) = &self.mesh else {
             return Ok(false);
         };
-        let Some(update) = m.updates.try_iter().last() else {
+        let now = std::time::Instant::now();
+        let update = m.updates.try_iter().last();
+        if update.is_none() && !self.hold.expire(now) {
             return Ok(false);
-        };
-        self.mesh_update = Some(update);
+        }
+        if let Some(u) = update {
+            self.hold.note(&u, &self.mesh_applied, now);
+            self.mesh_update = Some(u);
+        }
         let merged = self.merge(&self.file.clone());
         self.apply(dev, merged)?;
         Ok(true)
@@ -286,6 +294,7 @@ impl Running {
             self.mesh_update.as_ref(),
             keepalive,
             &self.mesh_applied,
+            &self.hold,
         )
     }
 
