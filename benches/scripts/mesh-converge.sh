@@ -35,6 +35,24 @@ MESH_LOG_LEVEL=${MESH_LOG_LEVEL:-info}
 source "$(dirname "$0")/../../tests/e2e/mesh_lib.sh"
 mesh_init 0
 
+# The kernel's ARP table is one for all network namespaces, and its
+# garbage-collection thresholds count every namespace's entries: a full
+# mesh of N namespaces on one bridge needs about N^2 entries, and past
+# gc_thresh3 (1024 by default, reached at N = 32) the kernel refuses new
+# ones ("neighbor table overflow", sends fail with ENOBUFS), which stalls
+# handshakes for reasons no real cluster has (each node has its own
+# kernel). Raise the thresholds for the run and put them back afterwards.
+NEIGH_KEYS=(net.ipv4.neigh.default.gc_thresh1 net.ipv4.neigh.default.gc_thresh2 net.ipv4.neigh.default.gc_thresh3)
+NEIGH_SAVED=()
+need=$(((N + 4) * (N + 4) * 2))
+if (($(sysctl -n net.ipv4.neigh.default.gc_thresh3) < need)); then
+  for k in "${NEIGH_KEYS[@]}"; do NEIGH_SAVED+=("$k=$(sysctl -n "$k")"); done
+  sysctl -q -w net.ipv4.neigh.default.gc_thresh1=$((need / 4)) \
+    net.ipv4.neigh.default.gc_thresh2=$((need / 2)) net.ipv4.neigh.default.gc_thresh3=$need
+  say "ARP table thresholds raised to $need for the run (restored on exit)"
+  trap 's=$?; sysctl -q -w "${NEIGH_SAVED[@]}"; (exit $s); e2e_exit' EXIT
+fi
+
 now() { printf '%s' "$EPOCHREALTIME"; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.2f", b - a}'; }
 
