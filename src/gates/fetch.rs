@@ -275,11 +275,13 @@ fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, String> {
         if size == 0 {
             return Ok(out);
         }
-        if b.len() < size + 2 || &b[size..size + 2] != b"\r\n" {
+        // A peer-sent size near usize::MAX must not overflow the bound.
+        let end = size.checked_add(2).ok_or("bad chunk size")?;
+        if b.len() < end || &b[size..end] != b"\r\n" {
             return Err("truncated chunk".into());
         }
         out.extend_from_slice(&b[..size]);
-        b = &b[size + 2..];
+        b = &b[end..];
     }
 }
 
@@ -346,6 +348,8 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+            // usize::MAX: the bound check must not overflow (a panic before).
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nab\r\n0\r\n\r\n",
         ] {
             assert!(
                 parse_response(bad).is_err(),
