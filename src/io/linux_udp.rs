@@ -454,9 +454,14 @@ const SMALL_BATCH: usize = 8;
 /// Messages one UDP_GRO receive reads (each may hold MAX_GSO_SEGMENTS).
 const GRO_READS: usize = MAX_BATCH / super::udp_gso::MAX_GSO_SEGMENTS;
 
+/// A control-message buffer aligned for `cmsghdr` (the kernel and the
+/// CMSG_* macros read it as one; a plain byte array may sit at any
+/// address). N bytes, CMSG_BUF by default.
 #[repr(C, align(8))]
 #[derive(Clone, Copy)]
-struct CmsgBuf([u8; CMSG_BUF]);
+pub(crate) struct CmsgBuf<const N: usize = CMSG_BUF>(pub(crate) [u8; N]);
+
+const _: () = assert!(std::mem::align_of::<CmsgBuf>() >= std::mem::align_of::<libc::cmsghdr>());
 
 impl LinuxUdp {
     /// Sends up to MAX_BATCH datagrams as GSO groups: one message per run

@@ -5,6 +5,7 @@
 //! Kernel timestamps (SO_TIMESTAMPNS) make the RTT end at the datagram's
 //! arrival, not at the moment a busy worker got round to it: with hundreds
 //! of sockets ready at once, that difference is milliseconds.
+use crate::io::linux_udp::CmsgBuf;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -148,7 +149,7 @@ pub struct RecvBufs {
     /// Arrival time (realtime ns) of each datagram; 0 when the kernel gave
     /// none.
     pub stamps: [u64; RECV_BATCH],
-    control: Vec<[u8; CMSG_SPACE]>,
+    control: Vec<CmsgBuf<CMSG_SPACE>>,
 }
 
 impl Default for RecvBufs {
@@ -157,7 +158,7 @@ impl Default for RecvBufs {
             data: vec![[0u8; RECV_BUF]; RECV_BATCH],
             lens: [0; RECV_BATCH],
             stamps: [0; RECV_BATCH],
-            control: vec![[0u8; CMSG_SPACE]; RECV_BATCH],
+            control: vec![CmsgBuf([0u8; CMSG_SPACE]); RECV_BATCH],
         }
     }
 }
@@ -175,7 +176,7 @@ pub fn recv_batch(fd: RawFd, b: &mut RecvBufs) -> io::Result<usize> {
     for (i, h) in hdrs.iter_mut().enumerate() {
         h.msg_hdr.msg_iov = &mut iovs[i];
         h.msg_hdr.msg_iovlen = 1;
-        h.msg_hdr.msg_control = b.control[i].as_mut_ptr().cast();
+        h.msg_hdr.msg_control = b.control[i].0.as_mut_ptr().cast();
         h.msg_hdr.msg_controllen = CMSG_SPACE as _;
     }
     // SAFETY: every header points at buffers that live until we return.
