@@ -2,61 +2,9 @@
 //! devices on the in-memory backends.
 use super::*;
 use crate::admin::health::{self, Kind};
-use crate::io::mem::{MemNetwork, MemTun, MemTunHandle};
-use crate::noise::keys::{PublicKey, StaticSecretKey};
-use crate::uapi::protocol::{AllowedIpChange, DeviceSet, PeerSet};
-use std::net::SocketAddr;
+use crate::io::mem::MemNetwork;
 
-struct Node {
-    dev: Arc<Device>,
-    tun: MemTunHandle,
-    secret: [u8; 32],
-    addr: SocketAddr,
-}
-
-fn public_of(secret: [u8; 32]) -> [u8; 32] {
-    *PublicKey::from(&StaticSecretKey::from(secret)).as_bytes()
-}
-
-impl Node {
-    fn new(net: &MemNetwork, ip: &str, port: u16, secret: [u8; 32]) -> Node {
-        let (tun, handle) = MemTun::new(&format!("wgm{port}"), 1420);
-        let ip: IpAddr = ip.parse().unwrap();
-        let dev = Device::new(tun, Arc::new(net.bind(ip)));
-        dev.apply(&DeviceSet {
-            private_key: Some(secret),
-            listen_port: Some(port),
-            ..Default::default()
-        })
-        .unwrap();
-        Node {
-            dev,
-            tun: handle,
-            secret,
-            addr: SocketAddr::new(ip, port),
-        }
-    }
-    fn public(&self) -> [u8; 32] {
-        public_of(self.secret)
-    }
-    fn add_peer(&self, other: &Node, endpoint: bool, allowed: &[(&str, u8)]) {
-        let peer = PeerSet {
-            public_key: other.public(),
-            endpoint: endpoint.then_some(other.addr),
-            allowed_ips: allowed
-                .iter()
-                .map(|(a, c)| AllowedIpChange::Add(a.parse().unwrap(), *c))
-                .collect(),
-            ..Default::default()
-        };
-        self.dev
-            .apply(&DeviceSet {
-                peers: vec![peer],
-                ..Default::default()
-            })
-            .unwrap();
-    }
-}
+use crate::device::test_node::TestNode as Node;
 
 fn ipv4(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
     let mut p = vec![0u8; 28];
@@ -73,8 +21,8 @@ fn ipv4(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
 fn pair(net: &MemNetwork, port: u16) -> (Node, Node) {
     let a = Node::new(net, "192.0.2.1", port, [0x11; 32]);
     let b = Node::new(net, "192.0.2.2", port + 1, [0x22; 32]);
-    a.add_peer(&b, true, &[("10.100.0.2", 32), ("10.244.1.0", 24)]);
-    b.add_peer(&a, false, &[("10.100.0.1", 32)]);
+    a.add_peer(&b, None, true, &[("10.100.0.2", 32), ("10.244.1.0", 24)]);
+    b.add_peer(&a, None, false, &[("10.100.0.1", 32)]);
     let pkt = ipv4([10, 100, 0, 1], [10, 100, 0, 2]);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -528,7 +476,7 @@ fn probe_round_records_real_echoes() {
     let net = MemNetwork::new();
     let a = Node::new(&net, "192.0.2.1", 53150, [0x11; 32]);
     let b = Node::new(&net, "192.0.2.2", 53151, [0x22; 32]);
-    a.add_peer(&b, true, &[("127.0.0.1", 32)]);
+    a.add_peer(&b, None, true, &[("127.0.0.1", 32)]);
     let st = admin(&a.dev, "lo");
     let mesh = Arc::new(MeshState::new("node-a", "/p"));
     mesh.set_members(vec![

@@ -31,6 +31,8 @@ pub mod pipeline;
 pub mod ratelimiter;
 pub mod receive;
 pub mod send;
+#[cfg(test)]
+pub(crate) mod test_node;
 pub mod timers;
 
 use crate::io::{Bind, Tun, Udp};

@@ -1,61 +1,21 @@
 //! Scrapes of real devices running over the in-memory backends.
 use super::*;
-use crate::device::Device;
-use crate::io::mem::{MemNetwork, MemTun, MemTunHandle};
+use crate::io::mem::MemNetwork;
 use crate::metrics::parse::{parse, Parsed};
-use crate::noise::keys::{PublicKey, StaticSecretKey};
 use crate::uapi::protocol::{AllowedIpChange, DeviceSet, PeerSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 const PSK: [u8; 32] = [0x5a; 32];
 
-struct Node {
-    dev: Arc<Device>,
-    tun: MemTunHandle,
-    secret: [u8; 32],
-    addr: SocketAddr,
+use crate::device::test_node::{public_of, TestNode as Node};
+
+/// A scrape of a test node's device.
+trait Scrape {
+    fn scrape(&self, extra: &Extra) -> (String, Parsed);
 }
 
-impl Node {
-    fn new(net: &MemNetwork, ip: &str, port: u16, secret: [u8; 32]) -> Node {
-        let (tun, handle) = MemTun::new(&format!("wgm{port}"), 1420);
-        let ip: IpAddr = ip.parse().unwrap();
-        let dev = Device::new(tun, Arc::new(net.bind(ip)));
-        dev.apply(&DeviceSet {
-            private_key: Some(secret),
-            listen_port: Some(port),
-            ..Default::default()
-        })
-        .unwrap();
-        Node {
-            dev,
-            tun: handle,
-            secret,
-            addr: SocketAddr::new(ip, port),
-        }
-    }
-    fn public(&self) -> [u8; 32] {
-        public_of(self.secret)
-    }
-    fn add_peer(&self, other: &Node, endpoint: bool, allowed: &[(&str, u8)]) {
-        let peer = PeerSet {
-            public_key: other.public(),
-            preshared_key: Some(PSK),
-            endpoint: endpoint.then_some(other.addr),
-            allowed_ips: allowed
-                .iter()
-                .map(|(a, c)| AllowedIpChange::Add(a.parse().unwrap(), *c))
-                .collect(),
-            ..Default::default()
-        };
-        self.dev
-            .apply(&DeviceSet {
-                peers: vec![peer],
-                ..Default::default()
-            })
-            .unwrap();
-    }
+impl Scrape for Node {
     fn scrape(&self, extra: &Extra) -> (String, Parsed) {
         let mut out = String::new();
         render(&mut out, &self.dev, extra);
@@ -77,10 +37,6 @@ fn scrape_until(node: &Node, extra: &Extra, what: &str, pred: impl Fn(&Parsed) -
         assert!(Instant::now() < deadline, "never saw {what}:\n{text}");
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn public_of(secret: [u8; 32]) -> [u8; 32] {
-    *PublicKey::from(&StaticSecretKey::from(secret)).as_bytes()
 }
 
 fn b64(k: &[u8]) -> String {
@@ -115,8 +71,8 @@ fn send_until_delivered(from: &Node, to: &Node, pkt: &[u8]) {
 fn pair(net: &MemNetwork, base_port: u16) -> (Node, Node) {
     let a = Node::new(net, "192.0.2.1", base_port, [0x11; 32]);
     let b = Node::new(net, "192.0.2.2", base_port + 1, [0x22; 32]);
-    a.add_peer(&b, true, &[("10.0.0.2", 32), ("fd00::2", 128)]);
-    b.add_peer(&a, false, &[("10.0.0.1", 32)]);
+    a.add_peer(&b, Some(PSK), true, &[("10.0.0.2", 32), ("fd00::2", 128)]);
+    b.add_peer(&a, Some(PSK), false, &[("10.0.0.1", 32)]);
     (a, b)
 }
 
