@@ -504,3 +504,28 @@ fn probe_round_records_real_echoes() {
     let r = probe_round(&st, &mesh);
     assert_eq!(r.probed, 0);
 }
+
+/// A periodic self test that fails twice (no interface, so no probe
+/// route and no TUN to answer) is readiness's verdict; the repeat does not
+/// hide a real failure, and both runs are counted.
+#[test]
+fn a_failing_periodic_self_test_is_recorded_after_its_repeat() {
+    let net = MemNetwork::new();
+    let a = Node::new(&net, "192.0.2.1", 47_100, [0x11; 32]);
+    let st = admin(&a.dev, "pm-no-such-if");
+    // A device with no key cannot pass a self test.
+    a.dev
+        .apply(&crate::uapi::protocol::DeviceSet {
+            private_key: Some([0; 32]),
+            ..Default::default()
+        })
+        .unwrap();
+    let rep = st.run_periodic_self_test(1).unwrap();
+    assert!(!rep.ok);
+    assert_eq!(st.tests_run.load(std::sync::atomic::Ordering::Relaxed), 2);
+    assert_eq!(
+        st.tests_failed.load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    assert!(st.self_test.lock().as_ref().is_some_and(|r| !r.ok));
+}
