@@ -167,7 +167,7 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
         }
         match (ev, result) {
             (Event::Hup, Ok(_)) => sd.reloaded(&format!(
-                "config reloaded ({} peers)",
+                "config reloaded, peers: {}",
                 run.applied.peers.len()
             )),
             (Event::Hup, Err(e)) => {

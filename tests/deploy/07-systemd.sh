@@ -25,7 +25,7 @@ log "systemd-analyze verify (shipped unit)"
 rc=0
 out=$(systemd-analyze verify "$unit" 2>&1) || rc=$?
 if [ -x /usr/bin/phantommesh ]; then
-    [ $rc -eq 0 ] && [ -z "$out" ] || fail "verify: $out"
+    { [ $rc -eq 0 ] && [ -z "$out" ]; } || fail "verify: $out"
 else
     other=$(printf '%s\n' "$out" | grep -v 'Command /usr/bin/phantommesh is not executable' || true)
     [ -z "$other" ] || fail "verify complains about more than the missing binary: $other"
@@ -39,7 +39,7 @@ grep -q "^ExecStart=$BIN run --config /etc/phantommesh/phantommesh.toml\$" "$wor
     || fail "test setup: ExecStart not rewritten"
 rc=0
 out=$(systemd-analyze verify "$work/unit/phantommesh.service" 2>&1) || rc=$?
-[ $rc -eq 0 ] && [ -z "$out" ] || fail "verify (rc $rc): $out"
+{ [ $rc -eq 0 ] && [ -z "$out" ]; } || fail "verify (rc $rc): $out"
 
 log "systemd-analyze security --offline"
 sec=$(systemd-analyze security --offline=yes "$work/unit/phantommesh.service" 2>&1 | tail -n 1)
