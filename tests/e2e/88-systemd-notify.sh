@@ -6,8 +6,9 @@
 #   1  NOTIFY_SOCKET and WATCHDOG_USEC=1 s: READY=1 arrives once, while
 #      /readyz answers 200; WATCHDOG=1 keeps coming, never 1 s apart;
 #      SIGHUP gives RELOADING=1 (with MONOTONIC_USEC) then READY=1, also
-#      for a broken file (kept running, STATUS says so); SIGTERM gives
-#      STOPPING=1, nothing after it, exit 0.
+#      for a broken file (kept running, STATUS says so); a main loop
+#      blocked (config file turned into a FIFO) stops the pings until it
+#      runs again; SIGTERM gives STOPPING=1, nothing after it, exit 0.
 #   2  a [mesh] whose store is a closed port: never ready, so no READY=1
 #      while the watchdog ticks 3 s and STATUS names the mesh check;
 #      STOPPING=1 on SIGTERM all the same.
@@ -151,6 +152,32 @@ check "the STATUS after a failed reload says so" \
   eval '[[ $(msg "$(next_after "$r" "READY=1")") == *"reload failed, running config kept"* ]]'
 cp "$E2E_TMP/plain.good" "$E2E_TMP/plain.toml"
 check "still alive after the failed reload" pid_alive "$DAEMON"
+
+# A hung main loop must starve the watchdog: the config file becomes a FIFO
+# with no writer, so the loop blocks reading it (the file watch hashes it
+# on the next event in its directory, which the listener's log provides).
+# A second link to the FIFO releases the read afterwards.
+say "run 1: main loop blocked on a FIFO config file"
+mkfifo "$E2E_TMP/hang.fifo"
+ln "$E2E_TMP/hang.fifo" "$E2E_TMP/hang.release"
+mv "$E2E_TMP/hang.fifo" "$E2E_TMP/plain.toml"
+# ping_silent_for SECONDS: the last WATCHDOG=1 is older than SECONDS.
+ping_silent_for() {
+  python3 -c 'import sys, time
+ts = [float(l.split()[1]) for l in open(sys.argv[1]) if l.startswith("msg ") and "WATCHDOG=1" in l]
+sys.exit(0 if ts and time.monotonic() - ts[-1] > float(sys.argv[2]) else 1)' "$LOG" "$1"
+}
+check "no WATCHDOG=1 for 1.5 s (over WATCHDOG_USEC) while the loop is blocked" \
+  wait_until 15 ping_silent_for 1.5
+check "the process itself is still there (only the watchdog can tell)" pid_alive "$DAEMON"
+cp "$E2E_TMP/plain.good" "$E2E_TMP/plain.new"
+mv "$E2E_TMP/plain.new" "$E2E_TMP/plain.toml"
+n=$(grep -c '^msg ' "$LOG")
+timeout 10 sh -c 'cat "$1" >"$2"' sh "$E2E_TMP/plain.good" "$E2E_TMP/hang.release" ||
+  fail "could not release the blocked read"
+rm -f "$E2E_TMP/hang.release"
+pinged_again() { [[ -n $(next_after "$n" 'WATCHDOG=1') ]]; }
+check "WATCHDOG=1 resumes once the loop runs again" wait_until 10 pinged_again
 
 stop_daemon
 check "SIGTERM: exit status 0 (got $DAEMON_RC)" test "$DAEMON_RC" = 0
