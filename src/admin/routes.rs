@@ -257,6 +257,7 @@ pub fn metrics_extra(st: &AdminState) -> crate::metrics::Extra {
             .map(|(n, on)| (n.to_string(), on))
             .collect(),
         mesh: st.mesh().map(|m| super::mesh::metrics(m)),
+        process: Some(crate::metrics::ProcessStats::read()),
         ..Default::default()
     }
 }

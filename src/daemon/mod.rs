@@ -3,6 +3,7 @@
 //! operator's `phantommesh run --config FILE` ([`run_mode`]).
 pub mod file_watch;
 pub mod mesh_peers;
+pub mod notify;
 pub mod routes;
 pub mod run_mode;
 pub mod wg_mode;

@@ -3,8 +3,9 @@
 //! (addresses, MTU, link up), and re-applies the file on SIGHUP as
 //! `wg syncconf` would: only the difference, keeping live sessions.
 use super::file_watch::FileWatch;
+use super::notify::{self, Kind, Notifier};
 use super::routes::RouteSync;
-use super::{mesh_peers, wait_events, Event, EXIT_SETUP_FAILED};
+use super::{mesh_peers, wait_events, Event, StopReason, EXIT_SETUP_FAILED};
 use crate::cli::keys::{
     encode_base64_key, load_or_generate_private_key, public_key, read_key_file,
 };
@@ -150,18 +151,41 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
         hold: mesh_peers::KeepaliveHold::new(public_key(&set.private_key.unwrap_or_default())),
         private: zeroize::Zeroizing::new(set.private_key.unwrap_or_default()),
     };
+    let mut sd = Notifier::from_env();
     let reason = wait_events(&dev, &uapi, |ev| {
+        if ev == Event::Hup {
+            sd.reloading();
+        }
         let result = match ev {
             Event::Hup => run.reload(&dev),
             Event::Tick => run.tick(&dev),
         };
-        match result {
+        match &result {
             Ok(true) => admin.set_probe_addresses(probe_addresses(&run.applied)),
             Ok(false) => {}
             Err(e) => tracing::error!("config reload failed, keeping the running config: {e}"),
         }
+        match (ev, result) {
+            (Event::Hup, Ok(_)) => sd.reloaded(&format!(
+                "config reloaded, peers: {}",
+                run.applied.peers.len()
+            )),
+            (Event::Hup, Err(e)) => {
+                sd.reloaded(&format!("reload failed, running config kept: {e}"))
+            }
+            (Event::Tick, _) => sd.tick(
+                std::time::Instant::now(),
+                || notify::admin_checks(&admin, Kind::Ready),
+                || notify::admin_checks(&admin, Kind::Live),
+            ),
+        }
     });
     tracing::info!(?reason, "stopping");
+    sd.stopping(&match reason {
+        StopReason::Signal(s) => format!("stopping on signal {s}"),
+        StopReason::TunGone => "stopping: the interface was deleted".into(),
+        StopReason::SocketGone => "stopping: the UAPI socket was deleted".into(),
+    });
     if let Some(m) = &run.mesh {
         m.handle.stop();
     }

@@ -6,6 +6,7 @@
 //! `peer_info` also returns the preshared key, which is dropped unread.
 use super::exposition::{MetricType, Value, Writer};
 use super::histogram::{DeviceHistograms, HistogramSnapshot};
+use super::process::ProcessStats;
 use crate::device::Device;
 use base64::Engine;
 use std::collections::HashSet;
@@ -45,6 +46,9 @@ pub struct Extra {
     pub histograms: Option<Arc<DeviceHistograms>>,
     /// Mesh membership; its families are omitted when no mesh is configured.
     pub mesh: Option<MeshMetrics>,
+    /// The `process_*` families (CPU, memory, descriptors, start time);
+    /// omitted when None.
+    pub process: Option<ProcessStats>,
 }
 
 /// What the mesh agent reports, for the `phantommesh_mesh_*` families.
@@ -75,6 +79,7 @@ impl Default for Extra {
             max_allowed_ips_in_label: DEFAULT_MAX_ALLOWED_IPS_IN_LABEL,
             histograms: None,
             mesh: None,
+            process: None,
         }
     }
 }
@@ -370,6 +375,9 @@ pub fn render_with(out: &mut String, dev: &Device, hist: Option<&DeviceHistogram
         "Tunnel tests that failed.",
         extra.tunnel_tests_failed,
     );
+    if let Some(p) = &extra.process {
+        super::process::render(&mut w, p);
+    }
 }
 
 fn render_mesh(w: &mut Writer<'_>, m: &MeshMetrics) {

@@ -54,6 +54,25 @@ done
 grep -q '^phantommesh_mesh_convergence_seconds_bucket{le="5"} ' "$work/metrics.txt" \
     || fail "no le=\"5\" bucket in phantommesh_mesh_convergence_seconds (PhantomMeshSlowConvergence counts applies above it)"
 
+# The standard process families (dashboard's Process row, the descriptor
+# and memory alerts), with the types every client library gives them.
+for fam in process_cpu_seconds_total:counter process_resident_memory_bytes:gauge \
+    process_virtual_memory_bytes:gauge process_open_fds:gauge process_max_fds:gauge \
+    process_start_time_seconds:gauge; do
+    grep -q "^# TYPE ${fam%%:*} ${fam#*:}\$" "$work/metrics.txt" || fail "no ${fam%%:*} ${fam#*:} in the scrape"
+done
+python3 - "$work/metrics.txt" <<'PYEOF' || fail "process_* values implausible"
+import sys, time
+v = {l.split()[0]: float(l.split()[1]) for l in open(sys.argv[1]) if l.startswith("process_")}
+now = time.time()
+ok = (now - 3600 < v["process_start_time_seconds"] <= now
+      and 3 <= v["process_open_fds"] <= v["process_max_fds"]
+      and 0 < v["process_resident_memory_bytes"] <= v["process_virtual_memory_bytes"]
+      and v["process_cpu_seconds_total"] > 0)
+print("  process_*:", {k: v[k] for k in sorted(v)})
+sys.exit(0 if ok else 1)
+PYEOF
+
 log "promtool check metrics (exposition lint)"
 promtool check metrics <"$work/metrics.txt" || fail "the scrape does not pass promtool's lint"
 
