@@ -1,5 +1,6 @@
 //! Operator-facing pieces of the command line: key tools, logging set-up,
 //! daemonizing with a readiness pipe.
+pub mod args;
 pub mod daemonize;
 pub mod gate;
 pub mod keys;
