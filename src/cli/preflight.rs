@@ -10,8 +10,10 @@
 //! Every check is a pure function from gathered facts (file texts, syscall
 //! results) to a [`Check`], so each verdict is unit-tested on synthetic
 //! input; [`probe`] gathers the facts from the running system. Exit status
-//! 1 on any ❌, else 0. Skipped checks and warnings keep ✅: they do not
-//! block a deployment, and the line says why.
+//! 2 when the config cannot be loaded, 1 on any other ❌, else 0
+//! ([`exit_code`]); `-o json` prints the same checks as one document.
+//! Skipped checks and warnings keep ✅: they do not block a deployment,
+//! and the line says why.
 use crate::cli::keys::KeyError;
 use crate::config::{Config, ConfigError};
 use std::io::{self, Write};
@@ -148,8 +150,11 @@ pub fn cap_net_admin(status_text: Option<&str>) -> Check {
 
 /// The config file parses and validates. `loaded` is `None` when no file
 /// was checked (none given and the default path does not exist).
+/// The name of the config check (its failure is a configuration error).
+pub const CONFIG: &str = "Config";
+
 pub fn config(loaded: Option<(&Path, &Result<Config, ConfigError>)>) -> Check {
-    const N: &str = "Config";
+    const N: &str = CONFIG;
     match loaded {
         None => Check::skip(
             N,
@@ -491,25 +496,86 @@ impl Default for Options {
 }
 
 /// Entry point of `phantommesh preflight`.
-pub fn run(config: Option<&Path>) -> i32 {
+pub fn run(config: Option<&Path>, json: bool) -> i32 {
     let opts = Options {
         config: config.map(Path::to_path_buf),
         ..Options::default()
     };
     let stdout = io::stdout();
-    run_with(&opts, &mut stdout.lock())
+    run_with(&opts, json, &mut stdout.lock())
 }
 
-/// Gathers the facts, prints one line per check and the summary; returns
-/// the exit status.
-pub fn run_with(opts: &Options, out: &mut dyn Write) -> i32 {
-    let checks = gather(opts);
-    for c in &checks {
-        let _ = writeln!(out, "{}", c.line());
+/// The exit code of a set of checks: 2 when the config could not be
+/// loaded (a configuration error), 1 when another check failed, else 0.
+pub fn exit_code(checks: &[Check]) -> i32 {
+    use crate::cli::exit;
+    if checks.iter().any(|c| c.name == CONFIG && c.failed()) {
+        exit::USAGE
+    } else if checks.iter().any(Check::failed) {
+        exit::CHECK_FAILED
+    } else {
+        exit::OK
     }
-    let _ = writeln!(out, "{}", summary(&checks));
+}
+
+/// `preflight -o json`: the document.
+#[derive(serde::Serialize)]
+struct JsonOut<'a> {
+    pass: bool,
+    summary: String,
+    checks: Vec<JsonCheck<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct JsonCheck<'a> {
+    name: &'a str,
+    /// pass, warn, skip or fail.
+    level: &'static str,
+    detail: &'a str,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Pass => "pass",
+            Level::Warn => "warn",
+            Level::Skip => "skip",
+            Level::Fail => "fail",
+        }
+    }
+}
+
+/// The JSON rendering of a set of checks.
+pub fn render_json(checks: &[Check]) -> String {
+    let doc = JsonOut {
+        pass: !checks.iter().any(Check::failed),
+        summary: summary(checks),
+        checks: checks
+            .iter()
+            .map(|c| JsonCheck {
+                name: c.name,
+                level: c.level.as_str(),
+                detail: &c.detail,
+            })
+            .collect(),
+    };
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
+/// Gathers the facts, prints one line per check and the summary (or the
+/// JSON document); returns the exit status.
+pub fn run_with(opts: &Options, json: bool, out: &mut dyn Write) -> i32 {
+    let checks = gather(opts);
+    if json {
+        let _ = writeln!(out, "{}", render_json(&checks));
+    } else {
+        for c in &checks {
+            let _ = writeln!(out, "{}", c.line());
+        }
+        let _ = writeln!(out, "{}", summary(&checks));
+    }
     let _ = out.flush();
-    i32::from(checks.iter().any(Check::failed))
+    exit_code(&checks)
 }
 
 /// Runs every check against the live system.
