@@ -111,7 +111,21 @@ fn main() {
             clap_complete::generate(shell, &mut Cli::command(), "phantommesh", &mut buf);
             write_out("completions", &buf)
         }
-        Cmd::Manpage => {
+        Cmd::Manpage { dir: Some(dir) } => {
+            if !dir.is_dir() {
+                eprintln!("phantommesh manpage: {} is not a directory", dir.display());
+                exit::USAGE
+            } else {
+                match clap_mangen::generate_to(Cli::command(), &dir) {
+                    Ok(()) => exit::OK,
+                    Err(e) => {
+                        eprintln!("phantommesh manpage: writing into {}: {e}", dir.display());
+                        exit::CHECK_FAILED
+                    }
+                }
+            }
+        }
+        Cmd::Manpage { dir: None } => {
             let mut buf = Vec::new();
             match clap_mangen::Man::new(Cli::command()).render(&mut buf) {
                 Ok(()) => write_out("manpage", &buf),

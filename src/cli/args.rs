@@ -199,7 +199,12 @@ pub enum Cmd {
     },
     /// Print the man page (roff) on stdout, e.g.
     /// `phantommesh manpage > /usr/local/share/man/man1/phantommesh.1`.
-    Manpage,
+    Manpage {
+        /// Write phantommesh.1 and one page per subcommand
+        /// (phantommesh-gate.1, ...) into this existing directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]

@@ -155,6 +155,13 @@ check "completions tcsh: exit 2 (not a supported shell)" rc_is 2
 pm_ns man manpage
 check "manpage: roff with every subcommand" \
   eval 'rc_is 0 && grep -q "^\.TH phantommesh 1" "$OUT" && grep -q "gate" "$OUT" && grep -q "completions" "$OUT"'
+mkdir "$E2E_TMP/man"
+pm_ns man-dir manpage --dir "$E2E_TMP/man"
+check "manpage --dir: a page per subcommand" \
+  eval 'rc_is 0 && grep -q "^\.TH phantommesh-gate 1" "$E2E_TMP/man/phantommesh-gate.1" &&
+    test -s "$E2E_TMP/man/phantommesh.1" && test -s "$E2E_TMP/man/phantommesh-mesh-status.1"'
+pm_ns man-nodir manpage --dir "$E2E_TMP/no-such-dir"
+check "manpage --dir (no such directory): exit 2" rc_is 2
 
 say "run --check"
 keygen m
