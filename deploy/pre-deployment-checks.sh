@@ -200,10 +200,12 @@ for i in "${!pod_names[@]}"; do
     [ -z "$GATE_TOKEN_FILE" ] || args+=(--token-file "$GATE_TOKEN_FILE")
     out=$(kn exec "$pod" -c phantommesh -- phantommesh "${args[@]}" 2>&1)
     rc=$?
+    # phantommesh's exit codes (the same for every command; README, "Exit codes").
     case $rc in
         0) ;;
         1) reasons+="node ${pod_nodes[$i]}: a gate fails:"$'\n'"$(printf '%s\n' "$out" | grep '❌' | head -8 | sed 's/^/    /')"$'\n' ;;
-        2) reasons+="node ${pod_nodes[$i]}: admin API unreachable at http://$ip:$ADMIN_PORT"$'\n' ;;
+        2) reasons+="node ${pod_nodes[$i]}: usage or configuration error (token file? gate name?): $(printf '%s' "$out" | tail -1)"$'\n' ;;
+        3) reasons+="node ${pod_nodes[$i]}: admin API unreachable at http://$ip:$ADMIN_PORT"$'\n' ;;
         *) reasons+="node ${pod_nodes[$i]}: kubectl exec failed ($rc): $(printf '%s' "$out" | tail -1)"$'\n' ;;
     esac
 done

@@ -1,170 +1,102 @@
 //! The `phantommesh` binary. Two ways to run the daemon share it:
-//! - `phantommesh [-f|--foreground] IFNAME`: wireguard-go's command line
-//!   (any first argument that is not a subcommand is taken as this form);
+//! - `phantommesh [-f|--foreground] [--] IFNAME`: wireguard-go's command
+//!   line (a first argument that is not a subcommand, nor a typo of one, is
+//!   taken as this form: see `cli::dispatch`);
 //! - `phantommesh run --config FILE`: the operator's config-file mode;
 //!
-//! plus the key tools `genkey`, `pubkey`, `genpsk`.
-use clap::{Parser, Subcommand};
+//! plus the reporting commands (`gate`, `status`, `mesh`, `preflight`,
+//! `loadtest`), the key tools `genkey`, `pubkey`, `genpsk`, and
+//! `completions` and `manpage`. Exit codes: `cli::exit`.
+use clap::{CommandFactory, Parser};
+use phantommesh::cli::args::{Cli, Cmd, MeshCmd};
+use phantommesh::cli::dispatch::{self, Route};
+use phantommesh::cli::exit;
 use phantommesh::cli::keys;
-use phantommesh::cli::logging::LogFormat;
 use phantommesh::daemon::{run_mode, wg_mode};
 use std::io::{Read, Write};
-use std::path::PathBuf;
-
-#[derive(Parser)]
-#[command(
-    name = "phantommesh",
-    version,
-    about = "Userspace WireGuard daemon with go-live gates"
-)]
-struct Cli {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// Run the daemon from a config file (TOML, or a wg-quick .conf).
-    Run {
-        #[arg(short, long, env = "PHANTOMMESH_CONFIG")]
-        config: PathBuf,
-        /// Log format: text for terminals, json for log collectors.
-        #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "PHANTOMMESH_LOG_FORMAT")]
-        log_format: LogFormat,
-    },
-    /// Check a node's go-live gates through its admin API and print the
-    /// runbook's table; exit 1 if any gate fails, 2 if a node is unreachable.
-    Gate {
-        /// Admin base URLs, e.g. http://127.0.0.1:9586 (several: every node).
-        /// A name with several addresses (a headless Service such as
-        /// http://phantommesh.phantommesh.svc:9586) checks each address.
-        #[arg(long = "url", required = true, num_args = 1..)]
-        urls: Vec<String>,
-        /// Only this gate.
-        #[arg(long)]
-        gate: Option<String>,
-        #[arg(long)]
-        json: bool,
-        /// File holding the admin bearer token.
-        #[arg(long)]
-        token_file: Option<PathBuf>,
-    },
-    /// Pre-deployment checks of this node, one line each; exit 1 on any failure.
-    Preflight {
-        #[arg(short, long)]
-        config: Option<PathBuf>,
-    },
-    /// Interface, peers, health and gates of a running daemon, from its admin API.
-    Status {
-        #[arg(long, default_value = "http://127.0.0.1:9586")]
-        url: String,
-        #[arg(long)]
-        json: bool,
-        #[arg(long)]
-        token_file: Option<PathBuf>,
-    },
-    /// Mesh membership: `mesh status` (this node's view of the mesh, from its
-    /// admin API) and `mesh leave` (free this node's address and record).
-    Mesh {
-        #[command(subcommand)]
-        cmd: MeshCmd,
-    },
-    /// Drive N simulated WireGuard peers against an interface and print the
-    /// runbook's Gate 2 table.
-    Loadtest(phantommesh::loadtest::LoadtestArgs),
-    /// Print a new private key (base64), like `wg genkey`.
-    Genkey,
-    /// Read a private key on stdin, print its public key, like `wg pubkey`.
-    Pubkey,
-    /// Print a new preshared key, like `wg genpsk`.
-    Genpsk,
-}
-
-#[derive(Subcommand)]
-enum MeshCmd {
-    /// Members as a table (name, address, endpoint, handshake age, probe
-    /// RTT, ok); exit 1 if a member is unhealthy or the store is down, 2 if
-    /// the daemon is unreachable or has no mesh.
-    Status {
-        #[arg(long, default_value = "http://127.0.0.1:9586")]
-        url: String,
-        #[arg(long)]
-        json: bool,
-        #[arg(long)]
-        token_file: Option<PathBuf>,
-    },
-    /// Free this node's tunnel address and record in the store (before
-    /// removing the node for good).
-    Leave {
-        #[arg(short, long, env = "PHANTOMMESH_CONFIG")]
-        config: PathBuf,
-    },
-}
-
-const SUBCOMMANDS: &[&str] = &[
-    "run",
-    "gate",
-    "preflight",
-    "status",
-    "mesh",
-    "loadtest",
-    "genkey",
-    "pubkey",
-    "genpsk",
-    "help",
-    "--help",
-    "-h",
-];
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let first = args.first().map(String::as_str);
-    if matches!(first, Some("--version" | "-v" | "-V" | "version")) {
-        println!(
-            "phantommesh v{}\n\nUserspace WireGuard daemon for Linux (wireguard-go compatible).",
-            env!("CARGO_PKG_VERSION")
-        );
-        return;
-    }
-    if !first.is_some_and(|f| SUBCOMMANDS.contains(&f)) {
-        let env_fg = std::env::var("WG_PROCESS_FOREGROUND").is_ok_and(|v| v == "1");
-        match wg_mode::parse_args(&args, env_fg) {
-            Ok(a) => std::process::exit(wg_mode::main(a)),
-            Err(usage) => {
-                eprintln!("{usage}");
-                std::process::exit(1);
+    let args: Vec<String> = match std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string())
+        .collect::<Result<_, _>>()
+    {
+        Ok(a) => a,
+        Err(bad) => {
+            eprintln!("phantommesh: argument {bad:?} is not valid UTF-8");
+            std::process::exit(exit::USAGE);
+        }
+    };
+    match dispatch::route(&args) {
+        Route::Version => {
+            println!(
+                "phantommesh v{}\n\nUserspace WireGuard daemon for Linux (wireguard-go compatible).",
+                env!("CARGO_PKG_VERSION")
+            );
+            return;
+        }
+        Route::Typo { given, suggestion } => {
+            eprintln!("{}", dispatch::typo_message(&given, &suggestion));
+            std::process::exit(exit::USAGE);
+        }
+        Route::WireGuardGo(wg_args) => {
+            let env_fg = std::env::var("WG_PROCESS_FOREGROUND").is_ok_and(|v| v == "1");
+            match wg_mode::parse_args(&wg_args, env_fg) {
+                Ok(a) => std::process::exit(wg_mode::main(a)),
+                Err(usage) => {
+                    eprintln!("{usage}");
+                    std::process::exit(exit::USAGE);
+                }
             }
         }
+        Route::Clap => {}
     }
     let code = match Cli::parse().cmd {
-        Cmd::Run { config, log_format } => run_mode::main(&config, log_format),
+        Cmd::Run {
+            config,
+            check: true,
+            ..
+        } => phantommesh::cli::check::run(&config),
+        Cmd::Run {
+            config, log_format, ..
+        } => match phantommesh::cli::check::validate(&config) {
+            Ok(_) => run_mode::main(&config, log_format),
+            Err(f) => {
+                eprintln!("phantommesh: {f}");
+                f.code
+            }
+        },
         Cmd::Gate {
             urls,
             gate,
-            json,
+            output,
             token_file,
         } => match read_token(token_file.as_deref()) {
-            Ok(token) => phantommesh::cli::gate::run(&urls, gate.as_deref(), json, token),
+            Ok(token) => {
+                phantommesh::cli::gate::run(&urls, gate.as_deref(), output.is_json(), token)
+            }
             Err(code) => code,
         },
-        Cmd::Preflight { config } => phantommesh::cli::preflight::run(config.as_deref()),
+        Cmd::Preflight { config, output } => {
+            phantommesh::cli::preflight::run(config.as_deref(), output.is_json())
+        }
         Cmd::Status {
             url,
-            json,
+            output,
             token_file,
         } => match read_token(token_file.as_deref()) {
-            Ok(token) => phantommesh::cli::status::run(&url, json, token),
+            Ok(token) => phantommesh::cli::status::run(&url, output.is_json(), token),
             Err(code) => code,
         },
         Cmd::Mesh {
             cmd:
                 MeshCmd::Status {
                     url,
-                    json,
+                    output,
                     token_file,
                 },
         } => match read_token(token_file.as_deref()) {
-            Ok(token) => phantommesh::cli::mesh::run_status(&url, json, token),
+            Ok(token) => phantommesh::cli::mesh::run_status(&url, output.is_json(), token),
             Err(code) => code,
         },
         Cmd::Mesh {
@@ -173,18 +105,33 @@ fn main() {
         Cmd::Loadtest(args) => phantommesh::loadtest::run(args),
         Cmd::Genkey => print_key(keys::generate_private_key()),
         Cmd::Genpsk => print_key(keys::generate_preshared_key()),
-        Cmd::Pubkey => {
-            let mut s = String::new();
-            if std::io::stdin().take(1024).read_to_string(&mut s).is_err() {
-                eprintln!("pubkey: cannot read stdin");
-                1
+        Cmd::Pubkey => pubkey(),
+        Cmd::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "phantommesh", &mut buf);
+            write_out("completions", &buf)
+        }
+        Cmd::Manpage { dir: Some(dir) } => {
+            if !dir.is_dir() {
+                eprintln!("phantommesh manpage: {} is not a directory", dir.display());
+                exit::USAGE
             } else {
-                match keys::parse_base64_key(&s) {
-                    Ok(k) => print_key(keys::public_key(&k)),
-                    Err(_) => {
-                        eprintln!("pubkey: Key is not the correct length or format");
-                        1
+                match clap_mangen::generate_to(Cli::command(), &dir) {
+                    Ok(()) => exit::OK,
+                    Err(e) => {
+                        eprintln!("phantommesh manpage: writing into {}: {e}", dir.display());
+                        exit::CHECK_FAILED
                     }
+                }
+            }
+        }
+        Cmd::Manpage { dir: None } => {
+            let mut buf = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut buf) {
+                Ok(()) => write_out("manpage", &buf),
+                Err(e) => {
+                    eprintln!("phantommesh manpage: {e}");
+                    exit::CHECK_FAILED
                 }
             }
         }
@@ -192,13 +139,44 @@ fn main() {
     std::process::exit(code);
 }
 
+/// The token file's content (trimmed, bounded); an unreadable or empty
+/// file is a configuration error (exit 2).
 fn read_token(path: Option<&std::path::Path>) -> Result<Option<String>, i32> {
     let Some(p) = path else { return Ok(None) };
-    match std::fs::read_to_string(p) {
-        Ok(t) => Ok(Some(t.trim().to_string())),
+    match phantommesh::cli::gate::token_from_file(p) {
+        Ok(t) => Ok(Some(t)),
         Err(e) => {
-            eprintln!("phantommesh: cannot read token file {}: {e}", p.display());
-            Err(2)
+            eprintln!("phantommesh: cannot read token file {e}");
+            Err(exit::USAGE)
+        }
+    }
+}
+
+/// `pubkey`: a private key on stdin, its public key on stdout; input that
+/// is not a key is a usage error (exit 2).
+fn pubkey() -> i32 {
+    let mut s = String::new();
+    if std::io::stdin().take(1024).read_to_string(&mut s).is_err() {
+        eprintln!("pubkey: cannot read stdin");
+        return exit::USAGE;
+    }
+    match keys::parse_base64_key(&s) {
+        Ok(k) => print_key(keys::public_key(&k)),
+        Err(_) => {
+            eprintln!("pubkey: Key is not the correct length or format");
+            exit::USAGE
+        }
+    }
+}
+
+/// Writes generated text to stdout (a closed pipe is an error, not a panic).
+fn write_out(what: &str, buf: &[u8]) -> i32 {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(buf).and_then(|()| out.flush()) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("phantommesh {what}: cannot write: {e}");
+            exit::CHECK_FAILED
         }
     }
 }
@@ -206,7 +184,7 @@ fn read_token(path: Option<&std::path::Path>) -> Result<Option<String>, i32> {
 fn print_key(k: [u8; 32]) -> i32 {
     let mut out = std::io::stdout();
     if writeln!(out, "{}", keys::encode_base64_key(&k)).is_err() {
-        return 1;
+        return exit::CHECK_FAILED;
     }
-    0
+    exit::OK
 }

@@ -1,14 +1,20 @@
 //! `phantommesh gate URL...`: reads each node's `/gates` report and prints
 //! it as the runbook's tables (or JSON).
 //!
-//! Exit codes: 0 when every gate on every node passes, 1 when a gate
-//! fails, 2 when a node cannot be asked (unreachable, timeout, an answer
-//! that is not a gates report, or no such gate). 2 wins over 1: a rollout
+//! Exit codes ([`crate::cli::exit`]): 0 when every gate on every node
+//! passes, 1 when a gate fails, 3 when a node cannot be asked
+//! (unreachable, timeout, an answer that is not a gates report), 2 for a
+//! bad URL, a refused token or no such gate. 2 and 3 win over 1: a rollout
 //! must not read "some node unknown" as a plain failure or a pass.
+//!
+//! `-o json` prints one document whatever the number of nodes:
+//! `{"pass": bool, "nodes": [{"url", "from"?, "pass", "report", "error"}]}`
+//! (the README has the field types).
 //!
 //! A URL whose host name resolves to several addresses (a Kubernetes
 //! headless Service: `http://phantommesh.phantommesh.svc:9586`) stands for
 //! every node behind it: each address is checked as a node of its own.
+use crate::cli::exit::{self, Failure};
 use crate::gates::fetch::{self, Url};
 use crate::gates::{render_report, Report};
 use serde::Serialize;
@@ -81,9 +87,12 @@ pub fn expand_urls(urls: &[String], resolve: Resolver<'_>) -> Vec<Target> {
 /// Whole-exchange timeout per node.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
-pub const EXIT_PASS: i32 = 0;
-pub const EXIT_FAIL: i32 = 1;
-pub const EXIT_ERROR: i32 = 2;
+pub const EXIT_PASS: i32 = exit::OK;
+pub const EXIT_FAIL: i32 = exit::CHECK_FAILED;
+/// Bad URL, refused token, no such gate.
+pub const EXIT_USAGE: i32 = exit::USAGE;
+/// A node that cannot be asked.
+pub const EXIT_UNREACHABLE: i32 = exit::UNREACHABLE;
 
 /// Entry point for the `gate` subcommand: `urls` are base URLs
 /// (`http://127.0.0.1:9586`) or `/gates` URLs; `gate` narrows the report
@@ -126,15 +135,17 @@ pub fn fetch_report(
     gate: Option<&str>,
     token: Option<&str>,
     timeout: Duration,
-) -> Result<Report, String> {
-    let url = Url::parse(url).map_err(|e| e.to_string())?.gates();
-    let resp = fetch::get(&url, token, timeout).map_err(|e| e.to_string())?;
+) -> Result<Report, Failure> {
+    let url = Url::parse(url)?.gates();
+    let resp = fetch::get(&url, token, timeout)?;
     // A gate endpoint may answer a failing report with a non-2xx status
     // (Flagger-style); the report still says what failed, so prefer it.
     let report = match serde_json::from_slice::<Report>(&resp.body) {
         Ok(r) => r,
         Err(e) if (200..300).contains(&resp.status) => {
-            return Err(format!("{url}: the answer is not a gates report ({e})"));
+            return Err(Failure::unreachable(format!(
+                "{url}: the answer is not a gates report ({e})"
+            )));
         }
         Err(_) => {
             let hint = match resp.status {
@@ -142,10 +153,9 @@ pub fn fetch_report(
                 404 => " (is this a PhantomMesh admin address?)",
                 _ => "",
             };
-            return Err(format!(
-                "{url}: HTTP {}{hint}: {}",
-                resp.status,
-                snippet(&resp.body)
+            return Err(Failure::new(
+                exit::of_http_status(resp.status),
+                format!("{url}: HTTP {}{hint}: {}", resp.status, snippet(&resp.body)),
             ));
         }
     };
@@ -153,10 +163,10 @@ pub fn fetch_report(
         None => Ok(report),
         Some(name) => report.only(name).ok_or_else(|| {
             let have: Vec<&str> = report.gates.iter().map(|g| g.name.as_str()).collect();
-            format!(
+            Failure::usage(format!(
                 "{url}: no gate {name:?} in the report (it has: {})",
                 have.join(", ")
-            )
+            ))
         }),
     }
 }
@@ -222,13 +232,13 @@ pub fn run_resolving(
             err,
             "phantommesh gate: no URL given (e.g. http://127.0.0.1:9586)"
         );
-        return EXIT_ERROR;
+        return EXIT_USAGE;
     }
     let targets = expand_urls(urls, resolve);
     let froms: Vec<Option<&str>> = targets.iter().map(|t| t.from.as_deref()).collect();
     let urls: Vec<String> = targets.iter().map(|t| t.url.clone()).collect();
     let urls = urls.as_slice();
-    let results: Vec<Result<Report, String>> = urls
+    let results: Vec<Result<Report, Failure>> = urls
         .iter()
         .map(|u| fetch_report(u, gate, token, timeout))
         .collect();
@@ -242,36 +252,29 @@ pub fn run_resolving(
         .count();
 
     if json {
-        let text = if let [Ok(report)] = results.as_slice() {
-            serde_json::to_string_pretty(report)
-        } else if urls.len() == 1 {
-            Ok(String::new())
-        } else {
-            let nodes = urls
-                .iter()
-                .zip(&results)
-                .zip(&froms)
-                .map(|((url, r), from)| NodeJson {
-                    url,
-                    from: *from,
-                    pass: matches!(r, Ok(rep) if rep.pass),
-                    report: r.as_ref().ok(),
-                    error: r.as_ref().err().map(String::as_str),
-                })
-                .collect();
-            serde_json::to_string_pretty(&NodesJson {
-                pass: passing == urls.len(),
-                nodes,
+        let nodes = urls
+            .iter()
+            .zip(&results)
+            .zip(&froms)
+            .map(|((url, r), from)| NodeJson {
+                url,
+                from: *from,
+                pass: matches!(r, Ok(rep) if rep.pass),
+                report: r.as_ref().ok(),
+                error: r.as_ref().err().map(|f| f.message.as_str()),
             })
+            .collect();
+        let doc = NodesJson {
+            pass: passing == urls.len(),
+            nodes,
         };
-        match text {
-            Ok(t) if !t.is_empty() => {
+        match serde_json::to_string_pretty(&doc) {
+            Ok(t) => {
                 let _ = writeln!(out, "{t}");
             }
-            Ok(_) => {}
             Err(e) => {
                 let _ = writeln!(err, "phantommesh gate: cannot encode JSON: {e}");
-                return EXIT_ERROR;
+                return exit::CHECK_FAILED;
             }
         }
     } else {
@@ -302,13 +305,14 @@ pub fn run_resolving(
         }
     }
     let _ = out.flush();
-    if errors > 0 {
-        EXIT_ERROR
-    } else if passing < urls.len() {
-        EXIT_FAIL
-    } else {
-        EXIT_PASS
-    }
+    results
+        .iter()
+        .map(|r| match r {
+            Ok(rep) if rep.pass => EXIT_PASS,
+            Ok(_) => EXIT_FAIL,
+            Err(f) => f.code,
+        })
+        .fold(EXIT_PASS, exit::worst)
 }
 
 #[cfg(test)]

@@ -154,7 +154,7 @@ fn gate_filter_and_token() {
         EXIT_FAIL
     );
     let r = run_urls(&urls, Some("security"), false, None);
-    assert_eq!(r.code, EXIT_ERROR);
+    assert_eq!(r.code, EXIT_USAGE);
     assert!(
         r.err
             .contains("no gate \"security\" in the report (it has: performance, technical, mesh)"),
@@ -192,14 +192,14 @@ fn several_nodes_print_a_summary() {
 }
 
 #[test]
-fn unreachable_node_exits_2_even_when_others_fail() {
+fn unreachable_node_exits_3_even_when_others_fail() {
     let dead = dead_url();
     let r = run_urls(std::slice::from_ref(&dead), None, false, None);
-    assert_eq!(r.code, EXIT_ERROR);
+    assert_eq!(r.code, EXIT_UNREACHABLE);
     assert!(r.err.contains("cannot connect to 127.0.0.1:"), "{}", r.err);
     let (b, hb) = serve(vec![http("200 OK", &failing())]);
     let r = run_urls(&[b, dead], None, false, None);
-    assert_eq!(r.code, EXIT_ERROR);
+    assert_eq!(r.code, EXIT_UNREACHABLE);
     assert!(
         r.out
             .ends_with("0/2 nodes passing, 1 failing, 1 unreachable or invalid\n"),
@@ -210,7 +210,7 @@ fn unreachable_node_exits_2_even_when_others_fail() {
 }
 
 #[test]
-fn garbage_answers_exit_2() {
+fn garbage_answers_exit_3_and_a_refused_token_2() {
     let (url, h) = serve(vec![
         http("200 OK", "<html>hello</html>"),
         b"SSH-2.0-OpenSSH_9.6\r\n\r\n".to_vec(),
@@ -219,17 +219,17 @@ fn garbage_answers_exit_2() {
     ]);
     let urls = [url];
     let r = run_urls(&urls, None, false, None);
-    assert_eq!(r.code, EXIT_ERROR);
+    assert_eq!(r.code, EXIT_UNREACHABLE);
     assert!(
         r.err.contains("the answer is not a gates report"),
         "{}",
         r.err
     );
     let r = run_urls(&urls, None, false, None);
-    assert_eq!(r.code, EXIT_ERROR);
+    assert_eq!(r.code, EXIT_UNREACHABLE);
     assert!(r.err.contains("malformed HTTP response"), "{}", r.err);
     let r = run_urls(&urls, None, false, None);
-    assert_eq!(r.code, EXIT_ERROR);
+    assert_eq!(r.code, EXIT_USAGE);
     assert!(
         r.err
             .contains("HTTP 401 (check the token): missing bearer token"),
@@ -237,12 +237,12 @@ fn garbage_answers_exit_2() {
         r.err
     );
     // A bare {"pass": true} is not a report: no silent pass.
-    assert_eq!(run_urls(&urls, None, false, None).code, EXIT_ERROR);
+    assert_eq!(run_urls(&urls, None, false, None).code, EXIT_UNREACHABLE);
     h.join().unwrap();
     assert!(run_urls(&["https://x".into()], None, false, None)
         .err
         .contains("plain HTTP"));
-    assert_eq!(run_urls(&[], None, false, None).code, EXIT_ERROR);
+    assert_eq!(run_urls(&[], None, false, None).code, EXIT_USAGE);
 }
 
 #[test]
@@ -281,7 +281,7 @@ fn silent_server_times_out() {
         &mut out,
         &mut err,
     );
-    assert_eq!(code, EXIT_ERROR);
+    assert_eq!(code, EXIT_UNREACHABLE);
     assert!(start.elapsed() < Duration::from_millis(1200));
     assert!(
         String::from_utf8_lossy(&err).contains("timed out"),
@@ -294,13 +294,18 @@ fn silent_server_times_out() {
 #[test]
 fn json_output() {
     let (a, ha) = serve(vec![http("200 OK", &passing()), http("200 OK", &passing())]);
+    // One shape whatever the number of nodes.
     let r = run_urls(std::slice::from_ref(&a), None, true, None);
     assert_eq!(r.code, EXIT_PASS);
-    let rep: Report = serde_json::from_str(&r.out).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&r.out).unwrap();
+    assert_eq!(v["pass"], true);
+    assert_eq!(v["nodes"].as_array().unwrap().len(), 1);
+    assert_eq!(v["nodes"][0]["error"], serde_json::Value::Null);
+    let rep: Report = serde_json::from_value(v["nodes"][0]["report"].clone()).unwrap();
     assert!(rep.pass);
     let dead = dead_url();
     let r = run_urls(&[a.clone(), dead.clone()], Some("technical"), true, None);
-    assert_eq!(r.code, EXIT_ERROR);
+    assert_eq!(r.code, EXIT_UNREACHABLE);
     let v: serde_json::Value = serde_json::from_str(&r.out).unwrap();
     assert_eq!(v["pass"], false);
     assert_eq!(v["nodes"][0]["url"], a.as_str());
@@ -316,9 +321,15 @@ fn json_output() {
         .as_str()
         .unwrap()
         .contains("cannot connect"));
-    // One unreachable node in JSON mode: nothing on stdout, the error on stderr.
+    // One unreachable node in JSON mode: the same shape, with the error.
     let r = run_urls(&[dead], None, true, None);
-    assert_eq!((r.code, r.out.as_str()), (EXIT_ERROR, ""));
+    assert_eq!(r.code, EXIT_UNREACHABLE);
+    let v: serde_json::Value = serde_json::from_str(&r.out).unwrap();
+    assert_eq!(v["pass"], false);
+    assert!(v["nodes"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("cannot connect"));
     assert!(r.err.contains("cannot connect"));
     ha.join().unwrap();
 }

@@ -3,20 +3,25 @@
 //! `phantommesh mesh leave --config FILE`: frees this node's address and
 //! record in the store (before a node is taken away for good).
 //!
-//! Exit codes of `status`, as `phantommesh status` and `gate`: 0 when the
-//! store is up, the node has its view and every member is healthy; 1 when
-//! the store is down, the node has no view yet, or a member is unhealthy;
-//! 2 when the daemon cannot be asked, has no mesh, or answers something
-//! else (the state is unknown, which must not read as a pass).
+//! Exit codes of `status` ([`crate::cli::exit`]): 0 when the store is up,
+//! the node has its view and every member is healthy; 1 when the store is
+//! down, the node has no view yet, or a member is unhealthy; 3 when the
+//! daemon cannot be asked or answers something else (the state is
+//! unknown, which must not read as a pass); 2 for a bad URL, a refused
+//! token, or a daemon without a mesh (HTTP 404). `-o json` prints the
+//! node's `/mesh` document as it is; nothing on stdout when it cannot be
+//! read. `leave`: 0 left, 2 config error, 1 the store refused or failed.
+use crate::cli::exit::{self, Failure};
 use crate::gates::fetch::{self, Url};
 use serde::Deserialize;
 use std::io::Write;
 use std::time::Duration;
 
 pub const TIMEOUT: Duration = Duration::from_secs(5);
-pub const EXIT_OK: i32 = 0;
-pub const EXIT_UNHEALTHY: i32 = 1;
-pub const EXIT_UNREACHABLE: i32 = 2;
+pub const EXIT_OK: i32 = exit::OK;
+pub const EXIT_UNHEALTHY: i32 = exit::CHECK_FAILED;
+pub const EXIT_USAGE: i32 = exit::USAGE;
+pub const EXIT_UNREACHABLE: i32 = exit::UNREACHABLE;
 
 /// `/mesh` as read back (fields the daemon adds later are ignored).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -186,8 +191,8 @@ pub fn render_table(s: &MeshStatus) -> String {
 }
 
 /// `base` (`http://host:port`, or already `.../mesh`) with path `/mesh`.
-fn mesh_url(base: &str) -> Result<Url, String> {
-    let mut u = Url::parse(base).map_err(|e| e.to_string())?;
+fn mesh_url(base: &str) -> Result<Url, Failure> {
+    let mut u = Url::parse(base)?;
     let p = u.path.split('?').next().unwrap_or("").trim_end_matches('/');
     u.path = if p.ends_with("/mesh") {
         p.to_string()
@@ -202,9 +207,9 @@ pub fn fetch_status(
     base: &str,
     token: Option<&str>,
     timeout: Duration,
-) -> Result<(MeshStatus, serde_json::Value), String> {
+) -> Result<(MeshStatus, serde_json::Value), Failure> {
     let url = mesh_url(base)?;
-    let resp = fetch::get(&url, token, timeout).map_err(|e| e.to_string())?;
+    let resp = fetch::get(&url, token, timeout)?;
     if resp.status != 200 {
         let msg = serde_json::from_slice::<serde_json::Value>(&resp.body)
             .ok()
@@ -214,12 +219,22 @@ pub fn fetch_status(
             401 | 403 => " (check the token)",
             _ => "",
         };
-        return Err(format!("{url}: HTTP {}{hint}: {msg}", resp.status));
+        // 404: a daemon without [mesh] (or no /mesh at all): asking it is
+        // the caller's mistake, not an outage.
+        let code = match resp.status {
+            404 => EXIT_USAGE,
+            s => exit::of_http_status(s),
+        };
+        return Err(Failure::new(
+            code,
+            format!("{url}: HTTP {}{hint}: {msg}", resp.status),
+        ));
     }
     let raw: serde_json::Value = serde_json::from_slice(&resp.body)
-        .map_err(|e| format!("{url}: the answer is not JSON ({e})"))?;
-    let status: MeshStatus = serde_json::from_value(raw.clone())
-        .map_err(|e| format!("{url}: the answer is not a mesh status ({e})"))?;
+        .map_err(|e| Failure::unreachable(format!("{url}: the answer is not JSON ({e})")))?;
+    let status: MeshStatus = serde_json::from_value(raw.clone()).map_err(|e| {
+        Failure::unreachable(format!("{url}: the answer is not a mesh status ({e})"))
+    })?;
     Ok((status, raw))
 }
 
@@ -250,7 +265,7 @@ pub fn run_status_with(
         Ok(x) => x,
         Err(e) => {
             let _ = writeln!(err, "phantommesh mesh status: {e}");
-            return EXIT_UNREACHABLE;
+            return e.code;
         }
     };
     if json {
@@ -263,13 +278,14 @@ pub fn run_status_with(
     status.exit_code()
 }
 
-/// Entry point of `mesh leave`: 0 when the node left, 1 otherwise.
+/// Entry point of `mesh leave`: 0 when the node left, 2 for a config
+/// that cannot be read or has no mesh, 1 when leaving failed.
 pub fn run_leave(config: &std::path::Path) -> i32 {
     let cfg = match crate::config::load(config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("phantommesh mesh leave: {e}");
-            return 1;
+            return EXIT_USAGE;
         }
     };
     let Some(mesh) = cfg.mesh else {
@@ -277,7 +293,7 @@ pub fn run_leave(config: &std::path::Path) -> i32 {
             "phantommesh mesh leave: {} has no [mesh] section",
             config.display()
         );
-        return 1;
+        return EXIT_USAGE;
     };
     match crate::mesh::leave(&mesh) {
         Ok(msg) => {

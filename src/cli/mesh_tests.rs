@@ -182,7 +182,7 @@ fn status_over_http() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["members"][0]["name"], "node-b");
     let (code, out, err) = run(&url, false, None);
-    assert_eq!(code, EXIT_UNREACHABLE);
+    assert_eq!(code, EXIT_USAGE, "a daemon without a mesh");
     assert_eq!(out, "");
     assert!(
         err.contains("HTTP 404: no mesh configured: this node runs without a [mesh] section"),

@@ -10,8 +10,10 @@
 //! Every check is a pure function from gathered facts (file texts, syscall
 //! results) to a [`Check`], so each verdict is unit-tested on synthetic
 //! input; [`probe`] gathers the facts from the running system. Exit status
-//! 1 on any ❌, else 0. Skipped checks and warnings keep ✅: they do not
-//! block a deployment, and the line says why.
+//! 2 when the config cannot be loaded, 1 on any other ❌, else 0
+//! ([`exit_code`]); `-o json` prints the same checks as one document.
+//! Skipped checks and warnings keep ✅: they do not block a deployment,
+//! and the line says why.
 use crate::cli::keys::KeyError;
 use crate::config::{Config, ConfigError};
 use std::io::{self, Write};
@@ -148,8 +150,11 @@ pub fn cap_net_admin(status_text: Option<&str>) -> Check {
 
 /// The config file parses and validates. `loaded` is `None` when no file
 /// was checked (none given and the default path does not exist).
+/// The name of the config check (its failure is a configuration error).
+pub const CONFIG: &str = "Config";
+
 pub fn config(loaded: Option<(&Path, &Result<Config, ConfigError>)>) -> Check {
-    const N: &str = "Config";
+    const N: &str = CONFIG;
     match loaded {
         None => Check::skip(
             N,
@@ -465,139 +470,11 @@ pub fn mtu(mtu: u16, from_config: bool, has_v6: bool, ifaces: &[Iface]) -> Check
     )
 }
 
-// ---- the runner ----
+// ---- the runner (and its text and JSON output) ----
 
-/// Looks an environment variable up.
-pub type EnvLookup = Box<dyn Fn(&str) -> Option<String>>;
-
-/// Where the runner looks; tests point these at their own files.
-pub struct Options {
-    /// `--config`.
-    pub config: Option<PathBuf>,
-    /// Checked when `config` is not given and this file exists.
-    pub default_config: PathBuf,
-    /// Environment lookup (PHANTOMMESH_ADMIN_LISTEN without a config).
-    pub env: EnvLookup,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            config: None,
-            default_config: PathBuf::from(DEFAULT_CONFIG),
-            env: Box::new(|k| std::env::var(k).ok()),
-        }
-    }
-}
-
-/// Entry point of `phantommesh preflight`.
-pub fn run(config: Option<&Path>) -> i32 {
-    let opts = Options {
-        config: config.map(Path::to_path_buf),
-        ..Options::default()
-    };
-    let stdout = io::stdout();
-    run_with(&opts, &mut stdout.lock())
-}
-
-/// Gathers the facts, prints one line per check and the summary; returns
-/// the exit status.
-pub fn run_with(opts: &Options, out: &mut dyn Write) -> i32 {
-    let checks = gather(opts);
-    for c in &checks {
-        let _ = writeln!(out, "{}", c.line());
-    }
-    let _ = writeln!(out, "{}", summary(&checks));
-    let _ = out.flush();
-    i32::from(checks.iter().any(Check::failed))
-}
-
-/// Runs every check against the live system.
-pub fn gather(opts: &Options) -> Vec<Check> {
-    let mut checks = vec![tun_device(TUN_PATH, &probe::open_rw(Path::new(TUN_PATH)))];
-    let status = std::fs::read_to_string("/proc/self/status").ok();
-    let cap = cap_net_admin(status.as_deref());
-    let have_cap = !cap.failed();
-    checks.push(cap);
-
-    let path = match &opts.config {
-        Some(p) => Some(p.clone()),
-        None => opts
-            .default_config
-            .exists()
-            .then(|| opts.default_config.clone()),
-    };
-    let loaded = path.as_ref().map(|p| (p.as_path(), crate::config::load(p)));
-    checks.push(config(loaded.as_ref().map(|(p, r)| (*p, r))));
-    let cfg = loaded.as_ref().and_then(|(_, r)| r.as_ref().ok());
-
-    checks.push(private_key(&probe::key_facts(cfg, path.as_deref())));
-
-    checks.push(match cfg.map(|c| c.interface.listen_port) {
-        None => Check::skip(
-            "UDP listen port",
-            "no config: the port is set later with wg",
-        ),
-        Some(None | Some(0)) => Check::skip(
-            "UDP listen port",
-            "no listen_port configured: a free port is picked at start",
-        ),
-        Some(Some(port)) => {
-            let binds = probe::bind_udp(port);
-            let holder = if binds.iter().any(|(_, r)| r.is_err()) {
-                probe::port_holder(probe::Proto::Udp, port)
-            } else {
-                None
-            };
-            udp_port(port, &binds, holder.as_deref())
-        }
-    });
-
-    let listen = match cfg {
-        Some(c) => c.admin.listen.clone(),
-        None => (opts.env)(crate::admin::ADMIN_ENV)
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| crate::admin::DEFAULT_LISTEN.into()),
-    };
-    checks.push(if listen.eq_ignore_ascii_case("off") {
-        Check::skip("Admin address", "admin server off")
-    } else {
-        let (bind, port) = probe::bind_tcp(&listen);
-        let holder = match (&bind, port) {
-            (Err(e), Some(p)) if e.kind() == io::ErrorKind::AddrInUse => {
-                probe::port_holder(probe::Proto::TcpListen, p)
-            }
-            _ => None,
-        };
-        admin_address(&listen, &bind, holder.as_deref())
-    });
-
-    let (gso, gro) = probe::udp_offloads();
-    checks.push(udp_gso(&gso));
-    checks.push(udp_gro(&gro));
-    let offload = if have_cap {
-        probe::tun_offload()
-    } else {
-        Err("creating a TUN needs CAP_NET_ADMIN".into())
-    };
-    checks.push(tun_offload(&offload));
-
-    let (m, from_config, has_v6) = match cfg {
-        Some(c) => (
-            c.interface.mtu.unwrap_or(DEFAULT_MTU),
-            c.interface.mtu.is_some(),
-            c.interface.addresses.iter().any(|(a, _)| a.is_ipv6()),
-        ),
-        None => (DEFAULT_MTU, false, false),
-    };
-    checks.push(mtu(
-        m,
-        from_config,
-        has_v6,
-        &probe::interfaces(Path::new("/sys/class/net")),
-    ));
-    checks
-}
+#[path = "preflight_run.rs"]
+mod runner;
+pub use runner::*;
 
 #[cfg(test)]
 #[path = "preflight_tests.rs"]

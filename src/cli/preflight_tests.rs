@@ -557,7 +557,7 @@ fn whole_run_as_root() {
             ..Options::default()
         };
         let mut out = Vec::new();
-        let code = run_with(&opts, &mut out);
+        let code = run_with(&opts, false, &mut out);
         drop(held);
         (code, String::from_utf8(out).unwrap(), port)
     };

@@ -4,9 +4,11 @@
 //! `/readyz?verbose`, `/gates`). Those endpoints carry no secrets (no
 //! private or preshared keys, no endpoints), so neither does this output.
 //!
-//! Exit codes: 0 reachable and healthy with every gate passing; 1 reachable
-//! but a health check or a gate fails; 2 unreachable, or an endpoint could
-//! not be read (the state is unknown, which must not read as a pass).
+//! Exit codes ([`crate::cli::exit`]): 0 reachable and healthy with every
+//! gate passing; 1 reachable but a health check or a gate fails; 3
+//! unreachable, or an endpoint could not be read (the state is unknown,
+//! which must not read as a pass); 2 a bad URL or a refused token.
+use crate::cli::exit;
 use crate::gates::fetch::{self, Url};
 use crate::gates::table::format_number;
 use crate::gates::{Report, Unit};
@@ -18,9 +20,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Whole-exchange timeout per request.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
-pub const EXIT_OK: i32 = 0;
-pub const EXIT_UNHEALTHY: i32 = 1;
-pub const EXIT_UNREACHABLE: i32 = 2;
+pub const EXIT_OK: i32 = exit::OK;
+pub const EXIT_UNHEALTHY: i32 = exit::CHECK_FAILED;
+pub const EXIT_USAGE: i32 = exit::USAGE;
+pub const EXIT_UNREACHABLE: i32 = exit::UNREACHABLE;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PeerStatus {
@@ -89,6 +92,9 @@ pub struct Status {
     pub healthy: bool,
     /// Endpoints that could not be read.
     pub errors: Vec<String>,
+    /// The exit code the errors stand for (0 without errors).
+    #[serde(skip)]
+    pub error_code: i32,
 }
 
 impl Status {
@@ -108,11 +114,20 @@ impl Status {
             gates: None,
             healthy: false,
             errors: Vec::new(),
+            error_code: EXIT_OK,
         }
     }
 
+    /// Records an error and the exit code it stands for.
+    pub fn error(&mut self, code: i32, message: String) {
+        self.errors.push(message);
+        self.error_code = exit::worst(self.error_code, code);
+    }
+
     pub fn exit_code(&self) -> i32 {
-        if !self.reachable || !self.errors.is_empty() {
+        if self.error_code != EXIT_OK {
+            self.error_code
+        } else if !self.reachable || !self.errors.is_empty() {
             EXIT_UNREACHABLE
         } else if !self.healthy || !self.gates.as_ref().is_some_and(|g| g.pass) {
             EXIT_UNHEALTHY
@@ -446,7 +461,7 @@ pub fn collect(url: &str, token: Option<&str>, timeout: Duration, now: u64) -> S
     let base = match Url::parse(url) {
         Ok(u) => u,
         Err(e) => {
-            st.errors.push(e.to_string());
+            st.error(exit::of_fetch_error(&e), e.to_string());
             return st;
         }
     };
@@ -475,7 +490,7 @@ pub fn collect(url: &str, token: Option<&str>, timeout: Duration, now: u64) -> S
     if !st.reachable {
         // One message is enough: every request failed the same way.
         if let Some(Err(e)) = answers.into_iter().next() {
-            st.errors.push(e.to_string());
+            st.error(exit::of_fetch_error(&e), e.to_string());
         }
         return st;
     }
@@ -487,37 +502,41 @@ pub fn collect(url: &str, token: Option<&str>, timeout: Duration, now: u64) -> S
         match a {
             Ok(r) if r.status == 200 => match parse::parse(&body(&r)) {
                 Ok(m) => from_metrics(&mut st, &m, now),
-                Err(e) => st
-                    .errors
-                    .push(format!("{p}: not a valid Prometheus exposition: {e}")),
+                Err(e) => st.error(
+                    EXIT_UNREACHABLE,
+                    format!("{p}: not a valid Prometheus exposition: {e}"),
+                ),
             },
-            Ok(r) => st
-                .errors
-                .push(format!("{p}: HTTP {}: {}", r.status, one_line(&body(&r)))),
-            Err(e) => st.errors.push(e.to_string()),
+            Ok(r) => st.error(
+                exit::of_http_status(r.status),
+                format!("{p}: HTTP {}: {}", r.status, one_line(&body(&r))),
+            ),
+            Err(e) => st.error(exit::of_fetch_error(&e), e.to_string()),
         }
     }
     for slot in 0..2 {
         let Some((a, p)) = next() else { break };
         let h = match a {
-            Ok(r) => parse_health(r.status, &body(&r)).map_err(|e| format!("{p}: {e}")),
-            Err(e) => Err(e.to_string()),
+            Ok(r) => parse_health(r.status, &body(&r))
+                .map_err(|e| (exit::of_http_status(r.status), format!("{p}: {e}"))),
+            Err(e) => Err((exit::of_fetch_error(&e), e.to_string())),
         };
         match h {
             Ok(h) if slot == 0 => st.live = Some(h),
             Ok(h) => st.ready = Some(h),
-            Err(e) => st.errors.push(e),
+            Err((code, e)) => st.error(code, e),
         }
     }
     if let Some((a, p)) = next() {
         match a {
             Ok(r) => match serde_json::from_slice::<Report>(&r.body) {
                 Ok(rep) => st.gates = Some(summarize_gates(&rep)),
-                Err(e) => st
-                    .errors
-                    .push(format!("{p}: HTTP {}: not a gates report ({e})", r.status)),
+                Err(e) => st.error(
+                    exit::of_http_status(r.status),
+                    format!("{p}: HTTP {}: not a gates report ({e})", r.status),
+                ),
             },
-            Err(e) => st.errors.push(e.to_string()),
+            Err(e) => st.error(exit::of_fetch_error(&e), e.to_string()),
         }
     }
     st.healthy = st.live.as_ref().is_some_and(|h| h.ok) && st.ready.as_ref().is_some_and(|h| h.ok);
@@ -561,7 +580,7 @@ pub fn run_with(
             }
             Err(e) => {
                 let _ = writeln!(err, "phantommesh status: cannot encode JSON: {e}");
-                return EXIT_UNREACHABLE;
+                return exit::CHECK_FAILED;
             }
         }
     } else if st.reachable {

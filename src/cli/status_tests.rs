@@ -361,7 +361,7 @@ fn dead_url() -> String {
 }
 
 #[test]
-fn unreachable_exits_2() {
+fn unreachable_exits_3() {
     let url = dead_url();
     let r = status(&url, false, None);
     assert_eq!(r.code, EXIT_UNREACHABLE);
@@ -373,13 +373,13 @@ fn unreachable_exits_2() {
     assert_eq!(v["reachable"], false);
     assert!(v["errors"][0].as_str().unwrap().contains("cannot connect"));
     let r = status("https://127.0.0.1:1", false, None);
-    assert_eq!(r.code, EXIT_UNREACHABLE);
+    assert_eq!(r.code, EXIT_USAGE);
     assert!(r.err.contains("plain HTTP"), "{}", r.err);
 }
 
 /// Reachable, but an endpoint is missing or garbled: the state is unknown.
 #[test]
-fn unreadable_endpoint_exits_2() {
+fn unreadable_endpoint_exits_3() {
     let mut rs = routes(
         &metrics_body(),
         http("200 OK", LIVE_OK),

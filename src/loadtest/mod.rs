@@ -13,8 +13,9 @@
 //! handshake requirement and the soak checks ([`soak`]); `--report` writes
 //! an HTML page with charts ([`report`]).
 //!
-//! Exit codes: 0 pass, 1 a gate or check failed, 2 the run could not be
-//! set up, 130 on a second Ctrl-C.
+//! Exit codes ([`crate::cli::exit`]): 0 pass, 1 a gate or check failed,
+//! 2 the run could not be set up (options, target, UAPI socket), 130 on a
+//! second Ctrl-C.
 pub mod net;
 pub mod output;
 pub mod probe;
@@ -34,9 +35,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub const EXIT_PASS: i32 = 0;
-pub const EXIT_FAIL: i32 = 1;
-pub const EXIT_SETUP: i32 = 2;
+pub const EXIT_PASS: i32 = crate::cli::exit::OK;
+pub const EXIT_FAIL: i32 = crate::cli::exit::CHECK_FAILED;
+pub const EXIT_SETUP: i32 = crate::cli::exit::USAGE;
 
 fn duration(s: &str) -> Result<Duration, String> {
     setup::duration_arg(s)
@@ -163,9 +164,13 @@ pub struct Options {
     /// The target's process (default: the process owning the UAPI socket).
     #[arg(long)]
     pub target_pid: Option<u32>,
-    /// Print the result as JSON on stdout (interval lines go to stderr).
+    /// Print the result as JSON on stdout (interval lines go to stderr);
+    /// the same as `--output json`.
     #[arg(long)]
     pub json: bool,
+    /// Output format: table (the Gate 2 table) or json (see --json).
+    #[arg(short = 'o', long = "output", value_enum, value_name = "FORMAT")]
+    pub output: Option<crate::cli::args::OutputFormat>,
     /// Write a self-contained HTML report with charts.
     #[arg(long, value_name = "FILE.html")]
     pub report: Option<PathBuf>,
@@ -174,7 +179,10 @@ pub struct Options {
     pub progress_every: Duration,
 }
 
-pub fn run(args: LoadtestArgs) -> i32 {
+pub fn run(mut args: LoadtestArgs) -> i32 {
+    if args.output == Some(crate::cli::args::OutputFormat::Json) {
+        args.options.json = true;
+    }
     match runner::run(&args) {
         Ok(code) => code,
         Err(e) => {

@@ -143,8 +143,14 @@ one_failure gate-fails "Go-live gates: FAILED" 'node node-b: a gate fails'
 grep -q 'P99 Latency' "$work/gate-fails.out" || fail "gate-fails: the failing criterion is not shown"
 
 green
-echo 2 >"$STUB_DIR/gate-phantommesh-c.rc"
+echo 3 >"$STUB_DIR/gate-phantommesh-c.rc"
 one_failure gate-unreachable "Go-live gates: FAILED" 'node node-c: admin API unreachable at http://10.0.0.13:9586'
+
+green
+printf 'phantommesh: cannot read token file /run/token: No such file or directory\n' >"$STUB_DIR/gate-phantommesh-c"
+echo 2 >"$STUB_DIR/gate-phantommesh-c.rc"
+one_failure gate-usage "Go-live gates: FAILED" 'node node-c: usage or configuration error \(token file\? gate name\?\): phantommesh: cannot read token file /run/token'
+! grep -q 'node-c: admin API unreachable' "$work/gate-usage.out" || fail "gate-usage: exit 2 reported as unreachable"
 
 green
 printf 'node-a|True\nnode-b|True\nnode-c|Unknown\n' >"$STUB_DIR/nodes"

@@ -6,7 +6,13 @@
 #     error, not a panic;
 #   * `phantommesh run --config FILE.conf` (wg-quick format) brings up the
 #     interface named after the file, with its addresses, and talks to a
-#     wireguard-go peer; SIGTERM stops it and removes the socket.
+#     wireguard-go peer; SIGTERM stops it and removes the socket;
+#   * a mistyped subcommand (`stauts`) is refused with exit 2 and leaves no
+#     interface, socket or process; `-f -- stauts` runs the daemon;
+#   * the exit codes 0/1/2/3 (README, "Exit codes"), the `-o json` output of
+#     gate, status, mesh status, preflight and loadtest against the README's
+#     shapes (cli_json.py), `run --check` on good and bad configs, --help,
+#     completions and the man page.
 source "$(dirname "$0")/lib.sh"
 e2e_init
 
@@ -92,3 +98,161 @@ kill -TERM "$RPID"
 check "run --config exits on SIGTERM" wait_until 10 pid_gone "$RPID"
 check "socket removed" wait_until 5 sock_gone "$IFR"
 check "interface removed" wait_until 5 link_gone "$NS_A" "$IFR"
+
+say "typos and the wireguard-go form"
+# pm_ns NAME ARGS...: phantommesh ARGS inside NS_A; OUT, ERR, RC for checks.
+pm_ns() {
+  local name=$1
+  shift
+  OUT=$E2E_TMP/$name.out ERR=$E2E_TMP/$name.err RC=0
+  timeout 60 ip netns exec "$NS_A" "${PM_ARGV[@]}" "$@" >"$OUT" 2>"$ERR" || RC=$?
+}
+rc_is() {
+  [[ $RC == "$1" ]] && return 0
+  echo "    exit status $RC, want $1; stderr: $(head -c 400 "$ERR")"
+  return 1
+}
+json_is() { # KIND [--pass|--fail]: $OUT against the documented shape
+  python3 "$E2E_DIR/cli_json.py" "$1" "$OUT" "${@:2}" | sed 's/^/    /'
+  return "${PIPESTATUS[0]}"
+}
+ns_quiet() { [[ -z $(ip netns pids "$NS_A") ]]; }
+
+require "nothing runs in $NS_A before the typo checks" wait_until 10 ns_quiet
+for typo in stauts gaet mseh preflihgt; do
+  [[ ! -e $WG_RUN_DIR/$typo.sock ]] || die "$WG_RUN_DIR/$typo.sock exists before the test"
+  pm_ns "typo-$typo" "$typo"
+  check "typo '$typo': exit 2" rc_is 2
+  check "typo '$typo': suggests a subcommand" grep -q 'did you mean `[a-z]*`?' "$ERR"
+  check "typo '$typo': no interface" link_gone "$NS_A" "$typo"
+  check "typo '$typo': no UAPI socket" test ! -e "$WG_RUN_DIR/$typo.sock"
+  check "typo '$typo': no process left behind" ns_quiet
+done
+check "typo 'stauts': the suggestion is status" grep -qF 'did you mean `status`?' "$E2E_TMP/typo-stauts.err"
+E2E_IFS+=(stauts)
+e2e_register "sock $WG_RUN_DIR/stauts.sock"
+start_impl "$NS_A" stauts "$IMPL -f --"
+pass "-f -- stauts: the wireguard-go form (interface and socket up)"
+kill -TERM "${E2E_PID_OF[stauts]}"
+check "-f -- stauts: stops on SIGTERM, socket removed" \
+  eval 'wait_until 10 pid_gone "${E2E_PID_OF[stauts]}" && wait_until 5 sock_gone stauts'
+
+say "help, completions, man page"
+pm_ns help --help
+check "--help: exit 0, both forms, exit codes, environment" \
+  eval 'rc_is 0 && grep -qF "phantommesh [-f|--foreground] [--] IFNAME" "$OUT" &&
+    grep -qF "phantommesh run --config FILE" "$OUT" && grep -q "^Exit codes" "$OUT" &&
+    grep -q "3  a node cannot be reached" "$OUT" && grep -q "PHANTOMMESH_ADMIN_LISTEN" "$OUT"'
+pm_ns comp-bash completions bash
+check "completions bash: a script bash accepts" \
+  eval 'rc_is 0 && grep -q "complete -F _phantommesh" "$OUT" && bash -n "$OUT"'
+pm_ns comp-zsh completions zsh
+check "completions zsh: a #compdef script" eval 'rc_is 0 && head -1 "$OUT" | grep -q "^#compdef phantommesh"'
+pm_ns comp-fish completions fish
+check "completions fish: complete -c lines" eval 'rc_is 0 && grep -q "^complete -c phantommesh" "$OUT"'
+pm_ns comp-bad completions tcsh
+check "completions tcsh: exit 2 (not a supported shell)" rc_is 2
+pm_ns man manpage
+check "manpage: roff with every subcommand" \
+  eval 'rc_is 0 && grep -q "^\.TH phantommesh 1" "$OUT" && grep -q "gate" "$OUT" && grep -q "completions" "$OUT"'
+mkdir "$E2E_TMP/man"
+pm_ns man-dir manpage --dir "$E2E_TMP/man"
+check "manpage --dir: a page per subcommand" \
+  eval 'rc_is 0 && grep -q "^\.TH phantommesh-gate 1" "$E2E_TMP/man/phantommesh-gate.1" &&
+    test -s "$E2E_TMP/man/phantommesh.1" && test -s "$E2E_TMP/man/phantommesh-mesh-status.1"'
+pm_ns man-nodir manpage --dir "$E2E_TMP/no-such-dir"
+check "manpage --dir (no such directory): exit 2" rc_is 2
+
+say "run --check"
+keygen m
+new_if IFM m
+cat >"$CONF_DIR/mesh.toml" <<EOF2
+[interface]
+name = "$IFM"
+private_key_file = "$(keyfile m)"
+listen_port = 51990
+[admin]
+listen = "127.0.0.1:9586"
+[mesh]
+store = "etcd"
+endpoints = ["http://127.0.0.1:9"]
+node_name = "solo"
+network = "10.77.0.0/24"
+EOF2
+pm_ns check-toml run --check --config "$CONF_DIR/mesh.toml"
+check "run --check (TOML with [mesh]): exit 0, says what it found" \
+  eval 'rc_is 0 && grep -q "^interface: $IFM" "$OUT" && grep -q "^mesh: etcd at" "$OUT" && grep -q "config OK" "$OUT"'
+check "run --check prints no private key" eval '! grep -qF "$(cat "$(keyfile m)")" "$OUT"'
+pm_ns check-conf run --check --config "$CONF_DIR/$IFR.conf"
+check "run --check (wg-quick .conf): exit 0" eval 'rc_is 0 && grep -q "(wg-quick .conf)" "$OUT"'
+sed 's/listen_port = 51990/listen_port = 99999/' "$CONF_DIR/mesh.toml" >"$CONF_DIR/bad.toml"
+pm_ns check-bad run --check --config "$CONF_DIR/bad.toml"
+check "run --check (bad value): exit 2, names file and line" \
+  eval 'rc_is 2 && grep -qF "$CONF_DIR/bad.toml:4:" "$ERR"'
+sed 's|^\[admin\]|[admin]\ntoken_file = "/nonexistent/token"|' "$CONF_DIR/mesh.toml" >"$CONF_DIR/notoken.toml"
+pm_ns check-notoken run --check --config "$CONF_DIR/notoken.toml"
+check "run --check (unreadable token file): exit 2, names it" \
+  eval 'rc_is 2 && grep -qF "/nonexistent/token" "$ERR"'
+pm_ns check-missing run --check --config "$CONF_DIR/missing.toml"
+check "run --check (no such file): exit 2" rc_is 2
+pm_ns run-bad run --config "$CONF_DIR/bad.toml"
+check "run with a bad config: exit 2, no interface" eval 'rc_is 2 && link_gone "$NS_A" "$IFM"'
+check "run --check touched nothing (no interface, no socket)" \
+  eval 'link_gone "$NS_A" "$IFM" && sock_gone "$IFM" && ns_quiet'
+
+say "exit codes and JSON output against a running daemon ([mesh], store down)"
+ip netns exec "$NS_A" env LOG_LEVEL="$E2E_LOG_LEVEL" "${PM_ARGV[@]}" run --config "$CONF_DIR/mesh.toml" \
+  >"$E2E_TMP/$IFM.log" 2>&1 &
+MPID=$!
+E2E_PIDS+=("$MPID")
+e2e_register "pid $MPID"
+mesh_answers() { pm_ns mesh-poll mesh status && [[ $RC == 1 ]]; }
+require "the daemon's admin API answers /mesh" wait_until 20 mesh_answers
+pm_ns mesh-json mesh status -o json
+check "mesh status -o json (store down): exit 1, the documented shape" \
+  eval 'rc_is 1 && json_is mesh --fail'
+pm_ns mesh-json2 mesh status --json
+check "mesh status --json: the same as -o json" eval 'rc_is 1 && json_is mesh --fail'
+pm_ns status-json status -o json
+check "status -o json: exit 0 or 1, the documented shape" \
+  eval '{ rc_is 0 || rc_is 1; } && json_is status && grep -qF "\"interface\": \"$IFM\"" "$OUT"'
+pm_ns gate-json gate --url http://127.0.0.1:9586 -o json
+check "gate -o json: exit 0 or 1, the documented shape" \
+  eval '{ rc_is 0 || rc_is 1; } && json_is gate'
+pm_ns gate-nope gate --url http://127.0.0.1:9586 --gate nope
+check "gate --gate nope: exit 2 (usage)" rc_is 2
+pm_ns preflight-json preflight --config "$CONF_DIR/mesh.toml" -o json
+check "preflight -o json (ports held by the daemon): exit 1, the documented shape" \
+  eval 'rc_is 1 && json_is preflight --fail'
+pm_ns preflight-bad preflight --config "$CONF_DIR/bad.toml"
+check "preflight with a bad config: exit 2" rc_is 2
+pm_ns token-missing status --token-file "$E2E_TMP/no-such-token"
+check "status with an unreadable token file: exit 2" rc_is 2
+pm_ns usage-nourl gate
+check "gate without --url: exit 2 (clap usage)" rc_is 2
+pm_ns usage-output status -o yaml
+check "status -o yaml: exit 2" rc_is 2
+# Nobody listens on port 9 in this namespace's loopback.
+for cmd in "gate --url" "status --url" "mesh status --url"; do
+  read -ra argv <<<"$cmd"
+  pm_ns "dead-${argv[0]}" "${argv[@]}" http://127.0.0.1:9
+  check "$cmd http://127.0.0.1:9 (nobody listens): exit 3" rc_is 3
+done
+pm_ns dead-gate-json gate --url http://127.0.0.1:9 -o json
+check "gate -o json on an unreachable node: exit 3, the shape with an error" \
+  eval 'rc_is 3 && json_is gate --fail && grep -q "\"error\": \"cannot connect" "$OUT"'
+pm_ns dead-status-json status --url http://127.0.0.1:9 -o json
+check "status -o json on an unreachable node: exit 3, the documented shape" \
+  eval 'rc_is 3 && json_is status --fail'
+pm_ns mixed gate --url http://127.0.0.1:9586 http://127.0.0.1:9
+check "gate, one node up and one unreachable: exit 3" rc_is 3
+pm_ns lt-json loadtest --uapi "$(sock_of "$IFM")" --peers 4 --ramp 0s --duration 1s \
+  --rate 5 --probe-timeout 300ms --handshake-deadline 3s -o json
+check "loadtest -o json (probes go nowhere): exit 1, the documented shape" \
+  eval 'rc_is 1 && json_is loadtest --fail'
+pm_ns genkey genkey
+check "genkey: exit 0" rc_is 0
+pm_ns pubkey-bad pubkey </dev/null
+check "pubkey without a key: exit 2" rc_is 2
+kill -TERM "$MPID"
+check "the [mesh] daemon stops on SIGTERM" wait_until 10 pid_gone "$MPID"
