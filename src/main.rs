@@ -7,6 +7,7 @@
 use clap::{Parser, Subcommand};
 use phantommesh::cli::keys;
 use phantommesh::cli::logging::LogFormat;
+use phantommesh::cli::remote::RemoteArgs;
 use phantommesh::daemon::{run_mode, wg_mode};
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -33,7 +34,8 @@ enum Cmd {
         log_format: LogFormat,
     },
     /// Check a node's go-live gates through its admin API and print the
-    /// runbook's table; exit 1 if any gate fails, 2 if a node is unreachable.
+    /// runbook's table; exit 1 if any gate fails, 2 on a usage or config
+    /// error, 3 if a node is unreachable.
     Gate {
         /// Admin base URLs, e.g. http://127.0.0.1:9586 (several: every node).
         /// A name with several addresses (a headless Service such as
@@ -45,9 +47,8 @@ enum Cmd {
         gate: Option<String>,
         #[arg(long)]
         json: bool,
-        /// File holding the admin bearer token.
-        #[arg(long)]
-        token_file: Option<PathBuf>,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Pre-deployment checks of this node, one line each; exit 1 on any failure.
     Preflight {
@@ -60,8 +61,8 @@ enum Cmd {
         url: String,
         #[arg(long)]
         json: bool,
-        #[arg(long)]
-        token_file: Option<PathBuf>,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Mesh membership: `mesh status` (this node's view of the mesh, from its
     /// admin API) and `mesh leave` (free this node's address and record).
@@ -83,15 +84,15 @@ enum Cmd {
 #[derive(Subcommand)]
 enum MeshCmd {
     /// Members as a table (name, address, endpoint, handshake age, probe
-    /// RTT, ok); exit 1 if a member is unhealthy or the store is down, 2 if
-    /// the daemon is unreachable or has no mesh.
+    /// RTT, ok); exit 1 if a member is unhealthy or the store is down, 2 on
+    /// a usage or config error, 3 if the daemon is unreachable or has no mesh.
     Status {
         #[arg(long, default_value = "http://127.0.0.1:9586")]
         url: String,
         #[arg(long)]
         json: bool,
-        #[arg(long)]
-        token_file: Option<PathBuf>,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Free this node's tunnel address and record in the store (before
     /// removing the node for good).
@@ -142,31 +143,13 @@ fn main() {
             urls,
             gate,
             json,
-            token_file,
-        } => match read_token(token_file.as_deref()) {
-            Ok(token) => phantommesh::cli::gate::run(&urls, gate.as_deref(), json, token),
-            Err(code) => code,
-        },
+            remote,
+        } => phantommesh::cli::gate::run(&urls, gate.as_deref(), json, &remote),
         Cmd::Preflight { config } => phantommesh::cli::preflight::run(config.as_deref()),
-        Cmd::Status {
-            url,
-            json,
-            token_file,
-        } => match read_token(token_file.as_deref()) {
-            Ok(token) => phantommesh::cli::status::run(&url, json, token),
-            Err(code) => code,
-        },
+        Cmd::Status { url, json, remote } => phantommesh::cli::status::run(&url, json, &remote),
         Cmd::Mesh {
-            cmd:
-                MeshCmd::Status {
-                    url,
-                    json,
-                    token_file,
-                },
-        } => match read_token(token_file.as_deref()) {
-            Ok(token) => phantommesh::cli::mesh::run_status(&url, json, token),
-            Err(code) => code,
-        },
+            cmd: MeshCmd::Status { url, json, remote },
+        } => phantommesh::cli::mesh::run_status(&url, json, &remote),
         Cmd::Mesh {
             cmd: MeshCmd::Leave { config },
         } => phantommesh::cli::mesh::run_leave(&config),
@@ -190,17 +173,6 @@ fn main() {
         }
     };
     std::process::exit(code);
-}
-
-fn read_token(path: Option<&std::path::Path>) -> Result<Option<String>, i32> {
-    let Some(p) = path else { return Ok(None) };
-    match std::fs::read_to_string(p) {
-        Ok(t) => Ok(Some(t.trim().to_string())),
-        Err(e) => {
-            eprintln!("phantommesh: cannot read token file {}: {e}", p.display());
-            Err(2)
-        }
-    }
 }
 
 fn print_key(k: [u8; 32]) -> i32 {

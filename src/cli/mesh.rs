@@ -6,9 +6,12 @@
 //! Exit codes of `status`, as `phantommesh status` and `gate`: 0 when the
 //! store is up, the node has its view and every member is healthy; 1 when
 //! the store is down, the node has no view yet, or a member is unhealthy;
-//! 2 when the daemon cannot be asked, has no mesh, or answers something
-//! else (the state is unknown, which must not read as a pass).
-use crate::gates::fetch::{self, Url};
+//! 2 for a usage or config error (a bad URL, CA file or token file, a
+//! token refused over plain HTTP or rejected); 3 when the daemon cannot be
+//! asked, has no mesh, or answers something else (the state is unknown,
+//! which must not read as a pass).
+use crate::cli::remote::RemoteArgs;
+use crate::gates::fetch::{self, Client, ErrorKind, Url};
 use serde::Deserialize;
 use std::io::Write;
 use std::time::Duration;
@@ -16,7 +19,8 @@ use std::time::Duration;
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_UNHEALTHY: i32 = 1;
-pub const EXIT_UNREACHABLE: i32 = 2;
+pub const EXIT_USAGE: i32 = fetch::EXIT_USAGE;
+pub const EXIT_UNREACHABLE: i32 = fetch::EXIT_UNREACHABLE;
 
 /// `/mesh` as read back (fields the daemon adds later are ignored).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -186,8 +190,8 @@ pub fn render_table(s: &MeshStatus) -> String {
 }
 
 /// `base` (`http://host:port`, or already `.../mesh`) with path `/mesh`.
-fn mesh_url(base: &str) -> Result<Url, String> {
-    let mut u = Url::parse(base).map_err(|e| e.to_string())?;
+fn mesh_url(base: &str) -> Result<Url, fetch::FetchError> {
+    let mut u = Url::parse(base)?;
     let p = u.path.split('?').next().unwrap_or("").trim_end_matches('/');
     u.path = if p.ends_with("/mesh") {
         p.to_string()
@@ -200,36 +204,49 @@ fn mesh_url(base: &str) -> Result<Url, String> {
 /// Reads `/mesh`: the parsed status and the raw JSON.
 pub fn fetch_status(
     base: &str,
+    client: &Client,
     token: Option<&str>,
     timeout: Duration,
-) -> Result<(MeshStatus, serde_json::Value), String> {
+) -> Result<(MeshStatus, serde_json::Value), fetch::FetchError> {
     let url = mesh_url(base)?;
-    let resp = fetch::get(&url, token, timeout).map_err(|e| e.to_string())?;
+    let resp = client.get(&url, token, timeout)?;
+    let unknown = fetch::FetchError::unreachable;
     if resp.status != 200 {
         let msg = serde_json::from_slice::<serde_json::Value>(&resp.body)
             .ok()
             .and_then(|v| v["error"].as_str().map(str::to_string))
             .unwrap_or_else(|| String::from_utf8_lossy(&resp.body).trim().to_string());
-        let hint = match resp.status {
-            401 | 403 => " (check the token)",
-            _ => "",
+        let (kind, hint) = match resp.status {
+            401 | 403 => (ErrorKind::Usage, " (check the token)"),
+            _ => (ErrorKind::Unreachable, ""),
         };
-        return Err(format!("{url}: HTTP {}{hint}: {msg}", resp.status));
+        return Err(fetch::FetchError {
+            kind,
+            message: format!("{url}: HTTP {}{hint}: {msg}", resp.status),
+        });
     }
     let raw: serde_json::Value = serde_json::from_slice(&resp.body)
-        .map_err(|e| format!("{url}: the answer is not JSON ({e})"))?;
+        .map_err(|e| unknown(format!("{url}: the answer is not JSON ({e})")))?;
     let status: MeshStatus = serde_json::from_value(raw.clone())
-        .map_err(|e| format!("{url}: the answer is not a mesh status ({e})"))?;
+        .map_err(|e| unknown(format!("{url}: the answer is not a mesh status ({e})")))?;
     Ok((status, raw))
 }
 
 /// Entry point of `mesh status`.
-pub fn run_status(url: &str, json: bool, token: Option<String>) -> i32 {
+pub fn run_status(url: &str, json: bool, remote: &RemoteArgs) -> i32 {
+    let (client, token) = match remote.connect() {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("phantommesh mesh status: {e}");
+            return e.exit_code();
+        }
+    };
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     run_status_with(
         url,
         json,
+        &client,
         token.as_deref(),
         TIMEOUT,
         &mut stdout.lock(),
@@ -237,20 +254,21 @@ pub fn run_status(url: &str, json: bool, token: Option<String>) -> i32 {
     )
 }
 
-/// [`run_status`] with the timeout and streams given (for tests).
+/// [`run_status`] with the client, timeout and streams given (for tests).
 pub fn run_status_with(
     url: &str,
     json: bool,
+    client: &Client,
     token: Option<&str>,
     timeout: Duration,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> i32 {
-    let (status, raw) = match fetch_status(url, token, timeout) {
+    let (status, raw) = match fetch_status(url, client, token, timeout) {
         Ok(x) => x,
         Err(e) => {
             let _ = writeln!(err, "phantommesh mesh status: {e}");
-            return EXIT_UNREACHABLE;
+            return e.exit_code();
         }
     };
     if json {

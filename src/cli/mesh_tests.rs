@@ -147,7 +147,16 @@ fn http(status: &str, body: &str) -> String {
 
 fn run(url: &str, json: bool, token: Option<&str>) -> (i32, String, String) {
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = run_status_with(url, json, token, Duration::from_secs(3), &mut out, &mut err);
+    let client = crate::gates::fetch::Client::new(&Default::default()).unwrap();
+    let code = run_status_with(
+        url,
+        json,
+        &client,
+        token,
+        Duration::from_secs(3),
+        &mut out,
+        &mut err,
+    );
     (
         code,
         String::from_utf8(out).unwrap(),
@@ -193,7 +202,7 @@ fn status_over_http() {
     assert!(err.contains("not a mesh status"), "{err}");
     let reqs = h.join().unwrap();
     assert!(reqs[0].starts_with("GET /mesh HTTP/1.1\r\n"), "{}", reqs[0]);
-    assert!(reqs[0].contains("Authorization: Bearer tok\r\n"));
+    assert!(reqs[0].contains("authorization: Bearer tok\r\n"));
     assert!(reqs[1].starts_with("GET /mesh HTTP/1.1\r\n"), "{}", reqs[1]);
     // Nobody listening.
     let l = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -5,9 +5,12 @@
 //! private or preshared keys, no endpoints), so neither does this output.
 //!
 //! Exit codes: 0 reachable and healthy with every gate passing; 1 reachable
-//! but a health check or a gate fails; 2 unreachable, or an endpoint could
-//! not be read (the state is unknown, which must not read as a pass).
-use crate::gates::fetch::{self, Url};
+//! but a health check or a gate fails; 2 a usage or config error (a bad
+//! URL, CA file or token file, a token refused over plain HTTP); 3
+//! unreachable, or an endpoint could not be read (the state is unknown,
+//! which must not read as a pass).
+use crate::cli::remote::RemoteArgs;
+use crate::gates::fetch::{self, Client, ErrorKind, Url};
 use crate::gates::table::format_number;
 use crate::gates::{Report, Unit};
 use crate::metrics::parse::{self, Parsed};
@@ -20,7 +23,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_UNHEALTHY: i32 = 1;
-pub const EXIT_UNREACHABLE: i32 = 2;
+pub const EXIT_USAGE: i32 = fetch::EXIT_USAGE;
+pub const EXIT_UNREACHABLE: i32 = fetch::EXIT_UNREACHABLE;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PeerStatus {
@@ -89,6 +93,9 @@ pub struct Status {
     pub healthy: bool,
     /// Endpoints that could not be read.
     pub errors: Vec<String>,
+    /// One of the errors is a usage or config error (not in the JSON).
+    #[serde(skip)]
+    pub usage_error: bool,
 }
 
 impl Status {
@@ -108,11 +115,14 @@ impl Status {
             gates: None,
             healthy: false,
             errors: Vec::new(),
+            usage_error: false,
         }
     }
 
     pub fn exit_code(&self) -> i32 {
-        if !self.reachable || !self.errors.is_empty() {
+        if self.usage_error {
+            EXIT_USAGE
+        } else if !self.reachable || !self.errors.is_empty() {
             EXIT_UNREACHABLE
         } else if !self.healthy || !self.gates.as_ref().is_some_and(|g| g.pass) {
             EXIT_UNHEALTHY
@@ -441,12 +451,19 @@ fn endpoint(base: &Url, path: &str) -> Url {
 }
 
 /// Reads the four endpoints (in parallel) and assembles the status.
-pub fn collect(url: &str, token: Option<&str>, timeout: Duration, now: u64) -> Status {
+pub fn collect(
+    url: &str,
+    client: &Client,
+    token: Option<&str>,
+    timeout: Duration,
+    now: u64,
+) -> Status {
     let mut st = Status::new(url);
     let base = match Url::parse(url) {
         Ok(u) => u,
         Err(e) => {
             st.errors.push(e.to_string());
+            st.usage_error = true;
             return st;
         }
     };
@@ -456,22 +473,24 @@ pub fn collect(url: &str, token: Option<&str>, timeout: Duration, now: u64) -> S
             .iter()
             .map(|p| {
                 let u = endpoint(&base, p);
-                sc.spawn(move || fetch::get(&u, token, timeout))
+                sc.spawn(move || client.get(&u, token, timeout))
             })
             .collect();
         handles
             .into_iter()
             .map(|h| {
                 h.join().unwrap_or_else(|_| {
-                    Err(fetch::FetchError::Io(
-                        url.to_string(),
-                        "request thread panicked".into(),
-                    ))
+                    Err(fetch::FetchError::unreachable(format!(
+                        "{url}: request thread panicked"
+                    )))
                 })
             })
             .collect()
     });
     st.reachable = answers.iter().any(|a| a.is_ok());
+    st.usage_error = answers
+        .iter()
+        .any(|a| matches!(a, Err(e) if e.kind == ErrorKind::Usage));
     if !st.reachable {
         // One message is enough: every request failed the same way.
         if let Some(Err(e)) = answers.into_iter().next() {
@@ -525,12 +544,20 @@ pub fn collect(url: &str, token: Option<&str>, timeout: Duration, now: u64) -> S
 }
 
 /// Entry point of `phantommesh status`.
-pub fn run(url: &str, json: bool, token: Option<String>) -> i32 {
+pub fn run(url: &str, json: bool, remote: &RemoteArgs) -> i32 {
+    let (client, token) = match remote.connect() {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("phantommesh status: {e}");
+            return e.exit_code();
+        }
+    };
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     run_with(
         url,
         json,
+        &client,
         token.as_deref(),
         TIMEOUT,
         &mut stdout.lock(),
@@ -538,10 +565,11 @@ pub fn run(url: &str, json: bool, token: Option<String>) -> i32 {
     )
 }
 
-/// [`run`] with the timeout and streams given (for tests).
+/// [`run`] with the client, timeout and streams given (for tests).
 pub fn run_with(
     url: &str,
     json: bool,
+    client: &Client,
     token: Option<&str>,
     timeout: Duration,
     out: &mut dyn Write,
@@ -550,7 +578,7 @@ pub fn run_with(
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let st = collect(url, token, timeout, now);
+    let st = collect(url, client, token, timeout, now);
     for e in &st.errors {
         let _ = writeln!(err, "phantommesh status: {e}");
     }

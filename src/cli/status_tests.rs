@@ -127,7 +127,16 @@ struct Run {
 
 fn status(url: &str, json: bool, token: Option<&str>) -> Run {
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = run_with(url, json, token, Duration::from_secs(3), &mut out, &mut err);
+    let client = crate::gates::fetch::Client::new(&Default::default()).unwrap();
+    let code = run_with(
+        url,
+        json,
+        &client,
+        token,
+        Duration::from_secs(3),
+        &mut out,
+        &mut err,
+    );
     Run {
         code,
         out: String::from_utf8(out).unwrap(),
@@ -252,7 +261,9 @@ fn healthy_node_prints_like_wg_show_and_exits_0() {
             "GET /readyz?verbose HTTP/1.1"
         ]
     );
-    assert!(reqs.iter().all(|r| !r.contains("Authorization")));
+    assert!(reqs
+        .iter()
+        .all(|r| !r.to_ascii_lowercase().contains("authorization")));
 }
 
 #[test]
@@ -349,7 +360,7 @@ fn json_has_the_same_data() {
     let reqs = h.join().unwrap();
     assert!(reqs
         .iter()
-        .all(|q| q.contains("Authorization: Bearer s3cret-token\r\n")));
+        .all(|q| q.contains("authorization: Bearer s3cret-token\r\n")));
     assert!(!r.out.contains("s3cret") && !r.err.contains("s3cret"));
 }
 
@@ -361,7 +372,7 @@ fn dead_url() -> String {
 }
 
 #[test]
-fn unreachable_exits_2() {
+fn unreachable_exits_3_usage_errors_2() {
     let url = dead_url();
     let r = status(&url, false, None);
     assert_eq!(r.code, EXIT_UNREACHABLE);
@@ -372,14 +383,23 @@ fn unreachable_exits_2() {
     let v: serde_json::Value = serde_json::from_str(&r.out).unwrap();
     assert_eq!(v["reachable"], false);
     assert!(v["errors"][0].as_str().unwrap().contains("cannot connect"));
-    let r = status("https://127.0.0.1:1", false, None);
-    assert_eq!(r.code, EXIT_UNREACHABLE);
-    assert!(r.err.contains("plain HTTP"), "{}", r.err);
+    let r = status("ftp://127.0.0.1:1", false, None);
+    assert_eq!(r.code, EXIT_USAGE);
+    assert!(r.err.contains("only http:// and https://"), "{}", r.err);
+    // TEST-NET-1: refused before any connection is tried.
+    let r = status("http://192.0.2.1:9586", true, Some("s3cret-token"));
+    assert_eq!(r.code, EXIT_USAGE, "{}", r.err);
+    assert!(
+        r.err.contains("refusing to send the bearer token"),
+        "{}",
+        r.err
+    );
+    assert!(!r.out.contains("s3cret") && !r.err.contains("s3cret"));
 }
 
 /// Reachable, but an endpoint is missing or garbled: the state is unknown.
 #[test]
-fn unreadable_endpoint_exits_2() {
+fn unreadable_endpoint_exits_3() {
     let mut rs = routes(
         &metrics_body(),
         http("200 OK", LIVE_OK),
@@ -516,7 +536,8 @@ fn reads_the_real_renderer() {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let st = collect(&url, None, Duration::from_secs(3), now);
+    let client = crate::gates::fetch::Client::new(&Default::default()).unwrap();
+    let st = collect(&url, &client, None, Duration::from_secs(3), now);
     h.join().unwrap();
     assert_eq!(st.errors, Vec::<String>::new());
     assert_eq!(st.interface.as_deref(), Some("pma"));

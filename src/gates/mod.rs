@@ -24,6 +24,9 @@
 pub mod config;
 pub mod eval;
 pub mod fetch;
+pub mod fetch_proxy;
+#[cfg(test)]
+pub mod fetch_stub;
 pub mod histogram;
 pub mod report;
 pub mod resources;
