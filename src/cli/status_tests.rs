@@ -1,7 +1,6 @@
 use super::*;
 use crate::gates::{evaluate, GatesConfig, Resources, Summary};
 use std::collections::HashMap;
-use std::io::Read;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -67,13 +66,7 @@ fn report(p99: f64) -> String {
     evaluate(&GatesConfig::default(), &s, &r, &[("tun", true)]).to_json()
 }
 
-fn http(status: &str, body: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
+use crate::gates::fetch_stub::http;
 
 type Routes = HashMap<&'static str, Vec<u8>>;
 
@@ -81,33 +74,13 @@ type Routes = HashMap<&'static str, Vec<u8>>;
 /// (the client asks in parallel, so order is not fixed); returns the
 /// request heads it saw.
 fn serve(routes: Routes, n: usize) -> (String, JoinHandle<Vec<String>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    let h = std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        for _ in 0..n {
-            let (mut s, _) = l.accept().unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let mut req = Vec::new();
-            let mut b = [0u8; 1024];
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut b) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => req.extend_from_slice(&b[..n]),
-                }
-            }
-            let head = String::from_utf8_lossy(&req).into_owned();
-            let path = head.split(' ').nth(1).unwrap_or("").to_string();
-            let resp = routes
-                .get(path.as_str())
-                .cloned()
-                .unwrap_or_else(|| http("404 Not Found", "not found\n"));
-            let _ = s.write_all(&resp);
-            seen.push(head);
-        }
-        seen
-    });
-    (url, h)
+    crate::gates::fetch_stub::serve_fn(n, move |head| {
+        let path = crate::gates::fetch_stub::path_of(head);
+        routes
+            .get(path)
+            .cloned()
+            .unwrap_or_else(|| http("404 Not Found", "not found\n"))
+    })
 }
 
 fn routes(metrics: &str, live: Vec<u8>, ready: Vec<u8>, gates: &str) -> Routes {

@@ -15,8 +15,10 @@
 //! Errors carry an [`ErrorKind`]: the node could not be reached (exit 3),
 //! or the request itself is wrong (exit 2).
 pub use super::fetch_proxy::{is_loopback_host, ProxyEnv};
+pub use super::fetch_trust::load_ca_file;
+use super::fetch_trust::system_roots;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
@@ -409,52 +411,6 @@ fn parse_proxy(var: &str, value: &str) -> Result<ureq::Proxy, FetchError> {
     };
     // The value may hold a password: name the variable, not the value.
     ureq::Proxy::new(&value).map_err(|_| FetchError::usage(format!("{var}: not a valid proxy URL")))
-}
-
-/// The system's CA certificates (as OpenSSL finds them; `SSL_CERT_FILE`
-/// and `SSL_CERT_DIR` override).
-fn system_roots() -> Result<Vec<Certificate<'static>>, FetchError> {
-    let found = rustls_native_certs::load_native_certs();
-    let certs: Vec<_> = found
-        .certs
-        .iter()
-        .map(|c| Certificate::from_der(c.as_ref()).to_owned())
-        .collect();
-    if certs.is_empty() {
-        let why = found
-            .errors
-            .first()
-            .map(|e| format!(" ({e})"))
-            .unwrap_or_default();
-        return Err(FetchError::usage(format!(
-            "no system CA certificates found{why}: install ca-certificates or pass --ca-file"
-        )));
-    }
-    Ok(certs)
-}
-
-/// Every certificate in a PEM file, each checked to be a usable trust
-/// anchor.
-pub fn load_ca_file(path: &Path) -> Result<Vec<Certificate<'static>>, FetchError> {
-    use rustls::pki_types::{pem::PemObject, CertificateDer};
-    let bad = |why: String| FetchError::usage(format!("--ca-file {}: {why}", path.display()));
-    let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
-    if meta.len() > 16 << 20 {
-        return Err(bad("larger than 16 MiB".into()));
-    }
-    let mut out = Vec::new();
-    for c in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
-        let c = c.map_err(|e| bad(format!("not a PEM certificate bundle: {e}")))?;
-        let mut store = rustls::RootCertStore::empty();
-        store
-            .add(c.clone())
-            .map_err(|e| bad(format!("certificate {}: {e}", out.len() + 1)))?;
-        out.push(Certificate::from_der(c.as_ref()).to_owned());
-    }
-    if out.is_empty() {
-        return Err(bad("no PEM certificate in it".into()));
-    }
-    Ok(out)
 }
 
 /// A ureq error as a [`FetchError`] of the right kind.

@@ -1,6 +1,7 @@
 use super::*;
 use crate::gates::fetch_stub::{connect_proxy, http, serve, serve_fn, TestPki};
 use std::net::TcpListener;
+use std::path::Path;
 
 const T: Duration = Duration::from_secs(5);
 

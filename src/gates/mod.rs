@@ -27,6 +27,7 @@ pub mod fetch;
 pub mod fetch_proxy;
 #[cfg(test)]
 pub mod fetch_stub;
+pub mod fetch_trust;
 pub mod histogram;
 pub mod report;
 pub mod resources;
