@@ -382,9 +382,9 @@ check "gate --json: exit 0, a passing report" \
 pm_in "$NS_A" gate-a-nope gate --url "http://127.0.0.1:$PORT" --gate nope
 check "gate --gate nope: exit 2" rc_is 2
 pm_in "$NS_A" gate-unreach gate --url "http://127.0.0.1:9"
-check "gate against an unreachable URL: exit 2" rc_is 2
+check "gate against an unreachable URL: exit 3" rc_is 3
 pm_in "$NS_A" gate-mixed gate --url "http://127.0.0.1:$PORT" "http://127.0.0.1:9"
-check "gate with one good and one unreachable URL: exit 2" rc_is 2
+check "gate with one good and one unreachable URL: exit 3" rc_is 3
 pm_in "$NS_A" status-a status --url "http://127.0.0.1:$PORT"
 check "status: exit 0, shows the interface and B" \
   eval 'rc_is 0 && grep -qF "$IFA" "$OUT" && grep -qF "$(pub b)" "$OUT"'
@@ -392,7 +392,7 @@ pm_in "$NS_A" status-a-json status --url "http://127.0.0.1:$PORT" --json
 check "status --json: exit 0, the interface and B" \
   eval 'rc_is 0 && python3 "$E2E_DIR/admin_check.py" status-json "$OUT" --interface "$IFA" --peer "$(pub b)"'
 pm_in "$NS_A" status-unreach status --url "http://127.0.0.1:9"
-check "status against an unreachable URL: exit 2" rc_is 2
+check "status against an unreachable URL: exit 3" rc_is 3
 
 say "run mode with a token and a failing gate (C)"
 require "C's admin server answers" wait_until 15 admin_up "$NS_C"
