@@ -374,3 +374,7 @@ pub fn run_resolving(
 #[cfg(test)]
 #[path = "gate_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "gate_tls_tests.rs"]
+mod tls_tests;
