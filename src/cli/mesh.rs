@@ -1,4 +1,5 @@
-//! `phantommesh mesh status [--url URL] [--json] [--token-file F]`: a
+//! `phantommesh mesh status [--url URL] [--json] [--token-file F]
+//! [--ca-file PEM] [--insecure]`: a
 //! node's view of the mesh (its `/mesh`) as a table, one member a row;
 //! `phantommesh mesh leave --config FILE`: frees this node's address and
 //! record in the store (before a node is taken away for good).

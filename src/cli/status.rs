@@ -1,4 +1,5 @@
-//! `phantommesh status [--url URL] [--json] [--token-file F]`: what
+//! `phantommesh status [--url URL] [--json] [--token-file F] [--ca-file PEM]
+//! [--insecure]` (see [`crate::cli::remote`]): what
 //! `wg show` prints, plus health and the go-live gates, read only from a
 //! running daemon's admin API (`/metrics`, `/livez?verbose`,
 //! `/readyz?verbose`, `/gates`). Those endpoints carry no secrets (no
