@@ -28,10 +28,18 @@
 #   DAEMONSET        default: phantommesh
 #   POD_SELECTOR     default: app.kubernetes.io/name=phantommesh
 #   ADMIN_PORT       default: 9586
+#   ADMIN_SCHEME     http (default) or https: how the admin API is reached, by
+#                    `phantommesh gate` in each pod at its pod IP and by the
+#                    API server's pod proxy for /mesh. With https the
+#                    certificate must name the pod IP.
 #   PROMETHEUS_URL   default: http://127.0.0.1:9090 (e.g. after
 #                    kubectl -n monitoring port-forward svc/prometheus-operated 9090)
 #   CURL             curl command for Prometheus (default: curl)
-#   GATE_TOKEN_FILE  token file inside the pod, passed to `phantommesh gate`
+#   GATE_TOKEN_FILE  token file inside the pod, passed to `phantommesh gate`.
+#                    Over http the gate is given --insecure: it asks its own
+#                    pod IP, so the token never leaves the pod's host.
+#   GATE_CA_FILE     CA bundle (PEM) inside the pod, passed to `phantommesh
+#                    gate --ca-file` for https (default: the system roots)
 #   ALLOW_PRIVILEGED 1 accepts the privileged fallback (runc 1.2.0-1.2.3)
 #   ROLLOUT_TIMEOUT  default: 120s
 #   MESH_HANDSHAKE_MAX_AGE  default: 180 (s; WireGuard rekeys every 120 s,
@@ -44,15 +52,21 @@ NAMESPACE=${NAMESPACE:-phantommesh}
 DAEMONSET=${DAEMONSET:-phantommesh}
 POD_SELECTOR=${POD_SELECTOR:-app.kubernetes.io/name=phantommesh}
 ADMIN_PORT=${ADMIN_PORT:-9586}
+ADMIN_SCHEME=${ADMIN_SCHEME:-http}
 PROMETHEUS_URL=${PROMETHEUS_URL:-http://127.0.0.1:9090}
 CURL=${CURL:-curl}
 GATE_TOKEN_FILE=${GATE_TOKEN_FILE:-}
+GATE_CA_FILE=${GATE_CA_FILE:-}
 ALLOW_PRIVILEGED=${ALLOW_PRIVILEGED:-0}
 ROLLOUT_TIMEOUT=${ROLLOUT_TIMEOUT:-120s}
 MESH_HANDSHAKE_MAX_AGE=${MESH_HANDSHAKE_MAX_AGE:-180}
 MESH_PROBE_MAX_AGE=${MESH_PROBE_MAX_AGE:-300}
 
 failed=0
+case $ADMIN_SCHEME in
+    http | https) ;;
+    *) echo "ADMIN_SCHEME must be http or https, not '$ADMIN_SCHEME'" >&2; exit 2 ;;
+esac
 # KUBECTL may hold flags: split it into words on purpose.
 # shellcheck disable=SC2086
 k() { $KUBECTL "$@"; }
@@ -128,7 +142,7 @@ for i in "${!pod_names[@]}"; do
     pod=${pod_names[$i]} node=${pod_nodes[$i]}
     others=()
     for j in "${!pod_nodes[@]}"; do [ "$j" = "$i" ] || others+=("${pod_nodes[$j]}"); done
-    if ! mesh=$(k get --raw "/api/v1/namespaces/$NAMESPACE/pods/http:$pod:$ADMIN_PORT/proxy/mesh" 2>&1); then
+    if ! mesh=$(k get --raw "/api/v1/namespaces/$NAMESPACE/pods/$ADMIN_SCHEME:$pod:$ADMIN_PORT/proxy/mesh" 2>&1); then
         reasons+="node $node: /mesh unreachable: $(printf '%s' "$mesh" | tail -1)"$'\n'
         continue
     fi
@@ -196,16 +210,22 @@ for i in "${!pod_names[@]}"; do
     pod=${pod_names[$i]} ip=${pod_ips[$i]}
     [ -n "$ip" ] || { reasons+="pod $pod has no IP"$'\n'; continue; }
     [[ "$ip" == *:* ]] && ip="[$ip]"
-    args=(gate --url "http://$ip:$ADMIN_PORT")
-    [ -z "$GATE_TOKEN_FILE" ] || args+=(--token-file "$GATE_TOKEN_FILE")
+    url=$ADMIN_SCHEME://$ip:$ADMIN_PORT
+    args=(gate --url "$url")
+    if [ -n "$GATE_TOKEN_FILE" ]; then
+        args+=(--token-file "$GATE_TOKEN_FILE")
+        # The pod asks its own IP: the token stays on its host.
+        [ "$ADMIN_SCHEME" = https ] || args+=(--insecure)
+    fi
+    [ -z "$GATE_CA_FILE" ] || args+=(--ca-file "$GATE_CA_FILE")
     out=$(kn exec "$pod" -c phantommesh -- phantommesh "${args[@]}" 2>&1)
     rc=$?
     # phantommesh's exit codes (the same for every command; README, "Exit codes").
     case $rc in
         0) ;;
         1) reasons+="node ${pod_nodes[$i]}: a gate fails:"$'\n'"$(printf '%s\n' "$out" | grep '❌' | head -8 | sed 's/^/    /')"$'\n' ;;
-        2) reasons+="node ${pod_nodes[$i]}: usage or configuration error (token file? gate name?): $(printf '%s' "$out" | tail -1)"$'\n' ;;
-        3) reasons+="node ${pod_nodes[$i]}: admin API unreachable at http://$ip:$ADMIN_PORT"$'\n' ;;
+        2) reasons+="node ${pod_nodes[$i]}: gate usage or config error: $(printf '%s' "$out" | tail -1)"$'\n' ;;
+        3) reasons+="node ${pod_nodes[$i]}: admin API unreachable at $url: $(printf '%s' "$out" | tail -1)"$'\n' ;;
         *) reasons+="node ${pod_nodes[$i]}: kubectl exec failed ($rc): $(printf '%s' "$out" | tail -1)"$'\n' ;;
     esac
 done

@@ -70,35 +70,24 @@ fn main() {
             urls,
             gate,
             output,
-            token_file,
-        } => match read_token(token_file.as_deref()) {
-            Ok(token) => {
-                phantommesh::cli::gate::run(&urls, gate.as_deref(), output.is_json(), token)
-            }
-            Err(code) => code,
-        },
+            remote,
+        } => phantommesh::cli::gate::run(&urls, gate.as_deref(), output.is_json(), &remote),
         Cmd::Preflight { config, output } => {
             phantommesh::cli::preflight::run(config.as_deref(), output.is_json())
         }
         Cmd::Status {
             url,
             output,
-            token_file,
-        } => match read_token(token_file.as_deref()) {
-            Ok(token) => phantommesh::cli::status::run(&url, output.is_json(), token),
-            Err(code) => code,
-        },
+            remote,
+        } => phantommesh::cli::status::run(&url, output.is_json(), &remote),
         Cmd::Mesh {
             cmd:
                 MeshCmd::Status {
                     url,
                     output,
-                    token_file,
+                    remote,
                 },
-        } => match read_token(token_file.as_deref()) {
-            Ok(token) => phantommesh::cli::mesh::run_status(&url, output.is_json(), token),
-            Err(code) => code,
-        },
+        } => phantommesh::cli::mesh::run_status(&url, output.is_json(), &remote),
         Cmd::Mesh {
             cmd: MeshCmd::Leave { config },
         } => phantommesh::cli::mesh::run_leave(&config),
@@ -137,19 +126,6 @@ fn main() {
         }
     };
     std::process::exit(code);
-}
-
-/// The token file's content (trimmed, bounded); an unreadable or empty
-/// file is a configuration error (exit 2).
-fn read_token(path: Option<&std::path::Path>) -> Result<Option<String>, i32> {
-    let Some(p) = path else { return Ok(None) };
-    match phantommesh::cli::gate::token_from_file(p) {
-        Ok(t) => Ok(Some(t)),
-        Err(e) => {
-            eprintln!("phantommesh: cannot read token file {e}");
-            Err(exit::USAGE)
-        }
-    }
 }
 
 /// `pubkey`: a private key on stdin, its public key on stdout; input that

@@ -113,9 +113,7 @@ impl OutputArgs {
 }
 
 /// Admin base URL help, shared by `status` and `mesh status`.
-const URL_HELP: &str = "Admin API base URL of the daemon (http://HOST:PORT)";
-/// Token file help, shared by `gate`, `status` and `mesh status`.
-const TOKEN_HELP: &str = "File holding the admin bearer token (as the daemon's admin.token_file)";
+const URL_HELP: &str = "Admin API base URL of the daemon (http://HOST:PORT or https://HOST:PORT)";
 
 #[derive(Subcommand)]
 pub enum Cmd {
@@ -149,8 +147,8 @@ pub enum Cmd {
         gate: Option<String>,
         #[command(flatten)]
         output: OutputArgs,
-        #[arg(long, value_name = "FILE", help = TOKEN_HELP)]
-        token_file: Option<PathBuf>,
+        #[command(flatten)]
+        remote: crate::cli::remote::RemoteArgs,
     },
     /// Pre-deployment checks of this node (TUN, capabilities, config, key,
     /// ports, offloads, MTU), one line each.
@@ -171,8 +169,8 @@ pub enum Cmd {
         url: String,
         #[command(flatten)]
         output: OutputArgs,
-        #[arg(long, value_name = "FILE", help = TOKEN_HELP)]
-        token_file: Option<PathBuf>,
+        #[command(flatten)]
+        remote: crate::cli::remote::RemoteArgs,
     },
     /// Mesh membership: `mesh status` (this node's view of the mesh, from its
     /// admin API) and `mesh leave` (free this node's address and record).
@@ -217,8 +215,8 @@ pub enum MeshCmd {
         url: String,
         #[command(flatten)]
         output: OutputArgs,
-        #[arg(long, value_name = "FILE", help = TOKEN_HELP)]
-        token_file: Option<PathBuf>,
+        #[command(flatten)]
+        remote: crate::cli::remote::RemoteArgs,
     },
     /// Free this node's tunnel address and record in the store (before
     /// removing the node for good).

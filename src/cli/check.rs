@@ -206,7 +206,7 @@ fn admin_line(cfg: &Config) -> Result<String, Failure> {
     };
     let mut line = format!("admin: listen {addr}");
     if let Some(p) = &cfg.admin.token_file {
-        let token = crate::cli::gate::token_from_file(p)
+        let token = crate::cli::remote::token_from_file(p)
             .map_err(|e| Failure::usage(format!("admin token file {e}")))?;
         drop(token);
         line.push_str(&format!(", bearer token from {}", p.display()));

@@ -13,7 +13,7 @@
 //! When a command asks several nodes, the most serious code wins:
 //! 2 over 3 over 1 over 0 ([`worst`]). A node that cannot be asked must
 //! never read as a plain failure, let alone a pass.
-use crate::gates::fetch::FetchError;
+use crate::gates::fetch::{ErrorKind, FetchError};
 
 pub const OK: i32 = 0;
 pub const CHECK_FAILED: i32 = 1;
@@ -50,13 +50,15 @@ pub fn worst(a: i32, b: i32) -> i32 {
     }
 }
 
-/// The exit code of a request that failed before an HTTP answer: a URL
-/// that does not parse is the caller's mistake (2); anything on the way
-/// (connect, timeout, reset, a garbled answer) is an unreachable node (3).
+/// The exit code of a request that failed before an HTTP answer: a
+/// request that cannot be made as asked (a bad URL, CA file or proxy
+/// variable, a token refused over plain HTTP) is the caller's mistake (2);
+/// anything on the way (DNS, connect, TLS, timeout, a garbled answer) is
+/// an unreachable node (3).
 pub fn of_fetch_error(e: &FetchError) -> i32 {
-    match e {
-        FetchError::BadUrl(..) => USAGE,
-        _ => UNREACHABLE,
+    match e.kind {
+        ErrorKind::Usage => USAGE,
+        ErrorKind::Unreachable => UNREACHABLE,
     }
 }
 
@@ -128,17 +130,12 @@ mod tests {
 
     #[test]
     fn fetch_errors_map_to_usage_or_unreachable() {
-        let bad = FetchError::BadUrl("x://".into(), "only http".into());
+        let bad = FetchError::usage("x://: only http:// and https:// URLs");
         assert_eq!(of_fetch_error(&bad), USAGE);
-        for e in [
-            FetchError::Connect("127.0.0.1:9".into(), "refused".into()),
-            FetchError::Io("127.0.0.1:9".into(), "timed out".into()),
-            FetchError::Malformed("127.0.0.1:9".into(), "no status line".into()),
-        ] {
-            assert_eq!(of_fetch_error(&e), UNREACHABLE, "{e}");
-            let f = Failure::from(e.clone());
-            assert_eq!((f.code, f.message), (UNREACHABLE, e.to_string()));
-        }
+        let e = FetchError::unreachable("cannot connect to 127.0.0.1:9: refused");
+        assert_eq!(of_fetch_error(&e), UNREACHABLE, "{e}");
+        let f = Failure::from(e.clone());
+        assert_eq!((f.code, f.message), (UNREACHABLE, e.to_string()));
     }
 
     #[test]

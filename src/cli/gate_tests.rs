@@ -1,41 +1,12 @@
 use super::*;
 use crate::gates::{evaluate, GatesConfig, Resources, Summary};
-use std::io::Read;
 use std::net::TcpListener;
 use std::thread::JoinHandle;
 
-/// A one-shot HTTP server on 127.0.0.1: answers each connection with the
-/// next canned response and returns the requests it saw.
-fn serve(responses: Vec<Vec<u8>>) -> (String, JoinHandle<Vec<String>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    let h = std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        for resp in responses {
-            let (mut s, _) = l.accept().unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let mut req = Vec::new();
-            let mut b = [0u8; 1024];
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut b) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => req.extend_from_slice(&b[..n]),
-                }
-            }
-            seen.push(String::from_utf8_lossy(&req).into_owned());
-            let _ = s.write_all(&resp);
-        }
-        seen
-    });
-    (url, h)
-}
+use crate::gates::fetch_stub::{http, serve};
 
-fn http(status: &str, body: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
+fn client() -> Client {
+    Client::new(&Default::default()).unwrap()
 }
 
 fn report(p99: f64) -> String {
@@ -80,6 +51,7 @@ fn run_urls(urls: &[String], gate: Option<&str>, json: bool, token: Option<&str>
         urls,
         gate,
         json,
+        &client(),
         token,
         Duration::from_secs(3),
         &mut out,
@@ -121,8 +93,9 @@ fn passing_node_exits_0_and_prints_tables() {
         "{}",
         reqs[0]
     );
-    assert!(reqs[0].contains(&format!("Host: {}\r\n", url.trim_start_matches("http://"))));
-    assert!(!reqs[0].contains("Authorization"));
+    let head = reqs[0].to_ascii_lowercase();
+    assert!(head.contains(&format!("host: {}\r\n", url.trim_start_matches("http://"))));
+    assert!(!head.contains("authorization"));
 }
 
 #[test]
@@ -163,11 +136,11 @@ fn gate_filter_and_token() {
     );
     let reqs = h.join().unwrap();
     assert!(
-        reqs[0].contains("Authorization: Bearer s3cret\r\n"),
+        reqs[0].contains("authorization: Bearer s3cret\r\n"),
         "{}",
         reqs[0]
     );
-    assert!(!reqs[1].contains("Authorization"));
+    assert!(!reqs[1].to_ascii_lowercase().contains("authorization"));
 }
 
 #[test]
@@ -198,7 +171,7 @@ fn unreachable_node_exits_3_even_when_others_fail() {
     assert_eq!(r.code, EXIT_UNREACHABLE);
     assert!(r.err.contains("cannot connect to 127.0.0.1:"), "{}", r.err);
     let (b, hb) = serve(vec![http("200 OK", &failing())]);
-    let r = run_urls(&[b, dead], None, false, None);
+    let r = run_urls(&[b, dead.clone()], None, false, None);
     assert_eq!(r.code, EXIT_UNREACHABLE);
     assert!(
         r.out
@@ -207,10 +180,19 @@ fn unreachable_node_exits_3_even_when_others_fail() {
         r.out
     );
     hb.join().unwrap();
+    // A usage error (a token refused over plain HTTP) wins over both.
+    let far = "http://192.0.2.1:9586".to_string();
+    let r = run_urls(&[dead, far], None, false, Some("tok"));
+    assert_eq!(r.code, EXIT_USAGE, "{}", r.err);
+    assert!(
+        r.err.contains("refusing to send the bearer token"),
+        "{}",
+        r.err
+    );
 }
 
 #[test]
-fn garbage_answers_exit_3_and_a_refused_token_2() {
+fn garbage_answers_exit_3_a_rejected_token_2() {
     let (url, h) = serve(vec![
         http("200 OK", "<html>hello</html>"),
         b"SSH-2.0-OpenSSH_9.6\r\n\r\n".to_vec(),
@@ -239,9 +221,9 @@ fn garbage_answers_exit_3_and_a_refused_token_2() {
     // A bare {"pass": true} is not a report: no silent pass.
     assert_eq!(run_urls(&urls, None, false, None).code, EXIT_UNREACHABLE);
     h.join().unwrap();
-    assert!(run_urls(&["https://x".into()], None, false, None)
-        .err
-        .contains("plain HTTP"));
+    let r = run_urls(&["ftp://x".into()], None, false, None);
+    assert_eq!(r.code, EXIT_USAGE);
+    assert!(r.err.contains("only http:// and https://"), "{}", r.err);
     assert_eq!(run_urls(&[], None, false, None).code, EXIT_USAGE);
 }
 
@@ -276,6 +258,7 @@ fn silent_server_times_out() {
         &[url],
         None,
         false,
+        &client(),
         None,
         Duration::from_millis(300),
         &mut out,
@@ -334,43 +317,16 @@ fn json_output() {
     ha.join().unwrap();
 }
 
-#[test]
-fn token_file() {
-    let dir = std::env::temp_dir().join(format!("pm-gate-token-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join("token");
-    std::fs::write(&p, "  s3cret\n").unwrap();
-    assert_eq!(token_from_file(&p).unwrap(), "s3cret");
-    std::fs::write(&p, "\n").unwrap();
-    assert!(token_from_file(&p).unwrap_err().contains("empty"));
-    std::fs::write(&p, "x".repeat(5000)).unwrap();
-    let e = token_from_file(&p).unwrap_err();
-    assert!(e.contains("larger than 4 KiB") && !e.contains("xxx"));
-    assert!(token_from_file(&dir.join("missing")).is_err());
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
 /// A one-shot server on a given loopback address.
 fn serve_on(addr: &str, responses: Vec<Vec<u8>>) -> Option<JoinHandle<Vec<String>>> {
     let l = TcpListener::bind(addr).ok()?;
-    Some(std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        for resp in responses {
-            let (mut s, _) = l.accept().unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let mut req = Vec::new();
-            let mut b = [0u8; 1024];
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut b) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => req.extend_from_slice(&b[..n]),
-                }
-            }
-            seen.push(String::from_utf8_lossy(&req).into_owned());
-            let _ = s.write_all(&resp);
-        }
-        seen
-    }))
+    let answers = std::sync::Mutex::new(responses.clone().into_iter());
+    Some(crate::gates::fetch_stub::serve_on(
+        l,
+        responses.len(),
+        None,
+        move |_| answers.lock().unwrap().next().unwrap_or_default(),
+    ))
 }
 
 fn fake_dns(host: &str, _port: u16) -> std::io::Result<Vec<std::net::IpAddr>> {
@@ -396,6 +352,7 @@ fn names_with_several_addresses_expand_to_nodes() {
             "https://bad",
         ]),
         &fake_dns,
+        &|_| false,
     );
     let got: Vec<(&str, Option<&str>)> = t
         .iter()
@@ -420,8 +377,29 @@ fn names_with_several_addresses_expand_to_nodes() {
         ]
     );
     // The system resolver leaves a one-address name alone.
-    let local = expand_urls(&urls(&["http://127.0.0.1:1"]), &system_resolver);
+    let local = expand_urls(&urls(&["http://127.0.0.1:1"]), &system_resolver, &|_| false);
     assert_eq!(local[0].url, "http://127.0.0.1:1");
+    // Each address is connected to under the name; https stays https.
+    let t = expand_urls(
+        &urls(&["https://phantommesh.phantommesh.svc:9586/gates"]),
+        &fake_dns,
+        &|_| false,
+    );
+    assert_eq!(t.len(), 3);
+    assert_eq!(t[1].url, "https://127.0.0.2:9586/gates");
+    let u = t[1].fetch_url().unwrap();
+    assert_eq!(
+        u.to_string(),
+        "https://phantommesh.phantommesh.svc:9586/gates (at 127.0.0.2)"
+    );
+    // A name a proxy resolves is asked once, as given.
+    let t = expand_urls(
+        &urls(&["http://phantommesh.phantommesh.svc:9586"]),
+        &fake_dns,
+        &|_| true,
+    );
+    assert_eq!(t.len(), 1);
+    assert_eq!((t[0].from.as_deref(), t[0].addr), (None, None));
 }
 
 /// A name behind which two daemons answer (127.0.0.1 and 127.0.0.2, same
@@ -458,8 +436,11 @@ fn gate_checks_every_address_of_a_name() {
         std::slice::from_ref(&url),
         None,
         false,
-        None,
-        Duration::from_secs(3),
+        &Ask {
+            client: &client(),
+            token: None,
+            timeout: Duration::from_secs(3),
+        },
         &dns,
         &mut out,
         &mut err,
@@ -480,8 +461,11 @@ fn gate_checks_every_address_of_a_name() {
         std::slice::from_ref(&url),
         Some("performance"),
         true,
-        None,
-        Duration::from_secs(3),
+        &Ask {
+            client: &client(),
+            token: None,
+            timeout: Duration::from_secs(3),
+        },
         &dns,
         &mut out,
         &mut err,
@@ -495,8 +479,9 @@ fn gate_checks_every_address_of_a_name() {
     let r1 = h1.join().unwrap();
     let r2 = h2.join().unwrap();
     assert!(r1[0].starts_with("GET /gates HTTP/1.1\r\n"));
+    // Connected to by address, asked under the name.
     assert!(
-        r2[0].contains(&format!("Host: 127.0.0.2:{port}\r\n")),
+        r2[0].contains(&format!("host: nodes.svc:{port}\r\n")),
         "{}",
         r2[0]
     );

@@ -1,18 +1,20 @@
-//! `phantommesh mesh status [--url URL] [--json] [--token-file F]`: a
+//! `phantommesh mesh status [--url URL] [--json] [--token-file F]
+//! [--ca-file PEM] [--insecure]`: a
 //! node's view of the mesh (its `/mesh`) as a table, one member a row;
 //! `phantommesh mesh leave --config FILE`: frees this node's address and
 //! record in the store (before a node is taken away for good).
 //!
 //! Exit codes of `status` ([`crate::cli::exit`]): 0 when the store is up,
 //! the node has its view and every member is healthy; 1 when the store is
-//! down, the node has no view yet, or a member is unhealthy; 3 when the
-//! daemon cannot be asked or answers something else (the state is
-//! unknown, which must not read as a pass); 2 for a bad URL, a refused
-//! token, or a daemon without a mesh (HTTP 404). `-o json` prints the
-//! node's `/mesh` document as it is; nothing on stdout when it cannot be
-//! read. `leave`: 0 left, 2 config error, 1 the store refused or failed.
-use crate::cli::exit::{self, Failure};
-use crate::gates::fetch::{self, Url};
+//! down, the node has no view yet, or a member is unhealthy; 2 for a usage
+//! or config error (a bad URL, CA file or token file, a token refused over
+//! plain HTTP or rejected, a daemon without a mesh: HTTP 404); 3 when the
+//! daemon cannot be asked or answers something else (the state is unknown,
+//! which must not read as a pass). `leave`: 0 left, 2 config error, 1 the
+//! store refused or failed.
+use crate::cli::exit;
+use crate::cli::remote::RemoteArgs;
+use crate::gates::fetch::{self, Client, ErrorKind, Url};
 use serde::Deserialize;
 use std::io::Write;
 use std::time::Duration;
@@ -191,7 +193,7 @@ pub fn render_table(s: &MeshStatus) -> String {
 }
 
 /// `base` (`http://host:port`, or already `.../mesh`) with path `/mesh`.
-fn mesh_url(base: &str) -> Result<Url, Failure> {
+fn mesh_url(base: &str) -> Result<Url, fetch::FetchError> {
     let mut u = Url::parse(base)?;
     let p = u.path.split('?').next().unwrap_or("").trim_end_matches('/');
     u.path = if p.ends_with("/mesh") {
@@ -205,46 +207,52 @@ fn mesh_url(base: &str) -> Result<Url, Failure> {
 /// Reads `/mesh`: the parsed status and the raw JSON.
 pub fn fetch_status(
     base: &str,
+    client: &Client,
     token: Option<&str>,
     timeout: Duration,
-) -> Result<(MeshStatus, serde_json::Value), Failure> {
+) -> Result<(MeshStatus, serde_json::Value), fetch::FetchError> {
     let url = mesh_url(base)?;
-    let resp = fetch::get(&url, token, timeout)?;
+    let resp = client.get(&url, token, timeout)?;
+    let unknown = fetch::FetchError::unreachable;
     if resp.status != 200 {
         let msg = serde_json::from_slice::<serde_json::Value>(&resp.body)
             .ok()
             .and_then(|v| v["error"].as_str().map(str::to_string))
             .unwrap_or_else(|| String::from_utf8_lossy(&resp.body).trim().to_string());
-        let hint = match resp.status {
-            401 | 403 => " (check the token)",
-            _ => "",
+        let (kind, hint) = match resp.status {
+            401 | 403 => (ErrorKind::Usage, " (check the token)"),
+            // A daemon without [mesh] (or no /mesh at all): asking it is
+            // the caller's mistake, not an outage.
+            404 => (ErrorKind::Usage, ""),
+            _ => (ErrorKind::Unreachable, ""),
         };
-        // 404: a daemon without [mesh] (or no /mesh at all): asking it is
-        // the caller's mistake, not an outage.
-        let code = match resp.status {
-            404 => EXIT_USAGE,
-            s => exit::of_http_status(s),
-        };
-        return Err(Failure::new(
-            code,
-            format!("{url}: HTTP {}{hint}: {msg}", resp.status),
-        ));
+        return Err(fetch::FetchError {
+            kind,
+            message: format!("{url}: HTTP {}{hint}: {msg}", resp.status),
+        });
     }
     let raw: serde_json::Value = serde_json::from_slice(&resp.body)
-        .map_err(|e| Failure::unreachable(format!("{url}: the answer is not JSON ({e})")))?;
-    let status: MeshStatus = serde_json::from_value(raw.clone()).map_err(|e| {
-        Failure::unreachable(format!("{url}: the answer is not a mesh status ({e})"))
-    })?;
+        .map_err(|e| unknown(format!("{url}: the answer is not JSON ({e})")))?;
+    let status: MeshStatus = serde_json::from_value(raw.clone())
+        .map_err(|e| unknown(format!("{url}: the answer is not a mesh status ({e})")))?;
     Ok((status, raw))
 }
 
 /// Entry point of `mesh status`.
-pub fn run_status(url: &str, json: bool, token: Option<String>) -> i32 {
+pub fn run_status(url: &str, json: bool, remote: &RemoteArgs) -> i32 {
+    let (client, token) = match remote.connect() {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("phantommesh mesh status: {e}");
+            return exit::of_fetch_error(&e);
+        }
+    };
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     run_status_with(
         url,
         json,
+        &client,
         token.as_deref(),
         TIMEOUT,
         &mut stdout.lock(),
@@ -252,20 +260,21 @@ pub fn run_status(url: &str, json: bool, token: Option<String>) -> i32 {
     )
 }
 
-/// [`run_status`] with the timeout and streams given (for tests).
+/// [`run_status`] with the client, timeout and streams given (for tests).
 pub fn run_status_with(
     url: &str,
     json: bool,
+    client: &Client,
     token: Option<&str>,
     timeout: Duration,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> i32 {
-    let (status, raw) = match fetch_status(url, token, timeout) {
+    let (status, raw) = match fetch_status(url, client, token, timeout) {
         Ok(x) => x,
         Err(e) => {
             let _ = writeln!(err, "phantommesh mesh status: {e}");
-            return e.code;
+            return exit::of_fetch_error(&e);
         }
     };
     if json {
@@ -278,8 +287,7 @@ pub fn run_status_with(
     status.exit_code()
 }
 
-/// Entry point of `mesh leave`: 0 when the node left, 2 for a config
-/// that cannot be read or has no mesh, 1 when leaving failed.
+/// Entry point of `mesh leave`: 0 when the node left, 1 otherwise.
 pub fn run_leave(config: &std::path::Path) -> i32 {
     let cfg = match crate::config::load(config) {
         Ok(c) => c,

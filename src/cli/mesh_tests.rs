@@ -1,6 +1,5 @@
 use super::*;
 use crate::admin::mesh::{MemberView, MeshView, ProbeView};
-use std::io::Read;
 use std::net::TcpListener;
 
 /// What the daemon serves (the same struct `/mesh` serializes).
@@ -113,41 +112,20 @@ fn ages_and_exit_codes() {
     assert!(serde_json::from_value::<MeshStatus>(v).is_ok());
 }
 
-/// One canned HTTP answer per connection; returns the requests seen.
-fn serve(responses: Vec<String>) -> (String, std::thread::JoinHandle<Vec<String>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    let h = std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        for resp in responses {
-            let (mut s, _) = l.accept().unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let mut req = Vec::new();
-            let mut b = [0u8; 1024];
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut b) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => req.extend_from_slice(&b[..n]),
-                }
-            }
-            seen.push(String::from_utf8_lossy(&req).into_owned());
-            let _ = s.write_all(resp.as_bytes());
-        }
-        seen
-    });
-    (url, h)
-}
-
-fn http(status: &str, body: &str) -> String {
-    format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-}
+use crate::gates::fetch_stub::{http, serve};
 
 fn run(url: &str, json: bool, token: Option<&str>) -> (i32, String, String) {
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = run_status_with(url, json, token, Duration::from_secs(3), &mut out, &mut err);
+    let client = crate::gates::fetch::Client::new(&Default::default()).unwrap();
+    let code = run_status_with(
+        url,
+        json,
+        &client,
+        token,
+        Duration::from_secs(3),
+        &mut out,
+        &mut err,
+    );
     (
         code,
         String::from_utf8(out).unwrap(),
@@ -193,7 +171,7 @@ fn status_over_http() {
     assert!(err.contains("not a mesh status"), "{err}");
     let reqs = h.join().unwrap();
     assert!(reqs[0].starts_with("GET /mesh HTTP/1.1\r\n"), "{}", reqs[0]);
-    assert!(reqs[0].contains("Authorization: Bearer tok\r\n"));
+    assert!(reqs[0].contains("authorization: Bearer tok\r\n"));
     assert!(reqs[1].starts_with("GET /mesh HTTP/1.1\r\n"), "{}", reqs[1]);
     // Nobody listening.
     let l = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -10,4 +10,5 @@ pub mod keys;
 pub mod logging;
 pub mod mesh;
 pub mod preflight;
+pub mod remote;
 pub mod status;

@@ -1,15 +1,18 @@
-//! `phantommesh status [--url URL] [--json] [--token-file F]`: what
+//! `phantommesh status [--url URL] [--json] [--token-file F] [--ca-file PEM]
+//! [--insecure]` (see [`crate::cli::remote`]): what
 //! `wg show` prints, plus health and the go-live gates, read only from a
 //! running daemon's admin API (`/metrics`, `/livez?verbose`,
 //! `/readyz?verbose`, `/gates`). Those endpoints carry no secrets (no
 //! private or preshared keys, no endpoints), so neither does this output.
 //!
-//! Exit codes ([`crate::cli::exit`]): 0 reachable and healthy with every
-//! gate passing; 1 reachable but a health check or a gate fails; 3
+//! Exit codes ([`crate::cli::exit`]): 0 reachable and healthy with every gate passing; 1 reachable
+//! but a health check or a gate fails; 2 a usage or config error (a bad
+//! URL, CA file or token file, a token refused over plain HTTP); 3
 //! unreachable, or an endpoint could not be read (the state is unknown,
-//! which must not read as a pass); 2 a bad URL or a refused token.
+//! which must not read as a pass).
 use crate::cli::exit;
-use crate::gates::fetch::{self, Url};
+use crate::cli::remote::RemoteArgs;
+use crate::gates::fetch::{self, Client, ErrorKind, Url};
 use crate::gates::table::format_number;
 use crate::gates::{Report, Unit};
 use crate::metrics::parse::{self, Parsed};
@@ -92,9 +95,9 @@ pub struct Status {
     pub healthy: bool,
     /// Endpoints that could not be read.
     pub errors: Vec<String>,
-    /// The exit code the errors stand for (0 without errors).
+    /// One of the errors is a usage or config error (not in the JSON).
     #[serde(skip)]
-    pub error_code: i32,
+    pub usage_error: bool,
 }
 
 impl Status {
@@ -114,19 +117,13 @@ impl Status {
             gates: None,
             healthy: false,
             errors: Vec::new(),
-            error_code: EXIT_OK,
+            usage_error: false,
         }
     }
 
-    /// Records an error and the exit code it stands for.
-    pub fn error(&mut self, code: i32, message: String) {
-        self.errors.push(message);
-        self.error_code = exit::worst(self.error_code, code);
-    }
-
     pub fn exit_code(&self) -> i32 {
-        if self.error_code != EXIT_OK {
-            self.error_code
+        if self.usage_error {
+            EXIT_USAGE
         } else if !self.reachable || !self.errors.is_empty() {
             EXIT_UNREACHABLE
         } else if !self.healthy || !self.gates.as_ref().is_some_and(|g| g.pass) {
@@ -456,12 +453,19 @@ fn endpoint(base: &Url, path: &str) -> Url {
 }
 
 /// Reads the four endpoints (in parallel) and assembles the status.
-pub fn collect(url: &str, token: Option<&str>, timeout: Duration, now: u64) -> Status {
+pub fn collect(
+    url: &str,
+    client: &Client,
+    token: Option<&str>,
+    timeout: Duration,
+    now: u64,
+) -> Status {
     let mut st = Status::new(url);
     let base = match Url::parse(url) {
         Ok(u) => u,
         Err(e) => {
-            st.error(exit::of_fetch_error(&e), e.to_string());
+            st.errors.push(e.to_string());
+            st.usage_error = true;
             return st;
         }
     };
@@ -471,26 +475,28 @@ pub fn collect(url: &str, token: Option<&str>, timeout: Duration, now: u64) -> S
             .iter()
             .map(|p| {
                 let u = endpoint(&base, p);
-                sc.spawn(move || fetch::get(&u, token, timeout))
+                sc.spawn(move || client.get(&u, token, timeout))
             })
             .collect();
         handles
             .into_iter()
             .map(|h| {
                 h.join().unwrap_or_else(|_| {
-                    Err(fetch::FetchError::Io(
-                        url.to_string(),
-                        "request thread panicked".into(),
-                    ))
+                    Err(fetch::FetchError::unreachable(format!(
+                        "{url}: request thread panicked"
+                    )))
                 })
             })
             .collect()
     });
     st.reachable = answers.iter().any(|a| a.is_ok());
+    st.usage_error = answers
+        .iter()
+        .any(|a| matches!(a, Err(e) if e.kind == ErrorKind::Usage));
     if !st.reachable {
         // One message is enough: every request failed the same way.
         if let Some(Err(e)) = answers.into_iter().next() {
-            st.error(exit::of_fetch_error(&e), e.to_string());
+            st.errors.push(e.to_string());
         }
         return st;
     }
@@ -502,41 +508,37 @@ pub fn collect(url: &str, token: Option<&str>, timeout: Duration, now: u64) -> S
         match a {
             Ok(r) if r.status == 200 => match parse::parse(&body(&r)) {
                 Ok(m) => from_metrics(&mut st, &m, now),
-                Err(e) => st.error(
-                    EXIT_UNREACHABLE,
-                    format!("{p}: not a valid Prometheus exposition: {e}"),
-                ),
+                Err(e) => st
+                    .errors
+                    .push(format!("{p}: not a valid Prometheus exposition: {e}")),
             },
-            Ok(r) => st.error(
-                exit::of_http_status(r.status),
-                format!("{p}: HTTP {}: {}", r.status, one_line(&body(&r))),
-            ),
-            Err(e) => st.error(exit::of_fetch_error(&e), e.to_string()),
+            Ok(r) => st
+                .errors
+                .push(format!("{p}: HTTP {}: {}", r.status, one_line(&body(&r)))),
+            Err(e) => st.errors.push(e.to_string()),
         }
     }
     for slot in 0..2 {
         let Some((a, p)) = next() else { break };
         let h = match a {
-            Ok(r) => parse_health(r.status, &body(&r))
-                .map_err(|e| (exit::of_http_status(r.status), format!("{p}: {e}"))),
-            Err(e) => Err((exit::of_fetch_error(&e), e.to_string())),
+            Ok(r) => parse_health(r.status, &body(&r)).map_err(|e| format!("{p}: {e}")),
+            Err(e) => Err(e.to_string()),
         };
         match h {
             Ok(h) if slot == 0 => st.live = Some(h),
             Ok(h) => st.ready = Some(h),
-            Err((code, e)) => st.error(code, e),
+            Err(e) => st.errors.push(e),
         }
     }
     if let Some((a, p)) = next() {
         match a {
             Ok(r) => match serde_json::from_slice::<Report>(&r.body) {
                 Ok(rep) => st.gates = Some(summarize_gates(&rep)),
-                Err(e) => st.error(
-                    exit::of_http_status(r.status),
-                    format!("{p}: HTTP {}: not a gates report ({e})", r.status),
-                ),
+                Err(e) => st
+                    .errors
+                    .push(format!("{p}: HTTP {}: not a gates report ({e})", r.status)),
             },
-            Err(e) => st.error(exit::of_fetch_error(&e), e.to_string()),
+            Err(e) => st.errors.push(e.to_string()),
         }
     }
     st.healthy = st.live.as_ref().is_some_and(|h| h.ok) && st.ready.as_ref().is_some_and(|h| h.ok);
@@ -544,12 +546,20 @@ pub fn collect(url: &str, token: Option<&str>, timeout: Duration, now: u64) -> S
 }
 
 /// Entry point of `phantommesh status`.
-pub fn run(url: &str, json: bool, token: Option<String>) -> i32 {
+pub fn run(url: &str, json: bool, remote: &RemoteArgs) -> i32 {
+    let (client, token) = match remote.connect() {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("phantommesh status: {e}");
+            return exit::of_fetch_error(&e);
+        }
+    };
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     run_with(
         url,
         json,
+        &client,
         token.as_deref(),
         TIMEOUT,
         &mut stdout.lock(),
@@ -557,10 +567,11 @@ pub fn run(url: &str, json: bool, token: Option<String>) -> i32 {
     )
 }
 
-/// [`run`] with the timeout and streams given (for tests).
+/// [`run`] with the client, timeout and streams given (for tests).
 pub fn run_with(
     url: &str,
     json: bool,
+    client: &Client,
     token: Option<&str>,
     timeout: Duration,
     out: &mut dyn Write,
@@ -569,7 +580,7 @@ pub fn run_with(
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let st = collect(url, token, timeout, now);
+    let st = collect(url, client, token, timeout, now);
     for e in &st.errors {
         let _ = writeln!(err, "phantommesh status: {e}");
     }
@@ -580,7 +591,7 @@ pub fn run_with(
             }
             Err(e) => {
                 let _ = writeln!(err, "phantommesh status: cannot encode JSON: {e}");
-                return exit::CHECK_FAILED;
+                return EXIT_UNREACHABLE;
             }
         }
     } else if st.reachable {

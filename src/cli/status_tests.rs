@@ -1,7 +1,6 @@
 use super::*;
 use crate::gates::{evaluate, GatesConfig, Resources, Summary};
 use std::collections::HashMap;
-use std::io::Read;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -67,13 +66,7 @@ fn report(p99: f64) -> String {
     evaluate(&GatesConfig::default(), &s, &r, &[("tun", true)]).to_json()
 }
 
-fn http(status: &str, body: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
+use crate::gates::fetch_stub::http;
 
 type Routes = HashMap<&'static str, Vec<u8>>;
 
@@ -81,33 +74,13 @@ type Routes = HashMap<&'static str, Vec<u8>>;
 /// (the client asks in parallel, so order is not fixed); returns the
 /// request heads it saw.
 fn serve(routes: Routes, n: usize) -> (String, JoinHandle<Vec<String>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    let h = std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        for _ in 0..n {
-            let (mut s, _) = l.accept().unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let mut req = Vec::new();
-            let mut b = [0u8; 1024];
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut b) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => req.extend_from_slice(&b[..n]),
-                }
-            }
-            let head = String::from_utf8_lossy(&req).into_owned();
-            let path = head.split(' ').nth(1).unwrap_or("").to_string();
-            let resp = routes
-                .get(path.as_str())
-                .cloned()
-                .unwrap_or_else(|| http("404 Not Found", "not found\n"));
-            let _ = s.write_all(&resp);
-            seen.push(head);
-        }
-        seen
-    });
-    (url, h)
+    crate::gates::fetch_stub::serve_fn(n, move |head| {
+        let path = crate::gates::fetch_stub::path_of(head);
+        routes
+            .get(path)
+            .cloned()
+            .unwrap_or_else(|| http("404 Not Found", "not found\n"))
+    })
 }
 
 fn routes(metrics: &str, live: Vec<u8>, ready: Vec<u8>, gates: &str) -> Routes {
@@ -127,7 +100,16 @@ struct Run {
 
 fn status(url: &str, json: bool, token: Option<&str>) -> Run {
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = run_with(url, json, token, Duration::from_secs(3), &mut out, &mut err);
+    let client = crate::gates::fetch::Client::new(&Default::default()).unwrap();
+    let code = run_with(
+        url,
+        json,
+        &client,
+        token,
+        Duration::from_secs(3),
+        &mut out,
+        &mut err,
+    );
     Run {
         code,
         out: String::from_utf8(out).unwrap(),
@@ -252,7 +234,9 @@ fn healthy_node_prints_like_wg_show_and_exits_0() {
             "GET /readyz?verbose HTTP/1.1"
         ]
     );
-    assert!(reqs.iter().all(|r| !r.contains("Authorization")));
+    assert!(reqs
+        .iter()
+        .all(|r| !r.to_ascii_lowercase().contains("authorization")));
 }
 
 #[test]
@@ -349,7 +333,7 @@ fn json_has_the_same_data() {
     let reqs = h.join().unwrap();
     assert!(reqs
         .iter()
-        .all(|q| q.contains("Authorization: Bearer s3cret-token\r\n")));
+        .all(|q| q.contains("authorization: Bearer s3cret-token\r\n")));
     assert!(!r.out.contains("s3cret") && !r.err.contains("s3cret"));
 }
 
@@ -361,7 +345,7 @@ fn dead_url() -> String {
 }
 
 #[test]
-fn unreachable_exits_3() {
+fn unreachable_exits_3_usage_errors_2() {
     let url = dead_url();
     let r = status(&url, false, None);
     assert_eq!(r.code, EXIT_UNREACHABLE);
@@ -372,9 +356,18 @@ fn unreachable_exits_3() {
     let v: serde_json::Value = serde_json::from_str(&r.out).unwrap();
     assert_eq!(v["reachable"], false);
     assert!(v["errors"][0].as_str().unwrap().contains("cannot connect"));
-    let r = status("https://127.0.0.1:1", false, None);
+    let r = status("ftp://127.0.0.1:1", false, None);
     assert_eq!(r.code, EXIT_USAGE);
-    assert!(r.err.contains("plain HTTP"), "{}", r.err);
+    assert!(r.err.contains("only http:// and https://"), "{}", r.err);
+    // TEST-NET-1: refused before any connection is tried.
+    let r = status("http://192.0.2.1:9586", true, Some("s3cret-token"));
+    assert_eq!(r.code, EXIT_USAGE, "{}", r.err);
+    assert!(
+        r.err.contains("refusing to send the bearer token"),
+        "{}",
+        r.err
+    );
+    assert!(!r.out.contains("s3cret") && !r.err.contains("s3cret"));
 }
 
 /// Reachable, but an endpoint is missing or garbled: the state is unknown.
@@ -516,7 +509,8 @@ fn reads_the_real_renderer() {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let st = collect(&url, None, Duration::from_secs(3), now);
+    let client = crate::gates::fetch::Client::new(&Default::default()).unwrap();
+    let st = collect(&url, &client, None, Duration::from_secs(3), now);
     h.join().unwrap();
     assert_eq!(st.errors, Vec::<String>::new());
     assert_eq!(st.interface.as_deref(), Some("pma"));

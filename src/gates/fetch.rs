@@ -1,52 +1,101 @@
-//! A minimal blocking HTTP/1.1 GET over `std::net`, for `phantommesh gate`
-//! (and the load test) to read a node's `/gates`. The admin server speaks
-//! plain HTTP on loopback or the pod IP, so there is no TLS; a TLS client
-//! would pull in far more than this needs. Every step has a deadline and
-//! the response size is bounded.
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::time::{Duration, Instant};
+//! The admin clients' HTTP(S) GET (`phantommesh gate`, `status`,
+//! `mesh status`): ureq over rustls (the ring provider), blocking, every
+//! exchange under one deadline, the body bounded.
+//!
+//! - `https://` is verified against the system's CA certificates, or only
+//!   against the `--ca-file` PEM bundle when one is given (as curl's
+//!   `--cacert`). Certificate verification cannot be turned off.
+//! - Proxies come from the environment ([`fetch_proxy`](super::fetch_proxy):
+//!   `HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`, as curl reads them), through
+//!   HTTP CONNECT.
+//! - A bearer token is never sent over plain HTTP to anything but a
+//!   loopback address unless the caller allows it (`--insecure`).
+//! - Redirects are not followed (a token must not follow one).
+//!
+//! Errors carry an [`ErrorKind`]: the node could not be reached (exit 3),
+//! or the request itself is wrong (exit 2).
+pub use super::fetch_proxy::{is_loopback_host, ProxyEnv};
+pub use super::fetch_trust::load_ca_file;
+use super::fetch_trust::system_roots;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 
-/// The admin server's default port (prometheus_wireguard_exporter's).
+/// The admin server's default port (prometheus_wireguard_exporter's), for
+/// `http://` URLs without one; `https://` defaults to 443.
 pub const DEFAULT_PORT: u16 = 9586;
-/// Largest response accepted.
+/// Largest response body accepted.
 pub const MAX_RESPONSE: usize = 4 << 20;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FetchError {
-    #[error("invalid URL {0:?}: {1}")]
-    BadUrl(String, String),
-    #[error("cannot connect to {0}: {1}")]
-    Connect(String, String),
-    #[error("{0}: {1}")]
-    Io(String, String),
-    #[error("{0}: malformed HTTP response: {1}")]
-    Malformed(String, String),
+/// What went wrong, for the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Name resolution, connect, proxy, TLS handshake (an untrusted or
+    /// mismatched certificate too), timeout, or an answer that is not
+    /// HTTP or too large: the node's state is unknown.
+    Unreachable,
+    /// The request cannot be made as asked: a bad URL, an unreadable CA
+    /// file, a bad proxy variable, a token refused over plain HTTP.
+    Usage,
 }
 
-/// `http://host[:port][/path]`, also `host:port` without a scheme.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct FetchError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl FetchError {
+    pub fn usage(message: impl Into<String>) -> FetchError {
+        FetchError {
+            kind: ErrorKind::Usage,
+            message: message.into(),
+        }
+    }
+    pub fn unreachable(message: impl Into<String>) -> FetchError {
+        FetchError {
+            kind: ErrorKind::Unreachable,
+            message: message.into(),
+        }
+    }
+}
+
+/// `http://` or `https://`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+/// `http[s]://host[:port][/path]`, also `host:port` (plain http).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
+    pub scheme: Scheme,
     pub host: String,
     pub port: u16,
     /// Starts with '/'.
     pub path: String,
+    /// Connect to this address instead of resolving `host` (one address
+    /// of a name with several); the Host header and TLS name stay `host`.
+    pub connect_to: Option<IpAddr>,
 }
 
 impl Url {
-    /// Parses a URL; a missing port is the admin server's [`DEFAULT_PORT`].
+    /// Parses a URL; a missing port is [`DEFAULT_PORT`] for http, 443 for
+    /// https.
     pub fn parse(s: &str) -> Result<Url, FetchError> {
-        let bad = |why: &str| FetchError::BadUrl(s.to_string(), why.to_string());
-        let rest = if let Some(r) = s.strip_prefix("http://") {
-            r
-        } else if s.starts_with("https://") {
-            return Err(bad(
-                "https is not supported: the admin server speaks plain HTTP",
-            ));
+        let bad = |why: &str| FetchError::usage(format!("invalid URL {s:?}: {why}"));
+        let (scheme, rest) = if let Some(r) = s.strip_prefix("http://") {
+            (Scheme::Http, r)
+        } else if let Some(r) = s.strip_prefix("https://") {
+            (Scheme::Https, r)
         } else if s.contains("://") {
-            return Err(bad("only http:// URLs are supported"));
+            return Err(bad("only http:// and https:// URLs are supported"));
         } else {
-            s
+            (Scheme::Http, s)
         };
         let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
         if authority.is_empty() {
@@ -57,6 +106,9 @@ impl Url {
         }
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
             let (h, after) = v6.split_once(']').ok_or_else(|| bad("missing ']'"))?;
+            if h.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(bad("not an IPv6 address in [ ]"));
+            }
             let port = match after {
                 "" => None,
                 p => Some(p.strip_prefix(':').ok_or_else(|| bad("junk after ']'"))?),
@@ -74,7 +126,12 @@ impl Url {
         if host.is_empty() {
             return Err(bad("missing host"));
         }
+        let host_ok = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':');
+        if !host.bytes().all(host_ok) {
+            return Err(bad("invalid host"));
+        }
         let port = match port {
+            None if scheme == Scheme::Https => 443,
             None => DEFAULT_PORT,
             Some(p) => match p.parse::<u16>() {
                 Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
@@ -86,10 +143,19 @@ impl Url {
         } else {
             format!("/{path}")
         };
-        if path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        if path
+            .bytes()
+            .any(|b| b.is_ascii_control() || b == b' ' || b >= 0x80)
+        {
             return Err(bad("invalid path"));
         }
-        Ok(Url { host, port, path })
+        Ok(Url {
+            scheme,
+            host,
+            port,
+            path,
+            connect_to: None,
+        })
     }
 
     /// The same node's `/gates`: a base URL gets `/gates` appended, a URL
@@ -108,18 +174,41 @@ impl Url {
         self
     }
 
-    fn authority(&self) -> String {
+    pub fn is_https(&self) -> bool {
+        self.scheme == Scheme::Https
+    }
+
+    /// `host:port`, IPv6 in brackets.
+    pub fn authority(&self) -> String {
         if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)
         } else {
             format!("{}:{}", self.host, self.port)
         }
     }
+
+    /// The URL without the [`connect_to`](Url::connect_to) note.
+    pub fn as_uri(&self) -> String {
+        let scheme = if self.is_https() { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.authority(), self.path)
+    }
+
+    /// Whether the connection goes to a loopback address.
+    pub fn is_loopback(&self) -> bool {
+        match self.connect_to {
+            Some(ip) => super::fetch_proxy::canonical(ip).is_loopback(),
+            None => is_loopback_host(&self.host),
+        }
+    }
 }
 
 impl std::fmt::Display for Url {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}{}", self.authority(), self.path)
+        write!(f, "{}", self.as_uri())?;
+        match self.connect_to {
+            Some(ip) => write!(f, " (at {ip})"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -129,233 +218,224 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
-/// GETs `url` with an optional bearer token; `timeout` bounds the whole
-/// exchange (connect, send, receive).
-pub fn get(url: &Url, token: Option<&str>, timeout: Duration) -> Result<Response, FetchError> {
-    let deadline = Instant::now() + timeout;
-    let name = url.to_string();
-    let io = |e: std::io::Error| FetchError::Io(name.clone(), e.to_string());
-    let token = token.map(str::trim).filter(|t| !t.is_empty());
-    if token.is_some_and(|t| t.bytes().any(|b| b.is_ascii_control())) {
-        return Err(FetchError::Io(
-            name,
-            "token contains control characters".into(),
-        ));
+/// How the client trusts servers and treats tokens.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// PEM bundle to trust instead of the system's CA certificates.
+    pub ca_file: Option<PathBuf>,
+    /// Allow a bearer token over plain HTTP to a non-loopback address.
+    /// Never turns certificate verification off.
+    pub insecure: bool,
+}
+
+/// A configured client: trust anchors, the token rule, the proxies.
+#[derive(Debug)]
+pub struct Client {
+    /// From `--ca-file`, or the system's, loaded on first https use.
+    roots: OnceLock<Result<Arc<Vec<Certificate<'static>>>, FetchError>>,
+    insecure: bool,
+    proxies: ProxyEnv,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl Client {
+    /// Reads the CA file now (a bad one is an error before any request)
+    /// and the proxy variables.
+    pub fn new(opts: &ClientOptions) -> Result<Client, FetchError> {
+        Client::with_proxies(opts, ProxyEnv::from_env())
     }
-    let addrs: Vec<_> = (url.host.as_str(), url.port)
-        .to_socket_addrs()
-        .map_err(|e| FetchError::Connect(url.authority(), e.to_string()))?
-        .collect();
-    let mut last_err = String::from("no address");
-    let mut stream = None;
-    for a in addrs {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            last_err = "timed out".into();
-            break;
+
+    /// [`Client::new`] with the proxy settings given.
+    pub fn with_proxies(opts: &ClientOptions, proxies: ProxyEnv) -> Result<Client, FetchError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let roots = OnceLock::new();
+        if let Some(path) = &opts.ca_file {
+            let _ = roots.set(Ok(Arc::new(load_ca_file(path)?)));
         }
-        match TcpStream::connect_timeout(&a, left) {
-            Ok(s) => {
-                stream = Some(s);
-                break;
+        Ok(Client {
+            roots,
+            insecure: opts.insecure,
+            proxies,
+            provider,
+        })
+    }
+
+    /// The proxy variable and URL used for `url`, if any.
+    pub fn proxy_for(&self, url: &Url) -> Option<(&str, &str)> {
+        if url.is_loopback() {
+            return None;
+        }
+        self.proxies.for_host(url.is_https(), &url.host)
+    }
+
+    /// GETs `url` with an optional bearer token; `timeout` bounds the
+    /// whole exchange (resolve, connect, proxy, TLS, request, body).
+    pub fn get(
+        &self,
+        url: &Url,
+        token: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Response, FetchError> {
+        let token = token.map(str::trim).filter(|t| !t.is_empty());
+        if let Some(t) = token {
+            if t.bytes().any(|b| b.is_ascii_control() || b >= 0x80) {
+                return Err(FetchError::usage(
+                    "the token contains control or non-ASCII characters",
+                ));
             }
-            Err(e) => last_err = e.to_string(),
-        }
-    }
-    let mut stream = stream.ok_or_else(|| FetchError::Connect(url.authority(), last_err))?;
-    let mut req = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: phantommesh-gate\r\nAccept: application/json\r\nConnection: close\r\n",
-        url.path,
-        url.authority()
-    );
-    if let Some(t) = token {
-        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-    }
-    req.push_str("\r\n");
-    let left = |d: Instant| {
-        let l = d.saturating_duration_since(Instant::now());
-        if l.is_zero() {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "timed out",
-            ))
-        } else {
-            Ok(l)
-        }
-    };
-    stream
-        .set_write_timeout(Some(left(deadline).map_err(io)?))
-        .map_err(io)?;
-    stream.write_all(req.as_bytes()).map_err(io)?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        stream
-            .set_read_timeout(Some(left(deadline).map_err(io)?))
-            .map_err(io)?;
-        let n = match stream.read(&mut chunk) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(FetchError::Io(name, "timed out".into()))
+            if !url.is_https() && !url.is_loopback() && !self.insecure {
+                return Err(FetchError::usage(format!(
+                    "{url}: refusing to send the bearer token over plain HTTP to a \
+                     non-loopback address; use https:// or pass --insecure"
+                )));
             }
-            Err(e) => return Err(io(e)),
+        }
+        let proxy = match self.proxy_for(url) {
+            None => None,
+            Some((var, value)) => {
+                if url.connect_to.is_some() {
+                    return Err(FetchError::usage(format!(
+                        "{url}: one address of a name cannot be asked through the proxy in {var}"
+                    )));
+                }
+                Some(parse_proxy(var, value)?)
+            }
         };
-        if n == 0 {
-            break;
+        let roots = match (url.is_https(), &proxy) {
+            (false, None) => Arc::new(Vec::new()),
+            _ => self
+                .roots
+                .get_or_init(|| system_roots().map(Arc::new))
+                .clone()?,
+        };
+        let tls = TlsConfig::builder()
+            .provider(TlsProvider::Rustls)
+            .root_certs(RootCerts::Specific(roots))
+            .unversioned_rustls_crypto_provider(self.provider.clone())
+            .build();
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(timeout))
+            .user_agent(concat!("phantommesh/", env!("CARGO_PKG_VERSION")))
+            .accept("application/json")
+            .max_response_header_size(64 * 1024)
+            .proxy(proxy)
+            .tls_config(tls)
+            .build();
+        let agent = match url.connect_to {
+            Some(ip) => ureq::Agent::with_parts(
+                config,
+                ureq::unversioned::transport::DefaultConnector::new(),
+                Pinned(SocketAddr::new(ip, url.port)),
+            ),
+            None => ureq::Agent::new_with_config(config),
+        };
+        let mut req = agent.get(url.as_uri());
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
         }
-        if buf.len() + n > MAX_RESPONSE {
-            return Err(FetchError::Malformed(
-                name,
-                format!("larger than {MAX_RESPONSE} bytes"),
-            ));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    parse_response(&buf).map_err(|m| FetchError::Malformed(name, m))
-}
-
-/// Parses a complete HTTP/1.x response (read until the server closed).
-pub fn parse_response(buf: &[u8]) -> Result<Response, String> {
-    let head_end = find(buf, b"\r\n\r\n").ok_or("no end of headers")?;
-    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| "headers are not text")?;
-    let body = &buf[head_end + 4..];
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or("");
-    if !version.starts_with("HTTP/1.") {
-        return Err(format!(
-            "not an HTTP/1 status line: {:?}",
-            truncate(status_line)
-        ));
-    }
-    let status: u16 = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .filter(|s| (100..600).contains(s))
-        .ok_or_else(|| format!("bad status line: {:?}", truncate(status_line)))?;
-    let mut chunked = false;
-    let mut length: Option<usize> = None;
-    for l in lines {
-        let (k, v) = l.split_once(':').ok_or("bad header line")?;
-        let (k, v) = (k.trim(), v.trim());
-        if k.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked")
+        let mut resp = req.call().map_err(|e| classify(url, e))?;
+        let status = resp.status().as_u16();
+        if let Some(n) = resp
+            .body()
+            .content_length()
+            .filter(|n| *n > MAX_RESPONSE as u64)
         {
-            chunked = true;
-        } else if k.eq_ignore_ascii_case("content-length") {
-            length = Some(v.parse().map_err(|_| "bad Content-Length")?);
+            return Err(FetchError::unreachable(format!(
+                "{url}: answer of {n} bytes, larger than {MAX_RESPONSE}"
+            )));
         }
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE as u64)
+            .read_to_vec()
+            .map_err(|e| classify(url, e))?;
+        Ok(Response { status, body })
     }
-    let body = if chunked {
-        dechunk(body)?
-    } else if let Some(n) = length {
-        body.get(..n)
-            .ok_or("body shorter than Content-Length")?
-            .to_vec()
+}
+
+/// GETs `url` with a default client (system roots, proxies from the
+/// environment, no plain-HTTP token beyond loopback).
+pub fn get(url: &Url, token: Option<&str>, timeout: Duration) -> Result<Response, FetchError> {
+    Client::new(&ClientOptions::default())?.get(url, token, timeout)
+}
+
+/// Resolves every name to one fixed address (the request's host is the
+/// only name resolved without a proxy).
+#[derive(Debug)]
+struct Pinned(SocketAddr);
+
+impl ureq::unversioned::resolver::Resolver for Pinned {
+    fn resolve(
+        &self,
+        _uri: &ureq::http::Uri,
+        _config: &ureq::config::Config,
+        _timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let mut v = self.empty();
+        v.push(self.0);
+        Ok(v)
+    }
+}
+
+fn parse_proxy(var: &str, value: &str) -> Result<ureq::Proxy, FetchError> {
+    let lower = value.to_ascii_lowercase();
+    let value = if lower.contains("://") {
+        if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+            return Err(FetchError::usage(format!(
+                "{var}: only http:// and https:// proxies are supported"
+            )));
+        }
+        value.to_string()
     } else {
-        body.to_vec()
+        format!("http://{value}")
     };
-    Ok(Response { status, body })
+    // The value may hold a password: name the variable, not the value.
+    ureq::Proxy::new(&value).map_err(|_| FetchError::usage(format!("{var}: not a valid proxy URL")))
 }
 
-fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        let eol = find(b, b"\r\n").ok_or("truncated chunk size")?;
-        let size_text = std::str::from_utf8(&b[..eol]).map_err(|_| "bad chunk size")?;
-        let size_text = size_text.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| "bad chunk size")?;
-        b = &b[eol + 2..];
-        if size == 0 {
-            return Ok(out);
+/// A ureq error as a [`FetchError`] of the right kind.
+fn classify(url: &Url, e: ureq::Error) -> FetchError {
+    use ureq::Error as E;
+    let unreachable = |what: String| FetchError::unreachable(format!("{url}: {what}"));
+    match e {
+        E::BadUri(_) | E::Http(_) | E::InvalidProxyUrl | E::RequireHttpsOnly(_) => {
+            FetchError::usage(format!("{url}: {e}"))
         }
-        // A peer-sent size near usize::MAX must not overflow the bound.
-        let end = size.checked_add(2).ok_or("bad chunk size")?;
-        if b.len() < end || &b[size..end] != b"\r\n" {
-            return Err("truncated chunk".into());
+        E::HostNotFound => unreachable(format!("cannot resolve {}", url.host)),
+        E::Timeout(t) => unreachable(format!("timed out ({t})")),
+        E::ConnectionFailed => unreachable(format!("cannot connect to {}", url.authority())),
+        E::ConnectProxyFailed(why) => unreachable(format!("the proxy refused: {why}")),
+        E::Tls(why) => unreachable(format!("TLS: {why}")),
+        E::Rustls(r) => unreachable(format!("TLS handshake failed: {r}")),
+        E::Pem(p) => FetchError::usage(format!("{url}: bad PEM: {p}")),
+        E::BodyExceedsLimit(n) => unreachable(format!("answer larger than {n} bytes")),
+        E::LargeResponseHeader(..) => unreachable("response headers too large".into()),
+        E::Protocol(p) => unreachable(format!("malformed HTTP response: {p}")),
+        E::Io(io) => {
+            if let Some(r) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                unreachable(format!("TLS handshake failed: {r}"))
+            } else {
+                use std::io::ErrorKind as K;
+                unreachable(match io.kind() {
+                    K::TimedOut | K::WouldBlock => "timed out".into(),
+                    K::ConnectionRefused
+                    | K::ConnectionReset
+                    | K::HostUnreachable
+                    | K::NetworkUnreachable
+                    | K::AddrNotAvailable => {
+                        format!("cannot connect to {}: {io}", url.authority())
+                    }
+                    _ => io.to_string(),
+                })
+            }
         }
-        out.extend_from_slice(&b[..size]);
-        b = &b[end..];
+        other => unreachable(other.to_string()),
     }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(60).collect()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls() {
-        let u = Url::parse("http://127.0.0.1:9586").unwrap().gates();
-        assert_eq!(u.to_string(), "http://127.0.0.1:9586/gates");
-        let u = Url::parse("http://node1/").unwrap().gates();
-        assert_eq!(
-            (u.host.as_str(), u.port, u.path.as_str()),
-            ("node1", 9586, "/gates")
-        );
-        let u = Url::parse("10.0.0.5:9000/gates").unwrap().gates();
-        assert_eq!(u.to_string(), "http://10.0.0.5:9000/gates");
-        let u = Url::parse("http://[::1]:9586/admin/?x=1").unwrap().gates();
-        assert_eq!(u.to_string(), "http://[::1]:9586/admin/gates?x=1");
-        for bad in [
-            "https://n:1",
-            "ftp://n",
-            "http://",
-            "http://::1:9586",
-            "http://n:0",
-            "http://n:+5",
-            "http://n:70000",
-            "http://u@n",
-            "http://[::1",
-            "http://n/a b",
-        ] {
-            assert!(Url::parse(bad).is_err(), "{bad} accepted");
-        }
-        assert!(Url::parse("https://x")
-            .unwrap_err()
-            .to_string()
-            .contains("plain HTTP"));
-    }
-
-    #[test]
-    fn responses() {
-        let r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA").unwrap();
-        assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]));
-        let r = parse_response(
-            b"HTTP/1.1 503 Unavailable\r\ntransfer-encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
-        )
-        .unwrap();
-        assert_eq!((r.status, r.body.as_slice()), (503, &b"abcde"[..]));
-        let r = parse_response(b"HTTP/1.0 200 OK\r\n\r\nto the end").unwrap();
-        assert_eq!(r.body, b"to the end");
-        for bad in [
-            &b"garbage"[..],
-            b"SSH-2.0-OpenSSH\r\n\r\n",
-            b"HTTP/1.1 abc OK\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
-            // usize::MAX: the bound check must not overflow (a panic before).
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nab\r\n0\r\n\r\n",
-        ] {
-            assert!(
-                parse_response(bad).is_err(),
-                "{:?} accepted",
-                String::from_utf8_lossy(bad)
-            );
-        }
-    }
-}
+#[path = "fetch_tests.rs"]
+mod tests;

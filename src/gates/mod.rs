@@ -24,6 +24,10 @@
 pub mod config;
 pub mod eval;
 pub mod fetch;
+pub mod fetch_proxy;
+#[cfg(test)]
+pub mod fetch_stub;
+pub mod fetch_trust;
 pub mod histogram;
 pub mod report;
 pub mod resources;

@@ -4,7 +4,9 @@
 # (canned JSON served on 127.0.0.1). All green: six ✅ lines, exit 0, a
 # `phantommesh gate` exec per pod at its pod IP and a GET /mesh per pod
 # through the API server's proxy. Then one failure at a time: exactly the
-# matching ❌ line, exit 1, and the failing node-to-node paths named.
+# matching ❌ line, exit 1, and the failing node-to-node paths named; gate's
+# exit 2 (usage/config) and 3 (unreachable) told apart; ADMIN_SCHEME=https
+# with GATE_CA_FILE, and a token over http given --insecure.
 source "$(dirname "$0")/lib.sh"
 need_cmd curl curl
 need_kubectl
@@ -22,7 +24,7 @@ wait_until 10 grep -q 'port [0-9]' "$work/http.log" || fail "fake Prometheus did
 port=$(sed -n 's/.*port \([0-9][0-9]*\).*/\1/p' "$work/http.log" | head -1)
 export PROMETHEUS_URL=http://127.0.0.1:$port
 export PATH=$DEPLOY_TESTS_DIR/stub:$PATH
-unset KUBECTL CURL NAMESPACE DAEMONSET
+unset KUBECTL CURL NAMESPACE DAEMONSET ADMIN_SCHEME ADMIN_PORT GATE_TOKEN_FILE GATE_CA_FILE
 
 # render_ds KUSTOMIZE_DIR: the DaemonSet as kustomize renders it, with a
 # status for three nodes; the stub reads it with the real kubectl.
@@ -143,14 +145,37 @@ one_failure gate-fails "Go-live gates: FAILED" 'node node-b: a gate fails'
 grep -q 'P99 Latency' "$work/gate-fails.out" || fail "gate-fails: the failing criterion is not shown"
 
 green
+echo 'phantommesh gate: http://10.0.0.13:9586/gates: cannot connect to 10.0.0.13:9586: Connection refused' \
+    >"$STUB_DIR/gate-phantommesh-c"
 echo 3 >"$STUB_DIR/gate-phantommesh-c.rc"
-one_failure gate-unreachable "Go-live gates: FAILED" 'node node-c: admin API unreachable at http://10.0.0.13:9586'
+one_failure gate-unreachable "Go-live gates: FAILED" \
+    'node node-c: admin API unreachable at http://10.0.0.13:9586: .*Connection refused'
 
 green
-printf 'phantommesh: cannot read token file /run/token: No such file or directory\n' >"$STUB_DIR/gate-phantommesh-c"
-echo 2 >"$STUB_DIR/gate-phantommesh-c.rc"
-one_failure gate-usage "Go-live gates: FAILED" 'node node-c: usage or configuration error \(token file\? gate name\?\): phantommesh: cannot read token file /run/token'
-! grep -q 'node-c: admin API unreachable' "$work/gate-usage.out" || fail "gate-usage: exit 2 reported as unreachable"
+echo 'phantommesh gate: cannot read token file /run/token: No such file or directory' >"$STUB_DIR/gate-phantommesh-a"
+echo 2 >"$STUB_DIR/gate-phantommesh-a.rc"
+one_failure gate-config "Go-live gates: FAILED" 'node node-a: gate usage or config error: .*cannot read token file'
+! grep -q 'unreachable' "$work/gate-config.out" || fail "gate-config: a config error reported as unreachable"
+
+# HTTPS: the gate asks https://POD_IP with the CA file and the token (no
+# --insecure), /mesh goes through the API server's https pod proxy; over
+# plain http a token comes with --insecure (the pod asks its own IP).
+green
+ADMIN_SCHEME=https GATE_CA_FILE=/etc/pm/ca.pem GATE_TOKEN_FILE=/run/token run https
+[ "$rc" = 0 ] || fail "https: exit $rc"
+grep -q 'exec phantommesh-a -c phantommesh -- phantommesh gate --url https://10.0.0.11:9586 --token-file /run/token --ca-file /etc/pm/ca.pem$' \
+    "$STUB_DIR/calls.log" || fail "https: gate not asked over https with the CA file and token"
+grep -qx 'get --raw /api/v1/namespaces/phantommesh/pods/https:phantommesh-b:9586/proxy/mesh' "$STUB_DIR/calls.log" \
+    || fail "https: /mesh not read through the https pod proxy"
+green
+GATE_TOKEN_FILE=/run/token run http-token
+[ "$rc" = 0 ] || fail "http-token: exit $rc"
+grep -q -- 'phantommesh gate --url http://10.0.0.12:9586 --token-file /run/token --insecure$' "$STUB_DIR/calls.log" \
+    || fail "http-token: a token over http without --insecure would be refused"
+green
+ADMIN_SCHEME=ftp run bad-scheme
+[ "$rc" = 2 ] || fail "bad-scheme: exit $rc, want 2"
+grep -q 'ADMIN_SCHEME must be http or https' "$work/bad-scheme.out" || fail "bad-scheme: no reason given"
 
 green
 printf 'node-a|True\nnode-b|True\nnode-c|Unknown\n' >"$STUB_DIR/nodes"
