@@ -32,8 +32,17 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 START=$SECONDS
-LOG_DIR=${TEST_LOG_DIR:-${TMPDIR:-/tmp}/phantommesh-test-$(date +%Y%m%d-%H%M%S)-$$}
-mkdir -p "$LOG_DIR"
+# A fresh private directory (mktemp -d: 0700, a name nobody can guess or
+# pre-create in a world-writable /tmp); TEST_LOG_DIR picks one by hand.
+if [[ -n ${TEST_LOG_DIR:-} ]]; then
+  LOG_DIR=$TEST_LOG_DIR
+  mkdir -p "$LOG_DIR"
+else
+  LOG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/phantommesh-test-$(date +%Y%m%d-%H%M%S)-XXXXXX") || {
+    echo "cannot create a log directory under ${TMPDIR:-/tmp}" >&2
+    exit 1
+  }
+fi
 
 PASSED=0
 FAILED=0
