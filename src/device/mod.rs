@@ -26,6 +26,7 @@ pub mod config;
 pub mod handshake;
 pub mod index_hash;
 pub mod io_loop;
+pub mod link;
 pub mod peer;
 pub mod pipeline;
 pub mod ratelimiter;
@@ -124,6 +125,8 @@ pub struct Shared {
     pub shutdown: AtomicBool,
     /// Set when the TUN went away; the owner should exit.
     pub tun_gone: AtomicBool,
+    /// The TUN's link state as last seen (see [`link`]).
+    pub link: link::LinkMonitor,
     next_peer_id: AtomicU64,
     pub(crate) handshake_tx: crossbeam_channel::Sender<handshake::Queued>,
     pub(crate) handshake_rx: crossbeam_channel::Receiver<handshake::Queued>,
@@ -227,6 +230,7 @@ impl Device {
             mtu: std::sync::atomic::AtomicUsize::new(1420),
             shutdown: AtomicBool::new(false),
             tun_gone: AtomicBool::new(false),
+            link: link::LinkMonitor::default(),
             next_peer_id: AtomicU64::new(1),
             handshake_tx,
             handshake_rx,
@@ -334,6 +338,11 @@ impl Device {
 
     pub fn is_closed(&self) -> bool {
         self.shared.shutdown.load(Ordering::SeqCst)
+    }
+
+    /// Looks at the TUN's link now (and records the look, see [`link`]).
+    pub fn link_state(&self) -> crate::io::LinkState {
+        self.shared.link.observe(self.shared.tun.link_state())
     }
 }
 

@@ -551,6 +551,16 @@ impl Tun for LinuxTun {
             }
     }
 
+    fn link_state(&self) -> super::LinkState {
+        if !self.exists() {
+            super::LinkState::Gone
+        } else if is_up(&self.name) {
+            super::LinkState::Up
+        } else {
+            super::LinkState::Down
+        }
+    }
+
     fn close(&self) {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;

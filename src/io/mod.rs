@@ -23,6 +23,17 @@ pub const MAX_BATCH: usize = 128;
 /// Room writers leave in front of each packet (a virtio-net header).
 pub const WRITE_HEADROOM: usize = 12;
 
+/// A TUN interface's state, wherever it lives (it may have been moved to
+/// another network namespace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// Administratively up (or up as far as can be told).
+    Up,
+    Down,
+    /// Deleted: the descriptor is detached.
+    Gone,
+}
+
 /// A TUN device (one queue).
 pub trait Tun: Send + Sync {
     /// Reads up to `bufs.len()` packets, packet `i` into `bufs[i][offset..]`,
@@ -74,6 +85,14 @@ pub trait Tun: Send + Sync {
     fn mtu(&self) -> io::Result<usize>;
     /// Whether the interface still exists (false once it was deleted).
     fn exists(&self) -> bool;
+    /// The interface's state now. The default knows only whether it exists.
+    fn link_state(&self) -> LinkState {
+        if self.exists() {
+            LinkState::Up
+        } else {
+            LinkState::Gone
+        }
+    }
     fn close(&self);
     /// Kernel offloads in use, by name ("tun_tso", "tun_uso").
     fn offloads(&self) -> Vec<(&'static str, bool)> {

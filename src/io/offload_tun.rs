@@ -287,6 +287,16 @@ impl Tun for OffloadTun {
         }
     }
 
+    fn link_state(&self) -> super::LinkState {
+        if !self.exists() {
+            super::LinkState::Gone
+        } else if super::linux_tun::is_up(&self.name) {
+            super::LinkState::Up
+        } else {
+            super::LinkState::Down
+        }
+    }
+
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
     }
