@@ -15,6 +15,7 @@ pub mod linux_tun;
 pub mod linux_udp;
 pub mod mem;
 pub mod offload_tun;
+pub mod tun_link;
 pub mod udp_gso;
 
 /// Most packets moved by one call.
