@@ -310,6 +310,7 @@ impl Device {
         let _ = self.shared.handshake_tx.try_send(handshake::Queued {
             msg: Vec::new(),
             src: SocketAddr::from(([0, 0, 0, 0], 0)),
+            local: None,
         });
         let me = std::thread::current().id();
         for t in self.threads.lock().drain(..) {
@@ -343,6 +344,25 @@ impl Device {
     /// Looks at the TUN's link now (and records the look, see [`link`]).
     pub fn link_state(&self) -> crate::io::LinkState {
         self.shared.link.observe(self.shared.tun.link_state())
+    }
+}
+
+/// Sends to a peer from its sticky source; a source the kernel refused is
+/// forgotten (the datagrams went without it). True when sent.
+pub(crate) fn send_from_peer(
+    udp: &dyn crate::io::Udp,
+    peer: &Peer,
+    bufs: &[&[u8]],
+    ep: crate::io::Endpoint,
+) -> bool {
+    match udp.send_from(bufs, ep) {
+        Ok(rejected) => {
+            if rejected {
+                peer.clear_source(ep.src);
+            }
+            true
+        }
+        Err(_) => false,
     }
 }
 
@@ -585,11 +605,11 @@ impl Shared {
 
     /// Sends already-built datagrams to the peer's endpoint, if it has one.
     pub fn send_to_peer(&self, peer: &Peer, bufs: &[&[u8]]) -> bool {
-        let (Some(ep), Some(udp)) = (peer.endpoint(), self.current_udp()) else {
+        let (Some(ep), Some(udp)) = (peer.full_endpoint(), self.current_udp()) else {
             return false;
         };
         let n: usize = bufs.iter().map(|b| b.len()).sum();
-        if udp.send(bufs, ep).is_ok() {
+        if send_from_peer(&*udp, peer, bufs, ep) {
             peer.add_tx(n as u64);
             true
         } else {
@@ -597,9 +617,9 @@ impl Shared {
         }
     }
 
-    pub fn send_to(&self, addr: SocketAddr, buf: &[u8]) {
+    pub fn send_to(&self, ep: crate::io::Endpoint, buf: &[u8]) {
         if let Some(udp) = self.current_udp() {
-            let _ = udp.send(&[buf], addr);
+            let _ = udp.send_from(&[buf], ep);
         }
     }
 }

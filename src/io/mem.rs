@@ -293,6 +293,7 @@ impl Udp for MemUdp {
                 meta[i] = RecvMeta {
                     len: copy_truncated(&mut bufs[i], &d.data),
                     src: d.src,
+                    local: None,
                 };
             })
             .ok_or_else(|| closed_error("socket"))
