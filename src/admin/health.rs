@@ -6,7 +6,7 @@
 //! Liveness never depends on remote peers: it only asks whether this
 //! process's packet loops are turning.
 use super::AdminState;
-use crate::io::linux_tun;
+use crate::io::LinkState;
 use std::sync::atomic::Ordering;
 
 /// A worker that has not looped for this long is stuck (loops wake at least
@@ -81,15 +81,11 @@ pub fn check(st: &AdminState, name: &str) -> Result<(), String> {
                 ))
             }
         }
-        "tun" => {
-            if !dev.shared.tun.exists() {
-                Err(format!("interface {} is gone", st.ifname))
-            } else if !linux_tun::is_up(&st.ifname) {
-                Err(format!("interface {} is down", st.ifname))
-            } else {
-                Ok(())
-            }
-        }
+        "tun" => match dev.link_state() {
+            LinkState::Gone => Err(format!("interface {} is gone", st.ifname)),
+            LinkState::Down => Err(format!("interface {} is down", st.ifname)),
+            LinkState::Up => Ok(()),
+        },
         "udp" => match dev.shared.udp.read().as_ref() {
             Some(u) => {
                 let _ = u.port();
@@ -120,6 +116,9 @@ pub fn check(st: &AdminState, name: &str) -> Result<(), String> {
             Some(m) if m.started() => Ok(()),
             Some(_) => Err(MESH_NOT_STARTED.into()),
         },
+        "self-test" if st.link_returned_since_self_test() => {
+            Err("the link came up since the last self test; it runs again now".into())
+        }
         "self-test" => match st.self_test.lock().as_ref() {
             None => Err("not run yet".into()),
             Some(r) if r.ok => Ok(()),

@@ -143,7 +143,8 @@ impl AdminState {
         if self.test_busy.swap(true, Ordering::AcqRel) {
             return None;
         }
-        let rep = match peer {
+        let link_ups = self.link_ups_now();
+        let mut rep = match peer {
             Some(k) => {
                 let probe = self
                     .probe_address(&k)
@@ -161,6 +162,7 @@ impl AdminState {
             }
             None => tunnel_test::self_test(&self.dev, &self.ifname, probes),
         };
+        rep.link_ups = link_ups;
         self.tests_run.fetch_add(1, Ordering::Relaxed);
         let (sent, received, rtts) = rep.totals();
         self.gates.record_test(sent, received, &rtts);
@@ -176,10 +178,31 @@ impl AdminState {
         self.test_busy.store(false, Ordering::Release);
         Some(rep)
     }
+
+    /// The device's count of link returns, after a look at the link.
+    fn link_ups_now(&self) -> u64 {
+        self.dev.link_state();
+        self.dev.shared.link.ups()
+    }
+
+    /// Whether the link came back up since the recorded self test started
+    /// (then that verdict is stale and a new test is due at once).
+    pub fn link_returned_since_self_test(&self) -> bool {
+        let ups = self.link_ups_now();
+        self.self_test
+            .lock()
+            .as_ref()
+            .is_some_and(|r| r.link_ups != ups)
+    }
 }
 
+/// How often the self-test thread looks whether the link came back.
+const LINK_LOOK: Duration = Duration::from_millis(100);
+
 /// Starts the periodic self test: soon after start, then every `interval`
-/// while passing and every 10 s while failing (so readiness recovers fast).
+/// while passing and every 10 s while failing (so readiness recovers fast),
+/// and at once whenever the link comes back up (a test that overlapped a
+/// down link, or one from before it, says nothing about the node now).
 pub fn spawn_self_tests(st: Arc<AdminState>, interval: Duration) {
     let _ = std::thread::Builder::new().name("pm-selftest".into()).spawn(move || {
         std::thread::sleep(Duration::from_millis(300));
@@ -189,6 +212,7 @@ pub fn spawn_self_tests(st: Arc<AdminState>, interval: Duration) {
             if st.dev.is_closed() {
                 return;
             }
+            let ups = st.link_ups_now();
             let wait = match st.run_periodic_self_test(tunnel_test::DEFAULT_PROBES) {
                 Some(r) if r.ok => {
                     if last_failure.take().is_some() {
@@ -206,8 +230,8 @@ pub fn spawn_self_tests(st: Arc<AdminState>, interval: Duration) {
                 None => Duration::from_secs(1),
             };
             let until = std::time::Instant::now() + wait;
-            // Once a second is soon enough to notice shutdown (the thread is
-            // not joined) and keeps an idle daemon from waking for nothing.
+            // Shutdown (the thread is not joined) and a returned link are
+            // noticed within LINK_LOOK.
             loop {
                 let left = until.saturating_duration_since(std::time::Instant::now());
                 if left.is_zero() {
@@ -216,7 +240,11 @@ pub fn spawn_self_tests(st: Arc<AdminState>, interval: Duration) {
                 if st.dev.is_closed() {
                     return;
                 }
-                std::thread::sleep(left.min(Duration::from_secs(1)));
+                if st.link_ups_now() != ups {
+                    tracing::debug!("link came up: self test at once");
+                    break;
+                }
+                std::thread::sleep(left.min(LINK_LOOK));
             }
         }
     });
@@ -312,3 +340,7 @@ pub fn serve(st: Arc<AdminState>, addr: SocketAddr) -> Result<SocketAddr, String
     tracing::info!(%local, "admin server listening");
     Ok(local)
 }
+
+#[cfg(test)]
+#[path = "self_test_tests.rs"]
+mod self_test_tests;

@@ -56,6 +56,11 @@ pub struct TestReport {
     /// Raw RTT samples, for histograms; not part of the JSON answer.
     #[serde(skip)]
     pub rtts: Vec<Duration>,
+    /// The device's count of link returns when the test started (see
+    /// [`crate::device::link`]): a self test is readiness's verdict only
+    /// while the link has not come back since.
+    #[serde(skip)]
+    pub link_ups: u64,
 }
 
 /// Pings from this host to an address behind the tested peer.

@@ -17,6 +17,18 @@ use std::time::{Duration, Instant};
 pub struct Queued {
     pub msg: Vec<u8>,
     pub src: SocketAddr,
+    /// Where it arrived (see [`crate::io::LocalAddr`]).
+    pub local: Option<crate::io::LocalAddr>,
+}
+
+impl Queued {
+    /// The endpoint an authenticated handshake message teaches.
+    fn seen(&self) -> crate::io::Endpoint {
+        crate::io::Endpoint {
+            dst: self.src,
+            src: self.local,
+        }
+    }
 }
 
 pub fn run(s: &Shared) {
@@ -76,7 +88,7 @@ fn admit(s: &Shared, q: &Queued, now: Instant) -> bool {
         }
     };
     if let Some(reply) = reply {
-        s.send_to(q.src, &reply);
+        s.send_to(q.seen(), &reply);
         bump(&s.stats.cookie_replies_sent, 1);
         return false;
     }
@@ -118,7 +130,7 @@ fn handle_initiation(s: &Shared, q: &Queued) {
     };
     match res {
         Ok(response) => {
-            peer.set_endpoint(q.src);
+            peer.set_seen_endpoint(q.seen());
             peer.add_rx(q.msg.len() as u64);
             s.send_to_peer(&peer, &[&response]);
             s.perform(&peer, out);
@@ -157,7 +169,7 @@ fn handle_response(s: &Shared, q: &Queued) {
                 s.hist.handshake.observe(t.elapsed());
             }
             // Roam before confirming, so the keepalive goes where they are.
-            peer.set_endpoint(q.src);
+            peer.set_seen_endpoint(q.seen());
             peer.add_rx(q.msg.len() as u64);
             s.perform(&peer, out);
         }

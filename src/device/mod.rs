@@ -26,6 +26,7 @@ pub mod config;
 pub mod handshake;
 pub mod index_hash;
 pub mod io_loop;
+pub mod link;
 pub mod peer;
 pub mod pipeline;
 pub mod ratelimiter;
@@ -124,6 +125,8 @@ pub struct Shared {
     pub shutdown: AtomicBool,
     /// Set when the TUN went away; the owner should exit.
     pub tun_gone: AtomicBool,
+    /// The TUN's link state as last seen (see [`link`]).
+    pub link: link::LinkMonitor,
     next_peer_id: AtomicU64,
     pub(crate) handshake_tx: crossbeam_channel::Sender<handshake::Queued>,
     pub(crate) handshake_rx: crossbeam_channel::Receiver<handshake::Queued>,
@@ -227,6 +230,7 @@ impl Device {
             mtu: std::sync::atomic::AtomicUsize::new(1420),
             shutdown: AtomicBool::new(false),
             tun_gone: AtomicBool::new(false),
+            link: link::LinkMonitor::default(),
             next_peer_id: AtomicU64::new(1),
             handshake_tx,
             handshake_rx,
@@ -306,6 +310,7 @@ impl Device {
         let _ = self.shared.handshake_tx.try_send(handshake::Queued {
             msg: Vec::new(),
             src: SocketAddr::from(([0, 0, 0, 0], 0)),
+            local: None,
         });
         let me = std::thread::current().id();
         for t in self.threads.lock().drain(..) {
@@ -334,6 +339,30 @@ impl Device {
 
     pub fn is_closed(&self) -> bool {
         self.shared.shutdown.load(Ordering::SeqCst)
+    }
+
+    /// Looks at the TUN's link now (and records the look, see [`link`]).
+    pub fn link_state(&self) -> crate::io::LinkState {
+        self.shared.link.observe(self.shared.tun.link_state())
+    }
+}
+
+/// Sends to a peer from its sticky source; a source the kernel refused is
+/// forgotten (the datagrams went without it). True when sent.
+pub(crate) fn send_from_peer(
+    udp: &dyn crate::io::Udp,
+    peer: &Peer,
+    bufs: &[&[u8]],
+    ep: crate::io::Endpoint,
+) -> bool {
+    match udp.send_from(bufs, ep) {
+        Ok(rejected) => {
+            if rejected {
+                peer.clear_source(ep.src);
+            }
+            true
+        }
+        Err(_) => false,
     }
 }
 
@@ -576,11 +605,11 @@ impl Shared {
 
     /// Sends already-built datagrams to the peer's endpoint, if it has one.
     pub fn send_to_peer(&self, peer: &Peer, bufs: &[&[u8]]) -> bool {
-        let (Some(ep), Some(udp)) = (peer.endpoint(), self.current_udp()) else {
+        let (Some(ep), Some(udp)) = (peer.full_endpoint(), self.current_udp()) else {
             return false;
         };
         let n: usize = bufs.iter().map(|b| b.len()).sum();
-        if udp.send(bufs, ep).is_ok() {
+        if send_from_peer(&*udp, peer, bufs, ep) {
             peer.add_tx(n as u64);
             true
         } else {
@@ -588,9 +617,9 @@ impl Shared {
         }
     }
 
-    pub fn send_to(&self, addr: SocketAddr, buf: &[u8]) {
+    pub fn send_to(&self, ep: crate::io::Endpoint, buf: &[u8]) {
         if let Some(udp) = self.current_udp() {
-            let _ = udp.send(&[buf], addr);
+            let _ = udp.send_from(&[buf], ep);
         }
     }
 }

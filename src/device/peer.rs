@@ -1,6 +1,7 @@
 //! A peer as the device sees it: protocol state behind its own lock, plus
 //! what the packet path touches without that lock (endpoint, counters).
 use super::pipeline::OrderedQueue;
+use crate::io::{Endpoint, LocalAddr};
 use crate::noise::peer::PeerState;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -12,7 +13,9 @@ pub struct Peer {
     pub id: u64,
     pub public_key: [u8; 32],
     pub state: Mutex<PeerState>,
-    pub endpoint: Mutex<Option<SocketAddr>>,
+    /// Where to send, and from which local address (the sticky source,
+    /// learned from the peer's authenticated packets).
+    pub endpoint: Mutex<Option<Endpoint>>,
     /// Inner packets waiting for a session (at most MAX_STAGED_PACKETS).
     pub staged: Mutex<VecDeque<Vec<u8>>>,
     pub rx_bytes: AtomicU64,
@@ -40,13 +43,32 @@ impl Peer {
             rx: OrderedQueue::default(),
         }
     }
+    /// The address to send to.
     pub fn endpoint(&self) -> Option<SocketAddr> {
+        self.endpoint.lock().map(|e| e.dst)
+    }
+    /// The address to send to and the source to send from.
+    pub fn full_endpoint(&self) -> Option<Endpoint> {
         *self.endpoint.lock()
     }
+    /// A configured endpoint: no source is known for it yet.
     pub fn set_endpoint(&self, addr: SocketAddr) {
+        *self.endpoint.lock() = Some(Endpoint::to(addr));
+    }
+    /// Where an authenticated packet came from, and where it arrived (the
+    /// source replies leave from).
+    pub fn set_seen_endpoint(&self, ep: Endpoint) {
         let mut e = self.endpoint.lock();
-        if *e != Some(addr) {
-            *e = Some(addr);
+        if *e != Some(ep) {
+            *e = Some(ep);
+        }
+    }
+    /// Forgets the source `src` after the kernel refused it (the address is
+    /// gone): the route picks one until the next packet teaches a new one.
+    pub fn clear_source(&self, src: Option<LocalAddr>) {
+        let mut e = self.endpoint.lock();
+        if let Some(ep) = e.as_mut().filter(|ep| src.is_some() && ep.src == src) {
+            ep.src = None;
         }
     }
     pub fn is_hidden(&self) -> bool {
@@ -67,5 +89,41 @@ pub struct PeerRef(pub std::sync::Arc<Peer>);
 impl PartialEq for PeerRef {
     fn eq(&self, other: &Self) -> bool {
         self.0.id == other.0.id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> Peer {
+        let st = PeerState::new(None, [9u8; 32].into(), [0u8; 32], 1);
+        Peer::new(1, [9; 32], st)
+    }
+
+    #[test]
+    fn the_sticky_source_is_learned_configured_away_and_forgotten_when_refused() {
+        let p = peer();
+        let dst: SocketAddr = "10.0.0.2:51820".parse().unwrap();
+        let src = Some(LocalAddr {
+            ip: "10.0.0.11".parse().unwrap(),
+            ifindex: 2,
+        });
+        p.set_seen_endpoint(Endpoint { dst, src });
+        assert_eq!(p.full_endpoint(), Some(Endpoint { dst, src }));
+        assert_eq!(p.endpoint(), Some(dst));
+        // A refusal of another source (an older send) changes nothing.
+        let other = Some(LocalAddr {
+            ip: "10.0.0.1".parse().unwrap(),
+            ifindex: 2,
+        });
+        p.clear_source(other);
+        assert_eq!(p.full_endpoint().unwrap().src, src);
+        p.clear_source(src);
+        assert_eq!(p.full_endpoint(), Some(Endpoint::to(dst)));
+        // A configured endpoint starts with no source.
+        p.set_seen_endpoint(Endpoint { dst, src });
+        p.set_endpoint(dst);
+        assert_eq!(p.full_endpoint(), Some(Endpoint::to(dst)));
     }
 }

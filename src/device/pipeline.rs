@@ -25,7 +25,6 @@ use super::send::BUF_LEN;
 use crate::noise::keypair::Keypair;
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -78,7 +77,7 @@ pub struct JobData {
     /// Outbound: the send counter of each packet, taken in queue order.
     pub counters: Vec<u64>,
     /// Inbound: where each datagram came from, and what became of it.
-    pub srcs: Vec<SocketAddr>,
+    pub srcs: Vec<crate::io::Endpoint>,
     pub outcomes: Vec<RxOutcome>,
     /// When the batch was read, for the packet-latency histograms.
     pub started: Option<Instant>,

@@ -17,7 +17,7 @@ use crate::noise::keypair::{Keypair, OpenError};
 use crate::noise::messages::{message_type, receiver_index, MessageType};
 use crate::noise::peer::keypair_usable;
 use smallvec::SmallVec;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -133,7 +133,7 @@ fn dispatch_batch(
                         None => bump(&s.stats.drop_no_session, 1),
                     }
                 }
-                Ok(_) => enqueue_handshake(s, msg, m.src),
+                Ok(_) => enqueue_handshake(s, msg, m),
                 Err(_) => bump(&s.stats.drop_malformed, 1),
             }
         }
@@ -172,7 +172,7 @@ fn dispatch_batch(
             for (slot, m) in storage[i..j].iter_mut().zip(&meta[i..j]) {
                 d.bufs.push(std::mem::take(slot));
                 d.lens.push(m.len);
-                d.srcs.push(m.src);
+                d.srcs.push(seen(m));
             }
             d.peer = Some(peer.clone());
             d.keypair = Some(kp);
@@ -201,7 +201,7 @@ fn open_in_place(
     for (slot, m) in slots.iter_mut().zip(meta) {
         d.bufs.push(std::mem::take(slot));
         d.lens.push(m.len);
-        d.srcs.push(m.src);
+        d.srcs.push(seen(m));
     }
     d.peer = Some(peer);
     d.keypair = Some(kp);
@@ -289,7 +289,7 @@ pub(crate) fn finish_job(s: &Shared, d: &mut JobData) {
         last_src = Some(*src);
     }
     let Some(src) = last_src else { return };
-    peer.set_endpoint(src);
+    peer.set_seen_endpoint(src);
     peer.add_rx(wire as u64);
     s.with_peer(peer, |st, env, out| st.on_received(env, kp, data, out));
     let mut delivered = 0usize;
@@ -319,10 +319,20 @@ pub(crate) fn finish_job(s: &Shared, d: &mut JobData) {
     }
 }
 
-fn enqueue_handshake(s: &Shared, msg: &[u8], src: SocketAddr) {
+/// Where a datagram came from and arrived: the endpoint it teaches once
+/// authenticated.
+fn seen(m: &RecvMeta) -> crate::io::Endpoint {
+    crate::io::Endpoint {
+        dst: m.src,
+        src: m.local,
+    }
+}
+
+fn enqueue_handshake(s: &Shared, msg: &[u8], m: &RecvMeta) {
     let q = Queued {
         msg: msg.to_vec(),
-        src,
+        src: m.src,
+        local: m.local,
     };
     if s.handshake_tx.len() >= UNDER_LOAD_THRESHOLD {
         s.under_load_until

@@ -8,7 +8,7 @@
 use super::peer::Peer;
 use super::pipeline::{Dir, Job, JobData};
 use super::{bump, Shared};
-use crate::io::MAX_BATCH;
+use crate::io::{Endpoint, MAX_BATCH};
 use crate::noise::constants::{AEAD_TAG_LEN, DATA_HEADER_LEN, KEEPALIVE_LEN, MAX_STAGED_PACKETS};
 use crate::noise::keypair::Keypair;
 use crate::noise::messages::padded_len;
@@ -334,7 +334,7 @@ fn send_in_place(
     if !s.crypto_rx.is_empty() || DEFERRED.with(|q| !q.borrow().jobs.is_empty()) {
         return false;
     }
-    let Some(ep) = peer.endpoint() else {
+    let Some(ep) = peer.full_endpoint() else {
         return false;
     };
     let kp = peer.state.lock().sending_keypair(Instant::now()).cloned();
@@ -351,7 +351,7 @@ fn send_in_place(
     let Some(udp) = s.current_udp() else {
         return true;
     };
-    if udp.send(&[&buf[..wire]], ep).is_ok() {
+    if super::send_from_peer(&*udp, peer, &[&buf[..wire]], ep) {
         count_sent_packets(s, peer, 1, len, wire, started);
     }
     true
@@ -454,15 +454,22 @@ fn send_jobs(s: &Shared, jobs: &[Arc<Job>]) {
     let Some(udp) = s.current_udp() else { return };
     let mtu = s.mtu.load(Ordering::Relaxed);
     let guards: SmallVec<[_; MAX_BATCH]> = jobs.iter().map(|j| j.data.lock()).collect();
-    let mut singles: SmallVec<[(&[u8], std::net::SocketAddr); MAX_BATCH]> = SmallVec::new();
+    let mut singles: SmallVec<[(&[u8], Endpoint); MAX_BATCH]> = SmallVec::new();
     let mut single_owners: SmallVec<[(&JobData, usize); MAX_BATCH]> = SmallVec::new();
     let flush_singles =
-        |singles: &mut SmallVec<[(&[u8], std::net::SocketAddr); MAX_BATCH]>,
+        |singles: &mut SmallVec<[(&[u8], Endpoint); MAX_BATCH]>,
          owners: &mut SmallVec<[(&JobData, usize); MAX_BATCH]>| {
             if singles.is_empty() {
                 return;
             }
-            if udp.send_many(singles).is_ok() {
+            let mut forget = |i: usize| {
+                if let (Some((d, _)), Some((_, ep))) = (owners.get(i), singles.get(i)) {
+                    if let Some(p) = d.peer.as_ref() {
+                        p.clear_source(ep.src);
+                    }
+                }
+            };
+            if udp.send_many_from(singles, &mut forget).is_ok() {
                 for (d, wire) in owners.iter() {
                     count_sent(s, d, *wire);
                 }
@@ -474,7 +481,9 @@ fn send_jobs(s: &Shared, jobs: &[Arc<Job>]) {
         let Some(peer) = d.peer.as_ref() else {
             continue;
         };
-        let Some(ep) = peer.endpoint() else { continue };
+        let Some(ep) = peer.full_endpoint() else {
+            continue;
+        };
         if d.bufs.len() == 1 {
             let len = sealed_len(d.lens[0], mtu);
             singles.push((&d.bufs[0][..len], ep));
@@ -492,7 +501,7 @@ fn send_jobs(s: &Shared, jobs: &[Arc<Job>]) {
             .zip(&d.lens)
             .map(|(b, &len)| &b[..sealed_len(len, mtu)])
             .collect();
-        if udp.send(&slices, ep).is_ok() {
+        if super::send_from_peer(&*udp, peer, &slices, ep) {
             count_sent(s, d, slices.iter().map(|b| b.len()).sum());
         }
     }

@@ -1,5 +1,5 @@
 //! The timer thread: runs due protocol timers of every peer, refreshes the
-//! cached MTU, and notices a deleted TUN.
+//! cached MTU, and follows the TUN's link (down, up, deleted).
 use super::Shared;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -18,9 +18,9 @@ pub fn run(s: &Shared) {
             if let Ok(mtu) = s.tun.mtu() {
                 s.mtu.store(mtu, Ordering::Relaxed);
             }
-            if !s.tun.exists() {
-                s.tun_gone.store(true, Ordering::SeqCst);
-            }
+        }
+        if s.link.observe(s.tun.link_state()) == crate::io::LinkState::Gone {
+            s.tun_gone.store(true, Ordering::SeqCst);
         }
         tick_peers(s, now);
     }

@@ -41,7 +41,7 @@ pub struct LinuxTun {
     fd: OwnedFd,
     wake: OwnedFd,
     name: String,
-    ifindex: u32,
+    link: super::tun_link::TunLink,
     closed: AtomicBool,
     write_drops: AtomicU64,
 }
@@ -317,7 +317,6 @@ impl LinuxTun {
     }
 
     fn finish(fd: OwnedFd, name: String) -> io::Result<LinuxTun> {
-        let ifindex = require_ifindex(&name)?;
         // SAFETY: plain eventfd creation; the result is owned right away.
         let wake = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
         // SAFETY: just created, owned by nobody else.
@@ -326,7 +325,7 @@ impl LinuxTun {
             fd,
             wake,
             name,
-            ifindex,
+            link: super::tun_link::TunLink::new(),
             closed: AtomicBool::new(false),
             write_drops: AtomicU64::new(0),
         })
@@ -524,31 +523,23 @@ impl Tun for LinuxTun {
     }
 
     fn mtu(&self) -> io::Result<usize> {
-        get_mtu(&self.name)
+        self.link
+            .mtu(self.fd.as_raw_fd())
+            .or_else(|_| get_mtu(&self.name))
     }
 
+    /// Asks the descriptor, not the name: the interface may have been
+    /// moved to another network namespace (see [`super::tun_link`]).
     fn exists(&self) -> bool {
+        !self.closed.load(Ordering::Acquire)
+            && super::tun_link::TunLink::exists(self.fd.as_raw_fd())
+    }
+
+    fn link_state(&self) -> super::LinkState {
         if self.closed.load(Ordering::Acquire) {
-            return false;
+            return super::LinkState::Gone;
         }
-        // SAFETY: ifreq is plain data; TUNGETIFF fills it, or fails (EBADFD)
-        // once the interface was deleted and the descriptor detached.
-        let mut req: libc::ifreq = unsafe { zeroed() };
-        let attached = unsafe {
-            libc::ioctl(
-                self.fd.as_raw_fd(),
-                libc::TUNGETIFF as _,
-                &mut req as *mut libc::ifreq,
-            )
-        } == 0;
-        // The index guards against a new interface that reused the name. A
-        // failed lookup (0) can mean no file descriptor was free for it;
-        // TUNGETIFF above already proved the device is attached.
-        attached
-            && match ifindex(&ifreq_name(&req)) {
-                0 => true,
-                i => i == self.ifindex,
-            }
+        self.link.state(self.fd.as_raw_fd())
     }
 
     fn close(&self) {

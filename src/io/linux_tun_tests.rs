@@ -305,7 +305,7 @@ fn from_fd_adopts_a_tun_and_checks_its_mode() {
         let adopted = LinuxTun::from_fd(copy, Some("other-name")).unwrap();
         assert_eq!(adopted.name(), "pmtun2");
         assert!(adopted.exists());
-        assert_eq!(adopted.ifindex, tun.ifindex);
+        assert_eq!(adopted.link_state(), tun.link_state());
 
         // A TAP device is refused.
         // SAFETY: plain open and ioctl on a descriptor that from_fd then owns.

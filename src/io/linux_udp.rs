@@ -16,7 +16,8 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::udp_gso::{gro_segments, gso_groups, SOL_UDP, UDP_GRO, UDP_SEGMENT};
-use super::{Bind, RecvMeta, Udp, MAX_BATCH};
+use super::{pktinfo, source_rejected, Bind, Endpoint, LocalAddr, RecvMeta, Udp, MAX_BATCH};
+use std::mem::MaybeUninit;
 
 /// Longest a `recv` blocks before returning `Ok(0)`.
 pub const RECV_TIMEOUT: Duration = Duration::from_millis(200);
@@ -267,6 +268,9 @@ impl LinuxUdp {
             ),
         };
         grow_buffers(sock.as_raw_fd());
+        if let Err(e) = pktinfo::enable(sock.as_raw_fd(), v6) {
+            tracing::info!(error = %e, "no IP_PKTINFO: replies leave from the route's preferred address");
+        }
         if fwmark != 0 {
             sock.set_mark(fwmark).map_err(|e| {
                 with_context(
@@ -338,11 +342,12 @@ impl LinuxUdp {
         bufs: &[&[u8]],
         name: &mut RawAddr,
         namelen: libc::socklen_t,
-    ) -> io::Result<()> {
+        src: Option<&LocalAddr>,
+    ) -> Result<(), (usize, io::Error)> {
         if bufs.len() <= SMALL_BATCH {
-            self.send_chunk_n::<SMALL_BATCH>(bufs, name, namelen)
+            self.send_chunk_n::<SMALL_BATCH>(bufs, name, namelen, src)
         } else {
-            self.send_chunk_n::<MAX_BATCH>(bufs, name, namelen)
+            self.send_chunk_n::<MAX_BATCH>(bufs, name, namelen, src)
         }
     }
 
@@ -352,7 +357,8 @@ impl LinuxUdp {
         bufs: &[&[u8]],
         name: &mut RawAddr,
         namelen: libc::socklen_t,
-    ) -> io::Result<()> {
+        src: Option<&LocalAddr>,
+    ) -> Result<(), (usize, io::Error)> {
         let n = bufs.len();
         assert!(n <= N);
         // SAFETY (zeroed): iovec and mmsghdr are C structs valid when zeroed.
@@ -367,19 +373,40 @@ impl LinuxUdp {
         }
         let iov_base = iovs.as_mut_ptr();
         let name_ptr: *mut RawAddr = name;
+        // One destination, one source: every message shares one control
+        // buffer (the kernel only reads it).
+        let mut control = CmsgBuf([0u8; CMSG_BUF]);
+        let controllen = match src {
+            Some(src) => {
+                // SAFETY: a msghdr over `control`, CMSG_BUF >= pktinfo::SPACE.
+                unsafe {
+                    let mut h: libc::msghdr = zeroed();
+                    h.msg_control = control.0.as_mut_ptr().cast();
+                    h.msg_controllen = CMSG_BUF;
+                    pktinfo::write(libc::CMSG_FIRSTHDR(&h), src)
+                }
+            }
+            None => 0,
+        };
         for (i, h) in hdrs.iter_mut().take(n).enumerate() {
             h.msg_hdr.msg_name = name_ptr.cast();
             h.msg_hdr.msg_namelen = namelen;
             // SAFETY: i < n <= N, inside `iovs`.
             h.msg_hdr.msg_iov = unsafe { iov_base.add(i) };
             h.msg_hdr.msg_iovlen = 1;
+            if controllen > 0 {
+                h.msg_hdr.msg_control = control.0.as_mut_ptr().cast();
+                h.msg_hdr.msg_controllen = controllen;
+            }
         }
         self.sendmmsg_all(&mut hdrs[..n])
     }
 
     /// Sends every message of `hdrs`, retrying briefly when the kernel has
-    /// no room and dropping (counted) what still does not fit.
-    fn sendmmsg_all(&self, hdrs: &mut [libc::mmsghdr]) -> io::Result<()> {
+    /// no room and dropping (counted) what still does not fit. An error
+    /// comes with the index of the message it concerns (those before it
+    /// were sent).
+    fn sendmmsg_all(&self, hdrs: &mut [libc::mmsghdr]) -> Result<(), (usize, io::Error)> {
         let n = hdrs.len();
         let mut done = 0;
         let mut retries = 0;
@@ -419,7 +446,7 @@ impl LinuxUdp {
                     tracing::debug!("UDP send: dropped {dropped} datagrams: {e}");
                     return Ok(());
                 }
-                _ => return Err(e),
+                _ => return Err((done, e)),
             }
         }
         Ok(())
@@ -442,8 +469,10 @@ fn gso_supported(fd: RawFd) -> bool {
     }
 }
 
-/// Control-message space for one u16 (UDP_SEGMENT) or int (UDP_GRO).
-const CMSG_BUF: usize = 32;
+/// Control-message space for one u16 (UDP_SEGMENT) or int (UDP_GRO), and
+/// a pktinfo (the sticky source, or where a datagram arrived).
+const CMSG_BUF: usize = 64;
+const _: () = assert!(CMSG_BUF >= 16 + pktinfo::SPACE);
 
 /// Batches up to this size use header arrays of this size: a send or
 /// receive zeroes its arrays on every call, and for one datagram zeroing
@@ -471,21 +500,25 @@ impl LinuxUdp {
         bufs: &[&[u8]],
         name: &mut RawAddr,
         namelen: libc::socklen_t,
-    ) -> io::Result<()> {
+        src: Option<&LocalAddr>,
+    ) -> Result<(), (usize, io::Error)> {
         if bufs.len() <= SMALL_BATCH {
-            self.send_gso_n::<SMALL_BATCH>(bufs, name, namelen)
+            self.send_gso_n::<SMALL_BATCH>(bufs, name, namelen, src)
         } else {
-            self.send_gso_n::<MAX_BATCH>(bufs, name, namelen)
+            self.send_gso_n::<MAX_BATCH>(bufs, name, namelen, src)
         }
     }
 
     /// [`Self::send_gso`] with arrays of N entries.
+    /// An error's index is that of the first datagram of the group it
+    /// concerns.
     fn send_gso_n<const N: usize>(
         &self,
         bufs: &[&[u8]],
         name: &mut RawAddr,
         namelen: libc::socklen_t,
-    ) -> io::Result<()> {
+        src: Option<&LocalAddr>,
+    ) -> Result<(), (usize, io::Error)> {
         let n = bufs.len();
         assert!(n <= N);
         let mut lens = [0usize; N];
@@ -497,7 +530,7 @@ impl LinuxUdp {
         // SAFETY (zeroed): iovec and mmsghdr are C structs valid when zeroed.
         let mut iovs: [libc::iovec; N] = unsafe { zeroed() };
         let mut hdrs: [libc::mmsghdr; N] = unsafe { zeroed() };
-        let mut cmsgs = [CmsgBuf([0; CMSG_BUF]); N];
+        let mut cmsgs = [const { MaybeUninit::<CmsgBuf>::uninit() }; N];
         for (iov, buf) in iovs.iter_mut().zip(bufs) {
             *iov = libc::iovec {
                 iov_base: buf.as_ptr() as *mut libc::c_void,
@@ -512,35 +545,55 @@ impl LinuxUdp {
             // SAFETY: start < n <= N, inside `iovs`.
             h.msg_iov = unsafe { iovs.as_mut_ptr().add(start) };
             h.msg_iovlen = end - start;
-            if end - start > 1 {
-                let seg = lens[start] as u16;
-                h.msg_control = cmsgs[k].0.as_mut_ptr().cast();
-                // SAFETY: CMSG_SPACE of a u16 fits CMSG_BUF; the header and
-                // data are written inside that buffer.
-                unsafe {
-                    h.msg_controllen = libc::CMSG_SPACE(size_of::<u16>() as u32) as usize;
-                    let c = libc::CMSG_FIRSTHDR(h);
+            if end - start == 1 && src.is_none() {
+                continue;
+            }
+            // Zeroed up to what is written: CMSG_NXTHDR reads the next
+            // header's length.
+            let buf = cmsgs[k].write(CmsgBuf([0; CMSG_BUF]));
+            h.msg_control = buf.0.as_mut_ptr().cast();
+            h.msg_controllen = CMSG_BUF;
+            let mut used = 0;
+            // SAFETY: a pktinfo (SPACE) and a u16 cmsg fit CMSG_BUF (checked
+            // above); each is written inside that buffer.
+            unsafe {
+                let mut c = libc::CMSG_FIRSTHDR(h);
+                if let Some(src) = src {
+                    used += pktinfo::write(c, src);
+                    c = c.cast::<u8>().add(used).cast();
+                }
+                if end - start > 1 {
                     (*c).cmsg_level = SOL_UDP;
                     (*c).cmsg_type = UDP_SEGMENT;
                     (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as usize;
-                    std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), seg);
+                    std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), lens[start] as u16);
+                    used += libc::CMSG_SPACE(size_of::<u16>() as u32) as usize;
                 }
             }
+            h.msg_controllen = used;
         }
         self.sendmmsg_all(&mut hdrs[..g])
+            .map_err(|(k, e)| (groups[k].0, e))
     }
 
-    /// [`Udp::send_many`] for one chunk, with arrays of N entries.
-    fn send_many_n<const N: usize>(&self, chunk: &[(&[u8], SocketAddr)]) -> io::Result<()> {
+    /// [`Udp::send_many_from`] for one chunk, with arrays of N entries. A
+    /// message whose source the kernel refuses goes again without it, and
+    /// `rejected` hears its index.
+    fn send_many_n<const N: usize>(
+        &self,
+        chunk: &[(&[u8], Endpoint)],
+        rejected: &mut dyn FnMut(usize),
+    ) -> io::Result<()> {
         let n = chunk.len();
         assert!(n <= N);
         let mut names = [RawAddr::zeroed(); N];
         // SAFETY (zeroed): iovec and mmsghdr are C structs valid when zeroed.
         let mut iovs: [libc::iovec; N] = unsafe { zeroed() };
         let mut hdrs: [libc::mmsghdr; N] = unsafe { zeroed() };
+        let mut cmsgs = [const { MaybeUninit::<CmsgBuf>::uninit() }; N];
         let mut lens = [0 as libc::socklen_t; N];
-        for (i, (buf, dst)) in chunk.iter().enumerate() {
-            let (name, len) = RawAddr::from_std(self.dst_for_socket(*dst)?);
+        for (i, (buf, ep)) in chunk.iter().enumerate() {
+            let (name, len) = RawAddr::from_std(self.dst_for_socket(ep.dst)?);
             names[i] = name;
             lens[i] = len;
             // The kernel only reads send buffers; iovec has no const variant.
@@ -558,9 +611,34 @@ impl LinuxUdp {
             }
             h.msg_hdr.msg_namelen = lens[i];
             h.msg_hdr.msg_iovlen = 1;
+            let ep = &chunk[i].1;
+            if let Some(src) = ep.src.as_ref().filter(|s| pktinfo::fits(s, &ep.dst)) {
+                let buf = cmsgs[i].write(CmsgBuf([0; CMSG_BUF]));
+                h.msg_hdr.msg_control = buf.0.as_mut_ptr().cast();
+                h.msg_hdr.msg_controllen = CMSG_BUF;
+                // SAFETY: CMSG_BUF >= pktinfo::SPACE, inside `buf`.
+                h.msg_hdr.msg_controllen =
+                    unsafe { pktinfo::write(libc::CMSG_FIRSTHDR(&h.msg_hdr), src) };
+            }
         }
-        self.sendmmsg_all(&mut hdrs[..n])
-            .map_err(|e| with_context(e, format!("UDP send to {n} destinations")))
+        let mut from = 0;
+        while from < n {
+            match self.sendmmsg_all(&mut hdrs[from..n]) {
+                Ok(()) => return Ok(()),
+                Err((k, e)) => {
+                    let at = from + k;
+                    let h = &mut hdrs[at].msg_hdr;
+                    if !source_rejected(&e) || h.msg_controllen == 0 {
+                        return Err(with_context(e, format!("UDP send to {n} destinations")));
+                    }
+                    h.msg_control = std::ptr::null_mut();
+                    h.msg_controllen = 0;
+                    rejected(at);
+                    from = at;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// recvmmsg with UDP_GRO: reads a few (possibly coalesced) messages
@@ -606,23 +684,25 @@ impl LinuxUdp {
         // SAFETY: hdrs[..read] point at live iovecs (over caller buffers),
         // names and control buffers.
         let r = unsafe { self.recvmmsg(&mut hdrs[..read], flags)? };
-        let mut msgs = [(None, 0usize, 0usize); GRO_READS];
+        let mut msgs = [(None, 0usize, 0usize, None); GRO_READS];
         let mut first = [0usize; GRO_READS + 1];
         for i in 0..r {
             let h = &hdrs[i].msg_hdr;
             let (len, seg) = (hdrs[i].msg_len as usize, gro_size(h));
             let src = names[i].to_std(h.msg_namelen);
+            // SAFETY: the kernel filled the control buffer of this header.
+            let local = unsafe { pktinfo::parse(h) };
             // An unparseable source or an empty datagram is reported as one
             // empty datagram (every caller drops those), as `recv` does.
             let count = match src {
                 Some(_) => gro_segments(len, seg).count().max(1),
                 None => 1,
             };
-            msgs[i] = (src, len, seg);
+            msgs[i] = (src, len, seg, local);
             first[i + 1] = first[i] + count;
         }
         for i in (0..r).rev() {
-            let (src, len, seg) = msgs[i];
+            let (src, len, seg, local) = msgs[i];
             let Some(src) = src.filter(|_| len > 0) else {
                 if first[i] < n {
                     meta[first[i]] = RecvMeta::default();
@@ -641,7 +721,7 @@ impl LinuxUdp {
                     let (front, back) = bufs.split_at_mut(dst);
                     back[0][..l].copy_from_slice(&front[i][off..off + l]);
                 }
-                meta[dst] = RecvMeta { len: l, src };
+                meta[dst] = RecvMeta { len: l, src, local };
             }
         }
         Ok(first[r].min(n))
@@ -721,6 +801,8 @@ impl LinuxUdp {
         // SAFETY (zeroed): iovec and mmsghdr are C structs valid when zeroed.
         let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { zeroed() };
         let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { zeroed() };
+        // Filled by the kernel and read only within what it reports.
+        let mut cmsgs = [const { MaybeUninit::<CmsgBuf>::uninit() }; MAX_BATCH];
         for (iov, buf) in iovs.iter_mut().zip(bufs.iter_mut()) {
             *iov = libc::iovec {
                 iov_base: buf.as_mut_ptr().cast(),
@@ -736,6 +818,8 @@ impl LinuxUdp {
             }
             h.msg_hdr.msg_namelen = size_of::<RawAddr>() as libc::socklen_t;
             h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_control = cmsgs[i].as_mut_ptr().cast();
+            h.msg_hdr.msg_controllen = CMSG_BUF;
         }
         // With MSG_WAITFORONE: blocks up to SO_RCVTIMEO for the first
         // datagram, then takes whatever else is already queued.
@@ -749,6 +833,8 @@ impl LinuxUdp {
                 Some(src) => RecvMeta {
                     len: hdrs[i].msg_len as usize,
                     src,
+                    // SAFETY: the kernel filled this header's control buffer.
+                    local: unsafe { pktinfo::parse(h) },
                 },
                 None => RecvMeta::default(),
             };
@@ -771,50 +857,79 @@ impl Udp for LinuxUdp {
     }
 
     fn send(&self, bufs: &[&[u8]], dst: SocketAddr) -> io::Result<()> {
+        self.send_from(bufs, Endpoint::to(dst)).map(drop)
+    }
+
+    fn send_from(&self, bufs: &[&[u8]], ep: Endpoint) -> io::Result<bool> {
         if self.closed.load(Ordering::Acquire) {
             return Err(closed_error());
         }
+        let dst = ep.dst;
         let (mut name, namelen) = RawAddr::from_std(self.dst_for_socket(dst)?);
-        if self.gso.load(Ordering::Relaxed) && bufs.len() > 1 {
-            let mut res = Ok(());
-            for chunk in bufs.chunks(MAX_BATCH) {
-                res = self.send_gso(chunk, &mut name, namelen);
-                if res.is_err() {
-                    break;
-                }
-            }
+        let mut src = ep.src.filter(|s| pktinfo::fits(s, &dst));
+        let mut dropped_src = false;
+        // Sends from `at` on; a refused source is dropped and the rest
+        // goes without it (once).
+        let mut at = 0;
+        while at < bufs.len() {
+            let end = (at + MAX_BATCH).min(bufs.len());
+            let chunk = &bufs[at..end];
+            let res = if self.gso.load(Ordering::Relaxed) && chunk.len() > 1 {
+                self.send_gso(chunk, &mut name, namelen, src.as_ref())
+            } else {
+                self.send_chunk(chunk, &mut name, namelen, src.as_ref())
+            };
             match res {
-                Ok(()) => return Ok(()),
+                Ok(()) => at = end,
+                Err((k, e)) if src.is_some() && source_rejected(&e) => {
+                    tracing::debug!(error = %e, source = ?src, "UDP send: source refused; sending without it");
+                    src = None;
+                    dropped_src = true;
+                    at += k;
+                }
                 // EIO: the route's device cannot checksum segments (as
                 // wireguard-go, give GSO up for this socket and resend).
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EIO | libc::EINVAL | libc::EOPNOTSUPP)
-                    ) =>
+                Err((k, e))
+                    if chunk.len() > 1
+                        && self.gso.load(Ordering::Relaxed)
+                        && matches!(
+                            e.raw_os_error(),
+                            Some(libc::EIO | libc::EINVAL | libc::EOPNOTSUPP)
+                        ) =>
                 {
                     self.gso.store(false, Ordering::Relaxed);
                     tracing::info!(error = %e, "UDP GSO send failed; GSO disabled on this socket");
+                    at += k;
                 }
-                Err(e) => return Err(with_context(e, format!("UDP send to {dst}"))),
+                Err((_, e)) => return Err(with_context(e, format!("UDP send to {dst}"))),
             }
         }
-        for chunk in bufs.chunks(MAX_BATCH) {
-            self.send_chunk(chunk, &mut name, namelen)
-                .map_err(|e| with_context(e, format!("UDP send to {dst}")))?;
+        Ok(dropped_src)
+    }
+
+    fn send_many(&self, msgs: &[(&[u8], SocketAddr)]) -> io::Result<()> {
+        for chunk in msgs.chunks(MAX_BATCH) {
+            let eps: smallvec::SmallVec<[(&[u8], Endpoint); MAX_BATCH]> =
+                chunk.iter().map(|(b, d)| (*b, Endpoint::to(*d))).collect();
+            self.send_many_from(&eps, &mut |_| {})?;
         }
         Ok(())
     }
 
-    fn send_many(&self, msgs: &[(&[u8], SocketAddr)]) -> io::Result<()> {
+    fn send_many_from(
+        &self,
+        msgs: &[(&[u8], Endpoint)],
+        rejected: &mut dyn FnMut(usize),
+    ) -> io::Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(closed_error());
         }
-        for chunk in msgs.chunks(MAX_BATCH) {
+        for (c, chunk) in msgs.chunks(MAX_BATCH).enumerate() {
+            let mut hear = |i: usize| rejected(c * MAX_BATCH + i);
             if chunk.len() <= SMALL_BATCH {
-                self.send_many_n::<SMALL_BATCH>(chunk)?;
+                self.send_many_n::<SMALL_BATCH>(chunk, &mut hear)?;
             } else {
-                self.send_many_n::<MAX_BATCH>(chunk)?;
+                self.send_many_n::<MAX_BATCH>(chunk, &mut hear)?;
             }
         }
         Ok(())

@@ -293,6 +293,7 @@ impl Udp for MemUdp {
                 meta[i] = RecvMeta {
                     len: copy_truncated(&mut bufs[i], &d.data),
                     src: d.src,
+                    local: None,
                 };
             })
             .ok_or_else(|| closed_error("socket"))
@@ -335,6 +336,8 @@ struct TunShared {
     from_device: Queue<Vec<u8>>,
     closed: AtomicBool,
     deleted: AtomicBool,
+    /// Simulated `ip link set down`.
+    down: AtomicBool,
     write_drops: AtomicU64,
 }
 
@@ -357,6 +360,7 @@ impl MemTun {
             from_device: Queue::new(),
             closed: AtomicBool::new(false),
             deleted: AtomicBool::new(false),
+            down: AtomicBool::new(false),
             write_drops: AtomicU64::new(0),
         });
         (
@@ -435,6 +439,16 @@ impl Tun for MemTun {
         !self.shared.deleted.load(Ordering::SeqCst)
     }
 
+    fn link_state(&self) -> super::LinkState {
+        if !self.exists() {
+            super::LinkState::Gone
+        } else if self.shared.down.load(Ordering::SeqCst) {
+            super::LinkState::Down
+        } else {
+            super::LinkState::Up
+        }
+    }
+
     fn close(&self) {
         self.shared.closed.store(true, Ordering::SeqCst);
         self.shared.to_device.close();
@@ -461,6 +475,12 @@ impl MemTunHandle {
     pub fn delete(&self) {
         self.shared.deleted.store(true, Ordering::SeqCst);
         self.shared.to_device.close();
+    }
+
+    /// Simulates `ip link set up` (true) or `down` (false); only
+    /// `link_state` notices.
+    pub fn set_link_up(&self, up: bool) {
+        self.shared.down.store(!up, Ordering::SeqCst);
     }
 
     pub fn set_mtu(&self, mtu: usize) {

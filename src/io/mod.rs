@@ -15,6 +15,8 @@ pub mod linux_tun;
 pub mod linux_udp;
 pub mod mem;
 pub mod offload_tun;
+pub mod pktinfo;
+pub mod tun_link;
 pub mod udp_gso;
 
 /// Most packets moved by one call.
@@ -22,6 +24,17 @@ pub const MAX_BATCH: usize = 128;
 
 /// Room writers leave in front of each packet (a virtio-net header).
 pub const WRITE_HEADROOM: usize = 12;
+
+/// A TUN interface's state, wherever it lives (it may have been moved to
+/// another network namespace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// Administratively up (or up as far as can be told).
+    Up,
+    Down,
+    /// Deleted: the descriptor is detached.
+    Gone,
+}
 
 /// A TUN device (one queue).
 pub trait Tun: Send + Sync {
@@ -74,6 +87,14 @@ pub trait Tun: Send + Sync {
     fn mtu(&self) -> io::Result<usize>;
     /// Whether the interface still exists (false once it was deleted).
     fn exists(&self) -> bool;
+    /// The interface's state now. The default knows only whether it exists.
+    fn link_state(&self) -> LinkState {
+        if self.exists() {
+            LinkState::Up
+        } else {
+            LinkState::Gone
+        }
+    }
     fn close(&self);
     /// Kernel offloads in use, by name ("tun_tso", "tun_uso").
     fn offloads(&self) -> Vec<(&'static str, bool)> {
@@ -102,12 +123,41 @@ pub fn read_when_ready(
     tun.read_ready(bufs, sizes, offset)
 }
 
+/// The local end of a datagram: the address it was sent to and the
+/// interface it arrived on (IP_PKTINFO / IPV6_PKTINFO). Replies sent from
+/// it leave from the address the peer talks to (the "sticky source" of the
+/// kernel's and wireguard-go's endpoints), not from whatever address the
+/// route prefers: a multihomed node otherwise answers from its first
+/// address, and NATs and firewalls on the way drop that.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalAddr {
+    pub ip: std::net::IpAddr,
+    pub ifindex: u32,
+}
+
+/// Where a peer is: the address to send to and, once learned from its
+/// authenticated packets, the local address to send from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub dst: SocketAddr,
+    pub src: Option<LocalAddr>,
+}
+
+impl Endpoint {
+    /// An endpoint with no sticky source (configured, not learned).
+    pub fn to(dst: SocketAddr) -> Endpoint {
+        Endpoint { dst, src: None }
+    }
+}
+
 /// Metadata of one received datagram.
 #[derive(Clone, Copy, Debug)]
 pub struct RecvMeta {
     pub len: usize,
     /// Source address; IPv4-mapped IPv6 addresses are reported as IPv4.
     pub src: SocketAddr,
+    /// Where it arrived, when the backend can tell.
+    pub local: Option<LocalAddr>,
 }
 
 impl Default for RecvMeta {
@@ -115,8 +165,23 @@ impl Default for RecvMeta {
         RecvMeta {
             len: 0,
             src: SocketAddr::from(([0, 0, 0, 0], 0)),
+            local: None,
         }
     }
+}
+
+/// Whether a send error may mean the kernel refused the source address (it
+/// is no longer local, or not usable on the route): then the sticky source
+/// is dropped and the datagrams go out without it, as the kernel's and
+/// wireguard-go's WireGuard do. IPv4 answers ENETUNREACH for a source that
+/// is no local address (EINVAL with an interface given), IPv6
+/// EADDRNOTAVAIL or EINVAL. Only asked when a source was set; if the
+/// resend without it fails too, that error is the caller's.
+pub fn source_rejected(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::EADDRNOTAVAIL | libc::ENETUNREACH)
+    )
 }
 
 /// A bound UDP endpoint (IPv4 and IPv6).
@@ -136,6 +201,31 @@ pub trait Udp: Send + Sync {
         for (buf, dst) in msgs {
             if let Err(e) = self.send(&[buf], *dst) {
                 res = Err(e);
+            }
+        }
+        res
+    }
+    /// As [`Udp::send`], from `ep.src` when set. A source the kernel
+    /// refuses ([`source_rejected`]) is dropped for this call and the
+    /// datagrams go out without it: Ok(true) says so, so the caller can
+    /// forget the source.
+    fn send_from(&self, bufs: &[&[u8]], ep: Endpoint) -> io::Result<bool> {
+        self.send(bufs, ep.dst).map(|()| false)
+    }
+    /// As [`Udp::send_many`], each from its endpoint's source; `rejected`
+    /// hears the index of each message whose source was refused (it went
+    /// out without it).
+    fn send_many_from(
+        &self,
+        msgs: &[(&[u8], Endpoint)],
+        rejected: &mut dyn FnMut(usize),
+    ) -> io::Result<()> {
+        let mut res = Ok(());
+        for (i, (buf, ep)) in msgs.iter().enumerate() {
+            match self.send_from(&[buf], *ep) {
+                Ok(true) => rejected(i),
+                Ok(false) => {}
+                Err(e) => res = Err(e),
             }
         }
         res

@@ -21,7 +21,7 @@ const MAX_SEGMENTS: usize = 64;
 pub struct OffloadTun {
     dev: SyncDevice,
     name: String,
-    index: u32,
+    link: super::tun_link::TunLink,
     closed: AtomicBool,
     /// Scratch for the raw super-packet (one reader thread: uncontended).
     scratch: Mutex<Vec<u8>>,
@@ -59,11 +59,10 @@ impl OffloadTun {
         }
         dev.set_nonblocking(true)?;
         let real = dev.name().unwrap_or_else(|_| name.to_string());
-        let index = if_index(&real);
         Ok(OffloadTun {
             dev,
             name: real,
-            index,
+            link: super::tun_link::TunLink::new(),
             closed: AtomicBool::new(false),
             scratch: Mutex::new(vec![0u8; VIRTIO_NET_HDR_LEN + 65_535]),
             gro: Mutex::new(GROTable::new()),
@@ -138,14 +137,6 @@ const IPPROTO_UDPLITE: u8 = 136;
 const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
 /// virtio_net.h: not a GSO frame.
 const VIRTIO_NET_HDR_GSO_NONE: u8 = 0;
-
-fn if_index(name: &str) -> u32 {
-    let Ok(c) = std::ffi::CString::new(name) else {
-        return 0;
-    };
-    // SAFETY: `c` is a valid NUL-terminated string.
-    unsafe { libc::if_nametoindex(c.as_ptr()) }
-}
 
 impl Tun for OffloadTun {
     fn read(&self, bufs: &mut [Vec<u8>], sizes: &mut [usize], offset: usize) -> io::Result<usize> {
@@ -272,19 +263,23 @@ impl Tun for OffloadTun {
     }
 
     fn mtu(&self) -> io::Result<usize> {
-        super::linux_tun::get_mtu(&self.name)
+        self.link
+            .mtu(self.dev.as_raw_fd())
+            .or_else(|_| super::linux_tun::get_mtu(&self.name))
     }
 
+    /// Asks the descriptor, not the name: the interface may have been
+    /// moved to another network namespace (see [`super::tun_link`]).
     fn exists(&self) -> bool {
-        if self.closed.load(Ordering::Acquire) || self.index == 0 {
-            return false;
+        !self.closed.load(Ordering::Acquire)
+            && super::tun_link::TunLink::exists(self.dev.as_raw_fd())
+    }
+
+    fn link_state(&self) -> super::LinkState {
+        if self.closed.load(Ordering::Acquire) {
+            return super::LinkState::Gone;
         }
-        match if_index(&self.name) {
-            // The lookup itself can fail (it needs a socket: out of file
-            // descriptors); only ENODEV means the interface is gone.
-            0 => io::Error::last_os_error().raw_os_error() != Some(libc::ENODEV),
-            i => i == self.index,
-        }
+        self.link.state(self.dev.as_raw_fd())
     }
 
     fn close(&self) {

@@ -509,6 +509,9 @@ check "GET /readyz/%ff (not UTF-8): 400 or 404" eval 'req "$NS_A" /readyz/%ff &&
 check "POST /livez: 405" answer "$NS_A" /livez 405 --method POST
 check "DELETE /gates: 405" answer "$NS_A" /gates 405 --method DELETE
 check "GET /livez?verbose&foo: 400" answer "$NS_A" '/livez?verbose&foo' 400
+# Its 200 needs a passing self test: a periodic one may be running again
+# since the link flap above, so wait for readiness instead of racing it.
+check "ready again before the next health check" wait_until 20 ready_ok "$NS_A"
 check "GET /healthz?exclude: unknown names are ignored (200)" answer "$NS_A" '/healthz?exclude=nope' 200
 check "POST /tunnel-test with a 4096-byte body: accepted" \
   eval 'ttest "$NS_A" "?probes=1" --method POST --body-size 4096 && got 200'
