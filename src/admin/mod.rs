@@ -140,9 +140,7 @@ impl AdminState {
         probes: usize,
         record_failure: bool,
     ) -> Option<TestReport> {
-        if self.test_busy.swap(true, Ordering::AcqRel) {
-            return None;
-        }
+        let _busy = BusyFlag::claim(&self.test_busy)?;
         let link_ups = self.link_ups_now();
         let mut rep = match peer {
             Some(k) => {
@@ -175,7 +173,6 @@ impl AdminState {
         if peer.is_none() && (rep.ok || record_failure) {
             *self.self_test.lock() = Some(rep.clone());
         }
-        self.test_busy.store(false, Ordering::Release);
         Some(rep)
     }
 
@@ -344,3 +341,41 @@ pub fn serve(st: Arc<AdminState>, addr: SocketAddr) -> Result<SocketAddr, String
 #[cfg(test)]
 #[path = "self_test_tests.rs"]
 mod self_test_tests;
+
+/// A claimed busy flag, cleared when dropped: also when the test it
+/// guards panics, so that one panic cannot leave `/tunnel-test` answering
+/// 429 for the rest of the process's life.
+struct BusyFlag<'a>(&'a AtomicBool);
+
+impl<'a> BusyFlag<'a> {
+    /// The flag, now set; `None` when it was set already.
+    fn claim(flag: &'a AtomicBool) -> Option<BusyFlag<'a>> {
+        (!flag.swap(true, Ordering::AcqRel)).then_some(BusyFlag(flag))
+    }
+}
+
+impl Drop for BusyFlag<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod busy_flag_tests {
+    use super::*;
+
+    #[test]
+    fn one_holder_at_a_time_and_a_panic_releases_it() {
+        let flag = AtomicBool::new(false);
+        let held = BusyFlag::claim(&flag).expect("free");
+        assert!(BusyFlag::claim(&flag).is_none(), "claimed twice");
+        drop(held);
+        assert!(!flag.load(Ordering::Acquire));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _b = BusyFlag::claim(&flag).expect("free again");
+            panic!("a test that panics");
+        }));
+        assert!(r.is_err());
+        assert!(BusyFlag::claim(&flag).is_some(), "left busy after a panic");
+    }
+}
