@@ -219,7 +219,7 @@ fn start_mesh(m: &MeshConfig, cfg: &Config, dev: &Device) -> Result<MeshRun, Str
     let params = AgentParams {
         mesh: m.clone(),
         public_key: public_key(&private),
-        listen_port: dev.info().listen_port,
+        listen_port: dev.listen_port(),
         cache_path,
     };
     let state = Arc::new(MeshState::new(&m.node_name, &m.prefix));

@@ -101,7 +101,14 @@ pub(crate) fn bump(c: &AtomicU64, n: u64) {
 pub struct Settings {
     pub listen_port: u16,
     pub fwmark: u32,
+    /// Zeroed when replaced and on drop.
     pub private_key: Option<[u8; 32]>,
+}
+
+impl Drop for Settings {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.private_key);
+    }
 }
 
 pub struct Shared {

@@ -12,6 +12,7 @@
 use std::fmt;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
+use zeroize::Zeroize;
 
 pub const EINVAL: i32 = 22;
 pub const EPROTO: i32 = 71;
@@ -428,6 +429,15 @@ impl fmt::Debug for PeerInfo {
             )
             .field("allowed_ips", &self.allowed_ips)
             .finish()
+    }
+}
+
+// The private key copied for a get reply is zeroed when dropped. (The
+// other structs are built with `..Default::default()`, which a Drop impl
+// forbids: the UAPI server zeroes their keys itself.)
+impl Drop for DeviceInfo {
+    fn drop(&mut self) {
+        self.private_key.zeroize();
     }
 }
 

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use zeroize::Zeroize;
 
 pub const SOCKET_DIR: &str = "/var/run/wireguard";
 /// Longest accepted line; a `get` reply line is far shorter, and no valid
@@ -221,7 +222,14 @@ fn run_set(
     if let Some(e) = first_err {
         return Ok(Err(e));
     }
-    Ok(dev.apply(&parser.finish()))
+    let mut set = parser.finish();
+    let result = dev.apply(&set);
+    // The parsed set's key copies are zeroed (it cannot zero itself on drop).
+    set.private_key.zeroize();
+    for p in &mut set.peers {
+        p.preshared_key.zeroize();
+    }
+    Ok(result)
 }
 
 /// Streams a get reply peer by peer, so thousands of peers never build one
@@ -233,11 +241,20 @@ fn write_get(dev: &Device, w: &mut impl Write) -> Result<(), UapiError> {
     };
     let mut out = String::with_capacity(4096);
     format_device(&dev.info(), &mut out);
-    w.write_all(out.as_bytes()).map_err(io_err)?;
-    for (_, info) in dev.peer_infos() {
-        out.clear();
-        format_peer(&info, &mut out);
-        w.write_all(out.as_bytes()).map_err(io_err)?;
+    if let Err(e) = w.write_all(out.as_bytes()) {
+        out.zeroize();
+        return Err(io_err(e));
     }
-    Ok(())
+    let mut result = Ok(());
+    for (_, mut info) in dev.peer_infos_with_psk() {
+        if result.is_ok() {
+            out.zeroize();
+            format_peer(&info, &mut out);
+            result = w.write_all(out.as_bytes()).map_err(io_err);
+        }
+        info.preshared_key.zeroize();
+    }
+    // The text held the keys in hex.
+    out.zeroize();
+    result
 }
