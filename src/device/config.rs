@@ -320,7 +320,12 @@ fn apply_peer_as(s: &Shared, p: &PeerSet, hidden: bool) -> Result<(), UapiError>
                 [0u8; 32],
                 rand::rngs::OsRng.next_u64(),
             );
-            let peer = Arc::new(Peer::new(s.new_peer_id(), p.public_key, state));
+            let peer = Arc::new(Peer::new(
+                s.new_peer_id(),
+                p.public_key,
+                state,
+                s.staged_budget.clone(),
+            ));
             peer.hidden
                 .store(hidden, std::sync::atomic::Ordering::Relaxed);
             s.peers.write().insert(p.public_key, peer.clone());

@@ -31,6 +31,7 @@ pub mod pipeline;
 pub mod ratelimiter;
 pub mod receive;
 pub mod send;
+pub mod staged;
 #[cfg(test)]
 pub(crate) mod test_node;
 pub mod timers;
@@ -85,6 +86,8 @@ pub struct Stats {
     pub drop_rate_limited: AtomicU64,
     pub drop_malformed: AtomicU64,
     pub drop_no_session: AtomicU64,
+    /// A full queue: the handshake queue, or the device-wide cap on bytes
+    /// staged for peers without a session.
     pub drop_queue_full: AtomicU64,
     pub cookie_replies_sent: AtomicU64,
     pub handshakes_initiated: AtomicU64,
@@ -132,6 +135,8 @@ pub struct Shared {
     /// Set when the TUN went away; the owner should exit.
     pub tun_gone: AtomicBool,
     next_peer_id: AtomicU64,
+    /// Bytes staged across all peers (see [`staged`]).
+    pub staged_budget: Arc<staged::StagedBudget>,
     pub(crate) handshake_tx: crossbeam_channel::Sender<handshake::Queued>,
     pub(crate) handshake_rx: crossbeam_channel::Receiver<handshake::Queued>,
     /// Wakes the UDP receive loop when the socket is replaced.
@@ -235,6 +240,7 @@ impl Device {
             shutdown: AtomicBool::new(false),
             tun_gone: AtomicBool::new(false),
             next_peer_id: AtomicU64::new(1),
+            staged_budget: Arc::new(staged::StagedBudget::new(staged::MAX_STAGED_BYTES)),
             handshake_tx,
             handshake_rx,
             udp_generation: AtomicU64::new(0),
