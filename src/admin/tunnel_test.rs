@@ -285,7 +285,7 @@ pub fn self_test(dev: &Device, ifname: &str, probes: usize) -> TestReport {
         mode: "self".into(),
         ..Default::default()
     };
-    let (Some(device_key), port) = (dev.public_key(), dev.info().listen_port) else {
+    let (Some(device_key), port) = (dev.public_key(), dev.listen_port()) else {
         rep.errors.push("no private key configured".into());
         return rep.finish(started);
     };
@@ -538,5 +538,5 @@ pub fn run(dev: &Arc<Device>, ifname: &str, peer: Option<[u8; 32]>, probes: usiz
 
 /// Loopback address of the daemon's listen socket (for logs).
 pub fn listen_addr(dev: &Device) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, dev.info().listen_port))
+    SocketAddr::from((Ipv4Addr::LOCALHOST, dev.listen_port()))
 }

@@ -160,9 +160,56 @@ pub fn write_key_file(path: &Path, key: &[u8; 32]) -> Result<(), KeyError> {
     result.map_err(|e| io_err(path, e))
 }
 
+/// Creates a key file without ever replacing one: the key goes to a 0600
+/// temporary file in the same directory, synced, then hard-linked to
+/// `path` (link(2) fails if `path` exists). Ok(false) when `path` appeared
+/// meanwhile (another process made it): the caller should read that one.
+fn create_key_file(path: &Path, key: &[u8; 32]) -> Result<bool, KeyError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().ok_or_else(|| {
+        io_err(
+            path,
+            std::io::Error::new(ErrorKind::InvalidInput, "not a file path"),
+        )
+    })?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    // Unique per process and per call (threads may race here too).
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tmp_name.push(format!(".new{}-{seq}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let mut line = Zeroizing::new(encode_base64_key(key));
+        line.push('\n');
+        f.write_all(line.as_bytes())?;
+        f.sync_all()?;
+        let linked = match fs::hard_link(&tmp, path) {
+            Ok(()) => true,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(e),
+        };
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(linked)
+    })();
+    let _ = fs::remove_file(&tmp);
+    result.map_err(|e| io_err(path, e))
+}
+
 /// Reads the private key file, or creates it (mode 0600, parent directories
 /// 0700 if missing) with a fresh key. Returns the key and whether it was
-/// generated.
+/// generated. Creation never replaces a file: if another process created
+/// it meanwhile, its key is read and used.
 pub fn load_or_generate_private_key(path: &Path) -> Result<([u8; 32], bool), KeyError> {
     match fs::metadata(path) {
         Ok(_) => return read_key_file(path).map(|k| (k, false)),
@@ -176,9 +223,12 @@ pub fn load_or_generate_private_key(path: &Path) -> Result<([u8; 32], bool), Key
             .create(dir)
             .map_err(|e| io_err(dir, e))?;
     }
-    let key = generate_private_key();
-    write_key_file(path, &key)?;
-    Ok((key, true))
+    let key = Zeroizing::new(generate_private_key());
+    if create_key_file(path, &key)? {
+        Ok((*key, true))
+    } else {
+        read_key_file(path).map(|k| (k, false))
+    }
 }
 
 #[cfg(test)]
@@ -367,5 +417,44 @@ mod tests {
         let e = read_key_file(Path::new("/nonexistent/pm/key")).unwrap_err();
         assert!(matches!(&e, KeyError::Io { source, .. } if source.kind() == ErrorKind::NotFound));
         assert!(e.to_string().starts_with("/nonexistent/pm/key: "));
+    }
+
+    #[test]
+    fn key_creation_never_replaces_an_existing_file() {
+        let dir = temp_dir("noreplace");
+        let path = dir.join("private.key");
+        fs::write(&path, "theirs\n").unwrap();
+        assert!(!create_key_file(&path, &[9u8; 32]).unwrap());
+        assert_eq!(fs::read_to_string(&path).unwrap(), "theirs\n");
+        // No temporary file is left behind, either way.
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        let fresh = dir.join("fresh.key");
+        assert!(create_key_file(&fresh, &[9u8; 32]).unwrap());
+        assert_eq!(read_key_file(&fresh).unwrap(), [9u8; 32]);
+        assert_eq!(mode_of(&fresh), 0o600);
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 2);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn concurrent_generation_agrees_on_one_key() {
+        let dir = temp_dir("race");
+        let path = dir.join("k").join("private.key");
+        let barrier = std::sync::Barrier::new(8);
+        let results: Vec<_> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        load_or_generate_private_key(&path).unwrap()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let on_disk = read_key_file(&path).unwrap();
+        assert!(results.iter().all(|(k, _)| *k == on_disk));
+        assert!(results.iter().filter(|(_, created)| *created).count() <= 1);
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

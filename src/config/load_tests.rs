@@ -8,6 +8,11 @@ fn temp_dir(tag: &str) -> PathBuf {
     d
 }
 
+fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+}
+
 const PK1: &str = "4nhsls0q7klSqPEh+VPMNSDd8fQGZoZospgUcqfAHiU=";
 const PRIV: &str = "WB7g0wZGHz+kj2BGgTyVdR36taFGX+z5gEiOWGXIQnQ=";
 
@@ -33,6 +38,7 @@ fn load_picks_the_format_by_extension() {
         format!("[Interface]\nPrivateKey = {PRIV}\nDNS = 1.1.1.1\n[Peer]\nPublicKey = {PK1}\n"),
     )
     .unwrap();
+    set_mode(&conf_path, 0o600);
     let (cfg, warnings) = load_with_warnings(&conf_path).unwrap();
     assert_eq!(cfg.interface.name, "wg3");
     assert_eq!(cfg.peers.len(), 1);
@@ -193,4 +199,40 @@ fn prefix_containment() {
         "families never mix"
     );
     assert!(!prefix_contains((ip("::"), 0), ip("10.0.0.1")));
+}
+
+#[test]
+fn conf_and_token_files_open_to_others_get_the_key_file_warning() {
+    let d = temp_dir("modes");
+    let conf = d.join("wg4.conf");
+    fs::write(&conf, format!("[Interface]\nPrivateKey = {PRIV}\n")).unwrap();
+    for (mode, warned) in [(0o600, false), (0o400, false), (0o640, true), (0o604, true)] {
+        set_mode(&conf, mode);
+        let (_, warnings) = load_with_warnings(&conf).unwrap();
+        let hit = warnings
+            .iter()
+            .any(|w| w.contains("accessible by group or others") && w.contains("chmod 600"));
+        assert_eq!(hit, warned, "mode {mode:o}: {warnings:?}");
+    }
+    // A TOML file holds no key (only key file paths): no warning.
+    let toml_path = d.join("pm.toml");
+    fs::write(
+        &toml_path,
+        "[interface]\nname = \"pm0\"\nprivate_key_file = \"private.key\"\n",
+    )
+    .unwrap();
+    set_mode(&toml_path, 0o644);
+    assert!(load_with_warnings(&toml_path).unwrap().1.is_empty());
+    // The token file rule, as the daemon applies it.
+    let token = d.join("token");
+    fs::write(&token, "s3cret\n").unwrap();
+    set_mode(&token, 0o644);
+    let w = insecure_mode_warning(&token, "admin token file").unwrap();
+    assert!(
+        w.contains("admin token file") && !w.contains("s3cret"),
+        "{w}"
+    );
+    set_mode(&token, 0o600);
+    assert_eq!(insecure_mode_warning(&token, "admin token file"), None);
+    fs::remove_dir_all(&d).unwrap();
 }

@@ -166,13 +166,32 @@ pub fn load_with_warnings(path: &Path) -> Result<(Config, Vec<String>), ConfigEr
         .map_err(|e| ConfigError::new(&file, 0, format!("cannot read config file: {e}")))?;
     let (mut cfg, warnings) = if is_wg_quick(path) {
         let parsed = wgquick::parse(&text, path)?;
-        let warnings = parsed.ignored.iter().map(|k| k.warning(&file)).collect();
+        let mut warnings: Vec<String> = parsed.ignored.iter().map(|k| k.warning(&file)).collect();
+        // A .conf holds the private key inline: the key-file rule applies.
+        warnings.extend(insecure_mode_warning(
+            path,
+            "config file with a private key",
+        ));
         (parsed.config, warnings)
     } else {
         (toml_config::parse(&text, path)?, Vec::new())
     };
     toml_config::apply_env(&mut cfg, |name| std::env::var(name).ok())?;
     Ok((cfg, warnings))
+}
+
+/// The key-file rule for other secret files (`.conf` files, admin token
+/// files): a file open to group or others gets a warning (as `wg` does for
+/// key files; `preflight` fails on it). None when private or unreadable.
+pub fn insecure_mode_warning(path: &Path, what: &str) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{}: {what} is accessible by group or others (mode {mode:o}); chmod 600 it",
+            path.display()
+        )
+    })
 }
 
 fn is_wg_quick(path: &Path) -> bool {

@@ -2,6 +2,7 @@
 //! wireguard-go-compatible `phantommesh [-f] IFNAME` ([`wg_mode`]) and the
 //! operator's `phantommesh run --config FILE` ([`run_mode`]).
 pub mod file_watch;
+pub mod inherited_fd;
 pub mod mesh_peers;
 pub mod notify;
 pub mod routes;

@@ -87,6 +87,14 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
         .map(|k| encode_base64_key(&k))
         .unwrap_or_default();
     tracing::info!(interface = %name, peers = cfg.peers.len(), public_key = %key, "device started");
+    if let Some(w) = cfg
+        .admin
+        .token_file
+        .as_deref()
+        .and_then(|p| config::insecure_mode_warning(p, "admin token file"))
+    {
+        tracing::warn!("{w}");
+    }
     let token = match &cfg.admin.token_file {
         Some(p) => match std::fs::read_to_string(p) {
             Ok(t) if !t.trim().is_empty() => Some(t.trim().as_bytes().to_vec()),
@@ -219,7 +227,7 @@ fn start_mesh(m: &MeshConfig, cfg: &Config, dev: &Device) -> Result<MeshRun, Str
     let params = AgentParams {
         mesh: m.clone(),
         public_key: public_key(&private),
-        listen_port: dev.info().listen_port,
+        listen_port: dev.listen_port(),
         cache_path,
     };
     let state = Arc::new(MeshState::new(&m.node_name, &m.prefix));
@@ -279,7 +287,9 @@ impl Running {
         if cfg.mesh != self.file.mesh {
             tracing::warn!("the [mesh] section changed; restart the daemon to apply it");
         }
-        self.private = zeroize::Zeroizing::new(load_key(&cfg.interface.private_key, true)?);
+        // Never generate here: a vanished key file is an error, and the
+        // running config (and key) stay.
+        self.private = zeroize::Zeroizing::new(reload_key(&cfg.interface.private_key)?);
         let merged = self.merge(&cfg);
         self.apply(dev, merged)?;
         tracing::info!(peers = self.applied.peers.len(), "config reloaded");
@@ -393,6 +403,12 @@ fn load_key(src: &KeySource, generate: bool) -> Result<[u8; 32], String> {
     }
 }
 
+/// The private key on reload: read, never generated (a key file that
+/// vanished is an error, and the running key stays).
+fn reload_key(src: &KeySource) -> Result<[u8; 32], String> {
+    load_key(src, false).map_err(|e| format!("private key: {e} (a reload never generates a key)"))
+}
+
 /// The set operation that makes a device match `cfg`: `running` peers that
 /// the file no longer names are removed, the others updated in place.
 pub fn device_set(cfg: &Config, running: &[[u8; 32]]) -> Result<DeviceSet, String> {
@@ -453,3 +469,7 @@ fn device_set_keyed(
     }
     Ok(set)
 }
+
+#[cfg(test)]
+#[path = "run_mode_tests.rs"]
+mod tests;

@@ -1,6 +1,7 @@
 //! `phantommesh [-f|--foreground] IFNAME`: wireguard-go's command line, so
 //! `wg-quick` (WG_QUICK_USERSPACE_IMPLEMENTATION) and scripts written for
 //! wireguard-go run unchanged.
+use super::inherited_fd::{validate_tun_fd, validate_uapi_fd};
 use super::{wait, EXIT_SETUP_FAILED};
 use crate::cli::daemonize::{daemonize, Readiness};
 use crate::cli::logging::{self, LogFormat};
@@ -122,10 +123,18 @@ fn fail(readiness: Option<Readiness>, msg: &str) -> i32 {
 /// Opens the TUN (or takes WG_TUN_FD), starts the device and the UAPI socket
 /// (or takes WG_UAPI_FD).
 pub fn start(ifname: &str) -> Result<(Arc<Device>, UapiServer), String> {
+    // Both inherited descriptors are checked before anything is set up.
+    let uapi_fd = fd_from_env("WG_UAPI_FD")?;
+    if let Some(fd) = uapi_fd {
+        validate_uapi_fd(fd).map_err(|e| format!("WG_UAPI_FD={fd}: {e}"))?;
+    }
     let tun: Arc<dyn Tun> = match fd_from_env("WG_TUN_FD")? {
-        Some(fd) => Arc::new(
-            LinuxTun::from_fd(fd, Some(ifname)).map_err(|e| format!("WG_TUN_FD={fd}: {e}"))?,
-        ),
+        Some(fd) => {
+            validate_tun_fd(fd).map_err(|e| format!("WG_TUN_FD={fd}: {e}"))?;
+            Arc::new(
+                LinuxTun::from_fd(fd, Some(ifname)).map_err(|e| format!("WG_TUN_FD={fd}: {e}"))?,
+            )
+        }
         None => {
             let t = crate::io::create_tun(ifname)
                 .map_err(|e| format!("cannot create TUN {ifname}: {e}"))?;
@@ -138,7 +147,7 @@ pub fn start(ifname: &str) -> Result<(Arc<Device>, UapiServer), String> {
     let real_name = tun.name().to_string();
     let dev = Device::new(tun, Arc::new(LinuxBind::new()));
     rebind(&dev.shared, 0, 0).map_err(|e| e.message)?;
-    let uapi = match fd_from_env("WG_UAPI_FD")? {
+    let uapi = match uapi_fd {
         Some(fd) => UapiServer::from_fd(fd, &real_name),
         None => UapiServer::bind(&real_name),
     }

@@ -18,6 +18,7 @@ use rand::RngCore;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
+use zeroize::Zeroize;
 
 fn err(errno: i32, message: impl Into<String>) -> UapiError {
     UapiError {
@@ -55,8 +56,22 @@ impl Device {
         v
     }
     /// Every configured peer with its get-reply state, reading the
-    /// allowed-IPs table once (not once per peer).
+    /// allowed-IPs table once (not once per peer). The preshared key is
+    /// not copied out: `preshared_key` is all zeros (see
+    /// [`Device::peer_infos_with_psk`]).
     pub fn peer_infos(&self) -> Vec<(Arc<Peer>, PeerInfo)> {
+        self.peer_infos_inner(false)
+    }
+    /// As [`Device::peer_infos`], with each preshared key: only for the
+    /// UAPI `get`, which must answer it.
+    pub fn peer_infos_with_psk(&self) -> Vec<(Arc<Peer>, PeerInfo)> {
+        self.peer_infos_inner(true)
+    }
+    /// The UDP port in use (0 until bound), without copying the key out.
+    pub fn listen_port(&self) -> u16 {
+        self.shared.settings.lock().listen_port
+    }
+    fn peer_infos_inner(&self, with_psk: bool) -> Vec<(Arc<Peer>, PeerInfo)> {
         let peers = self.peers();
         let mut prefixes: std::collections::HashMap<u64, Vec<(std::net::IpAddr, u8)>> =
             std::collections::HashMap::new();
@@ -66,7 +81,7 @@ impl Device {
         peers
             .into_iter()
             .map(|p| {
-                let mut info = peer_state_info(&p);
+                let mut info = peer_state_info(&p, with_psk);
                 info.allowed_ips = prefixes.remove(&p.id).unwrap_or_default();
                 (p, info)
             })
@@ -94,17 +109,22 @@ impl Device {
 }
 
 pub fn peer_info(s: &Shared, peer: &Arc<Peer>) -> PeerInfo {
-    let mut info = peer_state_info(peer);
+    let mut info = peer_state_info(peer, true);
     info.allowed_ips = s.allowed_ips.read().prefixes_of(&PeerRef(peer.clone()));
     info
 }
 
-/// Everything of a peer's get reply but its allowed IPs.
-fn peer_state_info(peer: &Arc<Peer>) -> PeerInfo {
+/// Everything of a peer's get reply but its allowed IPs; the preshared
+/// key only when `with_psk` (all zeros otherwise).
+fn peer_state_info(peer: &Arc<Peer>, with_psk: bool) -> PeerInfo {
     let (psk, pka, last) = {
         let st = peer.state.lock();
         (
-            *st.preshared_key(),
+            if with_psk {
+                *st.preshared_key()
+            } else {
+                [0; 32]
+            },
             st.persistent_keepalive(),
             st.last_handshake(),
         )
@@ -194,17 +214,20 @@ pub fn rebind(s: &Shared, port: u16, fwmark: u32) -> Result<(), UapiError> {
 }
 
 fn set_private_key(s: &Shared, key: [u8; 32]) {
-    let identity = if key == [0u8; 32] {
+    let key = zeroize::Zeroizing::new(key);
+    let key = &*key;
+    let identity = if *key == [0u8; 32] {
         None
     } else {
-        Some(Arc::new(Identity::new(StaticSecretKey::from(key))))
+        Some(Arc::new(Identity::new(StaticSecretKey::from(*key))))
     };
     {
         let mut st = s.settings.lock();
-        if st.private_key == Some(key) || (st.private_key.is_none() && identity.is_none()) {
+        if st.private_key == Some(*key) || (st.private_key.is_none() && identity.is_none()) {
             return;
         }
-        st.private_key = identity.as_ref().map(|_| key);
+        st.private_key.zeroize();
+        st.private_key = identity.as_ref().map(|_| *key);
     }
     // A peer with our own public key would be talking to itself.
     if let Some(id) = &identity {
@@ -297,7 +320,12 @@ fn apply_peer_as(s: &Shared, p: &PeerSet, hidden: bool) -> Result<(), UapiError>
                 [0u8; 32],
                 rand::rngs::OsRng.next_u64(),
             );
-            let peer = Arc::new(Peer::new(s.new_peer_id(), p.public_key, state));
+            let peer = Arc::new(Peer::new(
+                s.new_peer_id(),
+                p.public_key,
+                state,
+                s.staged_budget.clone(),
+            ));
             peer.hidden
                 .store(hidden, std::sync::atomic::Ordering::Relaxed);
             s.peers.write().insert(p.public_key, peer.clone());

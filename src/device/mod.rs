@@ -32,6 +32,7 @@ pub mod pipeline;
 pub mod ratelimiter;
 pub mod receive;
 pub mod send;
+pub mod staged;
 #[cfg(test)]
 pub(crate) mod test_node;
 pub mod timers;
@@ -86,6 +87,8 @@ pub struct Stats {
     pub drop_rate_limited: AtomicU64,
     pub drop_malformed: AtomicU64,
     pub drop_no_session: AtomicU64,
+    /// A full queue: the handshake queue, or the device-wide cap on bytes
+    /// staged for peers without a session.
     pub drop_queue_full: AtomicU64,
     pub cookie_replies_sent: AtomicU64,
     pub handshakes_initiated: AtomicU64,
@@ -102,7 +105,14 @@ pub(crate) fn bump(c: &AtomicU64, n: u64) {
 pub struct Settings {
     pub listen_port: u16,
     pub fwmark: u32,
+    /// Zeroed when replaced and on drop.
     pub private_key: Option<[u8; 32]>,
+}
+
+impl Drop for Settings {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.private_key);
+    }
 }
 
 pub struct Shared {
@@ -128,6 +138,8 @@ pub struct Shared {
     /// The TUN's link state as last seen (see [`link`]).
     pub link: link::LinkMonitor,
     next_peer_id: AtomicU64,
+    /// Bytes staged across all peers (see [`staged`]).
+    pub staged_budget: Arc<staged::StagedBudget>,
     pub(crate) handshake_tx: crossbeam_channel::Sender<handshake::Queued>,
     pub(crate) handshake_rx: crossbeam_channel::Receiver<handshake::Queued>,
     /// Wakes the UDP receive loop when the socket is replaced.
@@ -232,6 +244,7 @@ impl Device {
             tun_gone: AtomicBool::new(false),
             link: link::LinkMonitor::default(),
             next_peer_id: AtomicU64::new(1),
+            staged_budget: Arc::new(staged::StagedBudget::new(staged::MAX_STAGED_BYTES)),
             handshake_tx,
             handshake_rx,
             udp_generation: AtomicU64::new(0),

@@ -1,12 +1,13 @@
 //! A peer as the device sees it: protocol state behind its own lock, plus
 //! what the packet path touches without that lock (endpoint, counters).
 use super::pipeline::OrderedQueue;
+use super::staged::{Staged, StagedBudget};
 use crate::io::{Endpoint, LocalAddr};
 use crate::noise::peer::PeerState;
 use parking_lot::Mutex;
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 pub struct Peer {
     /// Unique per device lifetime: a cheap identity for the routing table.
@@ -16,8 +17,8 @@ pub struct Peer {
     /// Where to send, and from which local address (the sticky source,
     /// learned from the peer's authenticated packets).
     pub endpoint: Mutex<Option<Endpoint>>,
-    /// Inner packets waiting for a session (at most MAX_STAGED_PACKETS).
-    pub staged: Mutex<VecDeque<Vec<u8>>>,
+    /// Inner packets waiting for a session (see [`super::staged`]).
+    pub staged: Mutex<Staged>,
     pub rx_bytes: AtomicU64,
     pub tx_bytes: AtomicU64,
     /// A short-lived peer of the admin plane's self test: routed like any
@@ -29,13 +30,13 @@ pub struct Peer {
 }
 
 impl Peer {
-    pub fn new(id: u64, public_key: [u8; 32], state: PeerState) -> Self {
+    pub fn new(id: u64, public_key: [u8; 32], state: PeerState, budget: Arc<StagedBudget>) -> Self {
         Peer {
             id,
             public_key,
             state: Mutex::new(state),
             endpoint: Mutex::new(None),
-            staged: Mutex::new(VecDeque::new()),
+            staged: Mutex::new(Staged::new(budget)),
             rx_bytes: AtomicU64::new(0),
             tx_bytes: AtomicU64::new(0),
             hidden: std::sync::atomic::AtomicBool::new(false),

@@ -9,7 +9,7 @@ use super::peer::Peer;
 use super::pipeline::{Dir, Job, JobData};
 use super::{bump, Shared};
 use crate::io::{Endpoint, MAX_BATCH};
-use crate::noise::constants::{AEAD_TAG_LEN, DATA_HEADER_LEN, KEEPALIVE_LEN, MAX_STAGED_PACKETS};
+use crate::noise::constants::{AEAD_TAG_LEN, DATA_HEADER_LEN, KEEPALIVE_LEN};
 use crate::noise::keypair::Keypair;
 use crate::noise::messages::padded_len;
 use smallvec::SmallVec;
@@ -282,7 +282,7 @@ fn dispatch(
 ) {
     let kp = peer.state.lock().sending_keypair(Instant::now()).cloned();
     let Some(kp) = kp else {
-        stage(peer, slots, sizes);
+        stage(s, peer, slots, sizes);
         s.with_peer(peer, |st, env, out| st.need_session(env, out));
         return;
     };
@@ -309,7 +309,7 @@ fn dispatch(
     };
     if taken < slots.len() {
         // Counter exhausted: the rest waits for a new session.
-        stage(peer, &slots[taken..], &sizes[taken..]);
+        stage(s, peer, &slots[taken..], &sizes[taken..]);
         s.with_peer(peer, |st, env, out| st.need_session(env, out));
     }
     if taken == 0 {
@@ -537,20 +537,22 @@ fn sealed_len(len: usize, mtu: usize) -> usize {
     HEADROOM + padded_len(len, mtu) + AEAD_TAG_LEN
 }
 
-fn stage(peer: &Peer, bufs: &[Vec<u8>], sizes: &[usize]) {
+fn stage(s: &Shared, peer: &Peer, bufs: &[Vec<u8>], sizes: &[usize]) {
     let mut q = peer.staged.lock();
-    for (b, &len) in bufs.iter().zip(sizes) {
-        if q.len() >= MAX_STAGED_PACKETS {
-            q.pop_front();
-        }
-        q.push_back(b[HEADROOM..HEADROOM + len].to_vec());
-    }
+    let refused = bufs
+        .iter()
+        .zip(sizes)
+        .filter(|(b, &len)| !q.push(&b[HEADROOM..HEADROOM + len]))
+        .count();
+    drop(q);
+    // Over the device-wide cap: counted as a full queue.
+    bump(&s.stats.drop_queue_full, refused as u64);
 }
 
 /// Sends staged packets on the current session. False when nothing was sent.
 /// Rare (once per new session), so it builds its own buffers.
 pub fn flush_staged(s: &Shared, peer: &Arc<Peer>) -> bool {
-    let staged: Vec<Vec<u8>> = peer.staged.lock().drain(..).collect();
+    let staged: Vec<Vec<u8>> = peer.staged.lock().take_all();
     if staged.is_empty() {
         return false;
     }

@@ -2,8 +2,8 @@
 //!
 //! Everything is read from state the engine already keeps: relaxed atomics,
 //! and per peer its state lock once plus the allowed-IPs table as a reader
-//! (both through [`Device::peer_info`]). No keys but public ones leave here:
-//! `peer_info` also returns the preshared key, which is dropped unread.
+//! (both through [`Device::peer_infos`]). No keys but public ones leave here:
+//! `peer_infos` does not copy the preshared key out.
 use super::exposition::{MetricType, Value, Writer};
 use super::histogram::{DeviceHistograms, HistogramSnapshot};
 use super::process::ProcessStats;
@@ -146,7 +146,7 @@ pub fn render_with(out: &mut String, dev: &Device, hist: Option<&DeviceHistogram
         Gauge,
         "UDP port the device listens on (0 until bound).",
         // Not dev.info(): that copies the private key out.
-        u64::from(s.settings.lock().listen_port),
+        u64::from(dev.listen_port()),
     );
 
     let peers = dev.peers();

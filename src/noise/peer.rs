@@ -16,6 +16,7 @@ use super::timers::{Timer, Timers};
 use rand_core::CryptoRngCore;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use zeroize::Zeroize;
 
 /// What a call needs from the outside world.
 pub struct Env<'a> {
@@ -94,6 +95,12 @@ pub fn keypair_usable(kp: &Keypair, now: Instant) -> bool {
     now < kp.created + REJECT_AFTER_TIME && kp.sent_messages() < REJECT_AFTER_MESSAGES
 }
 
+impl Drop for PeerState {
+    fn drop(&mut self) {
+        self.psk.zeroize();
+    }
+}
+
 impl PeerState {
     /// `identity` is None when the device has no private key yet.
     pub fn new(identity: Option<&Identity>, remote: PublicKey, psk: [u8; 32], seed: u64) -> Self {
@@ -144,6 +151,7 @@ impl PeerState {
     }
 
     pub fn set_preshared_key(&mut self, psk: [u8; 32]) {
+        self.psk.zeroize();
         self.psk = psk;
         if let Some(k) = self.keys.as_mut() {
             k.set_preshared_key(psk);

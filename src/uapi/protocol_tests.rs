@@ -408,3 +408,55 @@ fn formatted_keys_parse_back() {
     assert_eq!(set.listen_port, Some(1));
     assert_eq!(set.fwmark, Some(2));
 }
+
+/// Every spelling of a key that a `Debug` print could leak: hex, base64 and
+/// the byte array.
+fn leaks(text: &str, k: &[u8; 32]) -> bool {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(k);
+    text.contains(&hex::encode(k)) || text.contains(&b64) || text.contains(&format!("{k:?}"))
+}
+
+#[test]
+fn debug_hides_private_and_preshared_keys() {
+    let set = parse(&format!(
+        "private_key={PRIV}\npublic_key={PUB1}\npreshared_key={PSK1}\nendpoint=10.0.0.1:51820"
+    ))
+    .unwrap();
+    let text = format!("{set:?}");
+    assert!(!leaks(&text, &key(PRIV)), "{text}");
+    assert!(!leaks(&text, &key(PSK1)), "{text}");
+    assert!(text.contains("(hidden)"), "{text}");
+    // The public key and the rest stay readable.
+    assert!(text.contains(PUB1), "{text}");
+    assert!(text.contains("10.0.0.1:51820"), "{text}");
+    let alt = format!("{set:#?}");
+    assert!(
+        !leaks(&alt, &key(PRIV)) && !leaks(&alt, &key(PSK1)),
+        "{alt}"
+    );
+
+    let dev = DeviceInfo {
+        private_key: Some(key(PRIV)),
+        ..Default::default()
+    };
+    let text = format!("{dev:?}");
+    assert!(
+        !leaks(&text, &key(PRIV)) && text.contains("(hidden)"),
+        "{text}"
+    );
+    let peer = PeerInfo {
+        public_key: key(PUB1),
+        preshared_key: key(PSK1),
+        ..Default::default()
+    };
+    let text = format!("{peer:?}");
+    assert!(
+        !leaks(&text, &key(PSK1)) && text.contains("(hidden)"),
+        "{text}"
+    );
+    assert!(text.contains(PUB1), "{text}");
+    // No key set: nothing claims one is hidden.
+    let text = format!("{:?}", PeerInfo::default());
+    assert!(!text.contains("(hidden)"), "{text}");
+}
