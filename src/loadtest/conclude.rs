@@ -77,8 +77,11 @@ pub fn conclude(a: &LoadtestArgs, o: Outcome) -> Result<i32, String> {
     );
     let limits = SoakLimits {
         memory_growth: a.mem_growth / 100.0,
+        memory_slope: a.mem_slope / 100.0,
         fd_slack: a.fd_slack,
-        warmup: a.warmup.unwrap_or(a.ramp + a.interval),
+        warmup: a
+            .warmup
+            .unwrap_or_else(|| soak::default_warmup(a.ramp, a.interval)),
     };
     let soak_v = soak::verdict(&o.monitor.intervals, &o.monitor.samples, &limits);
     let verdict = Verdict {

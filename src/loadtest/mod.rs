@@ -151,12 +151,19 @@ pub struct Options {
     /// Soak interval: a line and a target sample this often.
     #[arg(long, default_value = "60s", value_parser = duration)]
     pub interval: Duration,
-    /// Memory baseline time (default: the ramp plus one interval).
+    /// Memory baseline time (default: the ramp plus one interval, and at
+    /// least the ramp plus REKEY_AFTER_TIME plus 10 s, so every peer's
+    /// first rekey is done).
     #[arg(long, value_parser = duration)]
     pub warmup: Option<Duration>,
     /// Allowed growth of the target's memory after warm-up, percent.
     #[arg(long, default_value_t = 10.0)]
     pub mem_growth: f64,
+    /// Allowed slope of the target's memory after warm-up (least-squares
+    /// fit, judged over at least 10 minutes), percent of the baseline per
+    /// hour.
+    #[arg(long, default_value_t = 5.0)]
+    pub mem_slope: f64,
     /// Descriptors the target may gain after warm-up.
     #[arg(long, default_value_t = 2)]
     pub fd_slack: u64,
