@@ -8,8 +8,9 @@
 #    and its well-known types), which the build needs for
 #    the etcd client, always; for the privileged tests also wireguard-tools
 #    wireguard-go iperf3 iputils-ping iproute2 procps python3 prometheus curl
-#    util-linux etcd-server etcd-client; `cargo install boringtun-cli --locked
-#    --version 0.7.1` into ~/.cargo/bin);
+#    util-linux etcd-server etcd-client, and chromium fonts-dejavu-core
+#    python3-pil for the load test report's browser check; `cargo install
+#    boringtun-cli --locked --version 0.7.1` into ~/.cargo/bin);
 # 2. cargo fmt --check, clippy -D warnings, release build, cargo test --release
 #    (unit, in-memory and privileged Rust tests);
 # 3. every tests/e2e/NN-*.sh scenario, each under a timeout.
@@ -148,7 +149,7 @@ BUILD_APT_PKGS=(protobuf-compiler libprotobuf-dev)
 # What the privileged tests run (etcd-server and etcd-client for the mesh
 # scenarios 95-*).
 APT_PKGS=(wireguard-tools wireguard-go iperf3 iputils-ping iproute2 procps python3 prometheus curl util-linux
-  etcd-server etcd-client)
+  etcd-server etcd-client chromium fonts-dejavu-core python3-pil)
 BORINGTUN_VERSION=0.7.1
 
 install_apt() { # PACKAGE...

@@ -11,12 +11,14 @@
 //! address by default, so the target kernel answers). The result is
 //! evaluated with the same gate code as `/gates` ([`output`]), plus the
 //! handshake requirement and the soak checks ([`soak`]); `--report` writes
-//! an HTML page with charts ([`report`]).
+//! an HTML page ([`page`]) with charts ([`report`], [`chart`]).
 //!
 //! Exit codes: 0 pass, 1 a gate or check failed, 2 the run could not be
 //! set up, 130 on a second Ctrl-C.
+pub mod chart;
 pub mod net;
 pub mod output;
+pub mod page;
 pub mod probe;
 pub mod report;
 pub mod setup;
