@@ -8,8 +8,9 @@
 #    and its well-known types), which the build needs for
 #    the etcd client, always; for the privileged tests also wireguard-tools
 #    wireguard-go iperf3 iputils-ping iproute2 procps python3 prometheus curl
-#    util-linux etcd-server etcd-client systemd strace socat openssl; `cargo install boringtun-cli --locked
-#    --version 0.7.1` into ~/.cargo/bin);
+#    util-linux etcd-server etcd-client systemd strace socat openssl, and chromium
+#    fonts-dejavu-core python3-pil for the load test report's browser check;
+#    `cargo install boringtun-cli --locked --version 0.7.1` into ~/.cargo/bin);
 # 2. cargo fmt --check, clippy -D warnings, release build, cargo test --release
 #    (unit, in-memory and privileged Rust tests);
 # 3. every tests/e2e/NN-*.sh scenario, each under a timeout.
@@ -157,9 +158,10 @@ BUILD_APT_PKGS=(protobuf-compiler libprotobuf-dev)
 # What the privileged tests run (etcd-server and etcd-client for the mesh
 # scenarios 95-*; systemd's systemd-analyze and strace for the unit's check,
 # tests/deploy/07-systemd.sh; util-linux's setpriv for scenario 88; socat
-# and openssl for the TLS front of 92-https-client).
+# and openssl for the TLS front of 92-https-client; chromium, fonts-dejavu-core
+# and python3-pil for tests/loadtest/ci_report_browser.sh).
 APT_PKGS=(wireguard-tools wireguard-go iperf3 iputils-ping iproute2 procps python3 prometheus curl util-linux
-  etcd-server etcd-client systemd strace socat openssl)
+  etcd-server etcd-client systemd strace socat openssl chromium fonts-dejavu-core python3-pil)
 BORINGTUN_VERSION=0.7.1
 
 install_apt() { # PACKAGE...

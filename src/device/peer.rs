@@ -99,7 +99,7 @@ mod tests {
 
     fn peer() -> Peer {
         let st = PeerState::new(None, [9u8; 32].into(), [0u8; 32], 1);
-        Peer::new(1, [9; 32], st)
+        Peer::new(1, [9; 32], st, Arc::new(StagedBudget::new(1 << 20)))
     }
 
     #[test]

@@ -134,6 +134,17 @@ fn status_cell(pass: bool) -> &'static str {
     }
 }
 
+/// A metric's label, target, actual and margin cells, as the table shows
+/// them (for other renderings of the table, such as HTML).
+pub fn metric_cells(m: &MetricReport) -> [String; 4] {
+    [
+        m.label.clone(),
+        target_cell(m),
+        actual_cell(m),
+        margin_cell(m),
+    ]
+}
+
 fn push_row(out: &mut String, cells: [&str; 5], widths: &[usize; 4]) {
     let mut line = String::new();
     for (cell, w) in cells.iter().zip(widths) {
@@ -153,12 +164,13 @@ pub fn render_table(gate: &GateReport, trailer: &[&str]) -> String {
         .metrics
         .iter()
         .map(|m| {
+            let [label, target, actual, margin] = metric_cells(m);
             [
-                m.label.clone(),
-                target_cell(m),
-                actual_cell(m),
+                label,
+                target,
+                actual,
                 status_cell(m.pass).to_string(),
-                margin_cell(m),
+                margin,
             ]
         })
         .collect();

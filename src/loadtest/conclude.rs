@@ -4,7 +4,7 @@ use super::monitor::Monitor;
 use super::output::{self, HandshakeSummary, Verdict};
 use super::soak::{self, Interval, SoakLimits, SoakVerdict};
 use super::stats::{gate_summary, Counters, PeerResult, Stats};
-use super::{report, LoadtestArgs, EXIT_FAIL, EXIT_PASS};
+use super::{page, LoadtestArgs, EXIT_FAIL, EXIT_PASS};
 use crate::gates::table::{format_number, group_thousands};
 use crate::gates::{Report, Summary};
 use serde::Serialize;
@@ -77,8 +77,11 @@ pub fn conclude(a: &LoadtestArgs, o: Outcome) -> Result<i32, String> {
     );
     let limits = SoakLimits {
         memory_growth: a.mem_growth / 100.0,
+        memory_slope: a.mem_slope / 100.0,
         fd_slack: a.fd_slack,
-        warmup: a.warmup.unwrap_or(a.ramp + a.interval),
+        warmup: a
+            .warmup
+            .unwrap_or_else(|| soak::default_warmup(a.ramp, a.interval)),
     };
     let soak_v = soak::verdict(&o.monitor.intervals, &o.monitor.samples, &limits);
     let verdict = Verdict {
@@ -173,13 +176,18 @@ pub fn conclude(a: &LoadtestArgs, o: Outcome) -> Result<i32, String> {
             ),
             ("Worker threads".to_string(), o.threads.to_string()),
         ];
-        let page = report::html(
-            "PhantomMesh load test",
-            &text,
-            &params,
-            &o.monitor.lines,
-            &o.stats,
-        );
+        let page = page::html(&page::Page {
+            title: "PhantomMesh load test",
+            pass,
+            gate: &gate_report,
+            gate_notes: &[verdict.load_line.clone(), verdict.duration_line.clone()],
+            details: &output::render_details(&verdict),
+            params: &params,
+            intervals: &o.monitor.lines,
+            stats: &o.stats,
+            samples: &o.monitor.samples,
+            soak: &soak_v,
+        });
         std::fs::write(path, page).map_err(|e| format!("{}: {e}", path.display()))?;
         if !a.json {
             println!("Report: {}", path.display());

@@ -11,13 +11,15 @@
 //! address by default, so the target kernel answers). The result is
 //! evaluated with the same gate code as `/gates` ([`output`]), plus the
 //! handshake requirement and the soak checks ([`soak`]); `--report` writes
-//! an HTML page with charts ([`report`]).
+//! an HTML page ([`page`]) with charts ([`report`], [`chart`]).
 //!
 //! Exit codes ([`crate::cli::exit`]): 0 pass, 1 a gate or check failed,
 //! 2 the run could not be set up (options, target, UAPI socket), 130 on a
 //! second Ctrl-C.
+pub mod chart;
 pub mod net;
 pub mod output;
+pub mod page;
 pub mod probe;
 pub mod report;
 pub mod setup;
@@ -152,12 +154,19 @@ pub struct Options {
     /// Soak interval: a line and a target sample this often.
     #[arg(long, default_value = "60s", value_parser = duration)]
     pub interval: Duration,
-    /// Memory baseline time (default: the ramp plus one interval).
+    /// Memory baseline time (default: the ramp plus one interval, and at
+    /// least the ramp plus REKEY_AFTER_TIME plus 10 s, so every peer's
+    /// first rekey is done).
     #[arg(long, value_parser = duration)]
     pub warmup: Option<Duration>,
     /// Allowed growth of the target's memory after warm-up, percent.
     #[arg(long, default_value_t = 10.0)]
     pub mem_growth: f64,
+    /// Allowed slope of the target's memory after warm-up (least-squares
+    /// fit, judged over at least 10 minutes), percent of the baseline per
+    /// hour.
+    #[arg(long, default_value_t = 5.0)]
+    pub mem_slope: f64,
     /// Descriptors the target may gain after warm-up.
     #[arg(long, default_value_t = 2)]
     pub fd_slack: u64,

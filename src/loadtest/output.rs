@@ -1,7 +1,7 @@
 //! The run's verdict and how it is shown: the runbook's Gate 2 table (the
 //! gates library's own renderer), the handshake and soak lines, interval
 //! lines, and the JSON document. Pure.
-use super::soak::{mib, Interval, SoakVerdict};
+use super::soak::{self, mib, Interval, SoakVerdict};
 use super::stats::{gate_summary, Counters, PeerResult, Stats};
 use crate::gates::table::{format_number, group_thousands};
 use crate::gates::{
@@ -201,6 +201,14 @@ pub fn render_text(v: &Verdict) -> String {
         out.push_str(&render_table(g, &[&v.load_line, &v.duration_line]));
         out.push('\n');
     }
+    out.push_str(&render_details(v));
+    out
+}
+
+/// The final text after the gate's table: handshakes, probes, packets,
+/// the target and soak verdict, and the result.
+pub fn render_details(v: &Verdict) -> String {
+    let mut out = String::new();
     let h = v.handshakes;
     let last = h
         .last_after_ramp_s
@@ -265,22 +273,7 @@ pub fn render_text(v: &Verdict) -> String {
         ));
     }
     let s = v.soak;
-    if let (Some(b), Some(l)) = (s.baseline, s.last) {
-        out.push_str(&format!(
-            "Target: RSS {:.1} MiB after warm-up, peak {:.1} MiB, last {:.1} MiB; fds {} -> {}\n",
-            mib(b.rss_bytes),
-            mib(s.peak_rss_bytes.unwrap_or(b.rss_bytes)),
-            mib(l.rss_bytes),
-            b.fds,
-            l.fds
-        ));
-    } else if let Some(l) = s.last {
-        out.push_str(&format!(
-            "Target: RSS {:.1} MiB, fds {} (run shorter than the warm-up: growth not judged)\n",
-            mib(l.rss_bytes),
-            l.fds
-        ));
-    }
+    out.push_str(&soak::target_lines(s));
     out.push_str(&format!(
         "Soak: {} intervals, {} failed{}\n",
         s.intervals,

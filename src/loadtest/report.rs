@@ -1,12 +1,12 @@
-//! `--report FILE.html`: one self-contained page (inline SVG and CSS, no
-//! scripts, nothing fetched) with the gate table, the run's parameters and
-//! four charts: the RTT histogram, RTT percentiles over time, throughput
-//! over time, and peers established and probes failed over time. Pure.
+//! The report's charts as inline SVG: the RTT histogram, RTT percentiles
+//! over time, throughput over time, peers established and probes failed
+//! over time, and tunnel traffic with bulk packets. The page around them is
+//! [`super::page`], the memory chart [`super::chart`]. Pure.
 use super::stats::{ChartHistogram, Stats};
 use std::fmt::Write as _;
 
-const W: f64 = 760.0;
-const H: f64 = 280.0;
+pub(super) const W: f64 = 760.0;
+pub(super) const H: f64 = 280.0;
 const LEFT: f64 = 64.0;
 const RIGHT: f64 = 16.0;
 const TOP: f64 = 46.0;
@@ -62,7 +62,7 @@ fn trim(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-fn frame(out: &mut String, title: &str, x_label: &str, y_label: &str) {
+pub(super) fn frame(out: &mut String, title: &str, x_label: &str, y_label: &str) {
     let _ = write!(
         out,
         r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" font-family="sans-serif" font-size="11">"#
@@ -331,51 +331,6 @@ pub fn timeline_charts(stats: &Stats) -> Vec<String> {
         ));
     }
     charts
-}
-
-/// The whole page. `table` is the text the terminal shows; `params` are
-/// (name, value) rows describing the run.
-pub fn html(
-    title: &str,
-    table: &str,
-    params: &[(String, String)],
-    intervals: &[String],
-    stats: &Stats,
-) -> String {
-    let mut out = String::with_capacity(64 * 1024);
-    let _ = write!(
-        out,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\n<style>\
-body{{font-family:sans-serif;max-width:820px;margin:2em auto;color:#222}}\
-pre{{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:13px}}\
-table{{border-collapse:collapse}}td{{padding:2px 12px 2px 0;vertical-align:top}}\
-svg{{display:block;margin:1.5em 0}}</style></head><body>\n<h1>{}</h1>\n",
-        esc(title),
-        esc(title)
-    );
-    out.push_str("<h2>Parameters</h2>\n<table>\n");
-    for (k, v) in params {
-        let _ = writeln!(out, "<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(v));
-    }
-    out.push_str("</table>\n<h2>Result</h2>\n<pre>");
-    out.push_str(&esc(table));
-    out.push_str("</pre>\n");
-    if !intervals.is_empty() {
-        out.push_str("<h2>Intervals</h2>\n<pre>");
-        for l in intervals {
-            out.push_str(&esc(l));
-            out.push('\n');
-        }
-        out.push_str("</pre>\n");
-    }
-    out.push_str("<h2>Charts</h2>\n");
-    out.push_str(&histogram_chart(&stats.chart));
-    for c in timeline_charts(stats) {
-        out.push('\n');
-        out.push_str(&c);
-    }
-    out.push_str("\n</body></html>\n");
-    out
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! Soak checks: the target's resident memory and open descriptors sampled
 //! from /proc at each interval, and the verdicts on them. The verdict
 //! functions are pure; [`sample`] reads /proc.
+use super::stats::least_squares;
 use crate::gates::resources::{parse_proc_stat_times, parse_vmrss_bytes};
+use crate::gates::table::format_number;
+use crate::noise::constants::{REKEY_AFTER_TIME, REKEY_TIMEOUT};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -64,29 +67,107 @@ pub struct Interval {
 pub struct SoakLimits {
     /// Allowed growth of resident memory over the warm-up baseline (0.10).
     pub memory_growth: f64,
+    /// Allowed slope of resident memory after warm-up, as a fraction of
+    /// the baseline per hour (0.05).
+    pub memory_slope: f64,
     /// Descriptors the target may gain over the baseline.
     pub fd_slack: u64,
     /// Samples taken before this much time has passed are warm-up.
     pub warmup: Duration,
 }
 
+/// The slope is judged only over at least this long after warm-up: over
+/// a few minutes, a page or two of allocator noise is several % per hour.
+pub const SLOPE_MIN_SPAN: Duration = Duration::from_secs(600);
+/// ... and over at least this many samples.
+pub const SLOPE_MIN_SAMPLES: usize = 5;
+
+/// The default warm-up: the ramp plus one interval, and at least until
+/// every peer has rekeyed once. The last peer starts at the ramp's end and
+/// rekeys REKEY_AFTER_TIME after its first handshake; the rekey gets two
+/// REKEY_TIMEOUTs (one retransmit) to complete. A rekey holds a second
+/// keypair per peer, so memory steps up once there, then stays flat.
+pub fn default_warmup(ramp: Duration, interval: Duration) -> Duration {
+    (ramp + interval).max(ramp + REKEY_AFTER_TIME + 2 * REKEY_TIMEOUT)
+}
+
+/// The least-squares line through the target's resident memory after
+/// warm-up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct MemoryFit {
+    pub samples: usize,
+    /// Seconds since the start of the first and last sample fitted.
+    pub from_s: f64,
+    pub to_s: f64,
+    /// The fitted line's values at `from_s` and `to_s`.
+    pub fit_from_mib: f64,
+    pub fit_to_mib: f64,
+    pub mib_per_hour: f64,
+    /// The slope as a percentage of the baseline per hour.
+    pub percent_per_hour: f64,
+    /// Whether the fit spans enough ([`SLOPE_MIN_SPAN`],
+    /// [`SLOPE_MIN_SAMPLES`]) for the slope to be judged.
+    pub judged: bool,
+}
+
 /// The soak verdict, with the reasons it failed.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SoakVerdict {
     pub pass: bool,
+    /// Samples before this many seconds since the start are warm-up.
+    pub warmup_s: f64,
+    /// The first sample after warm-up, and when it was taken.
     pub baseline: Option<ProcSample>,
+    pub baseline_at_s: Option<f64>,
     pub peak_rss_bytes: Option<u64>,
+    pub peak_at_s: Option<f64>,
     pub last: Option<ProcSample>,
     /// Growth of the peak over the baseline, as a fraction.
     pub memory_growth: Option<f64>,
+    pub memory_growth_limit: f64,
+    pub memory_slope: Option<MemoryFit>,
+    /// Percent of the baseline per hour.
+    pub memory_slope_limit: f64,
     pub intervals: usize,
     pub failed_intervals: usize,
     pub failures: Vec<String>,
 }
 
+/// The least-squares fit of resident memory over `samples` (taken after
+/// warm-up); None with fewer than two samples or a zero baseline.
+pub fn memory_fit(samples: &[(f64, ProcSample)]) -> Option<MemoryFit> {
+    let base = samples.first()?.1.rss_bytes;
+    if base == 0 {
+        return None;
+    }
+    let points: Vec<(f64, f64)> = samples
+        .iter()
+        .map(|(t, s)| (*t, mib(s.rss_bytes)))
+        .collect();
+    let line = least_squares(&points)?;
+    let (from_s, to_s) = (points[0].0, points[points.len() - 1].0);
+    let mib_per_hour = line.slope * 3600.0;
+    Some(MemoryFit {
+        samples: points.len(),
+        from_s,
+        to_s,
+        fit_from_mib: line.at(from_s),
+        fit_to_mib: line.at(to_s),
+        mib_per_hour,
+        percent_per_hour: mib_per_hour / mib(base) * 100.0,
+        judged: points.len() >= SLOPE_MIN_SAMPLES && to_s - from_s >= SLOPE_MIN_SPAN.as_secs_f64(),
+    })
+}
+
 /// Judges a run's interval lines and target samples (`(seconds since the
 /// start, sample)`, in time order; the last one taken at the end of the
 /// run, before the peers were removed).
+///
+/// Memory fails by either rule: its peak after warm-up is more than
+/// `memory_growth` over the baseline (a big step or a fast leak), or the
+/// least-squares slope after warm-up is steeper than `memory_slope` of the
+/// baseline per hour (a slow leak in a run too short for the total to
+/// show it). The failure says which rule fired and with what numbers.
 pub fn verdict(
     intervals: &[Interval],
     samples: &[(f64, ProcSample)],
@@ -95,6 +176,9 @@ pub fn verdict(
     let mut v = SoakVerdict {
         intervals: intervals.len(),
         failed_intervals: intervals.iter().filter(|i| !i.pass).count(),
+        warmup_s: limits.warmup.as_secs_f64(),
+        memory_growth_limit: limits.memory_growth * 100.0,
+        memory_slope_limit: limits.memory_slope * 100.0,
         ..SoakVerdict::default()
     };
     for i in intervals.iter().filter(|i| !i.pass) {
@@ -106,45 +190,118 @@ pub fn verdict(
             i.probes_answered + i.probes_failed
         ));
     }
-    let warm = limits.warmup.as_secs_f64();
-    let after: Vec<ProcSample> = samples
+    let after: Vec<(f64, ProcSample)> = samples
         .iter()
-        .filter(|(t, _)| *t >= warm)
-        .map(|(_, s)| *s)
+        .filter(|(t, _)| *t >= v.warmup_s)
+        .copied()
         .collect();
     v.last = samples.last().map(|(_, s)| *s);
-    if let Some(base) = after.first().copied() {
-        v.baseline = Some(base);
-        let peak = after
-            .iter()
-            .map(|s| s.rss_bytes)
-            .max()
-            .unwrap_or(base.rss_bytes);
-        v.peak_rss_bytes = Some(peak);
-        if base.rss_bytes > 0 {
-            let growth = peak as f64 / base.rss_bytes as f64 - 1.0;
-            v.memory_growth = Some(growth);
-            if growth > limits.memory_growth {
-                v.failures.push(format!(
-                    "target memory grew {:.1}% after warm-up ({} -> {} KiB peak), limit {:.0}%",
-                    growth * 100.0,
-                    base.rss_bytes / 1024,
-                    peak / 1024,
-                    limits.memory_growth * 100.0
-                ));
-            }
+    let Some(&(base_at, base)) = after.first() else {
+        v.pass = v.failures.is_empty();
+        return v;
+    };
+    v.baseline = Some(base);
+    v.baseline_at_s = Some(base_at);
+    // The first of equal peaks: when memory got there.
+    let (peak_at, peak) = after.iter().fold((base_at, base.rss_bytes), |m, (t, s)| {
+        if s.rss_bytes > m.1 {
+            (*t, s.rss_bytes)
+        } else {
+            m
         }
-        if let Some(last) = after.last() {
-            if last.fds > base.fds + limits.fd_slack {
-                v.failures.push(format!(
-                    "target descriptors grew from {} to {} (slack {})",
-                    base.fds, last.fds, limits.fd_slack
-                ));
-            }
+    });
+    v.peak_rss_bytes = Some(peak);
+    v.peak_at_s = Some(peak_at);
+    if base.rss_bytes > 0 {
+        let growth = peak as f64 / base.rss_bytes as f64 - 1.0;
+        v.memory_growth = Some(growth);
+        if growth > limits.memory_growth {
+            v.failures.push(format!(
+                "memory, total growth rule: RSS grew {:.1}% after warm-up ({:.2} MiB at {:.0}s -> {:.2} MiB peak at {:.0}s), limit {}%",
+                growth * 100.0,
+                mib(base.rss_bytes),
+                base_at,
+                mib(peak),
+                peak_at,
+                format_number(v.memory_growth_limit)
+            ));
+        }
+    }
+    v.memory_slope = memory_fit(&after);
+    if let Some(f) = v.memory_slope.filter(|f| f.judged) {
+        if f.percent_per_hour > v.memory_slope_limit {
+            v.failures.push(format!(
+                "memory, slope rule: RSS rose {:+.2}%/h ({:+.3} MiB/h, least-squares fit over {} samples from {:.0}s to {:.0}s), limit {}%/h",
+                f.percent_per_hour,
+                f.mib_per_hour,
+                f.samples,
+                f.from_s,
+                f.to_s,
+                format_number(v.memory_slope_limit)
+            ));
+        }
+    }
+    if let Some((_, last)) = after.last() {
+        if last.fds > base.fds + limits.fd_slack {
+            v.failures.push(format!(
+                "target descriptors grew from {} to {} (slack {})",
+                base.fds, last.fds, limits.fd_slack
+            ));
         }
     }
     v.pass = v.failures.is_empty();
     v
+}
+
+/// The final text's target lines: memory and descriptors after warm-up,
+/// with both memory rules' numbers and limits.
+pub fn target_lines(v: &SoakVerdict) -> String {
+    let (Some(b), Some(l)) = (v.baseline, v.last) else {
+        return match v.last {
+            Some(l) => format!(
+                "Target: RSS {:.1} MiB, fds {} (run shorter than the warm-up of {:.0}s: memory not judged)\n",
+                mib(l.rss_bytes),
+                l.fds,
+                v.warmup_s
+            ),
+            None => String::new(),
+        };
+    };
+    let mut out = format!(
+        "Target: RSS {:.1} MiB after warm-up ({:.0}s), peak {:.1} MiB, last {:.1} MiB; fds {} -> {}\n",
+        mib(b.rss_bytes),
+        v.baseline_at_s.unwrap_or(v.warmup_s),
+        mib(v.peak_rss_bytes.unwrap_or(b.rss_bytes)),
+        mib(l.rss_bytes),
+        b.fds,
+        l.fds
+    );
+    out.push_str(&format!(
+        "Memory: growth {}% after warm-up (limit {}%)",
+        format_number(v.memory_growth.unwrap_or(0.0) * 100.0),
+        format_number(v.memory_growth_limit)
+    ));
+    match v.memory_slope {
+        Some(f) => out.push_str(&format!(
+            ", slope {:+.2}%/h ({:+.3} MiB/h over {} samples, {:.0}s to {:.0}s; {})\n",
+            f.percent_per_hour,
+            f.mib_per_hour,
+            f.samples,
+            f.from_s,
+            f.to_s,
+            if f.judged {
+                format!("limit {}%/h", format_number(v.memory_slope_limit))
+            } else {
+                format!(
+                    "not judged: needs {} min and {} samples after warm-up",
+                    SLOPE_MIN_SPAN.as_secs() / 60,
+                    SLOPE_MIN_SAMPLES
+                )
+            }
+        )),
+        None => out.push_str(", slope not judged (one sample after warm-up)\n"),
+    }
+    out
 }
 
 pub fn mib(bytes: u64) -> f64 {
@@ -152,104 +309,5 @@ pub fn mib(bytes: u64) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn s(rss_kib: u64, fds: u64) -> ProcSample {
-        ProcSample {
-            rss_bytes: rss_kib * 1024,
-            fds,
-            cpu_ms: 0,
-        }
-    }
-
-    fn limits() -> SoakLimits {
-        SoakLimits {
-            memory_growth: 0.10,
-            fd_slack: 2,
-            warmup: Duration::from_secs(60),
-        }
-    }
-
-    #[test]
-    fn growth_is_measured_from_the_first_sample_after_warm_up() {
-        // Warm-up samples may be anything: the baseline is the one at 60 s.
-        let samples = [
-            (10.0, s(1000, 5)),
-            (60.0, s(20_000, 10)),
-            (120.0, s(21_000, 10)),
-            (180.0, s(21_900, 11)),
-        ];
-        let v = verdict(&[], &samples, &limits());
-        assert!(v.pass, "{:?}", v.failures);
-        assert_eq!(v.baseline, Some(s(20_000, 10)));
-        assert_eq!(v.peak_rss_bytes, Some(21_900 * 1024));
-        assert!((v.memory_growth.unwrap() - 0.095).abs() < 1e-9);
-        let samples = [
-            (60.0, s(20_000, 10)),
-            (120.0, s(22_001, 10)),
-            (180.0, s(20_500, 10)),
-        ];
-        let v = verdict(&[], &samples, &limits());
-        assert!(!v.pass);
-        assert!(
-            v.failures[0].contains("memory grew 10.0%"),
-            "{:?}",
-            v.failures
-        );
-    }
-
-    #[test]
-    fn descriptor_leak_beyond_slack_fails() {
-        let ok = [(60.0, s(100, 10)), (120.0, s(100, 12))];
-        assert!(verdict(&[], &ok, &limits()).pass);
-        let leak = [(60.0, s(100, 10)), (120.0, s(100, 13))];
-        let v = verdict(&[], &leak, &limits());
-        assert!(!v.pass);
-        assert!(v.failures[0].contains("from 10 to 13"));
-    }
-
-    #[test]
-    fn a_lossy_interval_fails_and_no_samples_is_not_a_failure() {
-        let good = Interval {
-            end_s: 60.0,
-            pass: true,
-            ..Interval::default()
-        };
-        let bad = Interval {
-            end_s: 120.0,
-            probes_answered: 990,
-            probes_failed: 10,
-            loss_percent: 1.0,
-            pass: false,
-            ..Interval::default()
-        };
-        let v = verdict(&[good.clone(), bad], &[], &limits());
-        assert!(!v.pass);
-        assert_eq!((v.intervals, v.failed_intervals), (2, 1));
-        assert!(v.failures[0].contains("10 of 1000"), "{:?}", v.failures);
-        let v = verdict(&[good], &[(1.0, s(5, 5))], &limits());
-        assert!(v.pass, "warm-up samples alone judge nothing");
-        assert_eq!(v.baseline, None);
-        assert_eq!(v.last, Some(s(5, 5)));
-    }
-
-    #[test]
-    fn sampling_our_own_process_works() {
-        let t0 = std::time::Instant::now();
-        let a = sample(std::process::id()).expect("own /proc entry");
-        assert!(a.rss_bytes > 0 && a.fds >= 3);
-        let mut x = 0u64;
-        while t0.elapsed() < Duration::from_millis(300) {
-            x = x.wrapping_mul(31).wrapping_add(std::hint::black_box(7));
-        }
-        std::hint::black_box(x);
-        let b = sample(std::process::id()).unwrap();
-        let busy = cpu_cores(&(0.0, a), &(t0.elapsed().as_secs_f64(), b)).unwrap();
-        assert!(
-            busy > 0.2 && busy < 4.0,
-            "a spinning thread is busy: {busy}"
-        );
-        assert!(sample(u32::MAX).is_none());
-    }
-}
+#[path = "soak_tests.rs"]
+mod tests;

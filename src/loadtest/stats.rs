@@ -361,6 +361,43 @@ pub fn worst_peers(peers: &[PeerResult], n: usize) -> Vec<&PeerResult> {
     v
 }
 
+/// A straight line fitted to points by least squares: `y = intercept +
+/// slope * x`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LineFit {
+    pub slope: f64,
+    pub intercept: f64,
+}
+
+impl LineFit {
+    pub fn at(&self, x: f64) -> f64 {
+        self.intercept + self.slope * x
+    }
+}
+
+/// The least-squares line through `points` (x, y). None with fewer than
+/// two points or when every x is the same.
+pub fn least_squares(points: &[(f64, f64)]) -> Option<LineFit> {
+    if points.len() < 2 {
+        return None;
+    }
+    let n = points.len() as f64;
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    // Centred sums: no cancellation when x is large (seconds into a 72 h
+    // run) and y is large (bytes).
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    if sxx <= 0.0 || !sxx.is_finite() {
+        return None;
+    }
+    let slope = sxy / sxx;
+    Some(LineFit {
+        slope,
+        intercept: my - slope * mx,
+    })
+}
+
 #[cfg(test)]
 #[path = "stats_tests.rs"]
 mod tests;

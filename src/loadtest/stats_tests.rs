@@ -155,3 +155,22 @@ fn worst_peers_puts_failed_handshakes_then_loss_first() {
     assert!((peers[1].loss() - 0.05).abs() < 1e-12);
     assert_eq!(PeerResult::default().loss(), 0.0);
 }
+
+#[test]
+fn least_squares_recovers_a_line_and_refuses_degenerate_input() {
+    let pts: Vec<(f64, f64)> = (0..10)
+        .map(|i| (1000.0 + i as f64 * 60.0, 5e6 + 3.0 * i as f64 * 60.0))
+        .collect();
+    let f = least_squares(&pts).unwrap();
+    assert!((f.slope - 3.0).abs() < 1e-9, "{f:?}");
+    assert!((f.at(1000.0) - 5e6).abs() < 1e-3, "{f:?}");
+    // Symmetric noise around a flat line: slope 0.
+    let flat = [(0.0, 1.0), (1.0, 3.0), (2.0, 1.0), (3.0, 3.0), (4.0, 2.0)];
+    let f = least_squares(&flat).unwrap();
+    assert!(
+        f.slope.abs() < 0.3 && (f.at(2.0) - 2.0).abs() < 1e-9,
+        "{f:?}"
+    );
+    assert_eq!(least_squares(&[(1.0, 2.0)]), None);
+    assert_eq!(least_squares(&[(1.0, 2.0), (1.0, 3.0)]), None);
+}

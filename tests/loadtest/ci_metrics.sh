@@ -66,8 +66,9 @@ assert 40_000 <= c["probes_sent"] <= 60_000, c["probes_sent"]
 print("table and counters agree: throughput %.1f/s, success %.4f%%, error %.4f%%" % (want_tp, want_sr, want_er))
 PY
 
-grep -q '<svg' "$LT_TMP/report.html" && [ "$(grep -o '<svg' "$LT_TMP/report.html" | wc -l)" -eq 4 ] ||
-    lt_fail "the HTML report lacks its four charts"
+# The target's memory, the RTT histogram, RTT, throughput, peers over time.
+grep -q '<svg' "$LT_TMP/report.html" && [ "$(grep -o '<svg' "$LT_TMP/report.html" | wc -l)" -eq 5 ] ||
+    lt_fail "the HTML report lacks its five charts"
 [ "$(lt_peer_count)" -eq 0 ] || lt_fail "$(lt_peer_count) peers left on the target after the run"
 
 # --keep leaves them; the removal script for the same seed takes them away.

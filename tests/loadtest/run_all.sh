@@ -5,7 +5,7 @@
 cd "$(dirname "$0")" || exit 2
 passed=0
 failed=0
-for t in ci_metrics.sh ci_gate_fail.sh ci_cookie.sh ci_soak.sh; do
+for t in ci_metrics.sh ci_gate_fail.sh ci_cookie.sh ci_soak.sh ci_report_browser.sh; do
     start=$SECONDS
     echo "==> $t"
     if timeout --kill-after=10 300 bash "$t"; then
