@@ -22,6 +22,8 @@
 #   FUZZ_TIMEOUT=10               seconds one input may take
 #   FUZZ_RSS_MB=2048              memory limit per target
 #   FUZZ_NICE=0                   niceness of the fuzzing processes
+#   FUZZ_PARALLEL=N               targets run at once (default: the CPUs,
+#                                 at most 4)
 #   FUZZ_NO_INSTALL=1             never install cargo-fuzz; fail if missing
 set -uo pipefail
 START=$SECONDS
@@ -31,6 +33,9 @@ SECS=${1:-20}
 TIMEOUT=${FUZZ_TIMEOUT:-10}
 RSS=${FUZZ_RSS_MB:-2048}
 NICE=${FUZZ_NICE:-0}
+PARALLEL=${FUZZ_PARALLEL:-$(nproc)}
+((PARALLEL > 4)) && PARALLEL=4
+((PARALLEL < 1)) && PARALLEL=1
 
 export PATH=${CARGO_HOME:-$HOME/.cargo}/bin:$PATH
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
@@ -64,10 +69,11 @@ TARGETS=("${ALL[@]}")
 [[ -n ${FUZZ_TARGETS:-} ]] && read -ra TARGETS <<<"$FUZZ_TARGETS"
 
 if [[ -n ${FUZZ_BUDGET:-} ]]; then
-  # What is left after the build, shared out, with 10 s per target for
-  # start-up and the final merge.
-  left=$((FUZZ_BUDGET - (SECONDS - START) ))
-  share=$((left / ${#TARGETS[@]} - 10))
+  # What is left after the build, shared out among the rounds of PARALLEL
+  # targets, with 10 s per target for start-up and the final merge.
+  left=$((FUZZ_BUDGET - (SECONDS - START)))
+  rounds=$(((${#TARGETS[@]} + PARALLEL - 1) / PARALLEL))
+  share=$((left / rounds - 10))
   ((share < SECS)) && SECS=$share
   ((SECS < 5)) && SECS=5
   echo "fuzz: ${left}s of the ${FUZZ_BUDGET}s budget left: ${SECS}s per target"
@@ -79,18 +85,33 @@ FAILED=0
 stat_of() { # NAME LOG: a final-stats value
   sed -n "s/^stat::$1: *//p" "$2" | tail -n 1
 }
-for t in "${TARGETS[@]}"; do
-  corpus=$FUZZ_DIR/corpus/$t
+# run_target TARGET: fuzzes it; its log in LOG_DIR/TARGET.log, exit status
+# in LOG_DIR/TARGET.rc.
+run_target() {
+  local t=$1 corpus=$FUZZ_DIR/corpus/$1 seeds=()
   mkdir -p "$corpus" "$FUZZ_DIR/artifacts/$t"
-  seeds=()
   [[ -d $FUZZ_DIR/seeds/$t ]] && seeds=("$FUZZ_DIR/seeds/$t")
-  log=$LOG_DIR/$t.log
   echo "fuzz: $t for ${SECS}s"
   # libFuzzer: the first directory receives new inputs; the seeds are read.
   nice -n "$NICE" "$BIN_DIR/$t" "$corpus" "${seeds[@]}" \
     -max_total_time="$SECS" -timeout="$TIMEOUT" -rss_limit_mb="$RSS" \
-    -print_final_stats=1 -artifact_prefix="$FUZZ_DIR/artifacts/$t/" >"$log" 2>&1
-  rc=$?
+    -print_final_stats=1 -artifact_prefix="$FUZZ_DIR/artifacts/$t/" >"$LOG_DIR/$t.log" 2>&1
+  echo $? >"$LOG_DIR/$t.rc"
+}
+running=0
+for t in "${TARGETS[@]}"; do
+  if ((running >= PARALLEL)); then
+    wait -n
+    running=$((running - 1))
+  fi
+  run_target "$t" &
+  running=$((running + 1))
+done
+wait
+
+for t in "${TARGETS[@]}"; do
+  log=$LOG_DIR/$t.log
+  rc=$(cat "$LOG_DIR/$t.rc" 2>/dev/null || echo 1)
   execs=$(stat_of number_of_executed_units "$log")
   rate=$(stat_of average_exec_per_sec "$log")
   last=$(grep -E '^#[0-9]+' "$log" | tail -n 1)
@@ -110,7 +131,7 @@ for t in "${TARGETS[@]}"; do
 done
 
 echo
-echo "fuzz summary (${SECS}s per target, logs in $LOG_DIR):"
+echo "fuzz summary (${SECS}s per target, $PARALLEL at a time, $((SECONDS - START))s in all; logs in $LOG_DIR):"
 printf '%s\n' "${SUMMARY[@]}"
 echo "$((${#TARGETS[@]} - FAILED)) passed, $FAILED failed"
 ((FAILED == 0))

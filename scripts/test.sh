@@ -273,14 +273,16 @@ fi
 # ------------------------------------------------------------- fuzzing
 
 # Every fuzz target briefly (scripts/fuzz.sh: cargo-fuzz on nightly, which
-# it installs), within a budget of 8 minutes including the sanitizer build;
-# any crash, leak or timeout fails the step. TEST_SKIP_FUZZ=1 skips it.
+# it installs): ~20 s each, two at a time, sized to end within 8 minutes of
+# the step's start, sanitizer build included (a slower build leaves each
+# target less, at least 5 s; the timeout only guards a hang). Any crash,
+# leak or timeout fails the step. TEST_SKIP_FUZZ=1 skips it.
 if [[ -n ${TEST_SKIP_FUZZ:-} ]]; then
   record SKIP "fuzz" "(TEST_SKIP_FUZZ set)"
 elif [[ -n ${TEST_SKIP_CARGO:-} ]] || ((!HAVE_CARGO)); then
   record SKIP "fuzz" "(no cargo steps)"
 else
-  FUZZ_NO_INSTALL=${TEST_NO_INSTALL:-} FUZZ_BUDGET=${FUZZ_BUDGET:-480} step "fuzz" 600 bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+  FUZZ_NO_INSTALL=${TEST_NO_INSTALL:-} FUZZ_BUDGET=${FUZZ_BUDGET:-480} step "fuzz" 2400 bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 fi
 
 # ------------------------------------------------------------ end-to-end

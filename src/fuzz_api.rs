@@ -22,7 +22,8 @@ pub fn drain_handshake_queue(s: &Shared) -> usize {
     n
 }
 
-/// Queues a handshake message as the receive loop does, then handles it.
+/// Handles one handshake message as the handshake worker would, on this
+/// thread, without going through the queue.
 pub fn handle_handshake(s: &Shared, msg: &[u8], src: SocketAddr) {
     process(
         s,
