@@ -13,6 +13,7 @@
 #    `cargo install boringtun-cli --locked --version 0.7.1` into ~/.cargo/bin);
 # 2. cargo fmt --check, clippy -D warnings, release build, cargo test --release
 #    (unit, in-memory and privileged Rust tests);
+#    then every fuzz target for ~20 s (scripts/fuzz.sh, nightly, 8 min budget);
 # 3. every tests/e2e/NN-*.sh scenario, each under a timeout.
 # Ends with the line "N passed, N failed" and exits non-zero on any failure.
 #
@@ -29,6 +30,8 @@
 #   E2E_TIMEOUT=420                seconds allowed per scenario
 #   TEST_SKIP_CARGO=1              skip fmt/clippy/build/test (scenarios only)
 #   TEST_NO_INSTALL=1              never install anything; fail if missing
+#   TEST_SKIP_FUZZ=1               skip the fuzzing step (scripts/fuzz.sh)
+#   FUZZ_SECONDS=20, FUZZ_BUDGET=480  seconds per fuzz target, for the step
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -278,6 +281,21 @@ else
   step "cargo clippy" 2400 cargo clippy --all-targets -- -D warnings
   step "cargo build --release" 2400 cargo build --release && BUILD_OK=1
   step "cargo test --release" 2400 cargo test --release
+fi
+
+# ------------------------------------------------------------- fuzzing
+
+# Every fuzz target briefly (scripts/fuzz.sh: cargo-fuzz on nightly, which
+# it installs): ~20 s each, two at a time, sized to end within 8 minutes of
+# the step's start, sanitizer build included (a slower build leaves each
+# target less, at least 5 s; the timeout only guards a hang). Any crash,
+# leak or timeout fails the step. TEST_SKIP_FUZZ=1 skips it.
+if [[ -n ${TEST_SKIP_FUZZ:-} ]]; then
+  record SKIP "fuzz" "(TEST_SKIP_FUZZ set)"
+elif [[ -n ${TEST_SKIP_CARGO:-} ]] || ((!HAVE_CARGO)); then
+  record SKIP "fuzz" "(no cargo steps)"
+else
+  FUZZ_NO_INSTALL=${TEST_NO_INSTALL:-} FUZZ_BUDGET=${FUZZ_BUDGET:-480} step "fuzz" 2400 bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 fi
 
 # ------------------------------------------------------------ end-to-end

@@ -18,6 +18,9 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod device;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz_api;
 pub mod gates;
 pub mod io;
 pub mod loadtest;

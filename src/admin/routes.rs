@@ -114,12 +114,12 @@ fn authorized(st: &AdminState, headers: &HeaderMap) -> bool {
     bool::from(got.as_bytes().ct_eq(want))
 }
 
-struct TestQuery {
-    peer: Option<[u8; 32]>,
-    probes: usize,
+pub(crate) struct TestQuery {
+    pub(crate) peer: Option<[u8; 32]>,
+    pub(crate) probes: usize,
 }
 
-fn parse_test_query(q: Option<&str>) -> Result<TestQuery, String> {
+pub(crate) fn parse_test_query(q: Option<&str>) -> Result<TestQuery, String> {
     let mut t = TestQuery {
         peer: None,
         probes: DEFAULT_PROBES,
@@ -147,7 +147,7 @@ fn parse_test_query(q: Option<&str>) -> Result<TestQuery, String> {
 }
 
 /// Minimal %XX decoding (base64 keys arrive with %2B / %3D, or '+' kept).
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

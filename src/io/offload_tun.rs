@@ -105,7 +105,7 @@ impl OffloadTun {
 /// `hdr` is the virtio-net header the packet was read with; only a packet
 /// whose checksum was finished here is touched, so a sender's deliberate 0
 /// (IPv4, or IPv6 with UDP_NO_CHECK6_TX) passes unchanged.
-fn finish_zero_udp_checksum(hdr: &[u8], pkt: &mut [u8]) {
+pub(crate) fn finish_zero_udp_checksum(hdr: &[u8], pkt: &mut [u8]) {
     let Ok(h) = VirtioNetHdr::decode(hdr) else {
         return;
     };
