@@ -1,5 +1,4 @@
 use super::*;
-use crate::gates::{evaluate, GatesConfig, Resources, Summary};
 use std::net::TcpListener;
 use std::thread::JoinHandle;
 
@@ -9,26 +8,7 @@ fn client() -> Client {
     Client::new(&Default::default()).unwrap()
 }
 
-fn report(p99: f64) -> String {
-    let mut s = Summary {
-        window_seconds: 300.0,
-        span_seconds: 300.0,
-        attempts: 1000,
-        successes: 1000,
-        packets: 100_000,
-        requests: 60_000,
-        latency_samples: 1000,
-        p50_seconds: Some(0.004),
-        p99_seconds: Some(p99),
-        ..Summary::default()
-    };
-    s.derive_rates();
-    let r = Resources {
-        memory: Some(0.2),
-        cpu: Some(0.1),
-    };
-    evaluate(&GatesConfig::default(), &s, &r, &[("tun", true)]).to_json()
-}
+use crate::gates::fetch_stub::gates_report as report;
 
 fn passing() -> String {
     report(0.012)

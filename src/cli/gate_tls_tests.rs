@@ -3,29 +3,9 @@
 use super::*;
 use crate::gates::fetch::{ClientOptions, ProxyEnv};
 use crate::gates::fetch_stub::{connect_proxy, http, serve_on, TestPki};
-use crate::gates::{evaluate, GatesConfig, Resources, Summary};
 use std::net::TcpListener;
 
-fn report(p99: f64) -> String {
-    let mut s = Summary {
-        window_seconds: 300.0,
-        span_seconds: 300.0,
-        attempts: 1000,
-        successes: 1000,
-        packets: 100_000,
-        requests: 60_000,
-        latency_samples: 1000,
-        p50_seconds: Some(0.004),
-        p99_seconds: Some(p99),
-        ..Summary::default()
-    };
-    s.derive_rates();
-    let r = Resources {
-        memory: Some(0.2),
-        cpu: Some(0.1),
-    };
-    evaluate(&GatesConfig::default(), &s, &r, &[("tun", true)]).to_json()
-}
+use crate::gates::fetch_stub::gates_report as report;
 
 /// Listeners on 127.0.0.1 and 127.0.0.2 with one port number.
 fn two_loopback_listeners() -> (u16, TcpListener, TcpListener) {

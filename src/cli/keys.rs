@@ -119,47 +119,6 @@ pub fn read_key_file(path: &Path) -> Result<[u8; 32], KeyError> {
     })
 }
 
-/// Writes a key file atomically: a 0600 temporary file in the same
-/// directory, synced, then renamed over `path`. The directory must exist.
-pub fn write_key_file(path: &Path, key: &[u8; 32]) -> Result<(), KeyError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().ok_or_else(|| {
-        io_err(
-            path,
-            std::io::Error::new(ErrorKind::InvalidInput, "not a file path"),
-        )
-    })?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        let mut line = Zeroizing::new(encode_base64_key(key));
-        line.push('\n');
-        f.write_all(line.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        // Make the rename itself durable; failure here is not worth failing for.
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(|e| io_err(path, e))
-}
-
 /// Creates a key file without ever replacing one: the key goes to a 0600
 /// temporary file in the same directory, synced, then hard-linked to
 /// `path` (link(2) fails if `path` exists). Ok(false) when `path` appeared
@@ -391,7 +350,7 @@ mod tests {
     fn insecure_mode_warns_on_read_and_fails_the_check() {
         let base = temp_dir("mode");
         let path = base.join("k");
-        write_key_file(&path, &[9u8; 32]).unwrap();
+        assert!(create_key_file(&path, &[9u8; 32]).unwrap());
         check_key_file_mode(&path).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         // Reading still works: wg only warns.

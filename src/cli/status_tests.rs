@@ -45,26 +45,7 @@ const READY_OK: &str =
     "[+]tun ok\n[+]udp ok\n[+]config ok\n[+]uapi ok\n[+]self-test ok\nreadyz check passed\n";
 const READY_BAD: &str = "[+]tun ok\n[+]udp ok\n[+]config ok\n[+]uapi ok\n[-]self-test failed: no reply from peer 10.77.0.2\nreadyz check failed\n";
 
-fn report(p99: f64) -> String {
-    let mut s = Summary {
-        window_seconds: 300.0,
-        span_seconds: 300.0,
-        attempts: 1000,
-        successes: 1000,
-        packets: 100_000,
-        requests: 60_000,
-        latency_samples: 1000,
-        p50_seconds: Some(0.004),
-        p99_seconds: Some(p99),
-        ..Summary::default()
-    };
-    s.derive_rates();
-    let r = Resources {
-        memory: Some(0.2),
-        cpu: Some(0.1),
-    };
-    evaluate(&GatesConfig::default(), &s, &r, &[("tun", true)]).to_json()
-}
+use crate::gates::fetch_stub::gates_report as report;
 
 use crate::gates::fetch_stub::http;
 

@@ -186,3 +186,27 @@ pub fn connect_proxy(n: usize, backend: SocketAddr) -> (String, JoinHandle<Vec<S
     });
     (url, h)
 }
+
+/// A `/gates` report as a node serves it (JSON): traffic healthy, P99
+/// latency `p99` seconds, the resource and local checks passing.
+pub fn gates_report(p99: f64) -> String {
+    use crate::gates::{evaluate, GatesConfig, Resources, Summary};
+    let mut s = Summary {
+        window_seconds: 300.0,
+        span_seconds: 300.0,
+        attempts: 1000,
+        successes: 1000,
+        packets: 100_000,
+        requests: 60_000,
+        latency_samples: 1000,
+        p50_seconds: Some(0.004),
+        p99_seconds: Some(p99),
+        ..Summary::default()
+    };
+    s.derive_rates();
+    let r = Resources {
+        memory: Some(0.2),
+        cpu: Some(0.1),
+    };
+    evaluate(&GatesConfig::default(), &s, &r, &[("tun", true)]).to_json()
+}
