@@ -89,6 +89,9 @@ run_step() {
   shift 2
   section "$name"
   local t0=$SECONDS log=$LOG_DIR/${name//[ \/]/-}.log tailpid
+  # The file exists before tail opens it (the background redirection may
+  # not have run yet).
+  : >"$log"
   timeout --kill-after=20 "$secs" "$@" >"$log" 2>&1 </dev/null &
   CURRENT=$!
   tail -s 0.2 -n +1 -f --pid="$CURRENT" "$log" &
