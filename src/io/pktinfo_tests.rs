@@ -142,7 +142,7 @@ fn sources_fit_only_their_family() {
 mod sockets {
     //! The sticky source over real sockets (privileged: a namespace).
     use crate::io::linux_tun::add_address;
-    use crate::io::linux_tun::test_support::{in_netns, privileged};
+    use crate::io::linux_tun::test_support::{in_netns, privileged, wait_until_local};
     use crate::io::linux_udp::{Family, LinuxUdp};
     use crate::io::{Endpoint, LocalAddr, RecvMeta, Udp};
     use std::net::{SocketAddr, UdpSocket};
@@ -241,6 +241,11 @@ mod sockets {
             }
             for a in ["fd00:66::1", "fd00:66::2", "fd00:66::9"] {
                 add_address("lo", a.parse().unwrap(), 64).unwrap();
+            }
+            // Datagrams to an IPv6 address are dropped until its local route
+            // appears, which may be well after add_address returns.
+            for a in ["fd00:66::1", "fd00:66::2", "fd00:66::9"] {
+                wait_until_local(a.parse().unwrap());
             }
             let u = LinuxUdp::bind(0, 0, Family::DualStack).unwrap();
             check(&u, "10.66.0.9", "10.66.0.1", "10.66.0.2");
