@@ -30,6 +30,7 @@ pub fn handle_handshake(s: &Shared, msg: &[u8], src: SocketAddr) {
         &Queued {
             msg: msg.to_vec(),
             src,
+            local: None,
         },
     );
 }

@@ -139,6 +139,7 @@ impl Udp for FuzzUdp {
             meta[i] = RecvMeta {
                 len,
                 src: peer_addr(),
+                ..RecvMeta::default()
             };
         }
         Ok(n)
