@@ -11,7 +11,7 @@
 #    util-linux etcd-server etcd-client systemd strace socat openssl, and chromium
 #    fonts-dejavu-core python3-pil for the load test report's browser check;
 #    `cargo install boringtun-cli --locked --version 0.7.1` into ~/.cargo/bin);
-# 2. cargo fmt --check, clippy -D warnings, release build, cargo test --release
+# 2. cargo fmt --check, clippy -D warnings (all features: the fuzzing API too), release build, cargo test --release
 #    (unit, in-memory and privileged Rust tests);
 #    then every fuzz target for ~20 s (scripts/fuzz.sh, nightly, 8 min budget);
 # 3. every tests/e2e/NN-*.sh scenario, each under a timeout.
@@ -281,7 +281,7 @@ elif ((!HAVE_CARGO)); then
   record FAIL "cargo" "cargo not found: install Rust (https://rustup.rs) for this user"
 else
   step "cargo fmt" 600 cargo fmt --all -- --check
-  step "cargo clippy" 2400 cargo clippy --all-targets -- -D warnings
+  step "cargo clippy" 2400 cargo clippy --all-targets --all-features -- -D warnings
   step "cargo build --release" 2400 cargo build --release && BUILD_OK=1
   step "cargo test --release" 2400 cargo test --release
 fi
