@@ -5,7 +5,8 @@
 //! already keeps (atomics, short locks), and can never take the tunnel down:
 //! if its address is taken it logs that and the daemon carries on.
 //! Endpoints that trigger work (`/tunnel-test`) run one at a time, are
-//! bounded in time, and take a bearer token when one is configured.
+//! bounded in time, and take a bearer token when one is configured; off
+//! loopback a token is required and guards the keys too (see [`auth`]).
 pub mod auth;
 pub mod gates;
 pub mod handshake_limit;
