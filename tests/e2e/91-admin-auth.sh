@@ -15,6 +15,8 @@
 # (e) wg-mode with PHANTOMMESH_ADMIN_TOKEN_FILE: the same for /metrics;
 #     without a token its admin server is off, its tunnel up.
 # The token never appears in an answer or a log line.
+# shellcheck disable=SC2016,SC2034 # checks pass single-quoted code to eval
+# shellcheck disable=SC2015 # A && B || C: C when either fails, as meant
 source "$(dirname "$0")/lib.sh"
 e2e_init
 
@@ -104,7 +106,7 @@ run_a() {
     >"$E2E_TMP/$1" 2>&1 &
   PID_A=$!
   E2E_PIDS+=("$PID_A")
-  E2E_PID_OF[$IFA]=$PID_A
+  E2E_PID_OF["$IFA"]=$PID_A
 }
 
 say "(a) off loopback without a token or allow_unauthenticated"
