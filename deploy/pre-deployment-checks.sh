@@ -35,11 +35,17 @@
 #   PROMETHEUS_URL   default: http://127.0.0.1:9090 (e.g. after
 #                    kubectl -n monitoring port-forward svc/prometheus-operated 9090)
 #   CURL             curl command for Prometheus (default: curl)
-#   GATE_TOKEN_FILE  token file inside the pod, passed to `phantommesh gate`.
-#                    Over http the gate is given --insecure: it asks its own
-#                    pod IP, so the token never leaves the pod's host.
+#   ADMIN_TOKEN_FILE the admin token file inside the pod (default: the
+#                    DaemonSet's PHANTOMMESH_ADMIN_TOKEN_FILE; GATE_TOKEN_FILE
+#                    is the old name). With a token, `phantommesh gate` and
+#                    `phantommesh mesh status --json` run in each pod with
+#                    --token-file (the API server's pod proxy cannot carry a
+#                    bearer token, and /mesh needs it off loopback). Over
+#                    http they are given --insecure: each pod asks its own
+#                    IP, so the token never leaves the pod's host.
 #   GATE_CA_FILE     CA bundle (PEM) inside the pod, passed to `phantommesh
-#                    gate --ca-file` for https (default: the system roots)
+#                    gate` and `mesh status` as --ca-file for https (default:
+#                    the system roots)
 #   ALLOW_PRIVILEGED 1 accepts the privileged fallback (runc 1.2.0-1.2.3)
 #   ROLLOUT_TIMEOUT  default: 120s
 #   MESH_HANDSHAKE_MAX_AGE  default: 180 (s; WireGuard rekeys every 120 s,
@@ -55,7 +61,7 @@ ADMIN_PORT=${ADMIN_PORT:-9586}
 ADMIN_SCHEME=${ADMIN_SCHEME:-http}
 PROMETHEUS_URL=${PROMETHEUS_URL:-http://127.0.0.1:9090}
 CURL=${CURL:-curl}
-GATE_TOKEN_FILE=${GATE_TOKEN_FILE:-}
+ADMIN_TOKEN_FILE=${ADMIN_TOKEN_FILE:-${GATE_TOKEN_FILE:-}}
 GATE_CA_FILE=${GATE_CA_FILE:-}
 ALLOW_PRIVILEGED=${ALLOW_PRIVILEGED:-0}
 ROLLOUT_TIMEOUT=${ROLLOUT_TIMEOUT:-120s}
@@ -134,15 +140,42 @@ if [ ${#pod_names[@]} -eq 0 ]; then
 elif [ "$desired" -gt 0 ] && [ ${#pod_names[@]} -ne "$desired" ]; then
     reasons+="${#pod_names[@]} pods for $desired scheduled"$'\n'
 fi
-# Each node's own view of its paths to the others (GET /mesh), through the
-# API server's pod proxy: no route to the node IPs needed from here.
+# The admin token file the daemons read (the pods' own copy).
+if [ -z "$ADMIN_TOKEN_FILE" ]; then
+    ADMIN_TOKEN_FILE=$(kn get daemonset "$DAEMONSET" -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="PHANTOMMESH_ADMIN_TOKEN_FILE")].value}' 2>/dev/null) \
+        || ADMIN_TOKEN_FILE=""
+fi
+# admin_args IP: the client options of `phantommesh gate` / `mesh status`
+# run in the pod at IP (into the array cli).
+admin_args() {
+    local ip=$1
+    [[ "$ip" == *:* ]] && ip="[$ip]"
+    cli=(--url "$ADMIN_SCHEME://$ip:$ADMIN_PORT")
+    if [ -n "$ADMIN_TOKEN_FILE" ]; then
+        cli+=(--token-file "$ADMIN_TOKEN_FILE")
+        # The pod asks its own IP: the token stays on its host.
+        [ "$ADMIN_SCHEME" = https ] || cli+=(--insecure)
+    fi
+    [ -z "$GATE_CA_FILE" ] || cli+=(--ca-file "$GATE_CA_FILE")
+}
+# Each node's own view of its paths to the others (GET /mesh): through the
+# API server's pod proxy (no route to the node IPs needed from here), or,
+# with a token, by `phantommesh mesh status --json` in the pod.
 command -v python3 >/dev/null 2>&1 || { reasons+="python3 not found: cannot read /mesh"$'\n'; }
 for i in "${!pod_names[@]}"; do
     command -v python3 >/dev/null 2>&1 || break
     pod=${pod_names[$i]} node=${pod_nodes[$i]}
     others=()
     for j in "${!pod_nodes[@]}"; do [ "$j" = "$i" ] || others+=("${pod_nodes[$j]}"); done
-    if ! mesh=$(k get --raw "/api/v1/namespaces/$NAMESPACE/pods/$ADMIN_SCHEME:$pod:$ADMIN_PORT/proxy/mesh" 2>&1); then
+    if [ -n "$ADMIN_TOKEN_FILE" ]; then
+        admin_args "${pod_ips[$i]}"
+        mesh=$(kn exec "$pod" -c phantommesh -- phantommesh mesh status --json "${cli[@]}" 2>&1)
+        # 0 healthy, 1 unhealthy: both answered with the JSON read below.
+        case $? in
+            0 | 1) ;;
+            *) reasons+="node $node: /mesh unreachable: $(printf '%s' "$mesh" | tail -1)"$'\n'; continue ;;
+        esac
+    elif ! mesh=$(k get --raw "/api/v1/namespaces/$NAMESPACE/pods/$ADMIN_SCHEME:$pod:$ADMIN_PORT/proxy/mesh" 2>&1); then
         reasons+="node $node: /mesh unreachable: $(printf '%s' "$mesh" | tail -1)"$'\n'
         continue
     fi
@@ -209,16 +242,9 @@ reasons=""
 for i in "${!pod_names[@]}"; do
     pod=${pod_names[$i]} ip=${pod_ips[$i]}
     [ -n "$ip" ] || { reasons+="pod $pod has no IP"$'\n'; continue; }
-    [[ "$ip" == *:* ]] && ip="[$ip]"
-    url=$ADMIN_SCHEME://$ip:$ADMIN_PORT
-    args=(gate --url "$url")
-    if [ -n "$GATE_TOKEN_FILE" ]; then
-        args+=(--token-file "$GATE_TOKEN_FILE")
-        # The pod asks its own IP: the token stays on its host.
-        [ "$ADMIN_SCHEME" = https ] || args+=(--insecure)
-    fi
-    [ -z "$GATE_CA_FILE" ] || args+=(--ca-file "$GATE_CA_FILE")
-    out=$(kn exec "$pod" -c phantommesh -- phantommesh "${args[@]}" 2>&1)
+    admin_args "$ip"
+    url=${cli[1]}
+    out=$(kn exec "$pod" -c phantommesh -- phantommesh gate "${cli[@]}" 2>&1)
     rc=$?
     # phantommesh's exit codes (the same for every command; README, "Exit codes").
     case $rc in

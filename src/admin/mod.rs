@@ -5,8 +5,11 @@
 //! already keeps (atomics, short locks), and can never take the tunnel down:
 //! if its address is taken it logs that and the daemon carries on.
 //! Endpoints that trigger work (`/tunnel-test`) run one at a time, are
-//! bounded in time, and take a bearer token when one is configured.
+//! bounded in time, and take a bearer token when one is configured; off
+//! loopback a token is required and guards the keys too (see [`auth`]).
+pub mod auth;
 pub mod gates;
+pub mod handshake_limit;
 pub mod health;
 pub mod mesh;
 pub mod peer_probe;
@@ -38,8 +41,13 @@ pub struct AdminState {
     pub config_applied: AtomicBool,
     /// The last self test (startup, then periodic).
     pub self_test: Mutex<Option<TestReport>>,
-    /// Bearer token for work-triggering endpoints.
+    /// Bearer token: `/tunnel-test` always needs it, `/metrics` and
+    /// `/mesh` off loopback (see [`auth`]).
     pub token: Option<Vec<u8>>,
+    /// Set when the server listens on a non-loopback address.
+    pub off_loopback: AtomicBool,
+    /// When each peer last had a handshake forced by `/tunnel-test?peer=`.
+    pub forced_handshakes: handshake_limit::ForcedHandshakes,
     /// Held while a tunnel test runs.
     pub test_busy: AtomicBool,
     pub tests_run: AtomicU64,
@@ -69,6 +77,8 @@ impl AdminState {
             config_applied: AtomicBool::new(false),
             self_test: Mutex::new(None),
             token,
+            off_loopback: AtomicBool::new(false),
+            forced_handshakes: Default::default(),
             test_busy: AtomicBool::new(false),
             tests_run: AtomicU64::new(0),
             tests_failed: AtomicU64::new(0),
@@ -144,6 +154,10 @@ impl AdminState {
         let link_ups = self.link_ups_now();
         let mut rep = match peer {
             Some(k) => {
+                let handshake = match self.forced_handshakes.claim(&k, std::time::Instant::now()) {
+                    Ok(()) => tunnel_test::Handshake::Force,
+                    Err(retry_after) => tunnel_test::Handshake::Reuse { retry_after },
+                };
                 let probe = self
                     .probe_address(&k)
                     .map(|address| tunnel_test::PeerProbe {
@@ -155,6 +169,7 @@ impl AdminState {
                     &self.ifname,
                     k,
                     probe,
+                    handshake,
                     Duration::from_secs(5),
                 )
             }
@@ -308,6 +323,8 @@ pub fn serve(st: Arc<AdminState>, addr: SocketAddr) -> Result<SocketAddr, String
         msg
     })?;
     let local = std_listener.local_addr().map_err(|e| e.to_string())?;
+    st.off_loopback
+        .store(!auth::is_loopback(&local), Ordering::Relaxed);
     std_listener
         .set_nonblocking(true)
         .map_err(|e| e.to_string())?;
@@ -379,3 +396,7 @@ mod busy_flag_tests {
         assert!(BusyFlag::claim(&flag).is_some(), "left busy after a panic");
     }
 }
+
+#[cfg(test)]
+#[path = "auth_tests.rs"]
+mod auth_tests;

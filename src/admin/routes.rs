@@ -8,7 +8,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 
 type St = State<Arc<AdminState>>;
 
@@ -102,16 +101,12 @@ async fn health_route(
     }
 }
 
-/// Checks `Authorization: Bearer <token>` when a token is configured,
-/// in constant time.
-fn authorized(st: &AdminState, headers: &HeaderMap) -> bool {
-    let Some(want) = &st.token else { return true };
-    let got = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    bool::from(got.as_bytes().ct_eq(want))
+/// Whether the request may read the token-protected endpoints: always
+/// for `/tunnel-test` (`always`), off loopback only for the ones that
+/// publish keys (see [`super::auth`]).
+fn authorized(st: &AdminState, headers: &HeaderMap, always: bool) -> bool {
+    let needed = always || st.off_loopback.load(std::sync::atomic::Ordering::Relaxed);
+    !needed || super::auth::bearer_ok(st.token.as_deref(), headers)
 }
 
 pub(crate) struct TestQuery {
@@ -167,13 +162,8 @@ pub(crate) fn percent_decode(s: &str) -> String {
 }
 
 async fn tunnel_test(State(st): St, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    if !authorized(&st, &headers) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            "{\"ok\":false,\"error\":\"bearer token required\"}\n",
-        )
-            .into_response();
+    if !authorized(&st, &headers, true) {
+        return super::auth::unauthorized();
     }
     let q = match parse_test_query(q.as_deref()) {
         Ok(q) => q,
@@ -262,7 +252,10 @@ pub fn metrics_extra(st: &AdminState) -> crate::metrics::Extra {
     }
 }
 
-async fn metrics(State(st): St) -> Response {
+async fn metrics(State(st): St, headers: HeaderMap) -> Response {
+    if !authorized(&st, &headers, false) {
+        return super::auth::unauthorized();
+    }
     // Rendering walks every peer: keep it off the async worker.
     let body = tokio::task::spawn_blocking(move || {
         let mut out = String::with_capacity(16 * 1024);
@@ -281,7 +274,10 @@ async fn metrics(State(st): St) -> Response {
 
 /// `/mesh`: this node's view of the mesh and each member's health (JSON);
 /// 404 when no mesh is configured. Public keys only, nothing secret.
-async fn mesh(State(st): St) -> Response {
+async fn mesh(State(st): St, headers: HeaderMap) -> Response {
+    if !authorized(&st, &headers, false) {
+        return super::auth::unauthorized();
+    }
     // Reads every member's peer: keep it off the async worker.
     let view = tokio::task::spawn_blocking(move || st.mesh_view()).await;
     match view {

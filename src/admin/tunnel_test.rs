@@ -44,6 +44,14 @@ pub struct TestReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
     pub handshake_ms: Option<f64>,
+    /// Peer tests: "forced" (a new handshake was made) or "reused" (one
+    /// was forced less than 5 s ago, so the current session was tested;
+    /// see [`super::handshake_limit`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handshake: Option<&'static str>,
+    /// Reused sessions: seconds since the peer's last handshake.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handshake_age_seconds: Option<f64>,
     pub rtt: Option<Rtt>,
     pub sent: usize,
     pub received: usize,
@@ -117,11 +125,16 @@ impl TestReport {
             .probe
             .as_ref()
             .is_none_or(|p| p.sent > 0 && p.received == p.sent);
-        self.ok = self.errors.is_empty()
-            && self.handshake_ms.is_some()
-            && self.received == self.sent
-            && probes_ok;
+        self.ok =
+            self.errors.is_empty() && self.has_session() && self.received == self.sent && probes_ok;
         self
+    }
+
+    /// Whether the test has a session to probe on: a completed handshake,
+    /// or a reused current session.
+    fn has_session(&self) -> bool {
+        self.handshake_ms.is_some()
+            || (self.handshake == Some(REUSED) && self.handshake_age_seconds.is_some())
     }
 
     /// Attempts, answers and RTT samples of the whole test (handshake and
@@ -403,9 +416,24 @@ fn run_probes(
     }
 }
 
+/// [`TestReport::handshake`] of a test that forced a handshake.
+pub const FORCED: &str = "forced";
+/// [`TestReport::handshake`] of a test that used the current session.
+pub const REUSED: &str = "reused";
+
+/// How a peer test gets its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handshake {
+    /// Force a new handshake and time it.
+    Force,
+    /// Use the current session; a new forced handshake is allowed after
+    /// the given time.
+    Reuse { retry_after: Duration },
+}
+
 /// Forces a handshake with a configured peer and times it.
 pub fn peer_test(dev: &Device, public_key: [u8; 32], timeout: Duration) -> TestReport {
-    peer_test_probing(dev, "", public_key, None, timeout)
+    peer_test_probing(dev, "", public_key, None, Handshake::Force, timeout)
 }
 
 /// Checks that the device routes `addr` to the peer `public_key` (its
@@ -452,10 +480,14 @@ pub fn peer_test_probing(
     ifname: &str,
     public_key: [u8; 32],
     probe: Option<PeerProbe>,
+    handshake: Handshake,
     timeout: Duration,
 ) -> TestReport {
     let started = Instant::now();
-    let mut rep = handshake_test(dev, public_key, timeout);
+    let mut rep = match handshake {
+        Handshake::Force => handshake_test(dev, public_key, timeout),
+        Handshake::Reuse { retry_after } => session_test(dev, public_key, retry_after),
+    };
     let Some(probe) = probe else {
         return rep.finish(started);
     };
@@ -466,7 +498,7 @@ pub fn peer_test_probing(
         rtt: None,
         rtts: Vec::new(),
     };
-    if rep.handshake_ms.is_some() {
+    if rep.has_session() {
         match check_probe_route(dev, &public_key, probe.address) {
             Ok(()) => {
                 let o = super::peer_probe::ping_through(
@@ -485,11 +517,50 @@ pub fn peer_test_probing(
     rep.finish(started)
 }
 
+/// The session part of a peer test whose handshake may not be forced
+/// now: the current session's age, or an error when there is none.
+fn session_test(dev: &Device, public_key: [u8; 32], retry_after: Duration) -> TestReport {
+    let mut rep = TestReport {
+        mode: "peer".into(),
+        peer: Some(crate::cli::keys::encode_base64_key(&public_key)),
+        handshake: Some(REUSED),
+        ..Default::default()
+    };
+    let peer = dev.shared.peers.read().get(&public_key).cloned();
+    let Some(peer) = peer.filter(|p| !p.is_hidden()) else {
+        rep.errors.push("unknown peer".into());
+        return rep;
+    };
+    let (usable, last) = {
+        let st = peer.state.lock();
+        (
+            st.sending_keypair(Instant::now()).is_some(),
+            st.last_handshake(),
+        )
+    };
+    match last.filter(|_| usable) {
+        Some(t) => {
+            let age = std::time::SystemTime::now()
+                .duration_since(t)
+                .unwrap_or_default();
+            rep.handshake_age_seconds = Some((age.as_secs_f64() * 1e3).round() / 1e3);
+        }
+        None => rep.errors.push(format!(
+            "no current session, and a handshake was forced less than {} s ago: \
+             retry in {} ms",
+            super::handshake_limit::FORCED_HANDSHAKE_INTERVAL.as_secs(),
+            retry_after.as_millis()
+        )),
+    }
+    rep
+}
+
 /// The handshake part of a peer test, not yet finished.
 fn handshake_test(dev: &Device, public_key: [u8; 32], timeout: Duration) -> TestReport {
     let mut rep = TestReport {
         mode: "peer".into(),
         peer: Some(crate::cli::keys::encode_base64_key(&public_key)),
+        handshake: Some(FORCED),
         ..Default::default()
     };
     let peer = dev.shared.peers.read().get(&public_key).cloned();

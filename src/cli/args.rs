@@ -41,7 +41,11 @@ Environment:
   WG_PROCESS_FOREGROUND=1        wireguard-go form: stay in the foreground (-f)
   WG_TUN_FD, WG_UAPI_FD          wireguard-go form: inherited TUN and UAPI fds
   PHANTOMMESH_ADMIN_LISTEN       admin API address (default 127.0.0.1:9586; off)
-  PHANTOMMESH_ADMIN_TOKEN_FILE   admin bearer token file (run mode)
+  PHANTOMMESH_ADMIN_TOKEN_FILE   admin bearer token file (needed off loopback)
+  PHANTOMMESH_ADMIN_ALLOW_UNAUTHENTICATED=1
+                                 wireguard-go form: admin API off loopback
+                                 without a token (run mode: [admin]
+                                 allow_unauthenticated = true)
   PHANTOMMESH_INTERFACE, PHANTOMMESH_PRIVATE_KEY_FILE, PHANTOMMESH_LISTEN_PORT,
   PHANTOMMESH_MTU, PHANTOMMESH_ADDRESSES
                                  override the config's [interface] keys
@@ -271,6 +275,7 @@ mod tests {
             "Exit codes",
             "3  a node cannot be reached",
             "PHANTOMMESH_ADMIN_LISTEN",
+            "PHANTOMMESH_ADMIN_ALLOW_UNAUTHENTICATED",
             "WG_PROCESS_FOREGROUND",
             "did you mean",
         ] {

@@ -81,7 +81,7 @@ pub fn validate(path: &Path) -> Result<Found, Failure> {
     for p in &cfg.peers {
         found.lines.push(peer_line(p)?);
     }
-    found.lines.push(admin_line(&cfg)?);
+    found.lines.push(admin_line(&cfg, &mut found.warnings)?);
     found.lines.push(gates_line()?);
     if let Some(m) = &cfg.mesh {
         found.lines.push(mesh_line(m)?);
@@ -197,8 +197,9 @@ fn peer_line(p: &config::PeerConfig) -> Result<String, Failure> {
     Ok(line)
 }
 
-/// The admin address and token file, as `run` reads them.
-fn admin_line(cfg: &Config) -> Result<String, Failure> {
+/// The admin address and token file, as `run` reads them: a non-loopback
+/// address needs a token or `allow_unauthenticated` (then a warning).
+fn admin_line(cfg: &Config, warnings: &mut Vec<String>) -> Result<String, Failure> {
     let listen = crate::admin::parse_listen(&cfg.admin.listen)
         .map_err(|e| Failure::usage(format!("admin.listen: {e}")))?;
     let Some(addr) = listen else {
@@ -213,6 +214,14 @@ fn admin_line(cfg: &Config) -> Result<String, Failure> {
     } else {
         line.push_str(", no token");
     }
+    let warning = crate::admin::auth::listen_rule(
+        listen,
+        cfg.admin.token_file.is_some(),
+        cfg.admin.allow_unauthenticated,
+        &crate::admin::auth::RUN_MODE_NAMES,
+    )
+    .map_err(Failure::usage)?;
+    warnings.extend(warning);
     Ok(line)
 }
 

@@ -167,3 +167,38 @@ fn a_wg_quick_file_is_checked_too() {
     assert!(out.contains("warning: "), "{out}");
     assert!(!out.contains(PRIV), "{out}");
 }
+
+#[test]
+fn an_admin_api_off_loopback_needs_a_token_or_the_opt_out() {
+    let d = temp_dir("auth");
+    write_key(&d.join("private.key"), PRIV);
+    fs::write(d.join("admin.token"), "s3cret-token\n").unwrap();
+    let p = d.join("pm.toml");
+    let cfg = |admin: &str| {
+        fs::write(
+            &p,
+            format!(
+                "[interface]\nname = \"pmchk1\"\nprivate_key_file = \"private.key\"\n\
+                 [admin]\nlisten = \"10.1.2.3:9586\"\n{admin}"
+            ),
+        )
+        .unwrap();
+        check(&p)
+    };
+    let (code, out, err) = cfg("");
+    assert_eq!(code, exit::USAGE, "{out}{err}");
+    for want in [
+        "10.1.2.3:9586",
+        "[admin] token_file",
+        "allow_unauthenticated = true",
+    ] {
+        assert!(err.contains(want), "{want:?} missing in {err}");
+    }
+    let (code, out, err) = cfg("allow_unauthenticated = true\n");
+    assert_eq!(code, exit::OK, "{out}{err}");
+    assert!(out.contains("warning: admin API on 10.1.2.3:9586"), "{out}");
+    let (code, out, err) = cfg("token_file = \"admin.token\"\n");
+    assert_eq!(code, exit::OK, "{out}{err}");
+    assert!(!out.contains("warning: admin API"), "{out}");
+    assert!(!out.contains("s3cret-token"), "{out}");
+}

@@ -101,6 +101,8 @@ pub struct AdminConfig {
     /// `host:port`, or "off".
     pub listen: String,
     pub token_file: Option<PathBuf>,
+    /// Serve off loopback without a token (logged as a warning).
+    pub allow_unauthenticated: bool,
 }
 
 impl Default for AdminConfig {
@@ -108,6 +110,7 @@ impl Default for AdminConfig {
         AdminConfig {
             listen: "127.0.0.1:9586".into(),
             token_file: None,
+            allow_unauthenticated: false,
         }
     }
 }

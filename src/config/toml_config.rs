@@ -44,6 +44,7 @@ struct RawInterface {
 struct RawAdmin {
     listen: Option<Spanned<String>>,
     token_file: Option<Spanned<String>>,
+    allow_unauthenticated: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -155,6 +156,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         if let Some(t) = ra.token_file {
             admin.token_file = Some(nonempty_path(&t, "token_file")?);
         }
+        admin.allow_unauthenticated = ra.allow_unauthenticated.unwrap_or(false);
     }
 
     let mut peers: Vec<PeerConfig> = Vec::with_capacity(raw.peer.len());

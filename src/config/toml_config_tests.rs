@@ -18,6 +18,7 @@ fwmark = 51
 [admin]
 listen = "127.0.0.1:9586"
 token_file = "/etc/phantommesh/admin.token"
+allow_unauthenticated = true
 
 [[peer]]
 public_key = "4nhsls0q7klSqPEh+VPMNSDd8fQGZoZospgUcqfAHiU="
@@ -77,6 +78,7 @@ fn golden() {
         admin: AdminConfig {
             listen: "127.0.0.1:9586".into(),
             token_file: Some("/etc/phantommesh/admin.token".into()),
+            allow_unauthenticated: true,
         },
         mesh: None,
     };

@@ -22,6 +22,27 @@ use std::net::{IpAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
 
+/// The admin address and token: a token file that cannot be read, or a
+/// non-loopback address without a token or the opt-out, is a config error
+/// (see [`crate::admin::auth`]); the opt-out is warned about once.
+fn admin_settings(cfg: &Config) -> Result<(Option<std::net::SocketAddr>, Option<Vec<u8>>), String> {
+    let listen = crate::admin::parse_listen(&cfg.admin.listen)?;
+    let token = match &cfg.admin.token_file {
+        Some(p) => Some(crate::admin::auth::load_token(p)?),
+        None => None,
+    };
+    let warning = crate::admin::auth::listen_rule(
+        listen,
+        token.is_some(),
+        cfg.admin.allow_unauthenticated,
+        &crate::admin::auth::RUN_MODE_NAMES,
+    )?;
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
+    Ok((listen, token))
+}
+
 pub fn main(path: &Path, format: LogFormat) -> i32 {
     logging::init(format);
     // Watch before the first read: a change in between then costs one
@@ -48,6 +69,15 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
     };
     let set = match device_set(&cfg, &[]) {
         Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("phantommesh: {e}");
+            return EXIT_SETUP_FAILED;
+        }
+    };
+    // Before any interface exists: a refused admin setting leaves nothing.
+    let (listen, token) = match admin_settings(&cfg) {
+        Ok(x) => x,
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("phantommesh: {e}");
@@ -87,35 +117,6 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
         .map(|k| encode_base64_key(&k))
         .unwrap_or_default();
     tracing::info!(interface = %name, peers = cfg.peers.len(), public_key = %key, "device started");
-    if let Some(w) = cfg
-        .admin
-        .token_file
-        .as_deref()
-        .and_then(|p| config::insecure_mode_warning(p, "admin token file"))
-    {
-        tracing::warn!("{w}");
-    }
-    let token = match &cfg.admin.token_file {
-        Some(p) => match std::fs::read_to_string(p) {
-            Ok(t) if !t.trim().is_empty() => Some(t.trim().as_bytes().to_vec()),
-            Ok(_) => {
-                tracing::error!(path = %p.display(), "admin token file is empty");
-                return EXIT_SETUP_FAILED;
-            }
-            Err(e) => {
-                tracing::error!(path = %p.display(), error = %e, "cannot read admin token file");
-                return EXIT_SETUP_FAILED;
-            }
-        },
-        None => None,
-    };
-    let listen = match crate::admin::parse_listen(&cfg.admin.listen) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!("{e}");
-            return EXIT_SETUP_FAILED;
-        }
-    };
     let gates = match crate::admin::load_gates() {
         Ok(g) => g,
         Err(e) => {

@@ -61,20 +61,12 @@ pub fn main(args: WgArgs) -> i32 {
                 quiet_unless_asked();
             }
             tracing::info!(interface = %args.ifname, "device started");
-            let listen = std::env::var(crate::admin::ADMIN_ENV)
-                .unwrap_or_else(|_| crate::admin::DEFAULT_LISTEN.into());
-            let listen = match crate::admin::parse_listen(&listen) {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::error!("{e}; admin server disabled");
-                    None
-                }
-            };
+            let (listen, token) = admin_from_env(|k| std::env::var(k).ok());
             let gates = crate::admin::load_gates().unwrap_or_else(|e| {
                 tracing::error!("{e}; using the built-in gates");
                 crate::gates::GatesConfig::load(None).expect("built-in gates parse")
             });
-            let admin = super::start_admin(&dev, dev.shared.tun.name(), listen, None, gates);
+            let admin = super::start_admin(&dev, dev.shared.tun.name(), listen, token, gates);
             // Configuration arrives over UAPI in this mode.
             admin
                 .config_applied
@@ -91,6 +83,43 @@ pub fn main(args: WgArgs) -> i32 {
             tracing::error!("{msg}");
             fail(readiness, &msg)
         }
+    }
+}
+
+/// The admin address and token from the environment. This mode must never
+/// take the tunnel down over its admin API (wg-quick and scripts start it):
+/// a bad address, an unreadable token file or a non-loopback address
+/// without a token or the opt-out disables the server, logged as an error.
+fn admin_from_env(
+    get: impl Fn(&str) -> Option<String>,
+) -> (Option<std::net::SocketAddr>, Option<Vec<u8>>) {
+    use crate::admin::auth;
+    let listen =
+        get(crate::admin::ADMIN_ENV).unwrap_or_else(|| crate::admin::DEFAULT_LISTEN.into());
+    let disabled = |e: String| {
+        tracing::error!("{e}; admin server disabled");
+        (None, None)
+    };
+    let listen = match crate::admin::parse_listen(&listen) {
+        Ok(l) => l,
+        Err(e) => return disabled(e),
+    };
+    let token = match get(auth::TOKEN_FILE_ENV).filter(|p| !p.is_empty()) {
+        Some(p) => match auth::load_token(std::path::Path::new(&p)) {
+            Ok(t) => Some(t),
+            Err(e) => return disabled(format!("{}: {e}", auth::TOKEN_FILE_ENV)),
+        },
+        None => None,
+    };
+    let allow = auth::env_flag(get(auth::ALLOW_UNAUTHENTICATED_ENV).as_deref());
+    match auth::listen_rule(listen, token.is_some(), allow, &auth::WG_MODE_NAMES) {
+        Ok(warning) => {
+            if let Some(w) = warning {
+                tracing::warn!("{w}");
+            }
+            (listen, token)
+        }
+        Err(e) => disabled(e),
     }
 }
 
@@ -173,6 +202,55 @@ mod tests {
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn admin_settings_from_the_environment() {
+        let dir = std::env::temp_dir().join(format!("pm-wgadmin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tok = dir.join("token");
+        std::fs::write(&tok, "s3cret\n").unwrap();
+        let tok = tok.display().to_string();
+        let env = |pairs: &'static [(&'static str, &'static str)], tok: Option<String>| {
+            move |k: &str| {
+                if k == crate::admin::auth::TOKEN_FILE_ENV {
+                    return tok.clone();
+                }
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let addr = |s: &str| Some(s.parse().unwrap());
+        assert_eq!(
+            admin_from_env(env(&[], None)),
+            (addr("127.0.0.1:9586"), None)
+        );
+        let off = &[("PHANTOMMESH_ADMIN_LISTEN", "10.9.0.1:9586")];
+        assert_eq!(
+            admin_from_env(env(off, None)),
+            (None, None),
+            "no token: off"
+        );
+        assert_eq!(
+            admin_from_env(env(off, Some(tok.clone()))),
+            (addr("10.9.0.1:9586"), Some(b"s3cret".to_vec()))
+        );
+        assert_eq!(
+            admin_from_env(env(off, Some(dir.join("missing").display().to_string()))),
+            (None, None),
+            "unreadable token file: off"
+        );
+        let allowed = &[
+            ("PHANTOMMESH_ADMIN_LISTEN", "10.9.0.1:9586"),
+            ("PHANTOMMESH_ADMIN_ALLOW_UNAUTHENTICATED", "1"),
+        ];
+        assert_eq!(
+            admin_from_env(env(allowed, None)),
+            (addr("10.9.0.1:9586"), None)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -116,7 +116,21 @@ mutations = {
         (lambda ds: (vol(ds, "config")["configMap"].update(name="phantommesh-config-5f8b2h"),
                      kind(ds, "ConfigMap")["metadata"].update(name="phantommesh-config-5f8b2h")),
          "disableNameSuffixHash"),
-    "private keys from a Secret": (add_key_secret, "only 'phantommesh-etcd-client' is expected"),
+    "private keys from a Secret": (add_key_secret, "are expected (no keys in Secrets)"),
+    "no admin token":
+        (lambda ds: ctr(ds)["env"].remove(env(ds, "PHANTOMMESH_ADMIN_TOKEN_FILE")),
+         "PHANTOMMESH_ADMIN_TOKEN_FILE must name the admin token file"),
+    "admin token not mounted":
+        (lambda ds: ctr(ds)["volumeMounts"].remove(mount(ds, "admin-token")),
+         "is not key 'token' of a mounted Secret"),
+    "admin token writable":
+        (lambda ds: mount(ds, "admin-token").update(readOnly=False), "admin token must be mounted readOnly"),
+    "admin API unauthenticated":
+        (lambda ds: ctr(ds)["env"].append({"name": "PHANTOMMESH_ADMIN_ALLOW_UNAUTHENTICATED", "value": "1"}),
+         "must not be unauthenticated"),
+    "PodMonitor without the token":
+        (lambda ds: kind(ds, "PodMonitor")["spec"]["podMetricsEndpoints"][0].pop("authorization"),
+         "endpoint must send the admin token"),
     "etcd client Secret writable":
         (lambda ds: mount(ds, "etcd-client").update(readOnly=False), "etcd client Secret must be mounted readOnly"),
     "etcd client Secret inside the config volume":

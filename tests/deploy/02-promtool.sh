@@ -26,6 +26,11 @@ job = cfg["scrape_configs"][0]
 assert job["kubernetes_sd_configs"][0]["role"] == "pod"
 del job["kubernetes_sd_configs"]
 job["static_configs"] = [{"targets": ["127.0.0.1:9586"]}]
+# The admin token: promtool wants the credentials file to exist.
+assert job["authorization"]["credentials_file"], "the job sends no admin token"
+tok = sys.argv[2].rsplit("/", 1)[0] + "/admin-token"
+open(tok, "w").write("example\n")
+job["authorization"]["credentials_file"] = tok
 yaml.safe_dump(cfg, open(sys.argv[2], "w"))
 PYEOF
 promtool check config "$tmp/prometheus.yml" || fail "promtool check config"

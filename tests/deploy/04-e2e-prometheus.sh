@@ -37,6 +37,11 @@ in_b ip link set "pmv$$b" up
 key_a=$("$BIN" genkey) key_b=$("$BIN" genkey)
 pub_a=$(echo "$key_a" | "$BIN" pubkey) pub_b=$(echo "$key_b" | "$BIN" pubkey)
 (umask 077; echo "$key_a" >"$work/a.key"; echo "$key_b" >"$work/b.key")
+# b's admin API is on its veth address, not loopback: it needs a token (as
+# the DaemonSet on a node IP). Both daemons get it; Prometheus sends it.
+(umask 077; od -An -tx1 -N16 /dev/urandom | tr -d ' \n' >"$work/admin.token")
+token=$(cat "$work/admin.token")
+auth=(-H "Authorization: Bearer $token")
 write_config() { # NAME IFNAME TUNADDR ADMIN PEERPUB PEERENDPOINT PEERTUN
     cat >"$work/$1.toml" <<TOML
 [interface]
@@ -46,6 +51,7 @@ listen_port = 51820
 addresses = ["$3/24"]
 [admin]
 listen = "$4"
+token_file = "$work/admin.token"
 [[peer]]
 public_key = "$5"
 endpoint = "$6:51820"
@@ -69,6 +75,8 @@ start_bg "$work/b.pid" "$work/b.log" env PHANTOMMESH_SELF_TEST_INTERVAL=0 PHANTO
     ip netns exec "$ns_b" "$BIN" run --config "$work/b.toml" --log-format json
 wait_until 20 in_a curl -sf "http://$admin_a/readyz" || { cat "$work/a.log"; fail "daemon a not ready"; }
 wait_until 20 in_a curl -sf "http://$admin_b/readyz" || { cat "$work/b.log"; fail "daemon b not ready (or its admin API not reachable from $ns_a)"; }
+code=$(in_a curl -s -o /dev/null -w '%{http_code}' "http://$admin_b/metrics")
+[ "$code" = 401 ] || fail "b's /metrics off loopback answered $code without the token, want 401"
 
 log "starting Prometheus in $ns_a (1 s scrape and evaluation interval)"
 mkdir -p "$work/prom-data"
@@ -81,6 +89,8 @@ rule_files:
   - $REPO_ROOT/deploy/prometheus/phantommesh-rules.yml
 scrape_configs:
   - job_name: phantommesh
+    authorization:
+      credentials_file: $work/admin.token
     static_configs:
       - targets: ["$admin_a"]
         labels: {node: a}
@@ -105,11 +115,11 @@ received=$(sed -n 's/.* \([0-9][0-9]*\) received.*/\1/p' "$work/ping.txt")
 log "$(grep 'packet loss' "$work/ping.txt")"
 log "tunnel tests: self tests on both, a peer test from a to b"
 for _ in 1 2 3; do
-    in_a curl -sf -X POST "http://$admin_a/tunnel-test?probes=50" >"$work/tt-a.json" || fail "tunnel test on a: $(cat "$work/tt-a.json")"
-    in_a curl -sf -X POST "http://$admin_b/tunnel-test?probes=50" >"$work/tt-b.json" || fail "tunnel test on b: $(cat "$work/tt-b.json")"
+    in_a curl -sf "${auth[@]}" -X POST "http://$admin_a/tunnel-test?probes=50" >"$work/tt-a.json" || fail "tunnel test on a: $(cat "$work/tt-a.json")"
+    in_a curl -sf "${auth[@]}" -X POST "http://$admin_b/tunnel-test?probes=50" >"$work/tt-b.json" || fail "tunnel test on b: $(cat "$work/tt-b.json")"
 done
 peer=$(printf %s "$pub_b" | sed 's/+/%2B/g; s/=/%3D/g; s/\//%2F/g')
-in_a curl -sf -X POST "http://$admin_a/tunnel-test?peer=$peer" >"$work/tt-peer.json" || fail "peer test a->b: $(cat "$work/tt-peer.json")"
+in_a curl -sf "${auth[@]}" -X POST "http://$admin_a/tunnel-test?peer=$peer" >"$work/tt-peer.json" || fail "peer test a->b: $(cat "$work/tt-peer.json")"
 in_a curl -sf "http://$admin_a/healthz" >/dev/null || fail "a unhealthy"
 sleep 3
 
@@ -133,6 +143,8 @@ printf 'node-a|True\nnode-b|True\n' >"$stub/nodes"
 echo 'daemon set "phantommesh" successfully rolled out' >"$stub/rollout"
 echo '2 2 2 2 0' >"$stub/ds-status"
 printf '|["ALL"]|["NET_ADMIN"]|$(POD_IP):9586\n' >"$stub/ds-security"
+# The daemons' token file: gate (real) and /mesh (canned) run "in the pods".
+printf '%s' "$work/admin.token" >"$stub/ds-token"
 printf 'phantommesh-a|node-a|%s|True|0\nphantommesh-b|node-b|%s|True|0\n' "${admin_a%:*}" "${admin_b%:*}" >"$stub/pods"
 # GET /mesh (through the API server's proxy): canned, as these two daemons
 # are peered by their config files, not through a mesh store. 05 covers

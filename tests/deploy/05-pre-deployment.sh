@@ -3,7 +3,8 @@
 # (tests/deploy/stub/kubectl, canned answers) and a fake Prometheus API
 # (canned JSON served on 127.0.0.1). All green: six ✅ lines, exit 0, a
 # `phantommesh gate` exec per pod at its pod IP and a GET /mesh per pod
-# through the API server's proxy. Then one failure at a time: exactly the
+# through the API server's proxy (with the DaemonSet's admin token: a
+# `phantommesh mesh status --json` exec per pod). Then one failure at a time: exactly the
 # matching ❌ line, exit 1, and the failing node-to-node paths named; gate's
 # exit 2 (usage/config) and 3 (unreachable) told apart; ADMIN_SCHEME=https
 # with GATE_CA_FILE, and a token over http given --insecure.
@@ -24,7 +25,7 @@ wait_until 10 grep -q 'port [0-9]' "$work/http.log" || fail "fake Prometheus did
 port=$(sed -n 's/.*port \([0-9][0-9]*\).*/\1/p' "$work/http.log" | head -1)
 export PROMETHEUS_URL=http://127.0.0.1:$port
 export PATH=$DEPLOY_TESTS_DIR/stub:$PATH
-unset KUBECTL CURL NAMESPACE DAEMONSET ADMIN_SCHEME ADMIN_PORT GATE_TOKEN_FILE GATE_CA_FILE
+unset KUBECTL CURL NAMESPACE DAEMONSET ADMIN_SCHEME ADMIN_PORT ADMIN_TOKEN_FILE GATE_TOKEN_FILE GATE_CA_FILE
 
 # render_ds KUSTOMIZE_DIR: the DaemonSet as kustomize renders it, with a
 # status for three nodes; the stub reads it with the real kubectl.
@@ -75,6 +76,9 @@ PYEOF
 green() {
     rm -rf "$STUB_DIR" && mkdir -p "$STUB_DIR"
     cp "$work/daemonset-base.yaml" "$STUB_DIR/daemonset.yaml"
+    # No admin token (as an operator's DaemonSet without one): /mesh
+    # through the API server's proxy. The shipped one's token: "token" below.
+    : >"$STUB_DIR/ds-token"
     echo ok >"$STUB_DIR/readyz"
     printf 'node-a|True\nnode-b|True\nnode-c|True\n' >"$STUB_DIR/nodes"
     echo 'daemon set "phantommesh" successfully rolled out' >"$STUB_DIR/rollout"
@@ -157,16 +161,46 @@ echo 2 >"$STUB_DIR/gate-phantommesh-a.rc"
 one_failure gate-config "Go-live gates: FAILED" 'node node-a: gate usage or config error: .*cannot read token file'
 ! grep -q 'unreachable' "$work/gate-config.out" || fail "gate-config: a config error reported as unreachable"
 
-# HTTPS: the gate asks https://POD_IP with the CA file and the token (no
-# --insecure), /mesh goes through the API server's https pod proxy; over
-# plain http a token comes with --insecure (the pod asks its own IP).
+# HTTPS: the gate and mesh status ask https://POD_IP with the CA file and
+# the token (no --insecure); without a token /mesh goes through the API
+# server's https pod proxy; over plain http a token comes with --insecure
+# (the pod asks its own IP).
 green
 ADMIN_SCHEME=https GATE_CA_FILE=/etc/pm/ca.pem GATE_TOKEN_FILE=/run/token run https
 [ "$rc" = 0 ] || fail "https: exit $rc"
 grep -q 'exec phantommesh-a -c phantommesh -- phantommesh gate --url https://10.0.0.11:9586 --token-file /run/token --ca-file /etc/pm/ca.pem$' \
     "$STUB_DIR/calls.log" || fail "https: gate not asked over https with the CA file and token"
+grep -q 'exec phantommesh-b -c phantommesh -- phantommesh mesh status --json --url https://10.0.0.12:9586 --token-file /run/token --ca-file /etc/pm/ca.pem$' \
+    "$STUB_DIR/calls.log" || fail "https: /mesh not asked over https with the CA file and token"
+green
+ADMIN_SCHEME=https run https-proxy
+[ "$rc" = 0 ] || fail "https-proxy: exit $rc"
 grep -qx 'get --raw /api/v1/namespaces/phantommesh/pods/https:phantommesh-b:9586/proxy/mesh' "$STUB_DIR/calls.log" \
     || fail "https: /mesh not read through the https pod proxy"
+# The shipped DaemonSet's token file: gate and /mesh asked in each pod
+# with it (the API server's proxy cannot carry a bearer token).
+green
+rm "$STUB_DIR/ds-token"
+run token
+[ "$rc" = 0 ] || fail "token: exit $rc"
+for i in 1 2 3; do
+    p=$(echo "$pods" | cut -d' ' -f$i)
+    for cmd in "gate" "mesh status --json"; do
+        grep -q -- "exec $p -c phantommesh -- phantommesh $cmd --url http://10.0.0.1$i:9586 --token-file /etc/phantommesh-admin/token --insecure$" \
+            "$STUB_DIR/calls.log" || fail "token: $cmd not run in $p with the DaemonSet's token file"
+    done
+done
+! grep -q 'proxy/mesh' "$STUB_DIR/calls.log" || fail "token: /mesh read through the proxy, which drops the token"
+green
+rm "$STUB_DIR/ds-token"
+mesh_edit phantommesh-b 'member["node-c"].update(handshake_age_seconds=None)'
+echo 1 >"$STUB_DIR/mesh-phantommesh-b.rc"
+one_failure token-mesh-unhealthy "Networking: DEGRADED" 'node node-b: node-c: no handshake'
+green
+rm "$STUB_DIR/ds-token"
+echo 'phantommesh mesh status: http://10.0.0.13:9586/mesh: HTTP 401 (check the token): bearer token required' >"$STUB_DIR/mesh-phantommesh-c"
+echo 2 >"$STUB_DIR/mesh-phantommesh-c.rc"
+one_failure token-mesh-refused "Networking: DEGRADED" 'node node-c: /mesh unreachable: .*HTTP 401'
 green
 GATE_TOKEN_FILE=/run/token run http-token
 [ "$rc" = 0 ] || fail "http-token: exit $rc"

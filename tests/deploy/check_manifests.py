@@ -27,6 +27,8 @@ CRD_GROUP = "monitoring.coreos.com/v1"
 CRD_KINDS = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
 CONFIG_MAP = "phantommesh-config"
 ETCD_CLIENT_SECRET = "phantommesh-etcd-client"
+ADMIN_TOKEN_SECRET = "phantommesh-admin-token"
+ADMIN_TOKEN_KEY = "token"
 
 errors = []
 
@@ -77,6 +79,13 @@ def check_crd(doc, release):
             check(ep.get("path") == "/metrics", f"{name}: endpoint path {ep.get('path')!r}")
             targets = [r.get("targetLabel") for r in ep.get("relabelings") or []]
             check("node" in targets, f"{name}: no relabeling to the 'node' label")
+            # /metrics on the node IP needs the admin token.
+            auth = ep.get("authorization") or {}
+            cred = auth.get("credentials") or {}
+            check(auth.get("type", "Bearer") == "Bearer"
+                  and cred.get("name") == ADMIN_TOKEN_SECRET and cred.get("key") == ADMIN_TOKEN_KEY,
+                  f"{name}: endpoint must send the admin token (authorization: Bearer from Secret "
+                  f"{ADMIN_TOKEN_SECRET}/{ADMIN_TOKEN_KEY})")
     else:
         groups = spec.get("groups") or []
         check(groups, f"{name}: no rule groups")
@@ -138,6 +147,11 @@ def check_daemonset(ds, docs):
     check((env.get("PHANTOMMESH_ADMIN_LISTEN") or {}).get("value") == "$(POD_IP):9586"
           and defined_before("POD_IP", "PHANTOMMESH_ADMIN_LISTEN"),
           f"{name}: PHANTOMMESH_ADMIN_LISTEN must be $(POD_IP):9586, after POD_IP")
+    # Off loopback the daemon refuses to serve its admin API without a token.
+    token_file = (env.get("PHANTOMMESH_ADMIN_TOKEN_FILE") or {}).get("value") or ""
+    check(token_file.startswith("/"), f"{name}: PHANTOMMESH_ADMIN_TOKEN_FILE must name the admin token file")
+    check((env.get("PHANTOMMESH_ADMIN_ALLOW_UNAUTHENTICATED") or {}).get("value") in (None, "", "0"),
+          f"{name}: the admin API on the node IP must not be unauthenticated")
     # Mesh identity: the node name and the node IP, from the downward API.
     check(field("PHANTOMMESH_NODE_NAME") == "spec.nodeName",
           f"{name}: PHANTOMMESH_NODE_NAME must come from fieldRef spec.nodeName")
@@ -178,16 +192,25 @@ def check_daemonset(ds, docs):
             if other is not m and ("configMap" in ov or "secret" in ov) \
                     and m["mountPath"].startswith(other["mountPath"].rstrip("/") + "/"):
                 err(f"{name}: {m['mountPath']} is mounted inside the {other['name']} volume ({other['mountPath']})")
-    # No private key from a Secret: the only Secret the pod mounts is the
-    # etcd client certificate.
+    # No private key from a Secret: the only Secrets the pod mounts are the
+    # etcd client certificate and the admin token.
     secret_mounts = {}
+    token_mounted = False
     for m in mount_list:
         sec = (vols.get(m["name"]) or {}).get("secret")
         if sec is None:
             continue
+        if sec.get("secretName") == ADMIN_TOKEN_SECRET:
+            check(m.get("readOnly") is True, f"{name}: the admin token must be mounted readOnly")
+            token_mounted = token_mounted or \
+                token_file == m["mountPath"].rstrip("/") + "/" + ADMIN_TOKEN_KEY
+            continue
         check(sec.get("secretName") == ETCD_CLIENT_SECRET,
-              f"{name}: mounts Secret {sec.get('secretName')!r}; only {ETCD_CLIENT_SECRET!r} is expected (no keys in Secrets)")
+              f"{name}: mounts Secret {sec.get('secretName')!r}; only {ETCD_CLIENT_SECRET!r} and "
+              f"{ADMIN_TOKEN_SECRET!r} are expected (no keys in Secrets)")
         secret_mounts[m["mountPath"]] = (m, sec)
+    check(token_mounted, f"{name}: PHANTOMMESH_ADMIN_TOKEN_FILE ({token_file!r}) is not key {ADMIN_TOKEN_KEY!r} "
+          f"of a mounted Secret {ADMIN_TOKEN_SECRET!r}")
     for v in vols.values():
         for src in (v.get("projected") or {}).get("sources") or []:
             check("secret" not in src, f"{name}: projected Secret in volume {v['name']}")

@@ -5,6 +5,7 @@
                                [--peer KEY] [--error-has TEXT]
                                [--probe-address IP] [--probe-sent N]
                                [--probe-received N] [--no-probe]
+                               [--handshake forced|reused]
     admin_check.py error FILE [--has TEXT]      {"ok": false, "error": "..."}
     admin_check.py gates FILE [--pass|--fail] [--gate NAME:pass|fail]...
                               [--metric GATE.METRIC:pass|fail]...
@@ -61,10 +62,17 @@ def check_tunnel_test(path, args):
         problem("not a JSON object")
         return
     keys = {"ok", "mode", "handshake_ms", "rtt", "sent", "received", "errors", "duration_ms"}
+    reused = d.get("handshake") == "reused"
     if d.get("mode") == "peer":
-        keys.add("peer")
+        # "forced": a new handshake was timed; "reused": one was forced less
+        # than 5 s ago, so the current session (its age) was reported.
+        keys |= {"peer", "handshake"}
+        if reused:
+            keys.add("handshake_age_seconds")
         if "probe" in d:
             keys.add("probe")
+        if d.get("handshake") not in ("forced", "reused"):
+            problem(f"handshake is not forced|reused: {d.get('handshake')!r}")
     if set(d) != keys:
         problem(f"keys {sorted(d)} != {sorted(keys)}")
     if not isinstance(d.get("ok"), bool):
@@ -100,8 +108,8 @@ def check_tunnel_test(path, args):
             problem(f"ok but probes sent {probe.get('sent')} != received {probe.get('received')}")
         if errors:
             problem(f"ok but errors: {errors}")
-        if hs is None:
-            problem("ok without handshake_ms")
+        if hs is None and not (reused and is_num(d.get("handshake_age_seconds"))):
+            problem("ok without handshake_ms (or a reused session's age)")
         if d.get("sent") != d.get("received"):
             problem(f"ok but sent {d.get('sent')} != received {d.get('received')}")
         if d.get("mode") in ("self", "peer") and d.get("sent", 0) > 0 and rtt is None:
@@ -115,6 +123,9 @@ def check_tunnel_test(path, args):
     mode = opt_value(args, "--mode")
     if mode is not None and d.get("mode") != mode:
         problem(f"want mode {mode!r}, got {d.get('mode')!r}")
+    handshake = opt_value(args, "--handshake")
+    if handshake is not None and d.get("handshake") != handshake:
+        problem(f"want handshake {handshake!r}, got {d.get('handshake')!r}")
     sent = opt_value(args, "--sent")
     if sent is not None and d.get("sent") != int(sent):
         problem(f"want sent={sent}, got {d.get('sent')!r}")
