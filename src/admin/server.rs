@@ -171,9 +171,21 @@ impl Server {
     fn evict(&self, table: &mut Table, ip: Option<IpAddr>) -> Option<Arc<Slot>> {
         // Out of the table at once, so the next eviction picks another.
         let s = table.remove(table.oldest_idle(ip)?)?;
+        s.evicted.store(true, Ordering::Release);
         s.evict.notify_one();
         self.stats.evicted.fetch_add(1, Ordering::Relaxed);
         Some(s)
+    }
+
+    fn warn_full(&self) {
+        self.warn.warn("full", || {
+            format!(
+                "{} connections open, the limit: closing the longest idle ones; \
+                 when all are mid-request, serving only health requests on the {} \
+                 reserve slots",
+                self.limits.max_connections, self.limits.reserve
+            )
+        });
     }
 
     fn admit(&self, ip: IpAddr, main: &Arc<Semaphore>, reserve: &Arc<Semaphore>) -> Admit {
@@ -183,7 +195,7 @@ impl Server {
         if over_ip {
             if let Some(v) = self.evict(&mut table, Some(ip)) {
                 if v.serving.load(Ordering::Acquire) {
-                    return Admit::Wait; // for the permit it frees
+                    return self.wait(); // for the permit it frees
                 }
                 over_ip = false;
             }
@@ -192,8 +204,9 @@ impl Server {
             if let Ok(p) = main.clone().try_acquire_owned() {
                 return Admit::Main(p);
             }
+            self.warn_full();
             if self.evict(&mut table, None).is_some() {
-                return Admit::Wait;
+                return self.wait();
             }
         }
         // Half the reserve per address, so one remote address cannot take
@@ -208,8 +221,15 @@ impl Server {
         } else if self.waiting.load(Ordering::Relaxed) >= MAX_WAITING {
             Admit::Refuse
         } else {
-            Admit::Wait
+            self.wait()
         }
+    }
+
+    /// Counted here, not in the waiting task: a burst of accepts runs
+    /// before any of those tasks.
+    fn wait(&self) -> Admit {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        Admit::Wait
     }
 }
 
@@ -270,15 +290,6 @@ pub async fn run(listener: TcpListener, app: Router, limits: Limits, stats: Arc<
                 continue;
             }
         };
-        if permit.is_none() || reserved {
-            server.warn.warn("full", || {
-                format!(
-                    "{} connections open, the limit: closing the longest idle ones, \
-                     serving only health requests on the {} reserve slots",
-                    limits.max_connections, limits.reserve
-                )
-            });
-        }
         next_id += 1;
         let id = next_id;
         let slot = Arc::new(Slot::new(ip, reserved, permit.is_some(), server.now_ms()));
@@ -301,6 +312,10 @@ pub async fn run(listener: TcpListener, app: Router, limits: Limits, stats: Arc<
                 server.table.lock().remove(id);
             }
         });
+        // Let the connections just evicted close (and the new one start)
+        // before the next accept: in a burst, accepts would otherwise
+        // outrun them and spend descriptors on the dying.
+        tokio::task::yield_now().await;
     }
 }
 
@@ -310,7 +325,6 @@ async fn wait_for_slot(
     main: &Arc<Semaphore>,
     slot: &Slot,
 ) -> Option<OwnedSemaphorePermit> {
-    server.waiting.fetch_add(1, Ordering::Relaxed);
     let got = tokio::select! {
         r = tokio::time::timeout(server.limits.queue_wait, main.clone().acquire_owned()) => {
             match r {
@@ -324,6 +338,9 @@ async fn wait_for_slot(
         _ = slot.evict.notified() => None,
     };
     server.waiting.fetch_sub(1, Ordering::Relaxed);
+    if slot.evicted.load(Ordering::Acquire) {
+        return None;
+    }
     if got.is_some() {
         slot.serving.store(true, Ordering::Release);
     }

@@ -14,6 +14,9 @@ pub(super) struct Slot {
     pub reserve: bool,
     /// Holds a main-pool permit (false while it waits for one).
     pub serving: AtomicBool,
+    /// Told to close (a waiter may get its permit just after: it must not
+    /// then serve, out of the table and uncounted).
+    pub evicted: AtomicBool,
     /// Requests in progress (hyper's HTTP/1 runs one at a time).
     pub busy: AtomicUsize,
     /// When it last became idle (accepted, or answered), in ms since start.
@@ -27,6 +30,7 @@ impl Slot {
             ip,
             reserve,
             serving: AtomicBool::new(serving),
+            evicted: AtomicBool::new(false),
             busy: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(now_ms),
             evict: Notify::new(),

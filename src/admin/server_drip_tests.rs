@@ -266,3 +266,28 @@ fn one_address_is_capped_and_others_are_not() {
     assert_eq!(until_closed(&mut idle).0, 0, "the idle one closed");
     assert_eq!(count(&stats.per_ip_refused), 1, "{stats:?}");
 }
+
+#[test]
+fn a_burst_of_stalled_connections_from_one_address_stays_capped() {
+    let mut l = limits();
+    l.max_connections = 64;
+    l.per_ip = 16;
+    l.reserve = 8;
+    l.header_read_timeout = Duration::from_secs(10);
+    let (addr, stats) = start(l);
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        let mut s = connect(addr);
+        s.write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\n").unwrap();
+        held.push(s);
+    }
+    for _ in 0..5 {
+        let (st, t) = status_of(addr, &get_req("/livez"));
+        assert_eq!(st, "HTTP/1.1 200 OK");
+        assert!(t < Duration::from_secs(1), "{t:?}");
+    }
+    // The accepts do not outrun the closing of the evicted (descriptors).
+    assert!(load(&stats.max_open) <= 20, "{stats:?}");
+    assert!(count(&stats.evicted) >= 300 - 16, "{stats:?}");
+    assert_eq!(count(&stats.refused) + count(&stats.per_ip_refused), 0);
+}
