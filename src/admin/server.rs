@@ -153,7 +153,7 @@ struct Server {
 enum Admit {
     Main(OwnedSemaphorePermit),
     Reserve(OwnedSemaphorePermit),
-    /// Wait for a main permit (one is being freed, or none is near).
+    /// Wait for a main permit.
     Wait,
     /// Over its address's cap, nothing to evict, no reserve slot.
     RefuseIp,
@@ -194,10 +194,10 @@ impl Server {
         let mut over_ip = on_main >= self.limits.per_ip.max(1);
         if over_ip {
             if let Some(v) = self.evict(&mut table, Some(ip)) {
-                if v.serving.load(Ordering::Acquire) {
-                    return self.wait(); // for the permit it frees
+                if let Some(p) = v.permit.lock().take() {
+                    return Admit::Main(p);
                 }
-                over_ip = false;
+                over_ip = false; // it was waiting: no permit to take over
             }
         }
         if !over_ip {
@@ -205,8 +205,11 @@ impl Server {
                 return Admit::Main(p);
             }
             self.warn_full();
-            if self.evict(&mut table, None).is_some() {
-                return self.wait();
+            if let Some(p) = self
+                .evict(&mut table, None)
+                .and_then(|v| v.permit.lock().take())
+            {
+                return Admit::Main(p);
             }
         }
         // Half the reserve per address, so one remote address cannot take
@@ -269,10 +272,10 @@ pub async fn run(listener: TcpListener, app: Router, limits: Limits, stats: Arc<
         stats.accepted.fetch_add(1, Ordering::Relaxed);
         let ip = peer.ip().to_canonical();
         let admit = server.admit(ip, &main, &reserve);
-        let (reserved, permit) = match admit {
-            Admit::Main(p) => (false, Some(p)),
-            Admit::Reserve(p) => (true, Some(p)),
-            Admit::Wait => (false, None),
+        let (main_permit, reserve_permit, wait) = match admit {
+            Admit::Main(p) => (Some(p), None, false),
+            Admit::Reserve(p) => (None, Some(p), false),
+            Admit::Wait => (None, None, true),
             Admit::RefuseIp => {
                 stats.per_ip_refused.fetch_add(1, Ordering::Relaxed);
                 server.warn.warn("per-ip", || {
@@ -292,25 +295,22 @@ pub async fn run(listener: TcpListener, app: Router, limits: Limits, stats: Arc<
         };
         next_id += 1;
         let id = next_id;
-        let slot = Arc::new(Slot::new(ip, reserved, permit.is_some(), server.now_ms()));
+        let reserved = reserve_permit.is_some();
+        let slot = Arc::new(Slot::new(ip, reserved, main_permit, server.now_ms()));
         server.table.lock().insert(id, slot.clone());
         let server = server.clone();
         let main = main.clone();
         tokio::spawn(async move {
-            let permit = match permit {
-                Some(p) => Some(p),
-                None => wait_for_slot(&server, &main, &slot).await,
-            };
-            if let Some(permit) = permit {
+            if !wait || wait_for_slot(&server, &main, &slot).await {
                 let open = server.stats.open.fetch_add(1, Ordering::Relaxed) + 1;
                 server.stats.max_open.fetch_max(open, Ordering::Relaxed);
-                serve_connection(&server, stream, slot).await;
+                serve_connection(&server, stream, slot.clone()).await;
                 server.stats.open.fetch_sub(1, Ordering::Relaxed);
-                server.table.lock().remove(id);
-                drop(permit);
-            } else {
-                server.table.lock().remove(id);
             }
+            server.table.lock().remove(id);
+            // Frees the slot's permit, unless an eviction took it over.
+            drop(slot.permit.lock().take());
+            drop(reserve_permit);
         });
         // Let the connections just evicted close (and the new one start)
         // before the next accept: in a burst, accepts would otherwise
@@ -319,32 +319,31 @@ pub async fn run(listener: TcpListener, app: Router, limits: Limits, stats: Arc<
     }
 }
 
-/// A main-pool permit within `queue_wait`, unless evicted meanwhile.
-async fn wait_for_slot(
-    server: &Server,
-    main: &Arc<Semaphore>,
-    slot: &Slot,
-) -> Option<OwnedSemaphorePermit> {
+/// Waits up to `queue_wait` for a main-pool permit, unless evicted
+/// meanwhile; true when the connection got one.
+async fn wait_for_slot(server: &Server, main: &Arc<Semaphore>, slot: &Slot) -> bool {
     let got = tokio::select! {
         r = tokio::time::timeout(server.limits.queue_wait, main.clone().acquire_owned()) => {
-            match r {
-                Ok(Ok(p)) => Some(p),
-                _ => {
-                    server.stats.refused.fetch_add(1, Ordering::Relaxed);
-                    None
-                }
-            }
+            r.ok().and_then(|r| r.ok())
         }
         _ = slot.evict.notified() => None,
     };
     server.waiting.fetch_sub(1, Ordering::Relaxed);
+    // Under the table's lock: an eviction cannot come in between.
+    let _table = server.table.lock();
     if slot.evicted.load(Ordering::Acquire) {
-        return None;
+        return false;
     }
-    if got.is_some() {
-        slot.serving.store(true, Ordering::Release);
+    match got {
+        Some(p) => {
+            *slot.permit.lock() = Some(p);
+            true
+        }
+        None => {
+            server.stats.refused.fetch_add(1, Ordering::Relaxed);
+            false
+        }
     }
-    got
 }
 
 async fn serve_connection(server: &Arc<Server>, stream: TcpStream, slot: Arc<Slot>) {

@@ -5,15 +5,17 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 /// One connection's standing, for eviction and the per-IP counts.
 pub(super) struct Slot {
     pub ip: IpAddr,
     /// On a reserve slot: health requests only, one per connection.
     pub reserve: bool,
-    /// Holds a main-pool permit (false while it waits for one).
-    pub serving: AtomicBool,
+    /// Its main-pool permit (None while it waits for one). Eviction hands
+    /// it straight to the newcomer: a permit freed to the semaphore could
+    /// go to an earlier waiter, and the newcomer (a probe) wait in vain.
+    pub permit: Mutex<Option<OwnedSemaphorePermit>>,
     /// Told to close (a waiter may get its permit just after: it must not
     /// then serve, out of the table and uncounted).
     pub evicted: AtomicBool,
@@ -25,11 +27,16 @@ pub(super) struct Slot {
 }
 
 impl Slot {
-    pub fn new(ip: IpAddr, reserve: bool, serving: bool, now_ms: u64) -> Self {
+    pub fn new(
+        ip: IpAddr,
+        reserve: bool,
+        permit: Option<OwnedSemaphorePermit>,
+        now_ms: u64,
+    ) -> Self {
         Slot {
             ip,
             reserve,
-            serving: AtomicBool::new(serving),
+            permit: Mutex::new(permit),
             evicted: AtomicBool::new(false),
             busy: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(now_ms),
@@ -89,7 +96,7 @@ impl Table {
             .filter(|(_, s)| !s.reserve && s.busy.load(Ordering::Acquire) == 0)
             .filter(|(_, s)| match ip {
                 Some(ip) => s.ip == ip,
-                None => s.serving.load(Ordering::Acquire),
+                None => s.permit.lock().is_some(),
             })
             .min_by_key(|(_, s)| s.idle_since_ms.load(Ordering::Relaxed))
             .map(|(id, _)| *id)

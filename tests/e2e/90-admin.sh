@@ -585,10 +585,14 @@ check "dripping clients: cut with 408 near the 2 s grace, none held 5 s" \
   eval 'grep -q "HTTP/1.1 408, held 1.5-5 s" "$E2E_TMP/drip16.log" && ! grep -q "held >= 5 s" "$E2E_TMP/drip16.log"'
 check "dripping clients: requests beyond the pool got 503 from the reserve" \
   grep -q "HTTP/1.1 503" "$E2E_TMP/drip16.log"
+held_most() { awk '/connections held over 0.5 s at once/ {print $3}' "$E2E_TMP/$1"; }
+# Up to 8 more may wait (1 s) for a slot beyond the 64.
+check "dripping clients: they held the whole pool ($(held_most drip16.log) at once, 64-72)" \
+  eval '(($(held_most drip16.log) >= 64 && $(held_most drip16.log) <= 72))'
 check "64 dripping clients from one address: /livez answers within 1 s in 3 rounds" \
   drip drip1.log 64 3 16 127.0.0.30
-check "one address: capped at 16, the rest closed at once" \
-  eval 'grep -q "has 16 connections mid-request, the limit per address" "$E2E_TMP/$IFA.log" && grep -q "closed unanswered, held < 0.5 s" "$E2E_TMP/drip1.log"'
+check "one address: capped at 16 held at once ($(held_most drip1.log)), the rest 503 from the reserve" \
+  eval '(($(held_most drip1.log) >= 8 && $(held_most drip1.log) <= 16)) && grep -q "HTTP/1.1 503" "$E2E_TMP/drip1.log"'
 check "dripping clients gone: /livez answers" golden "$NS_A" /livez 200 "ok"
 check "dripping clients gone: /metrics answers" answer "$NS_A" /metrics 200 --timeout 5
 check "dripping clients gone: /tunnel-test works" tt "$NS_A" "?probes=5" 200 --ok

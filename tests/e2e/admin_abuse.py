@@ -38,7 +38,8 @@
         of ROUNDS rounds (one per wave of 408s), waits until at least FULL
         of them hold a connection, then GETs /livez from HOST's own address:
         passes when every probe answers 200 within 1 s. Prints what became
-        of the clients' connections.
+        of the clients' connections, and the most held over 0.5 s at once
+        (those on the main pool: the rest end within milliseconds).
     admin_abuse.py garbage HOST PORT
         Malformed requests and random bytes, one connection each. Prints
         the status line each got (or how the connection ended).
@@ -340,6 +341,8 @@ def drip(host, port, n, rounds, full, sources):
     stop = threading.Event()
     holding = [0]
     outcomes = {}
+    opened = {}  # live connection -> when it opened
+    max_held = [0]
 
     def client(src):
         while not stop.is_set():
@@ -351,9 +354,10 @@ def drip(host, port, n, rounds, full, sources):
                     outcomes[f"connect: {e.strerror}"] = outcomes.get(f"connect: {e.strerror}", 0) + 1
                 stop.wait(0.25)
                 continue
+            t0 = time.time()
             with lock:
                 holding[0] += 1
-            t0 = time.time()
+                opened[id(s)] = t0
             data = b""
             s.settimeout(2.0)  # the drip cadence
             while not stop.is_set():
@@ -371,6 +375,7 @@ def drip(host, port, n, rounds, full, sources):
                     break
             with lock:
                 holding[0] -= 1
+                del opened[id(s)]
             s.close()
             if stop.is_set():
                 break
@@ -388,8 +393,17 @@ def drip(host, port, n, rounds, full, sources):
         with lock:
             return sum(v for k, v in outcomes.items() if k.startswith("HTTP/1.1 408"))
 
+    def sample():
+        # Connections open for over 0.5 s hold a main-pool slot (or wait
+        # for one): the reserve's and the refused end within milliseconds.
+        while not stop.wait(0.02):
+            old = time.time() - 0.5
+            with lock:
+                max_held[0] = max(max_held[0], sum(t < old for t in opened.values()))
+
     threads = [threading.Thread(target=client, args=(sources[i % len(sources)],), daemon=True)
                for i in range(n)]
+    threads.append(threading.Thread(target=sample, daemon=True))
     for t in threads:
         t.start()
     bad, deadline = 0, time.time() + 30 + 5 * rounds
@@ -416,6 +430,7 @@ def drip(host, port, n, rounds, full, sources):
         t.join()
     for k in sorted(outcomes):
         print(f"  {outcomes[k]:5d}  {k}")
+    print(f"at most {max_held[0]} connections held over 0.5 s at once")
     return 1 if bad else 0
 
 
