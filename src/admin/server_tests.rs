@@ -14,6 +14,11 @@ fn limits() -> Limits {
         write_timeout: Duration::from_millis(400),
         queue_wait: Duration::from_secs(1),
         max_body: 4096,
+        per_ip: 64,
+        reserve: 0,
+        reserve_timeout: Duration::from_secs(1),
+        body_grace: Duration::from_secs(10),
+        min_body_rate: 0,
     }
 }
 
@@ -21,6 +26,8 @@ fn limits() -> Limits {
 fn start(limits: Limits) -> (SocketAddr, Arc<ServerStats>) {
     let app = Router::new()
         .route("/ok", get(|| async { "ok" }))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/healthz/{name}", get(|| async { "ok" }))
         .route(
             "/sleep/{ms}",
             get(
@@ -241,3 +248,6 @@ fn requests_in_progress_are_never_evicted() {
     assert_eq!(stats.refused.load(Ordering::Relaxed), 0);
     assert!(stats.max_open.load(Ordering::Relaxed) <= 2);
 }
+
+#[path = "server_drip_tests.rs"]
+mod drip;

@@ -20,7 +20,9 @@
 # for promtool and moving with traffic; /gates and the gate / status
 # commands' exit codes; bad requests, huge bodies, slow clients and garbage
 # (4xx, bounded memory and descriptors, health still answering, header and
-# body timeouts, still alive and forwarding); and no private or
+# body timeouts, still alive and forwarding); dripping bodies from many
+# addresses and from one (health through the reserve, the per-address cap,
+# the minimum body rate); and no private or
 # preshared key in any answer or log line.
 # shellcheck disable=SC2016 # checks pass single-quoted code to eval
 source "$(dirname "$0")/lib.sh"
@@ -558,6 +560,43 @@ say "descriptors: $FD0 before the slow clients, at most $FD_MAX with them (cap: 
 check "slow clients: at most 64 connections' worth of new descriptors" test $((FD_MAX - FD0)) -le 72
 check "slow clients gone: /livez answers" golden "$NS_A" /livez 200 "ok"
 
+# Clients that announce a 4096-byte body and drip it (a byte every 2 s),
+# reconnecting when cut: 80 from 16 addresses (127.0.0.10-25, the
+# namespace's loopback; five each, under the per-address cap of 16) hold
+# the whole pool of 64, so /livez must come through the health reserve;
+# then 64 from one address, which the per-address cap holds to 16.
+say "dripping bodies"
+DRIP_SRC=()
+for i in $(seq 10 25); do DRIP_SRC+=("127.0.0.$i"); done
+drip() { # LOG CLIENTS ROUNDS FULL SRC...
+  local log=$1
+  shift
+  ip netns exec "$NS_A" python3 "$E2E_DIR/admin_abuse.py" drip 127.0.0.1 "$PORT" "$@" \
+    >"$E2E_TMP/$log" 2>&1
+  local rc=$?
+  sed 's/^/    /' "$E2E_TMP/$log"
+  return $rc
+}
+check "80 dripping clients from 16 addresses: /livez answers within 1 s in 5 rounds" \
+  drip drip16.log 80 5 64 "${DRIP_SRC[@]}"
+check "dripping clients: the pool filled (log)" \
+  grep -q "when all are mid-request, serving only health requests" "$E2E_TMP/$IFA.log"
+check "dripping clients: cut with 408 near the 2 s grace, none held 5 s" \
+  eval 'grep -q "HTTP/1.1 408, held 1.5-5 s" "$E2E_TMP/drip16.log" && ! grep -q "held >= 5 s" "$E2E_TMP/drip16.log"'
+check "dripping clients: requests beyond the pool got 503 from the reserve" \
+  grep -q "HTTP/1.1 503" "$E2E_TMP/drip16.log"
+held_most() { awk '/connections held over 0.5 s at once/ {print $3}' "$E2E_TMP/$1"; }
+# Up to 8 more may wait (1 s) for a slot beyond the 64.
+check "dripping clients: they held the whole pool ($(held_most drip16.log) at once, 64-72)" \
+  eval '(($(held_most drip16.log) >= 64 && $(held_most drip16.log) <= 72))'
+check "64 dripping clients from one address: /livez answers within 1 s in 3 rounds" \
+  drip drip1.log 64 3 16 127.0.0.30
+check "one address: capped at 16 held at once ($(held_most drip1.log)), the rest 503 from the reserve" \
+  eval '(($(held_most drip1.log) >= 8 && $(held_most drip1.log) <= 16)) && grep -q "HTTP/1.1 503" "$E2E_TMP/drip1.log"'
+check "dripping clients gone: /livez answers" golden "$NS_A" /livez 200 "ok"
+check "dripping clients gone: /metrics answers" answer "$NS_A" /metrics 200 --timeout 5
+check "dripping clients gone: /tunnel-test works" tt "$NS_A" "?probes=5" 200 --ok
+
 # The server's own timeouts (10 s), measured while the garbage goes by.
 ip netns exec "$NS_A" python3 "$E2E_DIR/admin_abuse.py" timeouts 127.0.0.1 "$PORT" 10 \
   >"$E2E_TMP/timeouts.log" 2>&1 &
@@ -575,7 +614,7 @@ check "garbage: self test still passes" tt "$NS_A" "" 200 --ok --mode self
 TIMEOUTS_RC=0
 wait "$TIMEOUTS_PID" || TIMEOUTS_RC=$?
 sed 's/^/    /' "$E2E_TMP/timeouts.log"
-check "timeouts: unfinished or dripping request heads, a missing body (408) and an idle keep-alive all end after 10 s" \
+check "timeouts: unfinished or dripping request heads and an idle keep-alive end after 10 s, a missing body after 2 s (408)" \
   test "$TIMEOUTS_RC" = 0
 
 # More stalled connections than the daemon may have descriptors: the

@@ -24,12 +24,22 @@
         holds them SECONDS, closes them. With the daemon's descriptor limit
         below CONNECTIONS this exhausts its descriptors.
     admin_abuse.py timeouts HOST PORT SECONDS
-        The server's timeouts, all SECONDS long: four connections opened
+        The server's timeouts, SECONDS long: four connections opened
         together: a request head that never ends, one that drips a header
         byte every 0.5 s, a body announced and never sent, and a keep-alive
         left idle after its answer. Passes when the first two are closed
-        unanswered (or with 408), the body one gets 408, the idle one is
-        closed, each within SECONDS - 0.5 to SECONDS + 3 s.
+        unanswered (or with 408) and the idle one is closed, each within
+        SECONDS - 0.5 to SECONDS + 3 s, and the body one gets 408 after
+        the 2 s body grace (1.5 to 5 s).
+    admin_abuse.py drip HOST PORT CLIENTS ROUNDS FULL SRC...
+        CLIENTS clients, spread over the source addresses SRC, each sending
+        POST /tunnel-test with Content-Length: 4096 and then a byte of the
+        body every 2 s; when the server closes one, it reconnects. In each
+        of ROUNDS rounds (one per wave of 408s), waits until at least FULL
+        of them hold a connection, then GETs /livez from HOST's own address:
+        passes when every probe answers 200 within 1 s. Prints what became
+        of the clients' connections, and the most held over 0.5 s at once
+        (those on the main pool: the rest end within milliseconds).
     admin_abuse.py garbage HOST PORT
         Malformed requests and random bytes, one connection each. Prints
         the status line each got (or how the connection ended).
@@ -312,12 +322,115 @@ def timeouts(host, port, limit):
     bad = 0
     want = {"unfinished head": ("", "HTTP/1.1 408"), "dripping head": ("", "HTTP/1.1 408"),
             "missing body": ("HTTP/1.1 408",), "idle keep-alive": ("HTTP/1.1 200",)}
+    # A body must keep up a minimum rate after a 2 s grace: one that stops
+    # is cut then, long before the 10 s body timeout.
+    window = {"missing body": (1.5, 5.0)}
     for name, (took, first) in results.items():
-        ok = limit - 0.5 <= took <= limit + 3 and any(first.startswith(w) if w else first == ""
-                                                       for w in want[name])
+        lo, hi = window.get(name, (limit - 0.5, limit + 3))
+        ok = lo <= took <= hi and any(first.startswith(w) if w else first == ""
+                                      for w in want[name])
         bad += not ok
         print(f"{name}: ended after {took:.1f} s, answer {first or '(none)'!r}"
               f"{'' if ok else '  <-- want ' + ' or '.join(repr(w) for w in want[name])}")
+    return 1 if bad else 0
+
+
+def drip(host, port, n, rounds, full, sources):
+    head = b"POST /tunnel-test HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\n\r\nx"
+    lock = threading.Lock()
+    stop = threading.Event()
+    holding = [0]
+    outcomes = {}
+    opened = {}  # live connection -> when it opened
+    max_held = [0]
+
+    def client(src):
+        while not stop.is_set():
+            try:
+                s = socket.create_connection((host, port), timeout=5, source_address=(src, 0))
+                s.sendall(head)
+            except OSError as e:
+                with lock:
+                    outcomes[f"connect: {e.strerror}"] = outcomes.get(f"connect: {e.strerror}", 0) + 1
+                stop.wait(0.25)
+                continue
+            t0 = time.time()
+            with lock:
+                holding[0] += 1
+                opened[id(s)] = t0
+            data = b""
+            s.settimeout(2.0)  # the drip cadence
+            while not stop.is_set():
+                try:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                except socket.timeout:
+                    try:
+                        s.send(b"x")
+                    except OSError:
+                        break
+                except OSError:
+                    break
+            with lock:
+                holding[0] -= 1
+                del opened[id(s)]
+            s.close()
+            if stop.is_set():
+                break
+            took = time.time() - t0
+            first = data.split(b"\r\n", 1)[0].decode("latin-1")[:12] or "closed unanswered"
+            held = ("< 0.5 s" if took < 0.5 else "0.5-1.5 s" if took < 1.5 else "1.5-5 s" if took < 5
+                    else ">= 5 s")
+            key = f"{first}, held {held}"
+            with lock:
+                outcomes[key] = outcomes.get(key, 0) + 1
+            # An unanswered close: do not spin on the server.
+            stop.wait(0.1 if data else 0.25)
+
+    def waves():
+        with lock:
+            return sum(v for k, v in outcomes.items() if k.startswith("HTTP/1.1 408"))
+
+    def sample():
+        # Connections open for over 0.5 s hold a main-pool slot (or wait
+        # for one): the reserve's and the refused end within milliseconds.
+        while not stop.wait(0.02):
+            old = time.time() - 0.5
+            with lock:
+                max_held[0] = max(max_held[0], sum(t < old for t in opened.values()))
+
+    threads = [threading.Thread(target=client, args=(sources[i % len(sources)],), daemon=True)
+               for i in range(n)]
+    threads.append(threading.Thread(target=sample, daemon=True))
+    for t in threads:
+        t.start()
+    bad, deadline = 0, time.time() + 30 + 5 * rounds
+    cut = -1
+    for rnd in range(rounds):
+        # A new wave of 408s since the last probe, and the slots held again.
+        while time.time() < deadline and (waves() <= cut or holding[0] < full):
+            time.sleep(0.02)
+        if time.time() >= deadline:
+            print(f"round {rnd + 1}: timed out waiting for {full} held connections "
+                  f"(holding {holding[0]}, 408s {waves()})")
+            bad += 1
+            break
+        cut, held = waves(), holding[0]
+        t0 = time.time()
+        st, _, body = http_get(host, port, "/livez", timeout=1.0)
+        took = time.time() - t0
+        ok = st == 200 and took < 1.0
+        bad += not ok
+        print(f"round {rnd + 1}: {held} drip connections open, /livez {st or 'no answer'} "
+              f"in {took * 1000:.0f} ms{'' if ok else '  <-- want 200 within 1 s'}")
+    stop.set()
+    for t in threads:
+        t.join()
+    for k in sorted(outcomes):
+        print(f"  {outcomes[k]:5d}  {k}")
+    print(f"at most {max_held[0]} connections held over 0.5 s at once")
     return 1 if bad else 0
 
 
@@ -390,6 +503,8 @@ def main() -> int:
         return hold(a[1], int(a[2]), int(a[3]), float(a[4]))
     if len(a) == 4 and a[0] == "timeouts":
         return timeouts(a[1], int(a[2]), float(a[3]))
+    if len(a) >= 7 and a[0] == "drip":
+        return drip(a[1], int(a[2]), int(a[3]), int(a[4]), int(a[5]), a[6:])
     if len(a) == 3 and a[0] == "garbage":
         return garbage(a[1], int(a[2]))
     print(__doc__, file=sys.stderr)
