@@ -171,13 +171,18 @@ new_if IFB b
 new_if IFC c
 new_if IFD d
 
-# Gates: A's can all pass (no throughput baseline for a test's trickle);
+# Gates: A's can all pass (no throughput baseline for a test's trickle; a
+# few probes lost to a loaded 2-core CI runner during the abuse phases must
+# not fail a check of the gate machinery: 3 of 3,076 once made 0.11 %);
 # C's technical gate asks for an impossible P99.
 GATES_SRC=$REPO_ROOT/config/gates.toml
-sed 's|^throughput = .*|throughput = ">= 0/s"|' "$GATES_SRC" >"$E2E_TMP/gates-pass.toml"
+sed -e 's|^throughput = .*|throughput = ">= 0/s"|' \
+  -e 's|^error_rate = .*|error_rate = "<= 5%"|' \
+  -e 's|^success_rate = .*|success_rate = ">= 95%"|' \
+  "$GATES_SRC" >"$E2E_TMP/gates-pass.toml"
 sed '/^name = "technical"/,/^health/ s|^p99_latency = .*|p99_latency = "<= 0.001ms"|' \
   "$GATES_SRC" >"$E2E_TMP/gates-fail.toml"
-require "gates files made" grep -q '">= 0/s"' "$E2E_TMP/gates-pass.toml"
+require "gates files made" grep -q '"<= 5%"' "$E2E_TMP/gates-pass.toml"
 require "failing gates file made" grep -q '"<= 0.001ms"' "$E2E_TMP/gates-fail.toml"
 
 # C: run mode from a TOML file, started first so its self tests run meanwhile.
