@@ -147,6 +147,14 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
         cfg.interface.allow_default_route,
     );
     sync_routes(&mut routes, &cfg);
+    // Everything privileged is set up: drop to the configured user.
+    super::privdrop::drop_after_setup(
+        super::privdrop::options(cfg.interface.user.as_deref(), cfg.interface.drop_privileges),
+        dev.listen_port(),
+        &super::privdrop::run_mode_files(path, &cfg),
+        cfg.mesh.is_some() || cfg.peers.iter().any(|p| p.probe.is_some()),
+        uapi.path(),
+    );
     let mut run = Running {
         watch,
         routes,
