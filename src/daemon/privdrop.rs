@@ -325,6 +325,7 @@ pub fn drop_after_setup(
     files: &[PathBuf],
     icmp: bool,
     uapi: &Path,
+    mesh_cache: Option<&Path>,
 ) {
     const OPT_OUT: &str =
         "set PHANTOMMESH_DROP_PRIVILEGES=0 (or --no-drop-privileges, [interface] drop_privileges = false) to run privileged on purpose";
@@ -349,7 +350,7 @@ pub fn drop_after_setup(
     if let (Some(f), Some((u, g))) = (p.unreadable.first(), p.ids) {
         tracing::info!(
             file = %f.display(),
-            "keeping CAP_DAC_READ_SEARCH: the file is re-read later and uid {u} gid {g} cannot read it; chgrp it to gid {g} (mode 0640) or chown it to the user to drop this capability"
+            "keeping CAP_DAC_READ_SEARCH: the file is re-read later and uid {u} gid {g} cannot read it; chown it to uid {u} (key files: mode 0600), or chgrp it to gid {g} with mode 0640, and its directories searchable, to drop this capability"
         );
     }
     let eff = sys::own_effective();
@@ -359,6 +360,18 @@ pub fn drop_after_setup(
             "privilege drop not done: no CAP_SETUID/CAP_SETGID (a restricted container or unit?); grant them, or {OPT_OUT}"
         );
         return;
+    }
+    if let (Some(c), Some((u, g))) = (mesh_cache, p.ids) {
+        let dir = c.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let writable = std::fs::metadata(dir)
+            .is_ok_and(|m| may(m.mode(), m.uid(), m.gid(), u, g, 3));
+        if !writable {
+            // Rewritten in place from then on, through a descriptor opened now.
+            match crate::mesh::cache::preopen(c) {
+                Ok(()) => tracing::info!(path = %c.display(), "mesh cache directory not writable by uid {u} gid {g}: the cache is rewritten in place"),
+                Err(e) => tracing::warn!(path = %c.display(), "mesh cache not writable after the privilege drop: {e}"),
+            }
+        }
     }
     let mut keep = mask(&p.keep);
     if p.ids.is_none() {

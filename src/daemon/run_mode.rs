@@ -154,6 +154,7 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
         &super::privdrop::run_mode_files(path, &cfg),
         cfg.mesh.is_some() || cfg.peers.iter().any(|p| p.probe.is_some()),
         uapi.path(),
+        cfg.mesh.as_ref().map(|m| mesh_cache_path(m, &cfg)).as_deref(),
     );
     let mut run = Running {
         watch,
@@ -223,15 +224,7 @@ struct MeshRun {
 
 fn start_mesh(m: &MeshConfig, cfg: &Config, dev: &Device) -> Result<MeshRun, String> {
     let private = load_key(&cfg.interface.private_key, false)?;
-    let cache_path = m.cache_file.clone().unwrap_or_else(|| {
-        let dir = match &cfg.interface.private_key {
-            KeySource::File(p) => p.parent().map(Path::to_path_buf),
-            KeySource::Inline(_) => None,
-        };
-        dir.filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or_else(|| "/var/lib/phantommesh".into())
-            .join("mesh-cache.json")
-    });
+    let cache_path = mesh_cache_path(m, cfg);
     let params = AgentParams {
         mesh: m.clone(),
         public_key: public_key(&private),
@@ -246,6 +239,19 @@ fn start_mesh(m: &MeshConfig, cfg: &Config, dev: &Device) -> Result<MeshRun, Str
         updates,
         state,
         keepalive: m.persistent_keepalive,
+    })
+}
+
+/// The mesh cache: `cache_file`, else beside the private key file.
+fn mesh_cache_path(m: &MeshConfig, cfg: &Config) -> std::path::PathBuf {
+    m.cache_file.clone().unwrap_or_else(|| {
+        let dir = match &cfg.interface.private_key {
+            KeySource::File(p) => p.parent().map(Path::to_path_buf),
+            KeySource::Inline(_) => None,
+        };
+        dir.filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or_else(|| "/var/lib/phantommesh".into())
+            .join("mesh-cache.json")
     })
 }
 

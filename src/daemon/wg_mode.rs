@@ -88,6 +88,7 @@ pub fn main(args: WgArgs) -> i32 {
                 &[],
                 false,
                 uapi.path(),
+                None,
             );
             let reason = wait(&dev, &uapi, || {
                 tracing::info!("SIGHUP ignored without --config")

@@ -192,7 +192,7 @@ start_a run2 PHANTOMMESH_USER=12345:12345 --
 check "every thread uid 12345 with NET_ADMIN+NET_RAW+DAC_READ_SEARCH" \
   wait_until 10 threads_are "$DAEMON" 12345 "$NET_ADMIN_RAW_DAC" 1
 check "the log names the unreadable file and the fix" \
-  grep -q "keeping CAP_DAC_READ_SEARCH.*chgrp.*file=$CFG" "$E2E_TMP/run2.log"
+  grep -q "keeping CAP_DAC_READ_SEARCH.*chown it to uid 12345.*file=$CFG" "$E2E_TMP/run2.log"
 conf "" with-c
 kill -HUP "$DAEMON"
 check "a reload still reads the file" \
