@@ -314,6 +314,31 @@ pub fn describe(p: &Plan) -> String {
     format!("privilege drop {who} [{}], keeping {}, NO_NEW_PRIVS", p.source, caps.join(", "))
 }
 
+/// A private key this run generated: given to the user before the drop, so
+/// re-reading it needs no CAP_DAC_READ_SEARCH.
+static GENERATED_KEY: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+pub fn note_generated_key(p: &Path) {
+    *GENERATED_KEY.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.to_path_buf());
+}
+
+/// Chowns the key generated in this run to the user (mode stays 0600).
+fn give_generated_key(opts: &Options) {
+    let Some(p) = GENERATED_KEY.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        return;
+    };
+    // SAFETY: geteuid has no preconditions.
+    if !opts.enabled || unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    if let Ok((u, g)) = opts.user.resolve() {
+        match std::os::unix::fs::chown(&p, Some(u), Some(g)) {
+            Ok(()) => tracing::info!(path = %p.display(), "generated key given to uid {u} gid {g}, the user the daemon drops to"),
+            Err(e) => tracing::warn!(path = %p.display(), "cannot give the generated key to uid {u}: {e}"),
+        }
+    }
+}
+
 /// The reaper's pipe: held until the process exits.
 static REAPER: OnceLock<std::os::fd::OwnedFd> = OnceLock::new();
 
@@ -340,6 +365,7 @@ pub fn drop_after_setup(
             return;
         }
     };
+    give_generated_key(&opts);
     let p = match plan(&opts, listen_port, files, icmp) {
         Ok(p) => p,
         Err(e) => {
@@ -373,10 +399,11 @@ pub fn drop_after_setup(
             }
         }
     }
-    let mut keep = mask(&p.keep);
-    if p.ids.is_none() {
-        // Without root nothing can be raised: keep what is there.
-        keep &= eff;
+    // Nothing can be raised (a container without NET_RAW, a unit without
+    // DAC_READ_SEARCH): keep what is there, and say what is missing.
+    let keep = mask(&p.keep) & eff;
+    for (c, why) in p.keep.iter().filter(|(c, _)| eff & (1 << c) == 0) {
+        tracing::warn!("{} is not held, so not kept, though {why}", cap_name(*c));
     }
     if p.ids.is_some() {
         match sys::spawn_reaper(uapi) {

@@ -147,6 +147,8 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
         cfg.interface.allow_default_route,
     );
     sync_routes(&mut routes, &cfg);
+    // Connected to NOTIFY_SOCKET before the drop, which may bar its path.
+    let mut sd = Notifier::from_env();
     // Everything privileged is set up: drop to the configured user.
     super::privdrop::drop_after_setup(
         super::privdrop::options(cfg.interface.user.as_deref(), cfg.interface.drop_privileges),
@@ -168,7 +170,6 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
         hold: mesh_peers::KeepaliveHold::new(public_key(&set.private_key.unwrap_or_default())),
         private: zeroize::Zeroizing::new(set.private_key.unwrap_or_default()),
     };
-    let mut sd = Notifier::from_env();
     let reason = wait_events(&dev, &uapi, |ev| {
         if ev == Event::Hup {
             sd.reloading();
@@ -409,6 +410,7 @@ fn load_key(src: &KeySource, generate: bool) -> Result<[u8; 32], String> {
         KeySource::File(p) if generate => {
             let (key, created) = load_or_generate_private_key(p).map_err(|e| e.to_string())?;
             if created {
+                super::privdrop::note_generated_key(p);
                 tracing::info!(path = %p.display(), public_key = %encode_base64_key(&public_key(&key)), "generated a new private key");
             }
             Ok(key)
