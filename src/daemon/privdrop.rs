@@ -49,7 +49,9 @@ impl UserSpec {
             ));
         }
         if u == "0" || u == "root" {
-            return Err(format!("user {s:?}: dropping to root drops nothing; use the opt-out instead"));
+            return Err(format!(
+                "user {s:?}: dropping to root drops nothing; use the opt-out instead"
+            ));
         }
         Ok(UserSpec {
             user: u.into(),
@@ -63,8 +65,9 @@ impl UserSpec {
     pub fn resolve(&self) -> Result<(u32, u32), String> {
         let (uid, primary) = match self.user.parse::<u32>() {
             Ok(n) => (n, lookup_user(&self.user).map_or(n, |(_, g)| g)),
-            Err(_) => lookup_user(&self.user)
-                .ok_or_else(|| format!("unknown user {:?}", self.user))?,
+            Err(_) => {
+                lookup_user(&self.user).ok_or_else(|| format!("unknown user {:?}", self.user))?
+            }
         };
         let gid = match &self.group {
             None => primary,
@@ -77,7 +80,10 @@ impl UserSpec {
             return Err(format!(
                 "user {}{} resolves to uid {uid} gid {gid}: root",
                 self.user,
-                self.group.as_deref().map(|g| format!(":{g}")).unwrap_or_default()
+                self.group
+                    .as_deref()
+                    .map(|g| format!(":{g}"))
+                    .unwrap_or_default()
             ));
         }
         Ok((uid, gid))
@@ -151,7 +157,9 @@ pub fn parse_bool(v: &str) -> Result<bool, String> {
     match v.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(format!("{DROP_ENV}={v:?}: expected 1/0, true/false, yes/no")),
+        _ => Err(format!(
+            "{DROP_ENV}={v:?}: expected 1/0, true/false, yes/no"
+        )),
     }
 }
 
@@ -223,9 +231,10 @@ pub fn readable_by(path: &Path, uid: u32, gid: u32) -> bool {
     let Ok(m) = std::fs::metadata(&abs) else {
         return true;
     };
-    let dirs_ok = abs.ancestors().skip(1).all(|d| {
-        std::fs::metadata(d).is_ok_and(|m| may(m.mode(), m.uid(), m.gid(), uid, gid, 1))
-    });
+    let dirs_ok = abs
+        .ancestors()
+        .skip(1)
+        .all(|d| std::fs::metadata(d).is_ok_and(|m| may(m.mode(), m.uid(), m.gid(), uid, gid, 1)));
     dirs_ok && may(m.mode(), m.uid(), m.gid(), uid, gid, 4)
 }
 
@@ -249,7 +258,11 @@ pub fn run_mode_files(path: &Path, cfg: &Config) -> Vec<PathBuf> {
         KeySource::Inline(_) => None,
     };
     v.extend(key(&cfg.interface.private_key));
-    v.extend(cfg.peers.iter().filter_map(|p| p.preshared_key.as_ref().and_then(key)));
+    v.extend(
+        cfg.peers
+            .iter()
+            .filter_map(|p| p.preshared_key.as_ref().and_then(key)),
+    );
     v.extend(cfg.admin.token_file.clone());
     if let Some(m) = &cfg.mesh {
         for f in [&m.ca_file, &m.cert_file, &m.key_file, &m.password_file] {
@@ -311,7 +324,11 @@ pub fn describe(p: &Plan) -> String {
         .iter()
         .map(|(c, why)| format!("{} ({why})", cap_name(*c)))
         .collect();
-    format!("privilege drop {who} [{}], keeping {}, NO_NEW_PRIVS", p.source, caps.join(", "))
+    format!(
+        "privilege drop {who} [{}], keeping {}, NO_NEW_PRIVS",
+        p.source,
+        caps.join(", ")
+    )
 }
 
 /// The daemon's own private key file (run mode, `private_key_file`).
@@ -343,8 +360,12 @@ fn give_private_key(opts: &Options) {
         return;
     }
     match std::os::unix::fs::chown(&p, Some(u), Some(g)) {
-        Ok(()) => tracing::info!(path = %p.display(), "private key file given to uid {u} gid {g}, the user the daemon drops to"),
-        Err(e) => tracing::warn!(path = %p.display(), "cannot give the private key file to uid {u}: {e}"),
+        Ok(()) => {
+            tracing::info!(path = %p.display(), "private key file given to uid {u} gid {g}, the user the daemon drops to")
+        }
+        Err(e) => {
+            tracing::warn!(path = %p.display(), "cannot give the private key file to uid {u}: {e}")
+        }
     }
 }
 
@@ -397,14 +418,21 @@ pub fn drop_after_setup(
         return;
     }
     if let (Some(c), Some((u, g))) = (mesh_cache, p.ids) {
-        let dir = c.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let writable = std::fs::metadata(dir)
-            .is_ok_and(|m| may(m.mode(), m.uid(), m.gid(), u, g, 3));
+        let dir = c
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let writable =
+            std::fs::metadata(dir).is_ok_and(|m| may(m.mode(), m.uid(), m.gid(), u, g, 3));
         if !writable {
             // Rewritten in place from then on, through a descriptor opened now.
             match crate::mesh::cache::preopen(c) {
-                Ok(()) => tracing::info!(path = %c.display(), "mesh cache directory not writable by uid {u} gid {g}: the cache is rewritten in place"),
-                Err(e) => tracing::warn!(path = %c.display(), "mesh cache not writable after the privilege drop: {e}"),
+                Ok(()) => {
+                    tracing::info!(path = %c.display(), "mesh cache directory not writable by uid {u} gid {g}: the cache is rewritten in place")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %c.display(), "mesh cache not writable after the privilege drop: {e}")
+                }
             }
         }
     }
@@ -419,7 +447,9 @@ pub fn drop_after_setup(
             Ok(fd) => {
                 let _ = REAPER.set(fd);
             }
-            Err(e) => tracing::warn!(path = %uapi.display(), "no UAPI socket reaper ({e}); the socket may stay behind after exit"),
+            Err(e) => {
+                tracing::warn!(path = %uapi.display(), "no UAPI socket reaper ({e}); the socket may stay behind after exit")
+            }
         }
     }
     let plan = ThreadPlan {
@@ -439,9 +469,9 @@ pub fn drop_after_setup(
 /// Checks every thread's status after the drop.
 fn verify(plan: &ThreadPlan) -> Result<(), String> {
     for t in sys::thread_states().map_err(|e| e.to_string())? {
-        let uid_ok = plan.ids.is_none_or(|(u, _)| {
-            t.uids.split_whitespace().all(|x| x == u.to_string())
-        });
+        let uid_ok = plan
+            .ids
+            .is_none_or(|(u, _)| t.uids.split_whitespace().all(|x| x == u.to_string()));
         if !uid_ok || t.cap_eff != plan.keep || t.cap_prm != plan.keep || !t.no_new_privs {
             return Err(format!("thread {} still has {:?}", t.tid, t));
         }

@@ -397,7 +397,13 @@ unsafe fn reaper_child(
     ino: u64,
     argv: Option<(usize, usize)>,
 ) -> ! {
-    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGPIPE, libc::SIGQUIT] {
+    for sig in [
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGHUP,
+        libc::SIGPIPE,
+        libc::SIGQUIT,
+    ] {
         libc::signal(sig, libc::SIG_IGN);
     }
     libc::signal(signal_number(), libc::SIG_DFL);
@@ -413,7 +419,13 @@ unsafe fn reaper_child(
             }
         }
     }
-    libc::prctl(libc::PR_SET_NAME, c"pm-uapi-reaper".as_ptr() as libc::c_ulong, 0, 0, 0);
+    libc::prctl(
+        libc::PR_SET_NAME,
+        c"pm-uapi-reaper".as_ptr() as libc::c_ulong,
+        0,
+        0,
+        0,
+    );
     if let Some((start, end)) = argv {
         let name = b"phantommesh-uapi-reaper";
         let area = std::slice::from_raw_parts_mut(start as *mut u8, end - start);

@@ -8,23 +8,46 @@ fn user_specs_parse() {
     let u = UserSpec::parse("nobody").unwrap();
     assert_eq!((u.user.as_str(), u.group), ("nobody", None));
     let u = UserSpec::parse("65534:65534").unwrap();
-    assert_eq!((u.user.as_str(), u.group.as_deref()), ("65534", Some("65534")));
+    assert_eq!(
+        (u.user.as_str(), u.group.as_deref()),
+        ("65534", Some("65534"))
+    );
     let u = UserSpec::parse("phantom-mesh:net_grp").unwrap();
     assert_eq!(u.group.as_deref(), Some("net_grp"));
-    for bad in ["", ":", "a:", ":g", "a b", "a:b:c", "x;rm", "root", "0", "0:5", "é"] {
+    for bad in [
+        "", ":", "a:", ":g", "a b", "a:b:c", "x;rm", "root", "0", "0:5", "é",
+    ] {
         assert!(UserSpec::parse(bad).is_err(), "{bad:?} accepted");
     }
 }
 
 #[test]
 fn numeric_specs_resolve_without_passwd() {
-    assert_eq!(UserSpec::parse("65534:65534").unwrap().resolve(), Ok((65534, 65534)));
-    assert_eq!(UserSpec::parse("12345:777").unwrap().resolve(), Ok((12345, 777)));
+    assert_eq!(
+        UserSpec::parse("65534:65534").unwrap().resolve(),
+        Ok((65534, 65534))
+    );
+    assert_eq!(
+        UserSpec::parse("12345:777").unwrap().resolve(),
+        Ok((12345, 777))
+    );
     // A number not in passwd and no group: the same number.
-    assert_eq!(UserSpec::parse("4000123").unwrap().resolve(), Ok((4000123, 4000123)));
-    assert!(UserSpec::parse("12345:0").unwrap().resolve().is_err(), "gid 0");
-    assert!(UserSpec::parse("no-such-user-pm").unwrap().resolve().is_err());
-    assert!(UserSpec::parse("65534:no-such-group-pm").unwrap().resolve().is_err());
+    assert_eq!(
+        UserSpec::parse("4000123").unwrap().resolve(),
+        Ok((4000123, 4000123))
+    );
+    assert!(
+        UserSpec::parse("12345:0").unwrap().resolve().is_err(),
+        "gid 0"
+    );
+    assert!(UserSpec::parse("no-such-user-pm")
+        .unwrap()
+        .resolve()
+        .is_err());
+    assert!(UserSpec::parse("65534:no-such-group-pm")
+        .unwrap()
+        .resolve()
+        .is_err());
 }
 
 #[test]
@@ -41,7 +64,10 @@ fn bools() {
 #[test]
 fn capabilities_only_as_needed() {
     let caps = |port, files: &[PathBuf], raw| -> Vec<u32> {
-        choose_caps(port, files, raw).into_iter().map(|(c, _)| c).collect()
+        choose_caps(port, files, raw)
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect()
     };
     assert_eq!(caps(51820, &[], false), [CAP_NET_ADMIN]);
     assert_eq!(caps(0, &[], false), [CAP_NET_ADMIN], "random port");
@@ -62,7 +88,10 @@ fn permission_bits() {
     assert!(may(0o600, 5, 6, 5, 9, 4));
     assert!(!may(0o600, 5, 6, 7, 6, 4));
     assert!(may(0o640, 5, 6, 7, 6, 4));
-    assert!(!may(0o604, 5, 6, 7, 6, 4), "group class denies though other allows");
+    assert!(
+        !may(0o604, 5, 6, 7, 6, 4),
+        "group class denies though other allows"
+    );
     assert!(may(0o604, 5, 6, 7, 8, 4));
     assert!(may(0o711, 0, 0, 7, 8, 1));
     assert!(!may(0o700, 0, 0, 7, 8, 1));
@@ -76,7 +105,8 @@ fn readable_by_follows_the_directories() {
     std::fs::create_dir_all(&sub).unwrap();
     let f = sub.join("f");
     std::fs::write(&f, "x").unwrap();
-    let set = |p: &Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    let set =
+        |p: &Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
     let other = (uid.wrapping_add(4242), gid.wrapping_add(4242));
     set(&dir, 0o755);
@@ -88,16 +118,28 @@ fn readable_by_follows_the_directories() {
     assert!(readable_by(&f, uid, gid), "owner");
     set(&f, 0o644);
     set(&sub, 0o700);
-    assert!(!readable_by(&f, other.0, other.1), "directory without search");
-    assert!(readable_by(&sub.join("missing"), other.0, other.1), "missing: nothing to keep");
+    assert!(
+        !readable_by(&f, other.0, other.1),
+        "directory without search"
+    );
+    assert!(
+        readable_by(&sub.join("missing"), other.0, other.1),
+        "missing: nothing to keep"
+    );
     set(&sub, 0o755);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn ping_group_range() {
-    assert!(!ping_range_covers("1\t0\n", 65534), "the kernel's default: nobody");
-    assert!(ping_range_covers("0\t2147483647\n", 65534), "systemd's default");
+    assert!(
+        !ping_range_covers("1\t0\n", 65534),
+        "the kernel's default: nobody"
+    );
+    assert!(
+        ping_range_covers("0\t2147483647\n", 65534),
+        "systemd's default"
+    );
     assert!(ping_range_covers("65534 65534", 65534));
     assert!(!ping_range_covers("100 200", 65534));
     assert!(!ping_range_covers("", 65534));
@@ -117,10 +159,15 @@ preshared_key_file = "/etc/pm/psk"
 "#;
     let cfg = crate::config::toml_config::parse(text, Path::new("/etc/pm/pm.toml")).unwrap();
     let files = run_mode_files(Path::new("/etc/pm/pm.toml"), &cfg);
-    let want: Vec<PathBuf> = ["/etc/pm/pm.toml", "/etc/pm/k/priv.key", "/etc/pm/psk", "/etc/pm/token"]
-        .iter()
-        .map(PathBuf::from)
-        .collect();
+    let want: Vec<PathBuf> = [
+        "/etc/pm/pm.toml",
+        "/etc/pm/k/priv.key",
+        "/etc/pm/psk",
+        "/etc/pm/token",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect();
     assert_eq!(files, want);
 }
 
@@ -146,7 +193,11 @@ fn status_lines_parse() {
     assert_eq!(t.uids, "65534\t65534\t65534\t65534");
     assert_eq!((t.cap_eff, t.cap_prm, t.cap_bnd), (0x1000, 0x1000, 0x3000));
     assert!(t.no_new_privs);
-    assert_eq!(parse_status(1, "").cap_eff, u64::MAX, "unknown reads as everything");
+    assert_eq!(
+        parse_status(1, "").cap_eff,
+        u64::MAX,
+        "unknown reads as everything"
+    );
 }
 
 #[test]
@@ -159,6 +210,9 @@ fn describe_names_user_and_caps() {
     };
     let d = describe(&p);
     assert!(d.contains("uid 65534 gid 65534"), "{d}");
-    assert!(d.contains("CAP_NET_ADMIN") && d.contains("CAP_NET_RAW"), "{d}");
+    assert!(
+        d.contains("CAP_NET_ADMIN") && d.contains("CAP_NET_RAW"),
+        "{d}"
+    );
     assert!(!d.contains("DAC"), "{d}");
 }

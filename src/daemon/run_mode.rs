@@ -156,7 +156,10 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
         &super::privdrop::run_mode_files(path, &cfg),
         cfg.mesh.is_some() || cfg.peers.iter().any(|p| p.probe.is_some()),
         uapi.path(),
-        cfg.mesh.as_ref().map(|m| mesh_cache_path(m, &cfg)).as_deref(),
+        cfg.mesh
+            .as_ref()
+            .map(|m| mesh_cache_path(m, &cfg))
+            .as_deref(),
     );
     let mut run = Running {
         watch,

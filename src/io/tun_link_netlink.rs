@@ -102,7 +102,8 @@ impl Nl {
         let mut buf = vec![0u8; 16384];
         loop {
             // SAFETY: reads into buf.
-            let n = unsafe { libc::recv(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let n =
+                unsafe { libc::recv(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n < 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -118,7 +119,12 @@ impl Nl {
             }
             let body = &b[16..len];
             if ty == libc::NLMSG_ERROR as u16 {
-                let e = i32::from_ne_bytes(body.get(0..4).ok_or_else(|| io::Error::other("short error"))?.try_into().unwrap());
+                let e = i32::from_ne_bytes(
+                    body.get(0..4)
+                        .ok_or_else(|| io::Error::other("short error"))?
+                        .try_into()
+                        .unwrap(),
+                );
                 return if e == 0 {
                     Ok(Vec::new())
                 } else {

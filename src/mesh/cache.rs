@@ -192,8 +192,16 @@ mod tests {
         let ino = std::fs::metadata(&path).unwrap().ino();
         let c = Cache::new("/p", "a", vec!["10.100.0.1".parse().unwrap()], 9, &[]);
         save(&path, &c).unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().ino(), ino, "same file, no rename");
-        assert_eq!(load(&path, "/p", "a").unwrap(), Some(c), "old longer content truncated");
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().ino(),
+            ino,
+            "same file, no rename"
+        );
+        assert_eq!(
+            load(&path, "/p", "a").unwrap(),
+            Some(c),
+            "old longer content truncated"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
