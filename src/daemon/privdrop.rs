@@ -372,6 +372,20 @@ fn give_private_key(opts: &Options) {
 /// The reaper's pipe: held until the process exits.
 static REAPER: OnceLock<std::os::fd::OwnedFd> = OnceLock::new();
 
+/// On a graceful stop: asks the reaper to remove the UAPI socket now and
+/// waits up to 1 s for it (the daemon itself may not unlink it any more).
+pub fn release_uapi_socket(path: &Path) {
+    use std::io::Write;
+    let Some(fd) = REAPER.get() else {
+        return;
+    };
+    let _ = std::fs::File::from(fd.try_clone().expect("dup of the reaper pipe")).write_all(b"x");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while std::fs::symlink_metadata(path).is_ok() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// Drops privileges after set-up; logs what it did or why it could not.
 /// `uapi` is the socket path the reaper removes after the daemon exits.
 pub fn drop_after_setup(

@@ -151,7 +151,8 @@ fn signal_number() -> libc::c_int {
     libc::SIGRTMIN() + 5
 }
 
-fn task_ids() -> io::Result<Vec<i32>> {
+/// /proc/self/task's thread ids (as /proc's mount numbers them).
+fn proc_task_ids() -> io::Result<Vec<i32>> {
     let mut v = Vec::new();
     for e in std::fs::read_dir("/proc/self/task")? {
         if let Some(t) = e?.file_name().to_str().and_then(|s| s.parse().ok()) {
@@ -159,6 +160,32 @@ fn task_ids() -> io::Result<Vec<i32>> {
         }
     }
     Ok(v)
+}
+
+/// The threads' ids in this process's own PID namespace, as gettid and
+/// tgkill number them: a /proc mounted for another namespace (a container
+/// started with `unshare --pid` and the host's /proc) lists other numbers,
+/// so each status file's NSpid (last field: the innermost) is used.
+fn task_ids() -> io::Result<Vec<i32>> {
+    let mut v = Vec::new();
+    for t in proc_task_ids()? {
+        let Ok(s) = std::fs::read_to_string(format!("/proc/self/task/{t}/status")) else {
+            continue;
+        };
+        let ns = s
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|x| x.parse().ok());
+        v.push(ns.unwrap_or(t));
+    }
+    Ok(v)
+}
+
+/// Whether thread `tid` of this process still exists (signal 0).
+fn alive(pid: i32, tid: i32) -> bool {
+    // SAFETY: tgkill with signal 0 only checks.
+    unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, 0) == 0 }
 }
 
 /// The plan every thread applies.
@@ -205,13 +232,14 @@ pub fn apply_all_threads(plan: ThreadPlan) -> Result<usize, String> {
     // SAFETY: getpid/gettid have no preconditions.
     let (pid, me) = unsafe { (libc::getpid(), libc::syscall(libc::SYS_gettid) as i32) };
     let mut signalled: Vec<i32> = Vec::new();
+    let mut gone: Vec<i32> = Vec::new();
     // Threads started meanwhile by a thread not yet dropped show up in the
     // next listing; one listing with nothing new ends the loop.
     loop {
         let fresh: Vec<i32> = task_ids()
             .map_err(|e| format!("cannot list threads: {e}"))?
             .into_iter()
-            .filter(|t| *t != me && !signalled.contains(t))
+            .filter(|t| *t != me && !signalled.contains(t) && !gone.contains(t))
             .collect();
         if fresh.is_empty() {
             break;
@@ -221,14 +249,17 @@ pub fn apply_all_threads(plan: ThreadPlan) -> Result<usize, String> {
             let r = unsafe { libc::syscall(libc::SYS_tgkill, pid, t, sig) };
             if r == 0 {
                 signalled.push(t);
-            } else if errno() != libc::ESRCH {
+            } else if errno() == libc::ESRCH {
+                // Exited meanwhile (never retried: the loop must end).
+                gone.push(t);
+            } else {
                 return Err(format!(
                     "cannot signal thread {t}: {}",
                     io::Error::last_os_error()
                 ));
             }
         }
-        wait_done(&signalled)?;
+        wait_done(pid, &signalled)?;
     }
     match drop_this_thread() {
         0 => Ok(signalled.len() + 1),
@@ -237,7 +268,7 @@ pub fn apply_all_threads(plan: ThreadPlan) -> Result<usize, String> {
 }
 
 /// Waits until each signalled thread ran its part (or exited).
-fn wait_done(signalled: &[i32]) -> Result<(), String> {
+fn wait_done(pid: i32, signalled: &[i32]) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let n = N_DONE.load(Ordering::Acquire).min(SLOTS);
@@ -257,7 +288,7 @@ fn wait_done(signalled: &[i32]) -> Result<(), String> {
             .iter()
             .copied()
             .filter(|t| !done.contains(t))
-            .filter(|t| std::path::Path::new(&format!("/proc/self/task/{t}")).exists())
+            .filter(|t| alive(pid, *t))
             .collect();
         if missing.is_empty() {
             return Ok(());
@@ -319,7 +350,7 @@ pub fn parse_status(tid: i32, text: &str) -> ThreadState {
 /// process becomes non-dumpable).
 pub fn thread_states() -> io::Result<Vec<ThreadState>> {
     let mut v = Vec::new();
-    for t in task_ids()? {
+    for t in proc_task_ids()? {
         if let Ok(s) = std::fs::read_to_string(format!("/proc/self/task/{t}/status")) {
             v.push(parse_status(t, &s));
         }
@@ -337,7 +368,10 @@ pub fn own_effective() -> u64 {
 /// Forks the reaper: a child that keeps only the read end of a pipe (no
 /// TUN, UDP or UAPI descriptor), drops every capability, ignores the stop
 /// signals a service manager sends the whole group, and blocks in read()
-/// until the daemon is gone (EOF: exit, crash or SIGKILL alike). Then it
+/// until the daemon is gone (EOF: exit, crash or SIGKILL alike) or writes
+/// a byte (a graceful stop, see [`super::privdrop::release_uapi_socket`]:
+/// as PID 1 of a container the daemon's exit kills the reaper with it
+/// before it could act on the EOF). Then it
 /// unlinks `path` if it is still the socket the daemon bound (same device
 /// and inode): a successor's socket is never removed. It stays uid 0 with
 /// no capabilities: as the owner of /var/run/wireguard it may unlink there.
@@ -448,9 +482,7 @@ unsafe fn reaper_child(
         if n < 0 && errno() == libc::EINTR {
             continue;
         }
-        if n <= 0 {
-            break;
-        }
+        break;
     }
     let mut st: libc::stat = std::mem::zeroed();
     if libc::lstat(path.as_ptr(), &mut st) == 0

@@ -214,6 +214,7 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
         tracing::warn!("removing routes: {e}");
     }
     dev.close();
+    super::privdrop::release_uapi_socket(uapi.path());
     drop(uapi);
     0
 }

@@ -95,6 +95,7 @@ pub fn main(args: WgArgs) -> i32 {
             });
             tracing::info!(?reason, "stopping");
             dev.close();
+            super::privdrop::release_uapi_socket(uapi.path());
             drop(uapi);
             0
         }

@@ -11,7 +11,8 @@
 # SIGKILL of A: the reaper removes the UAPI socket and exits, and it never
 # held the TUN or a socket. Run 2: PHANTOMMESH_USER=12345:12345 cannot read
 # the files, so CAP_DAC_READ_SEARCH is kept and logged with the file, and a
-# reload still works. Run 3: --no-drop-privileges keeps uid 0. Skipped (77)
+# reload still works. Run 3: --no-drop-privileges keeps uid 0. Run 4: as PID 1
+# of a PID namespace (a container), SIGTERM still removes the socket. Skipped (77)
 # when IMPL is not phantommesh.
 # shellcheck disable=SC2016
 source "$(dirname "$0")/lib.sh"
@@ -195,6 +196,8 @@ check "the log names the unreadable file and the fix" \
   grep -q "keeping CAP_DAC_READ_SEARCH.*chown it to uid 12345.*file=$CFG" "$E2E_TMP/run2.log"
 conf "" with-c
 kill -HUP "$DAEMON"
+check "the private key file (root-owned, unreadable) was given to the user" \
+  eval '[[ $(stat -c %u "$ETC/a.key") == 12345 ]]'
 check "a reload still reads the file" \
   wait_until 10 eval 'wg_in "$NS_A" show "$IFA" peers | grep -qx "$(pub c)"'
 kill -TERM "$DAEMON"
@@ -202,6 +205,7 @@ check "SIGTERM: exits" wait_until 15 pid_gone "$DAEMON"
 check "SIGTERM: the UAPI socket is removed" wait_until 10 sock_gone "$IFA"
 wait "$DAEMON" 2>/dev/null || true
 
+chown 0:65534 "$ETC/a.key"
 say "run 3: --no-drop-privileges keeps uid 0"
 start_a run3 -- --no-drop-privileges
 check "the log says the drop is disabled" \
@@ -211,6 +215,24 @@ check "no reaper without a drop" eval '! reaper_of "$DAEMON" >/dev/null'
 kill -TERM "$DAEMON"
 check "run 3 exits, socket removed" wait_until 15 sock_gone "$IFA"
 wait "$DAEMON" 2>/dev/null || true
+
+say "run 4: PID 1 of a PID namespace (a container): SIGTERM still removes the socket"
+# When PID 1 exits the kernel kills the rest of its namespace, the reaper
+# too, so a graceful stop asks the reaper to remove the socket first.
+ip netns exec "$NS_A" env PHANTOMMESH_SELF_TEST_INTERVAL=0 unshare --pid --fork \
+  "${PM_ARGV[@]}" run --config "$CFG" >"$E2E_TMP/run4.log" 2>&1 &
+UNSHARE=$!
+E2E_PIDS+=("$UNSHARE")
+e2e_register "pid $UNSHARE"
+wait_until 15 sock_ready "$IFA" || die "run 4: no UAPI socket"
+DAEMON=$(pgrep -P "$UNSHARE" | head -n 1)
+check "run 4: the daemon is PID 1 in its namespace" \
+  eval '[[ $(awk "/^NSpid:/ {print \$NF}" /proc/$DAEMON/status) == 1 ]]'
+check "run 4: dropped" wait_until 10 threads_are "$DAEMON" 65534 "$NET_ADMIN_RAW" 1
+kill -TERM "$DAEMON"
+check "run 4: exits" wait_until 15 pid_gone "$UNSHARE"
+check "run 4: the UAPI socket is removed" sock_gone "$IFA"
+wait "$UNSHARE" 2>/dev/null || true
 
 say "wg mode: SIGTERM removes the socket through the reaper"
 REAPER_B=$(reaper_of "$PID_B") || die "wg mode: no reaper"
