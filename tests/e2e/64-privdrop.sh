@@ -14,7 +14,7 @@
 # reload still works. Run 3: --no-drop-privileges keeps uid 0. Run 4: as PID 1
 # of a PID namespace (a container), SIGTERM still removes the socket. Skipped (77)
 # when IMPL is not phantommesh.
-# shellcheck disable=SC2016
+# shellcheck disable=SC2016,SC2034 # checks pass single-quoted code to eval
 source "$(dirname "$0")/lib.sh"
 e2e_init
 
@@ -47,7 +47,8 @@ CFG=$ETC/a.toml
 
 # conf [EXTRA_ALLOWED] [PEER_C]: A's config.
 conf() {
-  local allowed="\"$(inner4 2)/32\"${1:+, \"$1\"}"
+  local allowed
+  allowed="\"$(inner4 2)/32\"${1:+, \"$1\"}"
   cat >"$CFG.new" <<EOF
 [interface]
 name = "$IFA"
