@@ -417,10 +417,15 @@ pub fn drop_after_setup(
             return;
         }
     };
-    if let (Some(f), Some((u, g))) = (p.unreadable.first(), p.ids) {
+    if let (false, Some((u, g))) = (p.unreadable.is_empty(), p.ids) {
+        let files: Vec<String> = p
+            .unreadable
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect();
         tracing::info!(
-            file = %f.display(),
-            "keeping CAP_DAC_READ_SEARCH: the file is re-read later and uid {u} gid {g} cannot read it; chown it to uid {u} (key files: mode 0600), or chgrp it to gid {g} with mode 0640, and its directories searchable, to drop this capability"
+            files = %files.join(", "),
+            "keeping CAP_DAC_READ_SEARCH: these files are re-read later and uid {u} gid {g} cannot read them; chown them to uid {u} (key files: mode 0600), or chgrp them to gid {g} with mode 0640, and their directories searchable, to drop this capability"
         );
     }
     let eff = sys::own_effective();

@@ -194,7 +194,7 @@ start_a run2 PHANTOMMESH_USER=12345:12345 --
 check "every thread uid 12345 with NET_ADMIN+NET_RAW+DAC_READ_SEARCH" \
   wait_until 10 threads_are "$DAEMON" 12345 "$NET_ADMIN_RAW_DAC" 1
 check "the log names the unreadable file and the fix" \
-  grep -q "keeping CAP_DAC_READ_SEARCH.*chown it to uid 12345.*file=$CFG" "$E2E_TMP/run2.log"
+  grep -q "keeping CAP_DAC_READ_SEARCH.*chown them to uid 12345.*files=.*$CFG" "$E2E_TMP/run2.log"
 conf "" with-c
 kill -HUP "$DAEMON"
 check "the private key file (root-owned, unreadable) was given to the user" \
