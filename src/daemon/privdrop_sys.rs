@@ -474,6 +474,10 @@ unsafe fn reaper_child(
         0,
         0,
     );
+    // Bounding set first (needs CAP_SETPCAP, which capset then drops).
+    for cap in 0..64u64 {
+        libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0);
+    }
     capset(0, 0);
     libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     let mut b = [0u8; 1];

@@ -140,8 +140,8 @@ check "no CAP_DAC_READ_SEARCH: the files are readable by the user" \
 REAPER=$(reaper_of "$DAEMON") || die "no reaper child"
 check "the reaper holds one descriptor, a pipe (no TUN, no socket)" \
   eval '[[ $(ls /proc/$REAPER/fd | wc -l) == 1 && $(readlink /proc/$REAPER/fd/*) == pipe:* ]]'
-check "the reaper has no capabilities and NoNewPrivs" \
-  eval 'grep -qx "CapEff:	0000000000000000" /proc/$REAPER/status && grep -qx "NoNewPrivs:	1" /proc/$REAPER/status'
+check "the reaper has no capabilities (not even bounding) and NoNewPrivs" \
+  eval 'grep -qx "CapEff:	0000000000000000" /proc/$REAPER/status && grep -qx "CapBnd:	0000000000000000" /proc/$REAPER/status && grep -qx "NoNewPrivs:	1" /proc/$REAPER/status'
 check "traffic flows after the drop" ping_ok "$NS_A" "$(inner4 2)"
 
 open_fds=$(metric process_open_fds)
