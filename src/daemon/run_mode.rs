@@ -413,7 +413,6 @@ fn load_key(src: &KeySource, generate: bool) -> Result<[u8; 32], String> {
         KeySource::Inline(k) => Ok(*k),
         KeySource::File(p) if generate => {
             let (key, created) = load_or_generate_private_key(p).map_err(|e| e.to_string())?;
-            super::privdrop::note_private_key(p);
             if created {
                 tracing::info!(path = %p.display(), public_key = %encode_base64_key(&public_key(&key)), "generated a new private key");
             }

@@ -112,8 +112,8 @@ def check_daemonset(ds, docs):
     if not privileged:
         check(caps.get("drop") == ["ALL"], f"{name}: capabilities.drop must be [ALL]")
         add = set(caps.get("add") or [])
-        check(add <= {"NET_ADMIN", "NET_RAW", "SETUID", "SETGID", "SETPCAP", "CHOWN"} and "NET_ADMIN" in add,
-              f"{name}: capabilities.add must be NET_ADMIN (+ NET_RAW, and SETUID SETGID SETPCAP CHOWN for the privilege drop)")
+        check(add <= {"NET_ADMIN", "NET_RAW", "SETUID", "SETGID", "SETPCAP", "DAC_READ_SEARCH"} and "NET_ADMIN" in add,
+              f"{name}: capabilities.add must be NET_ADMIN (+ NET_RAW, and SETUID SETGID SETPCAP for the privilege drop, DAC_READ_SEARCH for the root-owned key)")
         # The daemon drops to 65534 after set-up; without both it logs an
         # error and runs on as root.
         check({"SETUID", "SETGID"} <= add, f"{name}: capabilities.add needs SETUID and SETGID (privilege drop)")
