@@ -55,12 +55,24 @@ fn main() {
         Cmd::Run {
             config,
             check: true,
+            user,
+            no_drop_privileges,
             ..
-        } => phantommesh::cli::check::run(&config),
+        } => {
+            phantommesh::daemon::privdrop::set_cli(user, no_drop_privileges);
+            phantommesh::cli::check::run(&config)
+        }
         Cmd::Run {
-            config, log_format, ..
+            config,
+            log_format,
+            user,
+            no_drop_privileges,
+            ..
         } => match phantommesh::cli::check::validate(&config) {
-            Ok(_) => run_mode::main(&config, log_format),
+            Ok(_) => {
+                phantommesh::daemon::privdrop::set_cli(user, no_drop_privileges);
+                run_mode::main(&config, log_format)
+            }
             Err(f) => {
                 eprintln!("phantommesh: {f}");
                 f.code

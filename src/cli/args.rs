@@ -136,6 +136,13 @@ pub enum Cmd {
         /// interface, no sockets, no store. Exit 0 or 2.
         #[arg(long)]
         check: bool,
+        /// After set-up, drop to USER[:GROUP] (name or number; default
+        /// 65534:65534, nobody) keeping only the needed capabilities.
+        #[arg(long, value_name = "USER[:GROUP]")]
+        user: Option<String>,
+        /// Keep running with the starting privileges (no drop).
+        #[arg(long)]
+        no_drop_privileges: bool,
     },
     /// Check nodes' go-live gates through their admin API and print the
     /// runbook's tables.

@@ -86,7 +86,28 @@ pub fn validate(path: &Path) -> Result<Found, Failure> {
     if let Some(m) = &cfg.mesh {
         found.lines.push(mesh_line(m)?);
     }
+    found.lines.push(privileges_line(path, &cfg)?);
     Ok(found)
+}
+
+/// The privilege drop `run` would do after set-up (user, capabilities
+/// kept and why).
+fn privileges_line(path: &Path, cfg: &Config) -> Result<String, Failure> {
+    use crate::daemon::privdrop;
+    let opts = privdrop::options(cfg.interface.user.as_deref(), cfg.interface.drop_privileges)
+        .map_err(Failure::usage)?;
+    if !opts.enabled {
+        return Ok(format!("privileges: no drop ({})", opts.source));
+    }
+    let icmp = cfg.mesh.is_some() || cfg.peers.iter().any(|p| p.probe.is_some());
+    let plan = privdrop::plan(
+        &opts,
+        cfg.interface.listen_port.unwrap_or(0),
+        &privdrop::run_mode_files(path, cfg),
+        icmp,
+    )
+    .map_err(Failure::usage)?;
+    Ok(format!("privileges: {}", privdrop::describe(&plan)))
 }
 
 fn cidrs(list: &[(std::net::IpAddr, u8)]) -> String {

@@ -202,3 +202,33 @@ fn an_admin_api_off_loopback_needs_a_token_or_the_opt_out() {
     assert!(!out.contains("warning: admin API"), "{out}");
     assert!(!out.contains("s3cret-token"), "{out}");
 }
+
+#[test]
+fn the_planned_privilege_drop_is_reported() {
+    let d = temp_dir("privs");
+    let p = full_config(&d);
+    let (code, out, _) = check(&p);
+    assert_eq!(code, 0, "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("privileges: "))
+        .unwrap_or_else(|| panic!("no privileges line in {out}"));
+    assert!(line.contains("CAP_NET_ADMIN"), "{line}");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        assert!(line.contains("to uid 65534 gid 65534 [default]"), "{line}");
+    }
+    let text = fs::read_to_string(&p).unwrap();
+    fs::write(
+        &p,
+        text.replacen("[interface]\n", "[interface]\ndrop_privileges = false\n", 1),
+    )
+    .unwrap();
+    let (code, out, _) = check(&p);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("privileges: no drop ([interface] drop_privileges)"),
+        "{out}"
+    );
+    fs::remove_dir_all(&d).unwrap();
+}

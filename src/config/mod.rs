@@ -44,6 +44,11 @@ pub struct InterfaceConfig {
     /// default: a default route through the tunnel cuts a node off from
     /// everything else when the peer is wrong.
     pub allow_default_route: bool,
+    /// Run mode's privilege drop target (`[interface] user`), checked with
+    /// `daemon::privdrop::UserSpec::parse`.
+    pub user: Option<String>,
+    /// `[interface] drop_privileges` (None: the default, on).
+    pub drop_privileges: Option<bool>,
 }
 
 /// wg-quick's `Table`: `auto` (the main table), `off` (no routes) or a

@@ -37,6 +37,8 @@ struct RawInterface {
     /// "auto", "off", or a table number (a string or an integer).
     table: Option<Spanned<toml::Value>>,
     allow_default_route: Option<bool>,
+    user: Option<Spanned<String>>,
+    drop_privileges: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -145,6 +147,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         mtu,
         table,
         allow_default_route: ri.allow_default_route.unwrap_or(false),
+        user: match &ri.user {
+            Some(u) => {
+                crate::daemon::privdrop::UserSpec::parse(u.get_ref())
+                    .map_err(|m| at(u.span(), m))?;
+                Some(u.get_ref().clone())
+            }
+            None => None,
+        },
+        drop_privileges: ri.drop_privileges,
     };
 
     let mut admin = AdminConfig::default();

@@ -56,6 +56,8 @@ fn golden() {
             mtu: Some(1420),
             table: RouteTable::Auto,
             allow_default_route: false,
+            user: None,
+            drop_privileges: None,
         },
         peers: vec![
             PeerConfig {

@@ -244,6 +244,8 @@ pub fn parse(text: &str, path: &Path) -> Result<WgQuickConfig, ConfigError> {
                 // wg-quick itself installs default routes (with policy
                 // routing); run mode asks for the TOML opt-in.
                 allow_default_route: false,
+                user: None,
+                drop_privileges: None,
             },
             peers,
             admin: AdminConfig::default(),

@@ -63,6 +63,8 @@ fn golden() {
             mtu: Some(1420),
             table: RouteTable::Off,
             allow_default_route: false,
+            user: None,
+            drop_privileges: None,
         },
         peers: vec![
             PeerConfig {

@@ -5,6 +5,8 @@ pub mod file_watch;
 pub mod inherited_fd;
 pub mod mesh_peers;
 pub mod notify;
+pub mod privdrop;
+pub mod privdrop_sys;
 pub mod routes;
 pub mod run_mode;
 pub mod wg_mode;

@@ -21,15 +21,48 @@ pub trait Sink {
     fn send(&mut self, states: &[NotifyState<'_>]);
 }
 
-/// `NOTIFY_SOCKET`, through the sd-notify crate. A failed send is logged
-/// once (systemd gone or a wrong path) and does not stop the daemon.
+/// `NOTIFY_SOCKET`: a datagram socket connected at start, while the daemon
+/// still runs as root (after the privilege drop it may not be allowed to
+/// reach the socket's path), else the sd-notify crate's fresh socket per
+/// message. A failed send is logged once (systemd gone or a wrong path) and
+/// does not stop the daemon.
 pub struct Systemd {
     warned: bool,
+    sock: Option<std::os::unix::net::UnixDatagram>,
+}
+
+impl Systemd {
+    fn connect() -> Option<std::os::unix::net::UnixDatagram> {
+        use std::os::linux::net::SocketAddrExt;
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::net::{SocketAddr, UnixDatagram};
+        let path = std::env::var_os("NOTIFY_SOCKET")?;
+        let addr = match path.as_bytes().strip_prefix(b"@") {
+            Some(name) => SocketAddr::from_abstract_name(name).ok()?,
+            None => SocketAddr::from_pathname(&path).ok()?,
+        };
+        let sock = UnixDatagram::unbound().ok()?;
+        sock.connect_addr(&addr).ok()?;
+        Some(sock)
+    }
+
+    fn send_connected(&self, states: &[NotifyState<'_>]) -> std::io::Result<()> {
+        let Some(sock) = &self.sock else {
+            return Err(std::io::ErrorKind::NotConnected.into());
+        };
+        let msg: String = states.iter().map(|s| format!("{s}\n")).collect();
+        sock.send(msg.as_bytes()).map(|_| ())
+    }
 }
 
 impl Sink for Systemd {
     fn send(&mut self, states: &[NotifyState<'_>]) {
-        if let Err(e) = sd_notify::notify(states) {
+        // The connected socket first; a fresh one if that fails (systemd
+        // re-executed and made a new socket).
+        if let Err(e) = self
+            .send_connected(states)
+            .or_else(|_| sd_notify::notify(states))
+        {
             if !std::mem::replace(&mut self.warned, true) {
                 tracing::warn!(error = %e, "cannot notify the service manager");
             }
@@ -64,7 +97,10 @@ impl Notifier<Systemd> {
             return Notifier::new(None, None);
         }
         Notifier::new(
-            Some(Systemd { warned: false }),
+            Some(Systemd {
+                warned: false,
+                sock: Systemd::connect(),
+            }),
             sd_notify::watchdog_enabled(),
         )
     }

@@ -148,6 +148,20 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
         cfg.interface.allow_default_route,
     );
     sync_routes(&mut routes, &cfg);
+    // Connected to NOTIFY_SOCKET before the drop, which may bar its path.
+    let mut sd = Notifier::from_env();
+    // Everything privileged is set up: drop to the configured user.
+    super::privdrop::drop_after_setup(
+        super::privdrop::options(cfg.interface.user.as_deref(), cfg.interface.drop_privileges),
+        dev.listen_port(),
+        &super::privdrop::run_mode_files(path, &cfg),
+        cfg.mesh.is_some() || cfg.peers.iter().any(|p| p.probe.is_some()),
+        uapi.path(),
+        cfg.mesh
+            .as_ref()
+            .map(|m| mesh_cache_path(m, &cfg))
+            .as_deref(),
+    );
     let mut run = Running {
         watch,
         routes,
@@ -160,7 +174,6 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
         hold: mesh_peers::KeepaliveHold::new(public_key(&set.private_key.unwrap_or_default())),
         private: zeroize::Zeroizing::new(set.private_key.unwrap_or_default()),
     };
-    let mut sd = Notifier::from_env();
     let reason = wait_events(&dev, &uapi, |ev| {
         if ev == Event::Hup {
             sd.reloading();
@@ -202,6 +215,7 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
         tracing::warn!("removing routes: {e}");
     }
     dev.close();
+    super::privdrop::release_uapi_socket(uapi.path());
     drop(uapi);
     0
 }
@@ -216,15 +230,7 @@ struct MeshRun {
 
 fn start_mesh(m: &MeshConfig, cfg: &Config, dev: &Device) -> Result<MeshRun, String> {
     let private = load_key(&cfg.interface.private_key, false)?;
-    let cache_path = m.cache_file.clone().unwrap_or_else(|| {
-        let dir = match &cfg.interface.private_key {
-            KeySource::File(p) => p.parent().map(Path::to_path_buf),
-            KeySource::Inline(_) => None,
-        };
-        dir.filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or_else(|| "/var/lib/phantommesh".into())
-            .join("mesh-cache.json")
-    });
+    let cache_path = mesh_cache_path(m, cfg);
     let params = AgentParams {
         mesh: m.clone(),
         public_key: public_key(&private),
@@ -239,6 +245,19 @@ fn start_mesh(m: &MeshConfig, cfg: &Config, dev: &Device) -> Result<MeshRun, Str
         updates,
         state,
         keepalive: m.persistent_keepalive,
+    })
+}
+
+/// The mesh cache: `cache_file`, else beside the private key file.
+fn mesh_cache_path(m: &MeshConfig, cfg: &Config) -> std::path::PathBuf {
+    m.cache_file.clone().unwrap_or_else(|| {
+        let dir = match &cfg.interface.private_key {
+            KeySource::File(p) => p.parent().map(Path::to_path_buf),
+            KeySource::Inline(_) => None,
+        };
+        dir.filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or_else(|| "/var/lib/phantommesh".into())
+            .join("mesh-cache.json")
     })
 }
 

@@ -71,11 +71,23 @@ pub fn main(args: WgArgs) -> i32 {
             admin
                 .config_applied
                 .store(true, std::sync::atomic::Ordering::Relaxed);
+            // Set up: drop privileges (env PHANTOMMESH_USER and
+            // PHANTOMMESH_DROP_PRIVILEGES; no files are re-read here and no
+            // peer has a probe address).
+            super::privdrop::drop_after_setup(
+                super::privdrop::options(None, None),
+                dev.listen_port(),
+                &[],
+                false,
+                uapi.path(),
+                None,
+            );
             let reason = wait(&dev, &uapi, || {
                 tracing::info!("SIGHUP ignored without --config")
             });
             tracing::info!(?reason, "stopping");
             dev.close();
+            super::privdrop::release_uapi_socket(uapi.path());
             drop(uapi);
             0
         }

@@ -17,6 +17,7 @@ pub mod mem;
 pub mod offload_tun;
 pub mod pktinfo;
 pub mod tun_link;
+mod tun_link_netlink;
 pub mod udp_gso;
 
 /// Most packets moved by one call.

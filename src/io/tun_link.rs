@@ -16,8 +16,10 @@
 //!   thread that joins it) keeps answering for it; it is kept until the
 //!   interface moves again.
 //!
-//! Where the namespace cannot be joined (no CAP_SYS_ADMIN there) the state
-//! is "up" as far as can be told: never a false "down", never "gone".
+//! Where the namespace cannot be joined (no CAP_SYS_ADMIN there, as after
+//! the privilege drop) rtnetlink answers instead (tun_link_netlink); where
+//! that fails too the state is "up" as far as can be told: never a false
+//! "down", never "gone".
 use super::LinkState;
 use parking_lot::Mutex;
 use std::io;
@@ -184,7 +186,7 @@ impl TunLink {
                             ),
                             Err(e) => tracing::warn!(
                                 error = %e,
-                                "the TUN now lives in another network namespace that cannot be joined; its up/down state and MTU are unknown"
+                                "the TUN now lives in another network namespace that cannot be joined; reading its state through rtnetlink"
                             ),
                         }
                     }
@@ -200,13 +202,36 @@ impl TunLink {
             *slot = Some((inode, dgram_socket().ok()));
         }
         let Some(sock) = slot.as_ref().and_then(|(_, s)| s.as_ref()) else {
-            return Err(io::Error::other("no socket in the TUN's network namespace"));
+            // The namespace could not be joined (no CAP_SYS_ADMIN, as after
+            // the privilege drop): ask rtnetlink from here instead.
+            return self.netlink_ifreq(fd, name, request);
         };
         // SAFETY: ifreq is plain data.
         let mut req: libc::ifreq = unsafe { zeroed() };
         req.ifr_name = name;
         // SAFETY: the request reads/writes one ifreq, which `req` is.
         cvt(unsafe { libc::ioctl(sock.as_raw_fd(), request as _, &mut req as *mut libc::ifreq) })?;
+        Ok(req)
+    }
+
+    /// [`Self::ifreq`]'s answer for SIOCGIFFLAGS or SIOCGIFMTU, from
+    /// rtnetlink (see tun_link_netlink).
+    fn netlink_ifreq(
+        &self,
+        fd: RawFd,
+        name: [libc::c_char; libc::IFNAMSIZ],
+        request: libc::c_ulong,
+    ) -> io::Result<libc::ifreq> {
+        let ns = self.device_ns(fd)?;
+        let (flags, mtu) = super::tun_link_netlink::link_in(ns.as_raw_fd(), &name)?;
+        // SAFETY: ifreq is plain data.
+        let mut req: libc::ifreq = unsafe { zeroed() };
+        req.ifr_name = name;
+        match request {
+            libc::SIOCGIFFLAGS => req.ifr_ifru.ifru_flags = flags as libc::c_short,
+            libc::SIOCGIFMTU => req.ifr_ifru.ifru_mtu = mtu as libc::c_int,
+            _ => return Err(io::Error::other("unsupported request")),
+        }
         Ok(req)
     }
 }

@@ -94,16 +94,58 @@ pub fn load(path: &Path, prefix: &str, node_name: &str) -> Result<Option<Cache>,
     Ok(Some(c))
 }
 
-/// Writes the cache atomically.
+/// The cache file opened before the daemon dropped its privileges, for
+/// when its directory is not writable by the daemon's user afterwards.
+static PREOPENED: std::sync::Mutex<Option<(std::path::PathBuf, std::fs::File)>> =
+    std::sync::Mutex::new(None);
+
+/// Opens (creating, mode 0600) the cache file while the process may still
+/// write its directory; [`save`] then rewrites it in place.
+pub fn preopen(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)?;
+    *PREOPENED.lock().unwrap_or_else(|p| p.into_inner()) = Some((path.to_path_buf(), f));
+    Ok(())
+}
+
+/// Writes the cache atomically (a temporary file, then rename), or, after
+/// [`preopen`] (the daemon's user cannot write the directory), rewrites the
+/// preopened file in place: a torn write is only a cache that fails to
+/// parse, ignored on the next start.
 pub fn save(path: &Path, cache: &Cache) -> Result<(), String> {
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let json = serde_json::to_vec_pretty(cache).expect("a cache always serializes");
-    std::fs::write(&tmp, json)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            format!("cannot write mesh cache {}: {e}", path.display())
-        })
+    // Once preopened, always in place: a rename would leave the open
+    // descriptor on the replaced file.
+    if let Some((_, f)) = PREOPENED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .filter(|(p, _)| p == path)
+    {
+        return rewrite(f, &json)
+            .map_err(|e| format!("cannot write mesh cache {}: {e}", path.display()));
+    }
+    let res = std::fs::write(&tmp, &json).and_then(|_| std::fs::rename(&tmp, path));
+    res.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write mesh cache {}: {e}", path.display())
+    })
+}
+
+fn rewrite(mut f: &std::fs::File, data: &[u8]) -> std::io::Result<()> {
+    use std::io::{Seek, Write};
+    f.set_len(0)?;
+    f.seek(std::io::SeekFrom::Start(0))?;
+    f.write_all(data)?;
+    f.sync_data()
 }
 
 #[cfg(test)]
@@ -136,6 +178,30 @@ mod tests {
         assert!(load(&path, "/other", "a").unwrap_err().contains("ignoring"));
         std::fs::write(&path, b"{").unwrap();
         assert!(load(&path, "/p", "a").unwrap_err().contains("unreadable"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn preopened_cache_is_rewritten_in_place() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = std::env::temp_dir().join(format!("pm-cache-pre-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("mesh.json");
+        std::fs::write(&path, vec![b' '; 4096]).unwrap();
+        preopen(&path).unwrap();
+        let ino = std::fs::metadata(&path).unwrap().ino();
+        let c = Cache::new("/p", "a", vec!["10.100.0.1".parse().unwrap()], 9, &[]);
+        save(&path, &c).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().ino(),
+            ino,
+            "same file, no rename"
+        );
+        assert_eq!(
+            load(&path, "/p", "a").unwrap(),
+            Some(c),
+            "old longer content truncated"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -161,6 +161,12 @@ mutations = {
         (lambda ds: sts(ds).update(podManagementPolicy="OrderedReady"), "podManagementPolicy Parallel"),
     "no PodDisruptionBudget":
         (lambda ds: ds.remove(kind(ds, "PodDisruptionBudget")), "no PodDisruptionBudget"),
+    "no SETUID for the privilege drop":
+        (lambda ds: ctr(ds)["securityContext"]["capabilities"]["add"].remove("SETUID"),
+         "needs SETUID and SETGID"),
+    "group-readable etcd Secret without fsGroup 65534":
+        (lambda ds: kind(ds, "DaemonSet")["spec"]["template"]["spec"].pop("securityContext"),
+         "through fsGroup 65534"),
     "etcd data on emptyDir":
         (lambda ds: (sts(ds).pop("volumeClaimTemplates"),
                      sts(ds)["template"]["spec"]["volumes"].append({"name": "data", "emptyDir": {}})),

@@ -120,8 +120,12 @@ def check_daemonset(ds, docs):
     privileged = sc.get("privileged") is True
     if not privileged:
         check(caps.get("drop") == ["ALL"], f"{name}: capabilities.drop must be [ALL]")
-        check(set(caps.get("add") or []) <= {"NET_ADMIN", "NET_RAW"} and "NET_ADMIN" in (caps.get("add") or []),
-              f"{name}: capabilities.add must be NET_ADMIN (NET_RAW at most)")
+        add = set(caps.get("add") or [])
+        check(add <= {"NET_ADMIN", "NET_RAW", "SETUID", "SETGID", "SETPCAP", "DAC_READ_SEARCH"} and "NET_ADMIN" in add,
+              f"{name}: capabilities.add must be NET_ADMIN (+ NET_RAW, and SETUID SETGID SETPCAP for the privilege drop, DAC_READ_SEARCH for the root-owned key)")
+        # The daemon drops to 65534 after set-up; without both it logs an
+        # error and runs on as root.
+        check({"SETUID", "SETGID"} <= add, f"{name}: capabilities.add needs SETUID and SETGID (privilege drop)")
         check(sc.get("allowPrivilegeEscalation") is False, f"{name}: allowPrivilegeEscalation must be false")
     check(sc.get("readOnlyRootFilesystem") is True, f"{name}: readOnlyRootFilesystem")
     ports = {p.get("name"): p for p in c.get("ports") or []}
@@ -214,7 +218,8 @@ def check_daemonset(ds, docs):
     for v in vols.values():
         for src in (v.get("projected") or {}).get("sources") or []:
             check("secret" not in src, f"{name}: projected Secret in volume {v['name']}")
-    check_mesh_config(name, cm_docs.get(cm.get("name")), mount_list, vols, secret_mounts)
+    fs_group = (pod.get("securityContext") or {}).get("fsGroup")
+    check_mesh_config(name, cm_docs.get(cm.get("name")), mount_list, vols, secret_mounts, fs_group)
     sa = pod.get("serviceAccountName")
     check(any(d.get("kind") == "ServiceAccount" and d["metadata"]["name"] == sa for d in docs),
           f"{name}: ServiceAccount {sa!r} not rendered")
@@ -222,7 +227,7 @@ def check_daemonset(ds, docs):
     check(any(d.get("kind") == "Namespace" and d["metadata"]["name"] == ns for d in docs), f"{name}: Namespace {ns!r} not rendered")
 
 
-def check_mesh_config(name, cm, mount_list, vols, secret_mounts):
+def check_mesh_config(name, cm, mount_list, vols, secret_mounts, fs_group):
     """The shipped daemon config, as the ConfigMap carries it."""
     if cm is None:
         return
@@ -260,8 +265,10 @@ def check_mesh_config(name, cm, mount_list, vols, secret_mounts):
         items = [i.get("path") for i in sec.get("items") or []]
         check(base == want and (not items or base in items),
               f"{name}: [mesh].{k} names {base!r}, the Secret's key is {want!r}")
-        check((sec.get("defaultMode") or 0o644) & 0o077 == 0,
-              f"{name}: etcd client Secret files must not be group/other readable (defaultMode 0400)")
+        mode = sec.get("defaultMode") or 0o644
+        check(mode & 0o037 == 0 and (mode & 0o040 == 0 or fs_group == 65534),
+              f"{name}: etcd client Secret files must be readable by root and, through fsGroup 65534, "
+              "the daemon's dropped user only (defaultMode 0400, or 0440 with fsGroup 65534)")
 
 
 def check_etcd(sts, docs):

@@ -628,8 +628,11 @@ check "timeouts: unfinished or dripping request heads and an idle keep-alive end
 if command -v prlimit >/dev/null; then
   say "stalled connections beyond the descriptor limit"
   # Only the soft limit moves: raising a hard limit back needs CAP_SYS_RESOURCE.
-  NOFILE=$(prlimit --pid "$PID_A" --nofile --noheadings --raw --output SOFT)
-  prlimit --pid "$PID_A" --nofile=128:
+  # The daemon runs as its dropped user: prlimit as that user (root needs
+  # CAP_SYS_RESOURCE for another uid's process, which a container may lack).
+  as_daemon() { setpriv --reuid="$(ps -o uid= -p "$PID_A" | tr -d " ")" --regid="$(ps -o gid= -p "$PID_A" | tr -d " ")" --clear-groups "$@"; }
+  NOFILE=$(as_daemon prlimit --pid "$PID_A" --nofile --noheadings --raw --output SOFT)
+  as_daemon prlimit --pid "$PID_A" --nofile=128:
   ip netns exec "$NS_A" python3 "$E2E_DIR/admin_abuse.py" hold 127.0.0.1 "$PORT" 300 4 \
     >"$E2E_TMP/hold.log" 2>&1 &
   HOLD_PID=$!
@@ -644,7 +647,7 @@ if command -v prlimit >/dev/null; then
   check "300 stalled connections: the tunnel still pings" ping_ok "$NS_A" "$(inner4 2)"
   wait "$HOLD_PID" || true
   sed 's/^/    /' "$E2E_TMP/hold.log"
-  pid_alive "$PID_A" && { prlimit --pid "$PID_A" --nofile="$NOFILE": || say "cannot restore the descriptor limit"; }
+  pid_alive "$PID_A" && { as_daemon prlimit --pid "$PID_A" --nofile="$NOFILE": || say "cannot restore the descriptor limit"; }
   check "descriptors back: the daemon is alive" pid_alive "$PID_A"
   check "descriptors back: /readyz 200 again" eval 'pid_alive "$PID_A" && wait_until 15 ready_ok "$NS_A"'
 else

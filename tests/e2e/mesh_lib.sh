@@ -351,7 +351,7 @@ mj() { python3 "$E2E_DIR/mesh_json.py" "$2" "$E2E_TMP/http/n$1.mesh.json"; }
 # mesh_metric I NAME: the value of an unlabelled metric (empty if absent).
 mesh_metric() {
   ip netns exec "${MESH_NS[$1]}" curl -s -m 5 "http://$MESH_ADMIN/metrics" 2>/dev/null |
-    awk -v n="$2" '$1 == n {print $2; exit}'
+    awk -v n="$2" '$1 == n && !f {print $2; f = 1}' # reads all: no SIGPIPE to curl
 }
 
 # mesh_own_addr I: node I's own tunnel IPv4 address per its /mesh.
