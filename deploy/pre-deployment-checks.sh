@@ -228,7 +228,11 @@ if [ -z "$reasons" ]; then
         [ "$ALLOW_PRIVILEGED" = 1 ] || reasons+="container is privileged (set ALLOW_PRIVILEGED=1 if the runc fallback is intended)"$'\n'
     else
         [[ "$drop" == *'"ALL"'* ]] || reasons+="capabilities.drop is ${drop:-empty}, want [\"ALL\"]"$'\n'
-        extra=$(printf '%s' "$add" | tr -d '[]" ' | tr ',' '\n' | grep -vx -e NET_ADMIN -e NET_RAW -e '' || true)
+        # NET_ADMIN (+ NET_RAW) for the data plane; SETUID SETGID SETPCAP
+        # make the privilege drop after set-up and DAC_READ_SEARCH re-reads
+        # the root-owned key afterwards (README.md, Privileges).
+        extra=$(printf '%s' "$add" | tr -d '[]" ' | tr ',' '\n' |
+            grep -vx -e NET_ADMIN -e NET_RAW -e SETUID -e SETGID -e SETPCAP -e DAC_READ_SEARCH -e '' || true)
         [ -z "$extra" ] || reasons+="extra capabilities: $(printf "%s" "$extra" | tr "\n" " ")"$'\n'
     fi
     case "$listen" in

@@ -81,8 +81,10 @@ ip netns exec "$LT_NS_T" wg addconf "$LT_IF" "$LT_TMP/peers.conf" || lt_fail "wg
 ip netns exec "$LT_NS_T" sh "$LT_TMP/peers.conf.remove.sh" "$LT_IF" || lt_fail "removal script"
 [ "$(lt_peer_count)" -eq 0 ] || lt_fail "removal script left $(lt_peer_count) peers"
 # UDP echo probes and bulk traffic, through an echo service behind the target.
+# 20 peers x 6/s = 120/s: the performance gate asks >= 100/s, and exactly
+# 100/s nominal once measured 99.67/s (299 answers in 3.0 s) and failed.
 lt_udp_echo "$LT_TUN_IP" 7
-lt_loadtest --peers 20 --duration 3s --ramp 0.5s --rate 5 --udp-echo "$LT_TUN_IP:7" --bulk 20 --json \
+lt_loadtest --peers 20 --duration 3s --ramp 0.5s --rate 6 --udp-echo "$LT_TUN_IP:7" --bulk 20 --json \
     >"$LT_TMP/udp.json" 2>"$LT_TMP/udp.err" || { cat "$LT_TMP/udp.err" >&2; head -c 4000 "$LT_TMP/udp.json" >&2; lt_fail "UDP echo run failed"; }
 python3 - "$LT_TMP/udp.json" <<'PY' || lt_fail "UDP echo or bulk traffic did not come back"
 import json, sys
