@@ -5,18 +5,24 @@
 //! kernel. This is test code: it allocates per packet, and favours being
 //! obviously correct over being fast. Queues are bounded (like socket buffers)
 //! so a stalled reader cannot grow memory without limit; overflow drops.
+//!
+//! The device's side of each queue is pollable: an eventfd that is readable
+//! while packets are queued (and once the queue is closed), so a device on
+//! these backends runs the same epoll I/O loop as on a real TUN and socket.
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use super::{Bind, RecvMeta, Tun, Udp, MAX_BATCH};
+use super::{Bind, RecvMeta, Tun, Udp};
 
-/// How long an idle `read` / `recv` blocks before returning `Ok(0)`.
+/// How long an idle `recv` (and the handle's reads) block before returning
+/// `Ok(0)`.
 pub const IDLE_TIMEOUT: Duration = Duration::from_millis(50);
 /// Packets a queue holds before new ones are dropped.
 pub const QUEUE_CAPACITY: usize = 4096;
@@ -27,10 +33,14 @@ fn closed_error(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, format!("{what} is closed"))
 }
 
-/// A bounded FIFO with blocking batch pops: the one primitive both backends use.
+/// A bounded FIFO with blocking batch pops: the one primitive both backends
+/// use. Its eventfd is kept readable exactly while items are queued or the
+/// queue is closed (set and cleared under the state lock, so it never
+/// disagrees with the queue).
 struct Queue<T> {
     state: Mutex<QueueState<T>>,
     ready: Condvar,
+    signal: OwnedFd,
 }
 
 struct QueueState<T> {
@@ -40,13 +50,40 @@ struct QueueState<T> {
 
 impl<T> Queue<T> {
     fn new() -> Self {
+        // SAFETY: eventfd has no memory preconditions.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        assert!(
+            fd >= 0,
+            "eventfd for an in-memory queue: {}",
+            io::Error::last_os_error()
+        );
         Queue {
             state: Mutex::new(QueueState {
                 items: VecDeque::new(),
                 closed: false,
             }),
             ready: Condvar::new(),
+            // SAFETY: a fresh descriptor we own from here on.
+            signal: unsafe { OwnedFd::from_raw_fd(fd) },
         }
+    }
+
+    /// Makes the eventfd readable (called with the state lock held).
+    fn raise(&self) {
+        let one = 1u64;
+        // SAFETY: writes 8 bytes from a live u64 to our eventfd.
+        let _ = unsafe { libc::write(self.signal.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    /// Makes the eventfd unreadable (called with the state lock held).
+    fn lower(&self) {
+        let mut n = 0u64;
+        // SAFETY: reads at most 8 bytes into a live u64.
+        let _ = unsafe { libc::read(self.signal.as_raw_fd(), (&mut n as *mut u64).cast(), 8) };
+    }
+
+    fn poll_fd(&self) -> RawFd {
+        self.signal.as_raw_fd()
     }
 
     /// Appends `item`; false when the queue is full or closed (the item is dropped).
@@ -55,6 +92,9 @@ impl<T> Queue<T> {
         if st.closed || st.items.len() >= QUEUE_CAPACITY {
             return false;
         }
+        if st.items.is_empty() {
+            self.raise();
+        }
         st.items.push_back(item);
         drop(st);
         self.ready.notify_one();
@@ -62,7 +102,12 @@ impl<T> Queue<T> {
     }
 
     fn close(&self) {
-        self.state.lock().closed = true;
+        let mut st = self.state.lock();
+        if !st.closed && st.items.is_empty() {
+            self.raise();
+        }
+        st.closed = true;
+        drop(st);
         self.ready.notify_all();
     }
 
@@ -91,6 +136,9 @@ impl<T> Queue<T> {
                 None => break,
             }
             n += 1;
+        }
+        if n > 0 && st.items.is_empty() {
+            self.lower();
         }
         Some(n)
     }
@@ -299,6 +347,26 @@ impl Udp for MemUdp {
             .ok_or_else(|| closed_error("socket"))
     }
 
+    fn recv_ready(&self, bufs: &mut [Vec<u8>], meta: &mut [RecvMeta]) -> io::Result<usize> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(closed_error("socket"));
+        }
+        let max = bufs.len().min(meta.len());
+        self.queue
+            .pop_batch(max, Duration::ZERO, |i, d| {
+                meta[i] = RecvMeta {
+                    len: copy_truncated(&mut bufs[i], &d.data),
+                    src: d.src,
+                    local: None,
+                };
+            })
+            .ok_or_else(|| closed_error("socket"))
+    }
+
+    fn poll_fd(&self) -> Option<RawFd> {
+        Some(self.queue.poll_fd())
+    }
+
     fn send(&self, bufs: &[&[u8]], dst: SocketAddr) -> io::Result<()> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(closed_error("socket"));
@@ -392,22 +460,41 @@ fn offset_error(offset: usize, len: usize) -> io::Error {
     )
 }
 
+impl MemTun {
+    /// Whether the interface still exists (false once it was deleted).
+    pub fn exists(&self) -> bool {
+        !self.shared.deleted.load(Ordering::SeqCst)
+    }
+}
+
 impl Tun for MemTun {
+    /// Reads what is queued now; an error once closed or deleted.
     fn read(&self, bufs: &mut [Vec<u8>], sizes: &mut [usize], offset: usize) -> io::Result<usize> {
         self.check_open()?;
         if let Some(b) = bufs.iter().find(|b| b.len() < offset) {
             return Err(offset_error(offset, b.len()));
         }
         let max = bufs.len().min(sizes.len());
-        let n = self.shared.to_device.pop_batch(max, IDLE_TIMEOUT, |i, p| {
-            sizes[i] = copy_truncated(&mut bufs[i][offset..], &p);
-        });
+        let n = self
+            .shared
+            .to_device
+            .pop_batch(max, Duration::ZERO, |i, p| {
+                sizes[i] = copy_truncated(&mut bufs[i][offset..], &p);
+            });
         // A deleted device closes the queue too: report the more precise reason.
         n.ok_or_else(|| {
             self.check_open()
                 .err()
                 .unwrap_or_else(|| closed_error("TUN device"))
         })
+    }
+
+    fn poll_fd(&self) -> RawFd {
+        self.shared.to_device.poll_fd()
+    }
+
+    fn features(&self) -> super::TunFeatures {
+        super::TunFeatures::PLAIN
     }
 
     fn write(&self, bufs: &mut [&mut Vec<u8>], offset: usize) -> io::Result<()> {
@@ -423,20 +510,12 @@ impl Tun for MemTun {
         Ok(())
     }
 
-    fn batch_size(&self) -> usize {
-        MAX_BATCH
-    }
-
     fn name(&self) -> &str {
         &self.shared.name
     }
 
     fn mtu(&self) -> io::Result<usize> {
         Ok(self.shared.mtu.load(Ordering::SeqCst))
-    }
-
-    fn exists(&self) -> bool {
-        !self.shared.deleted.load(Ordering::SeqCst)
     }
 
     fn link_state(&self) -> super::LinkState {
