@@ -88,17 +88,33 @@ impl<T> Queue<T> {
 
     /// Appends `item`; false when the queue is full or closed (the item is dropped).
     fn push(&self, item: T) -> bool {
+        self.push_all(std::iter::once(item)) == 1
+    }
+
+    /// Appends `items` at once (a reader sees all or none of them); returns
+    /// how many fit (the rest are dropped).
+    fn push_all(&self, items: impl IntoIterator<Item = T>) -> usize {
         let mut st = self.state.lock();
-        if st.closed || st.items.len() >= QUEUE_CAPACITY {
-            return false;
+        if st.closed {
+            return 0;
         }
-        if st.items.is_empty() {
+        let was_empty = st.items.is_empty();
+        let mut n = 0;
+        for item in items {
+            if st.items.len() >= QUEUE_CAPACITY {
+                break;
+            }
+            st.items.push_back(item);
+            n += 1;
+        }
+        if n > 0 && was_empty {
             self.raise();
         }
-        st.items.push_back(item);
         drop(st);
-        self.ready.notify_one();
-        true
+        if n > 0 {
+            self.ready.notify_all();
+        }
+        n
     }
 
     fn close(&self) {
@@ -230,34 +246,31 @@ impl MemNetwork {
         }
     }
 
-    fn deliver(&self, src: SocketAddr, dst: SocketAddr, data: &[u8]) {
+    /// Delivers one send call's datagrams to `dst`: queued together, so the
+    /// receiver gets them in one batch, as a GSO send is received whole.
+    fn deliver(&self, src: SocketAddr, dst: SocketAddr, bufs: &[&[u8]]) {
         let inner = &self.inner;
-        inner.sent.fetch_add(1, Ordering::SeqCst);
+        inner.sent.fetch_add(bufs.len() as u64, Ordering::SeqCst);
         let dst = canonical(dst);
-        let keep = !inner.drop_all.load(Ordering::SeqCst)
-            && inner
-                .filter
-                .read()
-                .as_ref()
-                .is_none_or(|f| f(src, dst, data));
-        // Clone the queue out so the switch lock is not held while copying.
-        let queue = if keep {
-            inner.sockets.lock().get(&dst).cloned()
-        } else {
-            None
-        };
-        let delivered = queue.is_some_and(|q| {
-            q.push(Datagram {
-                data: data.to_vec(),
+        let filter = inner.filter.read().clone();
+        let kept: Vec<Datagram> = bufs
+            .iter()
+            .filter(|d| {
+                !inner.drop_all.load(Ordering::SeqCst)
+                    && filter.as_ref().is_none_or(|f| f(src, dst, d))
+            })
+            .map(|d| Datagram {
+                data: d.to_vec(),
                 src,
             })
-        });
-        let counter = if delivered {
-            &inner.delivered
-        } else {
-            &inner.dropped
-        };
-        counter.fetch_add(1, Ordering::SeqCst);
+            .collect();
+        // Clone the queue out so the switch lock is not held while copying.
+        let queue = inner.sockets.lock().get(&dst).cloned();
+        let delivered = queue.map_or(0, |q| q.push_all(kept)) as u64;
+        inner.delivered.fetch_add(delivered, Ordering::SeqCst);
+        inner
+            .dropped
+            .fetch_add(bufs.len() as u64 - delivered, Ordering::SeqCst);
     }
 
     fn register(&self, ip: IpAddr, port: u16) -> io::Result<(SocketAddr, Arc<Queue<Datagram>>)> {
@@ -371,9 +384,7 @@ impl Udp for MemUdp {
         if self.closed.load(Ordering::SeqCst) {
             return Err(closed_error("socket"));
         }
-        for buf in bufs {
-            self.net.deliver(self.local, dst, buf);
-        }
+        self.net.deliver(self.local, dst, bufs);
         Ok(())
     }
 
@@ -493,8 +504,13 @@ impl Tun for MemTun {
         self.shared.to_device.poll_fd()
     }
 
+    /// One read takes everything queued (there is no syscall to save), so
+    /// packets injected together are read as one batch.
     fn features(&self) -> super::TunFeatures {
-        super::TunFeatures::PLAIN
+        super::TunFeatures {
+            slots_per_read: super::MAX_BATCH,
+            ..super::TunFeatures::PLAIN
+        }
     }
 
     fn write(&self, bufs: &mut [&mut Vec<u8>], offset: usize) -> io::Result<()> {
@@ -539,6 +555,15 @@ impl MemTunHandle {
     /// False when it was dropped (device closed or deleted, or queue full).
     pub fn inject(&self, packet: &[u8]) -> bool {
         self.shared.to_device.push(packet.to_vec())
+    }
+
+    /// Hands `packets` to the device at once: its next read sees all of
+    /// them (a burst the kernel queued between two reads). Returns how
+    /// many were queued.
+    pub fn inject_batch(&self, packets: &[&[u8]]) -> usize {
+        self.shared
+            .to_device
+            .push_all(packets.iter().map(|p| p.to_vec()))
     }
 
     /// The next packet the device wrote, waiting up to `timeout`.
