@@ -67,7 +67,7 @@ impl Receiver {
         if n > 0 {
             self.lent = n;
             let started = s.sample_packets.then(Instant::now);
-            super::send::with_deferred_sends(s, || {
+            super::wire::with_deferred_sends(s, || {
                 dispatch_batch(
                     s,
                     &mut self.storage,

@@ -9,13 +9,12 @@
 //! tag behind them: sealing is in place and nothing is allocated per packet.
 use super::peer::Peer;
 use super::pipeline::{self, Dir, Job, JobData, Way};
-use super::wire::{transmit, Run};
+use super::wire::{self, transmit, with_deferred_sends, Run};
 use super::{bump, Shared};
 use crate::io::{Endpoint, MAX_BATCH};
 use crate::noise::constants::{AEAD_TAG_LEN, DATA_HEADER_LEN, KEEPALIVE_LEN};
 use crate::noise::keypair::Keypair;
 use crate::noise::messages::padded_len;
-use smallvec::SmallVec;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -250,7 +249,7 @@ fn dispatch(
     // by this thread (it would overtake them). The counter is taken while
     // the queue is idle, so no queued packet of this peer is older.
     let way = pipeline::decide(s, slots.len(), &peer.tx, || {
-        let held = DEFERRED.with(|q| !q.borrow().jobs.is_empty());
+        let held = wire::holding();
         if slots.len() != 1 || ep.is_none() || held {
             return None;
         }
@@ -357,126 +356,17 @@ pub(crate) fn finish_job(s: &Shared, job: Arc<Job>) {
         drop(d);
         s.with_peer(&peer, |st, env, out| st.on_sent(env, &kp, true, out));
     }
-    let job = match DEFERRED.with(|q| q.borrow_mut().defer(job)) {
+    let job = match wire::defer(job) {
         None => return,
         Some(job) => job,
     };
-    send_jobs(s, std::slice::from_ref(&job));
+    wire::send_jobs(s, std::slice::from_ref(&job));
     s.jobs.recycle(job, &s.tx_bufs);
-}
-
-/// Sealed jobs a thread holds back to send together.
-#[derive(Default)]
-struct Deferred {
-    active: bool,
-    jobs: Vec<Arc<Job>>,
-}
-
-impl Deferred {
-    /// Keeps the job if deferring is on; hands it back otherwise.
-    fn defer(&mut self, job: Arc<Job>) -> Option<Arc<Job>> {
-        if self.active {
-            self.jobs.push(job);
-            None
-        } else {
-            Some(job)
-        }
-    }
-}
-
-thread_local! {
-    static DEFERRED: std::cell::RefCell<Deferred> = std::cell::RefCell::new(Deferred::default());
-}
-
-/// Runs `f` with this thread's sends held back, then sends them together:
-/// a reader batch that reaches many peers (a reply each) costs one
-/// `sendmmsg` instead of one syscall per peer. Nested calls join the
-/// outermost one.
-pub fn with_deferred_sends<R>(s: &Shared, f: impl FnOnce() -> R) -> R {
-    let outer = DEFERRED.with(|q| !std::mem::replace(&mut q.borrow_mut().active, true));
-    let r = f();
-    if outer {
-        let mut jobs = DEFERRED.with(|q| {
-            let mut q = q.borrow_mut();
-            q.active = false;
-            std::mem::take(&mut q.jobs)
-        });
-        if !jobs.is_empty() {
-            send_jobs(s, &jobs);
-            for j in jobs.drain(..) {
-                s.jobs.recycle(j, &s.tx_bufs);
-            }
-        }
-        // Give the (now empty) vector back so its capacity is reused.
-        DEFERRED.with(|q| {
-            let mut q = q.borrow_mut();
-            if q.jobs.is_empty() {
-                q.jobs = jobs;
-            }
-        });
-    }
-    r
-}
-
-/// Sends sealed jobs in order through [`transmit`]: each job is one run
-/// (single-datagram jobs of many peers share one send), in chunks of at
-/// most [`MAX_BATCH`] datagrams.
-fn send_jobs(s: &Shared, jobs: &[Arc<Job>]) {
-    let mtu = s.mtu.load(Ordering::Relaxed);
-    let guards: SmallVec<[_; MAX_BATCH]> = jobs.iter().map(|j| j.data.lock()).collect();
-    let mut datagrams: SmallVec<[&[u8]; MAX_BATCH]> = SmallVec::new();
-    let mut runs: SmallVec<[Run; MAX_BATCH]> = SmallVec::new();
-    // Per run: its job, the job's packets it carries, and its wire bytes.
-    let mut owners: SmallVec<[(&JobData, usize, usize, usize); MAX_BATCH]> = SmallVec::new();
-    let flush =
-        |datagrams: &mut SmallVec<[&[u8]; MAX_BATCH]>,
-         runs: &mut SmallVec<[Run; MAX_BATCH]>,
-         owners: &mut SmallVec<[(&JobData, usize, usize, usize); MAX_BATCH]>| {
-            transmit(s, datagrams, runs, &mut |i| {
-                let (d, from, to, wire) = owners[i];
-                if let Some(p) = d.peer.as_ref() {
-                    let bytes = d.lens[from..to].iter().sum::<usize>();
-                    count_sent_packets(s, p, to - from, bytes, wire, d.started);
-                }
-            });
-            datagrams.clear();
-            runs.clear();
-            owners.clear();
-        };
-    for d in guards.iter() {
-        let Some(peer) = d.peer.as_ref() else {
-            continue;
-        };
-        let Some(ep) = peer.full_endpoint() else {
-            continue;
-        };
-        let mut from = 0;
-        while from < d.bufs.len() {
-            if datagrams.len() == MAX_BATCH {
-                flush(&mut datagrams, &mut runs, &mut owners);
-            }
-            let to = d.bufs.len().min(from + MAX_BATCH - datagrams.len());
-            let mut wire = 0;
-            for (b, &len) in d.bufs[from..to].iter().zip(&d.lens[from..to]) {
-                let n = sealed_len(len, mtu);
-                wire += n;
-                datagrams.push(&b[..n]);
-            }
-            runs.push(Run {
-                peer: Some(peer),
-                ep,
-                count: to - from,
-            });
-            owners.push((d, from, to, wire));
-            from = to;
-        }
-    }
-    flush(&mut datagrams, &mut runs, &mut owners);
 }
 
 /// Counts packets sent to `peer`: inner bytes for the device, wire bytes
 /// for the peer, and the packet latency when sampled.
-fn count_sent_packets(
+pub(super) fn count_sent_packets(
     s: &Shared,
     peer: &Peer,
     packets: usize,
@@ -492,7 +382,7 @@ fn count_sent_packets(
     }
 }
 
-fn sealed_len(len: usize, mtu: usize) -> usize {
+pub(super) fn sealed_len(len: usize, mtu: usize) -> usize {
     HEADROOM + padded_len(len, mtu) + AEAD_TAG_LEN
 }
 

@@ -81,8 +81,9 @@ pub trait Tun: Send + Sync {
     /// offloading TUN coalesces a flow's segments into the first of them
     /// (GRO), so callers reset lengths before reusing them.
     fn write(&self, bufs: &mut [&mut Vec<u8>], offset: usize) -> io::Result<()>;
-    /// A descriptor that polls readable while a packet can be read (and
-    /// once the TUN is closed or gone, so a waiter sees the error).
+    /// A descriptor that polls readable while a packet can be read (a
+    /// closed TUN need not wake a waiter: the device rings its own
+    /// eventfd on shutdown).
     fn poll_fd(&self) -> std::os::fd::RawFd;
     fn features(&self) -> TunFeatures;
     fn name(&self) -> &str;
