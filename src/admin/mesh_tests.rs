@@ -485,7 +485,7 @@ fn probe_round_records_real_echoes() {
         member("node-d", [0x55; 32], &["fd10::9"], &[]),
     ]);
     st.attach_mesh(mesh.clone());
-    let rtt_before = a.dev.shared.hist.tunnel_test_rtt.snapshot().count;
+    let rtt_before = a.dev.histograms().tunnel_test_rtt.snapshot().count;
     let r = probe_round(&st, &mesh);
     assert_eq!((r.probed, r.answered), (1, 1), "{:?}", r.errors);
     let p = mesh.probe(&b.public()).expect("b probed");
@@ -496,7 +496,7 @@ fn probe_round_records_real_echoes() {
     assert_eq!((s.attempts, s.successes), (ECHOES as u64, ECHOES as u64));
     assert_eq!(s.latency_samples, ECHOES as u64);
     assert_eq!(
-        a.dev.shared.hist.tunnel_test_rtt.snapshot().count,
+        a.dev.histograms().tunnel_test_rtt.snapshot().count,
         rtt_before + ECHOES as u64
     );
     // An empty mesh probes nothing.

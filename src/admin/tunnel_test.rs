@@ -258,17 +258,12 @@ impl Client {
 /// Picks a probe source in the interface's subnet that no peer routes, and
 /// the interface address to ping.
 fn probe_addresses(dev: &Device, ifname: &str) -> Option<(IpAddr, IpAddr)> {
-    let table = dev.shared.allowed_ips.read();
     let mut addrs = interface_addresses(ifname);
     addrs.sort_by_key(|(a, _)| a.is_ipv6()); // IPv4 first
-    for (addr, prefix) in addrs {
-        for c in probe_candidates(addr, prefix, 64) {
-            if table.lookup(c).is_none() {
-                return Some((c, addr));
-            }
-        }
-    }
-    None
+    addrs.into_iter().find_map(|(addr, prefix)| {
+        let c = dev.first_unrouted(probe_candidates(addr, prefix, 64))?;
+        Some((c, addr))
+    })
 }
 
 /// Removes the hidden test peer however the test ends.
@@ -440,12 +435,7 @@ pub fn peer_test(dev: &Device, public_key: [u8; 32], timeout: Duration) -> TestR
 /// allowed IPs cover it and no other peer's more specific prefix does), so
 /// probes to it cross the tunnel to that peer.
 pub fn check_probe_route(dev: &Device, public_key: &[u8; 32], addr: IpAddr) -> Result<(), String> {
-    let routed_to = dev
-        .shared
-        .allowed_ips
-        .read()
-        .lookup(addr)
-        .map(|p| p.0.public_key);
+    let routed_to = dev.route_of(addr);
     if routed_to == Some(*public_key) {
         return Ok(());
     }
@@ -526,19 +516,11 @@ fn session_test(dev: &Device, public_key: [u8; 32], retry_after: Duration) -> Te
         handshake: Some(REUSED),
         ..Default::default()
     };
-    let peer = dev.shared.peers.read().get(&public_key).cloned();
-    let Some(peer) = peer.filter(|p| !p.is_hidden()) else {
+    let Some(peer) = dev.peer_snapshot(&public_key) else {
         rep.errors.push("unknown peer".into());
         return rep;
     };
-    let (usable, last) = {
-        let st = peer.state.lock();
-        (
-            st.sending_keypair(Instant::now()).is_some(),
-            st.last_handshake(),
-        )
-    };
-    match last.filter(|_| usable) {
+    match peer.last_handshake.filter(|_| peer.has_session) {
         Some(t) => {
             let age = std::time::SystemTime::now()
                 .duration_since(t)
@@ -563,29 +545,31 @@ fn handshake_test(dev: &Device, public_key: [u8; 32], timeout: Duration) -> Test
         handshake: Some(FORCED),
         ..Default::default()
     };
-    let peer = dev.shared.peers.read().get(&public_key).cloned();
-    let Some(peer) = peer.filter(|p| !p.is_hidden()) else {
+    let last_handshake = || {
+        dev.peer_snapshot(&public_key)
+            .and_then(|p| p.last_handshake)
+    };
+    let Some(peer) = dev.peer_snapshot(&public_key) else {
         rep.errors.push("unknown peer".into());
         return rep;
     };
-    if peer.endpoint().is_none() {
+    if peer.endpoint.is_none() {
         rep.errors.push("peer has no endpoint yet".into());
         return rep;
     }
-    let before = peer.state.lock().last_handshake();
+    let before = peer.last_handshake;
     let sent_at = Instant::now();
-    if dev
-        .shared
-        .with_peer(&peer, |st, env, out| st.force_initiation(env, out))
-        .is_none()
-    {
-        rep.errors.push("no private key configured".into());
-        return rep;
+    match dev.force_handshake(&public_key) {
+        Ok(()) => {}
+        Err(e) => {
+            rep.errors.push(e.into());
+            return rep;
+        }
     }
     rep.sent = 1;
     let deadline = sent_at + timeout.min(MAX_DURATION);
     while Instant::now() < deadline {
-        if peer.state.lock().last_handshake() != before {
+        if last_handshake() != before {
             let d = sent_at.elapsed();
             rep.handshake_ms = Some(ms(d));
             rep.received = 1;

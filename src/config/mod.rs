@@ -2,6 +2,7 @@
 //! Pure parsers: text in, a typed [`Config`] or a positioned error out.
 pub mod mesh_config;
 pub mod toml_config;
+pub mod user;
 pub mod wgquick;
 
 pub use mesh_config::MeshConfig;
@@ -45,7 +46,7 @@ pub struct InterfaceConfig {
     /// everything else when the peer is wrong.
     pub allow_default_route: bool,
     /// Run mode's privilege drop target (`[interface] user`), checked with
-    /// `daemon::privdrop::UserSpec::parse`.
+    /// [`user::UserSpec::parse`].
     pub user: Option<String>,
     /// `[interface] drop_privileges` (None: the default, on).
     pub drop_privileges: Option<bool>,

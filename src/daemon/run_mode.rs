@@ -11,7 +11,7 @@ use crate::cli::keys::{
 };
 use crate::cli::logging::{self, LogFormat};
 use crate::config::{self, Config, KeySource, MeshConfig};
-use crate::device::{config::rebind, Device};
+use crate::device::Device;
 use crate::io::linux_tun;
 use crate::io::linux_udp::LinuxBind;
 use crate::mesh::{AgentParams, Member, MeshState, MeshUpdate};
@@ -99,7 +99,7 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
     }
     let dev = Device::new(tun, Arc::new(LinuxBind::new()));
     if cfg.interface.listen_port.is_none() {
-        let _ = rebind(&dev.shared, 0, 0);
+        let _ = dev.rebind(0, 0);
     }
     if let Err(e) = dev.apply(&set) {
         tracing::error!(error = %e, "cannot apply config");

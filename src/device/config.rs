@@ -11,26 +11,30 @@ use crate::noise::cookie::CookieChecker;
 use crate::noise::handshake::Identity;
 use crate::noise::keys::{PublicKey, StaticSecretKey};
 use crate::noise::peer::PeerState;
-use crate::uapi::protocol::{
-    AllowedIpChange, DeviceInfo, DeviceSet, PeerInfo, PeerSet, UapiError, EADDRINUSE, EINVAL,
-};
 use rand::RngCore;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 use zeroize::Zeroize;
 
-fn err(errno: i32, message: impl Into<String>) -> UapiError {
-    UapiError {
-        errno,
-        message: message.into(),
-    }
+mod types;
+pub use types::{
+    AllowedIpChange, DeviceInfo, DeviceSet, PeerInfo, PeerSet, SetError, SetErrorKind,
+};
+
+fn err(kind: SetErrorKind, message: impl Into<String>) -> SetError {
+    SetError::new(kind, message)
 }
 
 impl Device {
     /// Applies a parsed set operation.
-    pub fn apply(&self, set: &DeviceSet) -> Result<(), UapiError> {
+    pub fn apply(&self, set: &DeviceSet) -> Result<(), SetError> {
         apply(&self.shared, set)
+    }
+    /// Binds the UDP socket on `port` (0 = any) with `fwmark`; keeps the
+    /// old socket on failure.
+    pub fn rebind(&self, port: u16, fwmark: u32) -> Result<(), SetError> {
+        rebind(&self.shared, port, fwmark)
     }
     /// The device lines of a get reply.
     pub fn info(&self) -> DeviceInfo {
@@ -146,7 +150,7 @@ fn peer_state_info(peer: &Arc<Peer>, with_psk: bool) -> PeerInfo {
     }
 }
 
-pub fn apply(s: &Shared, set: &DeviceSet) -> Result<(), UapiError> {
+fn apply(s: &Shared, set: &DeviceSet) -> Result<(), SetError> {
     if let Some(key) = set.private_key {
         set_private_key(s, key);
     }
@@ -170,7 +174,7 @@ pub fn apply(s: &Shared, set: &DeviceSet) -> Result<(), UapiError> {
 }
 
 /// Binds the UDP socket on `port` (0 = any). Keeps the old socket on failure.
-pub fn rebind(s: &Shared, port: u16, fwmark: u32) -> Result<(), UapiError> {
+fn rebind(s: &Shared, port: u16, fwmark: u32) -> Result<(), SetError> {
     {
         let mut st = s.settings.lock();
         let udp = s.current_udp();
@@ -179,19 +183,19 @@ pub fn rebind(s: &Shared, port: u16, fwmark: u32) -> Result<(), UapiError> {
             // rebind would race the old socket for the port).
             if st.fwmark != fwmark {
                 u.set_fwmark(fwmark)
-                    .map_err(|e| err(crate::uapi::protocol::EIO, e.to_string()))?;
+                    .map_err(|e| err(SetErrorKind::Io, e.to_string()))?;
                 st.fwmark = fwmark;
             }
             return Ok(());
         }
     }
     let udp = s.bind.open(port, fwmark).map_err(|e| {
-        let errno = if e.kind() == std::io::ErrorKind::AddrInUse {
-            EADDRINUSE
+        let kind = if e.kind() == std::io::ErrorKind::AddrInUse {
+            SetErrorKind::AddrInUse
         } else {
-            crate::uapi::protocol::EIO
+            SetErrorKind::Io
         };
-        err(errno, format!("cannot bind UDP port {port}: {e}"))
+        err(kind, format!("cannot bind UDP port {port}: {e}"))
     })?;
     let actual = udp.port();
     if let Some(old) = s.udp.write().replace(udp) {
@@ -285,16 +289,16 @@ fn remove_peer(s: &Shared, key: &[u8; 32]) {
 impl Device {
     /// Adds a peer that UAPI clients and metrics never see (the admin
     /// plane's self test), hidden from the moment it exists.
-    pub fn add_hidden_peer(&self, set: &PeerSet) -> Result<(), UapiError> {
+    pub fn add_hidden_peer(&self, set: &PeerSet) -> Result<(), SetError> {
         apply_peer_as(&self.shared, set, true)
     }
 }
 
-fn apply_peer(s: &Shared, p: &PeerSet) -> Result<(), UapiError> {
+fn apply_peer(s: &Shared, p: &PeerSet) -> Result<(), SetError> {
     apply_peer_as(s, p, false)
 }
 
-fn apply_peer_as(s: &Shared, p: &PeerSet, hidden: bool) -> Result<(), UapiError> {
+fn apply_peer_as(s: &Shared, p: &PeerSet, hidden: bool) -> Result<(), SetError> {
     let own = s
         .identity
         .read()
@@ -349,7 +353,10 @@ fn apply_peer_as(s: &Shared, p: &PeerSet, hidden: bool) -> Result<(), UapiError>
                 AllowedIpChange::Add(ip, cidr) => {
                     let max = if ip.is_ipv4() { 32 } else { 128 };
                     if cidr > max {
-                        return Err(err(EINVAL, format!("invalid prefix length /{cidr}")));
+                        return Err(err(
+                            SetErrorKind::Invalid,
+                            format!("invalid prefix length /{cidr}"),
+                        ));
                     }
                     table.insert(ip, cidr, me.clone());
                 }

@@ -364,7 +364,7 @@ fn run_set(
         return Ok(SetOutcome::Done(Err(e)));
     }
     let mut set = parser.finish();
-    let result = dev.apply(&set);
+    let result = dev.apply(&set).map_err(UapiError::from);
     // The parsed set's key copies are zeroed (it cannot zero itself on drop).
     set.private_key.zeroize();
     for p in &mut set.peers {
