@@ -11,6 +11,7 @@
 use super::probe::{echo_request, interface_addresses, parse_echo_reply, probe_candidates};
 use crate::device::Device;
 use crate::noise::constants::DATA_HEADER_LEN;
+use crate::noise::driver;
 use crate::noise::handshake::Identity;
 use crate::noise::keys::{PublicKey, StaticSecretKey};
 use crate::noise::messages::{message_type, MessageType};
@@ -164,23 +165,23 @@ impl Client {
         &mut self,
         f: impl FnOnce(&mut PeerState, &mut Env, &mut Vec<Output>) -> R,
     ) -> (R, Vec<Output>) {
-        let mut out = Vec::new();
         let mut rng = rand::rngs::OsRng;
         let mut idx = self.index;
         let mut alloc = || {
             idx = idx.wrapping_add(1);
             idx
         };
-        let mut env = Env {
+        let ctx = driver::Ctx {
             identity: &self.identity,
             now: Instant::now(),
             wall: SystemTime::now(),
             rng: &mut rng,
             alloc_index: &mut alloc,
         };
-        let r = f(&mut self.state, &mut env, &mut out);
+        let (r, out) = driver::call(&mut self.state, ctx, f);
         self.index = idx;
-        let _ = self.state.drain_events().count();
+        // The client keeps no index table: it reads only its one session.
+        let (_, out) = driver::split_index(out);
         (r, out)
     }
 

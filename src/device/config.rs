@@ -244,8 +244,9 @@ fn set_private_key(s: &Shared, key: [u8; 32]) {
     let peers: Vec<_> = s.peers.read().values().cloned().collect();
     for p in peers {
         let mut st = p.state.lock();
-        st.set_identity(identity.as_deref());
-        s.apply_index_events(&p, &mut st);
+        s.update_locked(&p, &mut st, |st, out| {
+            st.set_identity(identity.as_deref(), out)
+        });
     }
 }
 
@@ -263,8 +264,7 @@ fn replace_peers(s: &Shared) {
     let ids: std::collections::HashSet<u64> = removed.iter().map(|p| p.id).collect();
     for peer in &removed {
         let mut st = peer.state.lock();
-        st.shutdown();
-        s.apply_index_events(peer, &mut st);
+        s.update_locked(peer, &mut st, PeerState::shutdown);
         drop(st);
         peer.staged.lock().clear();
     }
@@ -277,8 +277,7 @@ fn remove_peer(s: &Shared, key: &[u8; 32]) {
     };
     {
         let mut st = peer.state.lock();
-        st.shutdown();
-        s.apply_index_events(&peer, &mut st);
+        s.update_locked(&peer, &mut st, PeerState::shutdown);
     }
     s.allowed_ips
         .write()

@@ -9,6 +9,7 @@
 //! through here.
 use super::peer::Peer;
 use super::{Device, IndexEntry, Shared};
+use crate::noise::driver::{self, Ctx};
 use crate::noise::handshake::Identity;
 use crate::noise::peer::{Env, IndexEvent, Output, PeerState};
 use std::sync::Arc;
@@ -39,7 +40,9 @@ impl Shared {
         Some(self.call_locked(peer, &mut st, &identity, f))
     }
 
-    /// Runs `f` on an already locked state.
+    /// Runs `f` on an already locked state: builds the [`Env`] (the one
+    /// place in the device that does), applies the index changes while
+    /// `st` is still locked, and hands back the other outputs.
     pub fn call_locked<R>(
         &self,
         peer: &Arc<Peer>,
@@ -47,26 +50,40 @@ impl Shared {
         identity: &Identity,
         f: impl FnOnce(&mut PeerState, &mut Env, &mut Vec<Output>) -> R,
     ) -> (R, Vec<Output>) {
-        let mut out = Vec::new();
         let mut rng = rand::rngs::OsRng;
         let mut alloc = || self.alloc_index(peer);
-        let mut env = Env {
+        let ctx = Ctx {
             identity,
             now: Instant::now(),
             wall: SystemTime::now(),
             rng: &mut rng,
             alloc_index: &mut alloc,
         };
-        let r = f(st, &mut env, &mut out);
-        self.apply_index_events(peer, st);
-        (r, out)
+        let (r, out) = driver::call(st, ctx, f);
+        (r, self.apply_index(peer, out))
     }
 
-    pub fn apply_index_events(&self, peer: &Arc<Peer>, st: &mut PeerState) {
-        let events: Vec<IndexEvent> = st.drain_events().collect();
-        if events.is_empty() {
-            return;
+    /// For the state changes that need no [`Env`] (a new device key, a
+    /// removed peer): runs `f` on the locked state and applies its index
+    /// changes; the other outputs are handed back.
+    pub fn update_locked(
+        &self,
+        peer: &Arc<Peer>,
+        st: &mut PeerState,
+        f: impl FnOnce(&mut PeerState, &mut Vec<Output>),
+    ) -> Vec<Output> {
+        let mut out = Vec::new();
+        f(st, &mut out);
+        self.apply_index(peer, out)
+    }
+
+    /// Applies the index outputs to the receiver-index table (one write
+    /// lock for all of them) and returns the rest, in order.
+    fn apply_index(&self, peer: &Arc<Peer>, out: Vec<Output>) -> Vec<Output> {
+        if !out.iter().any(|o| matches!(o, Output::Index(_))) {
+            return out;
         }
+        let (events, rest) = driver::split_index(out);
         let mut idx = self.index.write();
         for ev in events {
             match ev {
@@ -95,6 +112,7 @@ impl Shared {
                 }
             }
         }
+        rest
     }
 }
 

@@ -543,6 +543,8 @@ impl Shared {
                     bump(&self.stats.handshakes_failed, 1);
                     peer.staged.lock().clear();
                 }
+                // Applied by the driver while the peer's state was locked.
+                Output::Index(_) => {}
             }
         }
     }

@@ -20,6 +20,7 @@
 
 pub mod constants;
 pub mod cookie;
+pub mod driver;
 pub mod handshake;
 pub mod kdf;
 pub mod keypair;
