@@ -16,10 +16,9 @@ use std::net::{IpAddr, SocketAddr};
 /// cookie replies, handshakes); returns how many were handled. The worker
 /// thread may take some of them first: they are handled all the same.
 pub fn drain_handshake_queue(dev: &Device) -> usize {
-    let s = dev.fuzz_shared();
     let mut n = 0;
-    while let Ok(q) = s.handshake_rx.try_recv() {
-        process(s, &q);
+    while let Some(q) = dev.fuzz_next_handshake() {
+        process(dev.fuzz_shared(), &q);
         n += 1;
     }
     n

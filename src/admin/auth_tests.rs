@@ -118,7 +118,7 @@ fn a_second_peer_test_within_the_window_reuses_the_session() {
     let net = MemNetwork::new();
     let (a, b) = pair(&net, 54130);
     let (st, addr) = served(&a.dev, Some(TOKEN), false);
-    let key = crate::cli::keys::encode_base64_key(&b.public())
+    let key = crate::noise::keys::encode_base64_key(&b.public())
         .replace('+', "%2B")
         .replace('=', "%3D");
     let path = format!("/tunnel-test?peer={key}");

@@ -199,7 +199,7 @@ pub fn view(mesh: &MeshState, dev: &Device, now: Instant, wall: SystemTime) -> M
             let probe = mesh.probe(&m.public_key);
             let problem = member_problem(age, probe, now, fresh);
             MemberView {
-                public_key: crate::cli::keys::encode_base64_key(&m.public_key),
+                public_key: crate::noise::keys::encode_base64_key(&m.public_key),
                 endpoint: m.endpoint.clone().or(seen_at),
                 addresses: m.addresses.clone(),
                 allowed_ips: m

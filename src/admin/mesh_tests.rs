@@ -136,7 +136,7 @@ fn mesh_json_shape() {
     assert_eq!(mb["name"], "node-b");
     assert_eq!(
         mb["public_key"],
-        crate::cli::keys::encode_base64_key(&b.public())
+        crate::noise::keys::encode_base64_key(&b.public())
     );
     assert_eq!(mb["endpoint"], "192.0.2.2:7001");
     assert_eq!(mb["addresses"], serde_json::json!(["10.100.0.2"]));
@@ -179,7 +179,7 @@ fn mesh_json_shape() {
     // No secrets: neither node's private key in any encoding.
     let text = serde_json::to_string(&v).unwrap();
     for secret in [a.secret, b.secret] {
-        assert!(!text.contains(&crate::cli::keys::encode_base64_key(&secret)));
+        assert!(!text.contains(&crate::noise::keys::encode_base64_key(&secret)));
         assert!(!text.contains(&hex::encode(secret)));
     }
 }

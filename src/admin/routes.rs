@@ -124,8 +124,8 @@ pub(crate) fn parse_test_query(q: Option<&str>) -> Result<TestQuery, String> {
         let v = percent_decode(v);
         match k {
             "peer" => {
-                let key = crate::cli::keys::parse_base64_key(&v)
-                    .map_err(|_| "peer must be a base64 WireGuard public key".to_string())?;
+                let key = crate::noise::keys::parse_base64_key(&v)
+                    .ok_or_else(|| "peer must be a base64 WireGuard public key".to_string())?;
                 t.peer = Some(key);
             }
             "probes" => {

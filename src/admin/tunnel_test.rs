@@ -440,7 +440,7 @@ pub fn check_probe_route(dev: &Device, public_key: &[u8; 32], addr: IpAddr) -> R
     if routed_to == Some(*public_key) {
         return Ok(());
     }
-    let key = crate::cli::keys::encode_base64_key(public_key);
+    let key = crate::noise::keys::encode_base64_key(public_key);
     let mut own: Vec<String> = dev
         .peer_infos()
         .into_iter()
@@ -454,7 +454,7 @@ pub fn check_probe_route(dev: &Device, public_key: &[u8; 32], addr: IpAddr) -> R
     let why = match routed_to {
         Some(other) => format!(
             "it is routed to peer {} instead",
-            crate::cli::keys::encode_base64_key(&other)
+            crate::noise::keys::encode_base64_key(&other)
         ),
         None => "no peer's allowed IPs cover it".into(),
     };
@@ -513,7 +513,7 @@ pub fn peer_test_probing(
 fn session_test(dev: &Device, public_key: [u8; 32], retry_after: Duration) -> TestReport {
     let mut rep = TestReport {
         mode: "peer".into(),
-        peer: Some(crate::cli::keys::encode_base64_key(&public_key)),
+        peer: Some(crate::noise::keys::encode_base64_key(&public_key)),
         handshake: Some(REUSED),
         ..Default::default()
     };
@@ -542,7 +542,7 @@ fn session_test(dev: &Device, public_key: [u8; 32], retry_after: Duration) -> Te
 fn handshake_test(dev: &Device, public_key: [u8; 32], timeout: Duration) -> TestReport {
     let mut rep = TestReport {
         mode: "peer".into(),
-        peer: Some(crate::cli::keys::encode_base64_key(&public_key)),
+        peer: Some(crate::noise::keys::encode_base64_key(&public_key)),
         handshake: Some(FORCED),
         ..Default::default()
     };

@@ -292,8 +292,8 @@ pub(crate) fn validate_mtu(mtu: i64, addresses: &[(IpAddr, u8)]) -> Result<u16, 
 }
 
 pub(crate) fn parse_key(s: &str, what: &str) -> Result<[u8; 32], String> {
-    crate::cli::keys::parse_base64_key(s)
-        .map_err(|_| format!("invalid {what}: not a base64 key of 32 bytes"))
+    crate::noise::keys::parse_base64_key(s)
+        .ok_or_else(|| format!("invalid {what}: not a base64 key of 32 bytes"))
 }
 
 /// Plain decimal digits only (no sign, no spaces), as wg reads numbers.

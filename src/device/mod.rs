@@ -363,6 +363,12 @@ impl Device {
         &self.shared
     }
 
+    /// The next message waiting in the handshake queue (fuzz targets only).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn fuzz_next_handshake(&self) -> Option<handshake::Queued> {
+        self.shared.handshake_rx.try_recv().ok()
+    }
+
     pub fn is_closed(&self) -> bool {
         self.shared.shutdown.load(Ordering::SeqCst)
     }
