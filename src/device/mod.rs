@@ -17,6 +17,12 @@
 //! - [`handshake`]: drains that queue (MAC checks, cookies, rate limit).
 //! - [`timers`]: runs the peers' protocol timers.
 //!
+//! The device's face (the rest of the crate never sees [`Shared`]):
+//! [`config`] takes configuration in device-level types, [`snapshot`]
+//! copies out counters, peers, health and routes, and [`histogram`] holds
+//! the latency histograms the packet path records into. Every call into
+//! the protocol core goes through [`driver`].
+//!
 //! Lock order (never take an earlier one while holding a later one):
 //! `receiver` -> `tun_reader` (only ever tried, never waited for) ->
 //! `peers` -> a peer's `state` -> `index` / `allowed_ips` / `staged`.
