@@ -442,10 +442,9 @@ pub fn check_probe_route(dev: &Device, public_key: &[u8; 32], addr: IpAddr) -> R
     }
     let key = crate::noise::keys::encode_base64_key(public_key);
     let mut own: Vec<String> = dev
-        .peer_infos()
+        .peer_info(public_key)
         .into_iter()
-        .filter(|(p, _)| &p.public_key == public_key)
-        .flat_map(|(_, i)| i.allowed_ips)
+        .flat_map(|i| i.allowed_ips)
         .map(|(ip, c)| format!("{ip}/{c}"))
         .collect();
     if own.is_empty() {

@@ -353,7 +353,7 @@ impl Running {
     }
 
     fn apply(&mut self, dev: &Device, cfg: Config) -> Result<(), String> {
-        let running: Vec<[u8; 32]> = dev.peers().iter().map(|p| p.public_key).collect();
+        let running: Vec<[u8; 32]> = dev.peer_keys();
         let set = device_set_keyed(&cfg, &running, *self.private)?;
         configure_link(&cfg, &self.applied.interface.addresses)?;
         dev.apply(&set).map_err(|e| e.to_string())?;

@@ -47,7 +47,7 @@ impl Device {
     }
     /// Every configured peer, in the order they were added (self-test
     /// peers excluded).
-    pub fn peers(&self) -> Vec<Arc<Peer>> {
+    pub(super) fn peers(&self) -> Vec<Arc<Peer>> {
         let mut v: Vec<_> = self
             .shared
             .peers
@@ -59,23 +59,33 @@ impl Device {
         v.sort_by_key(|p| p.id);
         v
     }
+    /// The public keys of the configured peers, in the order they were
+    /// added (self-test peers excluded).
+    pub fn peer_keys(&self) -> Vec<[u8; 32]> {
+        self.peers().iter().map(|p| p.public_key).collect()
+    }
+    /// How many peers are configured (self-test peers excluded).
+    pub fn peer_count(&self) -> usize {
+        let peers = self.shared.peers.read();
+        peers.values().filter(|p| !p.is_hidden()).count()
+    }
     /// Every configured peer with its get-reply state, reading the
     /// allowed-IPs table once (not once per peer). The preshared key is
     /// not copied out: `preshared_key` is all zeros (see
     /// [`Device::peer_infos_with_psk`]).
-    pub fn peer_infos(&self) -> Vec<(Arc<Peer>, PeerInfo)> {
+    pub fn peer_infos(&self) -> Vec<PeerInfo> {
         self.peer_infos_inner(false)
     }
     /// As [`Device::peer_infos`], with each preshared key: only for the
     /// UAPI `get`, which must answer it.
-    pub fn peer_infos_with_psk(&self) -> Vec<(Arc<Peer>, PeerInfo)> {
+    pub fn peer_infos_with_psk(&self) -> Vec<PeerInfo> {
         self.peer_infos_inner(true)
     }
     /// The UDP port in use (0 until bound), without copying the key out.
     pub fn listen_port(&self) -> u16 {
         self.shared.settings.lock().listen_port
     }
-    fn peer_infos_inner(&self, with_psk: bool) -> Vec<(Arc<Peer>, PeerInfo)> {
+    fn peer_infos_inner(&self, with_psk: bool) -> Vec<PeerInfo> {
         let peers = self.peers();
         let mut prefixes: std::collections::HashMap<u64, Vec<(std::net::IpAddr, u8)>> =
             std::collections::HashMap::new();
@@ -87,13 +97,13 @@ impl Device {
             .map(|p| {
                 let mut info = peer_state_info(&p, with_psk);
                 info.allowed_ips = prefixes.remove(&p.id).unwrap_or_default();
-                (p, info)
+                info
             })
             .collect()
     }
-    /// One peer's get-reply state.
-    pub fn peer_info(&self, peer: &Arc<Peer>) -> PeerInfo {
-        peer_info(&self.shared, peer)
+    /// One visible peer's get-reply state.
+    pub fn peer_info(&self, public_key: &[u8; 32]) -> Option<PeerInfo> {
+        Some(peer_info(&self.shared, &self.visible_peer(public_key)?))
     }
     /// Offloads of the TUN and the UDP socket now in use.
     pub fn offloads(&self) -> Vec<(&'static str, bool)> {

@@ -147,9 +147,9 @@ pub fn render_with(out: &mut String, dev: &Device, hist: Option<&DeviceHistogram
         u64::from(dev.listen_port()),
     );
 
-    let peers = dev.peers();
+    let peer_count = dev.peer_count();
     let sessions = dev.session_count();
-    w.single("phantommesh_peers", Gauge, "Configured peers.", peers.len());
+    w.single("phantommesh_peers", Gauge, "Configured peers.", peer_count);
     w.single(
         "phantommesh_sessions",
         Gauge,
@@ -214,7 +214,7 @@ pub fn render_with(out: &mut String, dev: &Device, hist: Option<&DeviceHistogram
     );
 
     // Per-peer series, bounded.
-    let truncated = peers.len() > extra.max_peer_series;
+    let truncated = peer_count > extra.max_peer_series;
     w.single(
         "phantommesh_peer_metrics_truncated",
         Gauge,
@@ -226,7 +226,7 @@ pub fn render_with(out: &mut String, dev: &Device, hist: Option<&DeviceHistogram
     } else {
         dev.peer_infos()
             .into_iter()
-            .map(|(_, info)| PeerRow {
+            .map(|info| PeerRow {
                 public_key: b64.encode(info.public_key),
                 rx_bytes: info.rx_bytes,
                 tx_bytes: info.tx_bytes,

@@ -394,7 +394,7 @@ fn write_get(dev: &Device, w: &mut impl Write) -> Result<(), UapiError> {
         return Err(io_err(e));
     }
     let mut result = Ok(());
-    for (_, mut info) in dev.peer_infos_with_psk() {
+    for mut info in dev.peer_infos_with_psk() {
         if result.is_ok() {
             out.zeroize();
             format_peer(&info, &mut out);
