@@ -6,17 +6,19 @@
 //! visibility beyond the crate. Each function only forwards: no behaviour
 //! here that the product does not have.
 use crate::device::handshake::{process, Queued};
-use crate::device::Shared;
+use crate::device::receive::Receiver;
+use crate::device::Device;
+use crate::io::Udp;
 use std::net::{IpAddr, SocketAddr};
 
 /// Handles every message waiting in the device's handshake queue on this
 /// thread, as the handshake worker would (MAC checks, rate limiting,
 /// cookie replies, handshakes); returns how many were handled. The worker
 /// thread may take some of them first: they are handled all the same.
-pub fn drain_handshake_queue(s: &Shared) -> usize {
+pub fn drain_handshake_queue(dev: &Device) -> usize {
     let mut n = 0;
-    while let Ok(q) = s.handshake_rx.try_recv() {
-        process(s, &q);
+    while let Some(q) = dev.fuzz_next_handshake() {
+        process(dev.fuzz_shared(), &q);
         n += 1;
     }
     n
@@ -24,15 +26,24 @@ pub fn drain_handshake_queue(s: &Shared) -> usize {
 
 /// Handles one handshake message as the handshake worker would, on this
 /// thread, without going through the queue.
-pub fn handle_handshake(s: &Shared, msg: &[u8], src: SocketAddr) {
+pub fn handle_handshake(dev: &Device, msg: &[u8], src: SocketAddr) {
     process(
-        s,
+        dev.fuzz_shared(),
         &Queued {
             msg: msg.to_vec(),
             src,
             local: None,
         },
     );
+}
+
+/// One pass of the UDP receiver over `udp`, as the I/O loop runs it.
+pub fn receive_pass(
+    dev: &Device,
+    rx: &mut Receiver,
+    udp: &dyn Udp,
+) -> std::io::Result<usize> {
+    rx.pass(dev.fuzz_shared(), udp)
 }
 
 /// The admin plane's `%XX` decoding of query values.

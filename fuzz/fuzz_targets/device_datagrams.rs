@@ -13,7 +13,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use phantommesh::device::receive::Receiver;
 use phantommesh::device::Device;
-use phantommesh::fuzz_api::{drain_handshake_queue, handle_handshake};
+use phantommesh::fuzz_api::{drain_handshake_queue, handle_handshake, receive_pass};
 use phantommesh::io::mem::{MemNetwork, MemTun, MemTunHandle};
 use phantommesh::io::{Bind, RecvMeta, Udp};
 use phantommesh::noise::handshake::{consume_response, create_initiation, Identity, PeerKeys};
@@ -235,7 +235,7 @@ fn handshake(h: &Harness) -> Session {
     )
     .unwrap();
     add_mac1(&mut msg, &public(RESPONDER_SECRET));
-    handle_handshake(&h.dev.shared, &msg, peer_addr());
+    handle_handshake(&h.dev, &msg, peer_addr());
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         let n = h.sock.recv(&mut bufs, &mut meta).unwrap_or(0);
@@ -322,9 +322,9 @@ fuzz_target!(|ops: Vec<Op>| {
     *h.udp.queued.lock().unwrap() = datagrams;
     let mut rx = h.rx.lock().unwrap();
     while !h.udp.queued.lock().unwrap().is_empty() {
-        rx.pass(&h.dev.shared, &h.udp).expect("receive");
+        receive_pass(&h.dev, &mut rx, &h.udp).expect("receive");
     }
-    drain_handshake_queue(&h.dev.shared);
+    drain_handshake_queue(&h.dev);
     // Whatever reached the TUN left as well-formed packets.
     while let Some(p) = h.tun.recv_timeout(Duration::ZERO) {
         assert!(

@@ -80,6 +80,24 @@ pub const WG_MODE_NAMES: SettingNames = SettingNames {
     allow: "PHANTOMMESH_ADMIN_ALLOW_UNAUTHENTICATED=1",
 };
 
+/// Reads a bearer token file (as the admin server's `token_file`):
+/// trimmed, at most 4 KiB, never echoed in errors.
+pub fn token_from_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(4097).read_to_string(&mut text))
+        .map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
+    if text.len() > 4096 {
+        return Err(format!("{}: token file larger than 4 KiB", path.display()));
+    }
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(format!("{}: token file is empty", path.display()));
+    }
+    Ok(t.to_string())
+}
+
 /// Reads the admin token file (trimmed, non-empty, at most 4 KiB), logging
 /// the key-file mode warning when it is open to group or others. Errors
 /// name the file, never its content.
@@ -87,7 +105,7 @@ pub fn load_token(path: &Path) -> Result<Vec<u8>, String> {
     if let Some(w) = crate::config::insecure_mode_warning(path, "admin token file") {
         tracing::warn!("{w}");
     }
-    crate::cli::remote::token_from_file(path)
+    token_from_file(path)
         .map(String::into_bytes)
         .map_err(|e| format!("admin token file {e}"))
 }

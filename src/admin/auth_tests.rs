@@ -118,7 +118,7 @@ fn a_second_peer_test_within_the_window_reuses_the_session() {
     let net = MemNetwork::new();
     let (a, b) = pair(&net, 54130);
     let (st, addr) = served(&a.dev, Some(TOKEN), false);
-    let key = crate::cli::keys::encode_base64_key(&b.public())
+    let key = crate::noise::keys::encode_base64_key(&b.public())
         .replace('+', "%2B")
         .replace('=', "%3D");
     let path = format!("/tunnel-test?peer={key}");
@@ -127,8 +127,8 @@ fn a_second_peer_test_within_the_window_reuses_the_session() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["handshake"], "forced", "{v}");
     assert!(v["handshake_ms"].is_number(), "{v}");
-    let peer = a.dev.shared.peers.read().get(&b.public()).cloned().unwrap();
-    let first = peer.state.lock().last_handshake();
+    let last_handshake = || a.dev.peer_snapshot(&b.public()).unwrap().last_handshake;
+    let first = last_handshake();
     assert!(first.is_some());
     let (head, body) = get(addr, &path, Some(TOKEN));
     assert_eq!(status(&head), 200, "{body}");
@@ -137,11 +137,7 @@ fn a_second_peer_test_within_the_window_reuses_the_session() {
     assert_eq!(v["ok"], true, "{v}");
     assert!(v["handshake_ms"].is_null(), "{v}");
     assert!(v["handshake_age_seconds"].as_f64().unwrap() < 5.0, "{v}");
-    assert_eq!(
-        peer.state.lock().last_handshake(),
-        first,
-        "no new handshake"
-    );
+    assert_eq!(last_handshake(), first, "no new handshake");
     // Another forced handshake once the window has passed (the clock is
     // the limiter's: claim for a moment 5 s on instead of sleeping).
     let later = Instant::now() + handshake_limit::FORCED_HANDSHAKE_INTERVAL;
@@ -167,9 +163,6 @@ fn a_reused_test_without_a_session_fails_and_says_when_to_retry() {
     assert_eq!(rep.handshake, Some(tunnel_test::REUSED));
     assert!(!rep.ok);
     assert!(rep.errors[0].contains("retry in"), "{:?}", rep.errors);
-    let peer = a.dev.shared.peers.read().get(&b.public()).cloned().unwrap();
-    assert!(
-        peer.state.lock().last_handshake().is_none(),
-        "no handshake forced"
-    );
+    let peer = a.dev.peer_snapshot(&b.public()).unwrap();
+    assert!(peer.last_handshake.is_none(), "no handshake forced");
 }

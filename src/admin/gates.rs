@@ -13,10 +13,9 @@
 //!   and on-demand tests);
 //! - throughput = tunnel packets per second, received plus sent.
 use super::AdminState;
-use crate::device::Stats;
+use crate::device::snapshot::Counters;
 use crate::gates::{evaluate_with_mesh, GatesConfig, Report, Sampler, Window};
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 #[derive(Default, Clone, Copy)]
@@ -28,21 +27,20 @@ struct Totals {
     bytes: u64,
 }
 
-fn totals(s: &Stats) -> Totals {
-    let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    let errors = l(&s.drop_bad_mac)
-        + l(&s.drop_replay)
-        + l(&s.drop_decrypt)
-        + l(&s.drop_malformed)
-        + l(&s.drop_source_check)
-        + l(&s.drop_no_session)
-        + l(&s.drop_queue_full);
+fn totals(s: &Counters) -> Totals {
+    let errors = s.drop_bad_mac
+        + s.drop_replay
+        + s.drop_decrypt
+        + s.drop_malformed
+        + s.drop_source_check
+        + s.drop_no_session
+        + s.drop_queue_full;
     Totals {
-        completed: l(&s.handshakes_completed),
-        failed: l(&s.handshakes_failed),
-        packets: l(&s.rx_packets) + l(&s.tx_packets) + errors,
+        completed: s.handshakes_completed,
+        failed: s.handshakes_failed,
+        packets: s.rx_packets + s.tx_packets + errors,
         errors,
-        bytes: l(&s.rx_bytes) + l(&s.tx_bytes),
+        bytes: s.rx_bytes + s.tx_bytes,
     }
 }
 
@@ -54,7 +52,7 @@ pub struct GateState {
 }
 
 impl GateState {
-    pub fn new(cfg: GatesConfig, stats: &Stats) -> GateState {
+    pub fn new(cfg: GatesConfig, stats: &Counters) -> GateState {
         let window = Window::new(cfg.window, Instant::now());
         GateState {
             cfg,
@@ -65,7 +63,7 @@ impl GateState {
     }
 
     /// Moves the counters' growth since the last tick into the window.
-    pub fn tick(&self, stats: &Stats, now: Instant) {
+    pub fn tick(&self, stats: &Counters, now: Instant) {
         let cur = totals(stats);
         let prev = std::mem::replace(&mut *self.last.lock(), cur);
         let d = |a: u64, b: u64| a.saturating_sub(b);

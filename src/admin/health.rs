@@ -68,16 +68,16 @@ pub fn check(st: &AdminState, name: &str) -> Result<(), String> {
     match name {
         "ping" => Ok(()),
         "packet-loops" => {
-            let stalled = dev.shared.stalled_workers(WORKER_STALL_MS);
-            if dev.is_closed() {
+            let h = dev.health(WORKER_STALL_MS);
+            if h.closed {
                 Err("device is shut down".into())
-            } else if stalled.is_empty() {
+            } else if h.stalled_workers.is_empty() {
                 Ok(())
             } else {
                 Err(format!(
                     "no heartbeat for {} s from: {}",
                     WORKER_STALL_MS / 1000,
-                    stalled.join(", ")
+                    h.stalled_workers.join(", ")
                 ))
             }
         }
@@ -86,13 +86,8 @@ pub fn check(st: &AdminState, name: &str) -> Result<(), String> {
             LinkState::Down => Err(format!("interface {} is down", st.ifname)),
             LinkState::Up => Ok(()),
         },
-        "udp" => match dev.shared.udp.read().as_ref() {
-            Some(u) => {
-                let _ = u.port();
-                Ok(())
-            }
-            None => Err("no UDP socket bound".into()),
-        },
+        "udp" if dev.udp_bound() => Ok(()),
+        "udp" => Err("no UDP socket bound".into()),
         "config" => {
             if dev.public_key().is_none() {
                 Err("no private key configured".into())

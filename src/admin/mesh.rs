@@ -104,11 +104,10 @@ pub fn probe_target(m: &Member, (v4, v6): (bool, bool)) -> Option<IpAddr> {
 /// Last handshake age of each key's (visible) device peer; None when the
 /// device has no such peer or it never completed a handshake.
 pub fn handshake_ages(dev: &Device, keys: &[[u8; 32]], now: SystemTime) -> Vec<Option<Duration>> {
-    let peers = dev.shared.peers.read();
-    keys.iter()
-        .map(|k| {
-            let p = peers.get(k).filter(|p| !p.is_hidden())?;
-            let t = p.state.lock().last_handshake()?;
+    dev.peer_snapshots(keys)
+        .into_iter()
+        .map(|p| {
+            let t = p?.last_handshake?;
             Some(now.duration_since(t).unwrap_or(Duration::ZERO))
         })
         .collect()
@@ -186,17 +185,11 @@ pub fn view(mesh: &MeshState, dev: &Device, now: Instant, wall: SystemTime) -> M
     let members = mesh.members();
     let keys: Vec<[u8; 32]> = members.iter().map(|m| m.public_key).collect();
     let ages = handshake_ages(dev, &keys, wall);
-    let endpoints: Vec<Option<String>> = {
-        let peers = dev.shared.peers.read();
-        keys.iter()
-            .map(|k| {
-                peers
-                    .get(k)
-                    .and_then(|p| p.endpoint())
-                    .map(|e| e.to_string())
-            })
-            .collect()
-    };
+    let endpoints: Vec<Option<String>> = dev
+        .peer_snapshots(&keys)
+        .into_iter()
+        .map(|p| p?.endpoint.map(|e| e.to_string()))
+        .collect();
     let fresh = probe_freshness(members.len());
     let views = members
         .into_iter()
@@ -206,7 +199,7 @@ pub fn view(mesh: &MeshState, dev: &Device, now: Instant, wall: SystemTime) -> M
             let probe = mesh.probe(&m.public_key);
             let problem = member_problem(age, probe, now, fresh);
             MemberView {
-                public_key: crate::cli::keys::encode_base64_key(&m.public_key),
+                public_key: crate::noise::keys::encode_base64_key(&m.public_key),
                 endpoint: m.endpoint.clone().or(seen_at),
                 addresses: m.addresses.clone(),
                 allowed_ips: m
@@ -347,7 +340,7 @@ pub fn probe_round(st: &AdminState, mesh: &MeshState) -> Round {
         mesh.record_probe(key, ProbeResult { at, rtt });
         st.gates.record_test(o.sent, o.received, &o.rtts);
         for d in &o.rtts {
-            st.dev.shared.hist.tunnel_test_rtt.observe(*d);
+            st.dev.observe_tunnel_test_rtt(*d);
         }
         round.probed += 1;
         round.answered += usize::from(rtt.is_some());

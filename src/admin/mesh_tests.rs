@@ -136,7 +136,7 @@ fn mesh_json_shape() {
     assert_eq!(mb["name"], "node-b");
     assert_eq!(
         mb["public_key"],
-        crate::cli::keys::encode_base64_key(&b.public())
+        crate::noise::keys::encode_base64_key(&b.public())
     );
     assert_eq!(mb["endpoint"], "192.0.2.2:7001");
     assert_eq!(mb["addresses"], serde_json::json!(["10.100.0.2"]));
@@ -179,7 +179,7 @@ fn mesh_json_shape() {
     // No secrets: neither node's private key in any encoding.
     let text = serde_json::to_string(&v).unwrap();
     for secret in [a.secret, b.secret] {
-        assert!(!text.contains(&crate::cli::keys::encode_base64_key(&secret)));
+        assert!(!text.contains(&crate::noise::keys::encode_base64_key(&secret)));
         assert!(!text.contains(&hex::encode(secret)));
     }
 }
@@ -485,7 +485,7 @@ fn probe_round_records_real_echoes() {
         member("node-d", [0x55; 32], &["fd10::9"], &[]),
     ]);
     st.attach_mesh(mesh.clone());
-    let rtt_before = a.dev.shared.hist.tunnel_test_rtt.snapshot().count;
+    let rtt_before = a.dev.histograms().tunnel_test_rtt.snapshot().count;
     let r = probe_round(&st, &mesh);
     assert_eq!((r.probed, r.answered), (1, 1), "{:?}", r.errors);
     let p = mesh.probe(&b.public()).expect("b probed");
@@ -496,7 +496,7 @@ fn probe_round_records_real_echoes() {
     assert_eq!((s.attempts, s.successes), (ECHOES as u64, ECHOES as u64));
     assert_eq!(s.latency_samples, ECHOES as u64);
     assert_eq!(
-        a.dev.shared.hist.tunnel_test_rtt.snapshot().count,
+        a.dev.histograms().tunnel_test_rtt.snapshot().count,
         rtt_before + ECHOES as u64
     );
     // An empty mesh probes nothing.

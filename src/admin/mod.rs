@@ -68,7 +68,7 @@ impl AdminState {
         token: Option<Vec<u8>>,
         gates_cfg: crate::gates::GatesConfig,
     ) -> Arc<AdminState> {
-        let gates = gates::GateState::new(gates_cfg, &dev.shared.stats);
+        let gates = gates::GateState::new(gates_cfg, &dev.counters());
         Arc::new(AdminState {
             gates,
             dev,
@@ -180,7 +180,7 @@ impl AdminState {
         let (sent, received, rtts) = rep.totals();
         self.gates.record_test(sent, received, &rtts);
         for d in &rtts {
-            self.dev.shared.hist.tunnel_test_rtt.observe(*d);
+            self.dev.observe_tunnel_test_rtt(*d);
         }
         if !rep.ok {
             self.tests_failed.fetch_add(1, Ordering::Relaxed);
@@ -194,7 +194,7 @@ impl AdminState {
     /// The device's count of link returns, after a look at the link.
     fn link_ups_now(&self) -> u64 {
         self.dev.link_state();
-        self.dev.shared.link.ups()
+        self.dev.link_ups()
     }
 
     /// Whether the link came back up since the recorded self test started
@@ -269,8 +269,7 @@ pub fn spawn_gate_ticker(st: Arc<AdminState>) {
         .spawn(move || {
             while !st.dev.is_closed() {
                 std::thread::sleep(Duration::from_secs(1));
-                st.gates
-                    .tick(&st.dev.shared.stats, std::time::Instant::now());
+                st.gates.tick(&st.dev.counters(), std::time::Instant::now());
             }
         });
 }

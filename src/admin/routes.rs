@@ -124,8 +124,8 @@ pub(crate) fn parse_test_query(q: Option<&str>) -> Result<TestQuery, String> {
         let v = percent_decode(v);
         match k {
             "peer" => {
-                let key = crate::cli::keys::parse_base64_key(&v)
-                    .map_err(|_| "peer must be a base64 WireGuard public key".to_string())?;
+                let key = crate::noise::keys::parse_base64_key(&v)
+                    .ok_or_else(|| "peer must be a base64 WireGuard public key".to_string())?;
                 t.peer = Some(key);
             }
             "probes" => {
@@ -170,13 +170,7 @@ async fn tunnel_test(State(st): St, headers: HeaderMap, RawQuery(q): RawQuery) -
         Err(e) => return error_json(StatusCode::BAD_REQUEST, &e),
     };
     if let Some(k) = q.peer {
-        let known = st
-            .dev
-            .shared
-            .peers
-            .read()
-            .get(&k)
-            .is_some_and(|p| !p.is_hidden());
+        let known = st.dev.peer_snapshot(&k).is_some();
         if !known {
             return error_json(
                 StatusCode::NOT_FOUND,
@@ -239,7 +233,7 @@ pub fn metrics_extra(st: &AdminState) -> crate::metrics::Extra {
         health_checks: checks,
         tunnel_tests_run: st.tests_run.load(Relaxed),
         tunnel_tests_failed: st.tests_failed.load(Relaxed),
-        histograms: Some(st.dev.shared.hist.clone()),
+        histograms: Some(st.dev.histograms()),
         offloads: st
             .dev
             .offloads()

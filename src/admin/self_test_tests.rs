@@ -79,7 +79,7 @@ fn a_returning_link_reruns_the_self_test_at_once() {
 
     a.tun.set_link_up(false);
     wait_for("the device to see the link down", 5, || {
-        a.dev.shared.link.last() == Some(LinkState::Down)
+        a.dev.last_link_state() == Some(LinkState::Down)
     });
     assert_eq!(runs(), 2, "no test while the link is merely down");
     let up_at = Instant::now();

@@ -11,6 +11,7 @@
 use super::probe::{echo_request, interface_addresses, parse_echo_reply, probe_candidates};
 use crate::device::Device;
 use crate::noise::constants::DATA_HEADER_LEN;
+use crate::noise::driver;
 use crate::noise::handshake::Identity;
 use crate::noise::keys::{PublicKey, StaticSecretKey};
 use crate::noise::messages::{message_type, MessageType};
@@ -164,23 +165,23 @@ impl Client {
         &mut self,
         f: impl FnOnce(&mut PeerState, &mut Env, &mut Vec<Output>) -> R,
     ) -> (R, Vec<Output>) {
-        let mut out = Vec::new();
         let mut rng = rand::rngs::OsRng;
         let mut idx = self.index;
         let mut alloc = || {
             idx = idx.wrapping_add(1);
             idx
         };
-        let mut env = Env {
+        let ctx = driver::Ctx {
             identity: &self.identity,
             now: Instant::now(),
             wall: SystemTime::now(),
             rng: &mut rng,
             alloc_index: &mut alloc,
         };
-        let r = f(&mut self.state, &mut env, &mut out);
+        let (r, out) = driver::call(&mut self.state, ctx, f);
         self.index = idx;
-        let _ = self.state.drain_events().count();
+        // The client keeps no index table: it reads only its one session.
+        let (_, out) = driver::split_index(out);
         (r, out)
     }
 
@@ -258,17 +259,12 @@ impl Client {
 /// Picks a probe source in the interface's subnet that no peer routes, and
 /// the interface address to ping.
 fn probe_addresses(dev: &Device, ifname: &str) -> Option<(IpAddr, IpAddr)> {
-    let table = dev.shared.allowed_ips.read();
     let mut addrs = interface_addresses(ifname);
     addrs.sort_by_key(|(a, _)| a.is_ipv6()); // IPv4 first
-    for (addr, prefix) in addrs {
-        for c in probe_candidates(addr, prefix, 64) {
-            if table.lookup(c).is_none() {
-                return Some((c, addr));
-            }
-        }
-    }
-    None
+    addrs.into_iter().find_map(|(addr, prefix)| {
+        let c = dev.first_unrouted(probe_candidates(addr, prefix, 64))?;
+        Some((c, addr))
+    })
 }
 
 /// Removes the hidden test peer however the test ends.
@@ -440,21 +436,15 @@ pub fn peer_test(dev: &Device, public_key: [u8; 32], timeout: Duration) -> TestR
 /// allowed IPs cover it and no other peer's more specific prefix does), so
 /// probes to it cross the tunnel to that peer.
 pub fn check_probe_route(dev: &Device, public_key: &[u8; 32], addr: IpAddr) -> Result<(), String> {
-    let routed_to = dev
-        .shared
-        .allowed_ips
-        .read()
-        .lookup(addr)
-        .map(|p| p.0.public_key);
+    let routed_to = dev.route_of(addr);
     if routed_to == Some(*public_key) {
         return Ok(());
     }
-    let key = crate::cli::keys::encode_base64_key(public_key);
+    let key = crate::noise::keys::encode_base64_key(public_key);
     let mut own: Vec<String> = dev
-        .peer_infos()
+        .peer_info(public_key)
         .into_iter()
-        .filter(|(p, _)| &p.public_key == public_key)
-        .flat_map(|(_, i)| i.allowed_ips)
+        .flat_map(|i| i.allowed_ips)
         .map(|(ip, c)| format!("{ip}/{c}"))
         .collect();
     if own.is_empty() {
@@ -463,7 +453,7 @@ pub fn check_probe_route(dev: &Device, public_key: &[u8; 32], addr: IpAddr) -> R
     let why = match routed_to {
         Some(other) => format!(
             "it is routed to peer {} instead",
-            crate::cli::keys::encode_base64_key(&other)
+            crate::noise::keys::encode_base64_key(&other)
         ),
         None => "no peer's allowed IPs cover it".into(),
     };
@@ -522,23 +512,15 @@ pub fn peer_test_probing(
 fn session_test(dev: &Device, public_key: [u8; 32], retry_after: Duration) -> TestReport {
     let mut rep = TestReport {
         mode: "peer".into(),
-        peer: Some(crate::cli::keys::encode_base64_key(&public_key)),
+        peer: Some(crate::noise::keys::encode_base64_key(&public_key)),
         handshake: Some(REUSED),
         ..Default::default()
     };
-    let peer = dev.shared.peers.read().get(&public_key).cloned();
-    let Some(peer) = peer.filter(|p| !p.is_hidden()) else {
+    let Some(peer) = dev.peer_snapshot(&public_key) else {
         rep.errors.push("unknown peer".into());
         return rep;
     };
-    let (usable, last) = {
-        let st = peer.state.lock();
-        (
-            st.sending_keypair(Instant::now()).is_some(),
-            st.last_handshake(),
-        )
-    };
-    match last.filter(|_| usable) {
+    match peer.last_handshake.filter(|_| peer.has_session) {
         Some(t) => {
             let age = std::time::SystemTime::now()
                 .duration_since(t)
@@ -559,33 +541,35 @@ fn session_test(dev: &Device, public_key: [u8; 32], retry_after: Duration) -> Te
 fn handshake_test(dev: &Device, public_key: [u8; 32], timeout: Duration) -> TestReport {
     let mut rep = TestReport {
         mode: "peer".into(),
-        peer: Some(crate::cli::keys::encode_base64_key(&public_key)),
+        peer: Some(crate::noise::keys::encode_base64_key(&public_key)),
         handshake: Some(FORCED),
         ..Default::default()
     };
-    let peer = dev.shared.peers.read().get(&public_key).cloned();
-    let Some(peer) = peer.filter(|p| !p.is_hidden()) else {
+    let last_handshake = || {
+        dev.peer_snapshot(&public_key)
+            .and_then(|p| p.last_handshake)
+    };
+    let Some(peer) = dev.peer_snapshot(&public_key) else {
         rep.errors.push("unknown peer".into());
         return rep;
     };
-    if peer.endpoint().is_none() {
+    if peer.endpoint.is_none() {
         rep.errors.push("peer has no endpoint yet".into());
         return rep;
     }
-    let before = peer.state.lock().last_handshake();
+    let before = peer.last_handshake;
     let sent_at = Instant::now();
-    if dev
-        .shared
-        .with_peer(&peer, |st, env, out| st.force_initiation(env, out))
-        .is_none()
-    {
-        rep.errors.push("no private key configured".into());
-        return rep;
+    match dev.force_handshake(&public_key) {
+        Ok(()) => {}
+        Err(e) => {
+            rep.errors.push(e.into());
+            return rep;
+        }
     }
     rep.sent = 1;
     let deadline = sent_at + timeout.min(MAX_DURATION);
     while Instant::now() < deadline {
-        if peer.state.lock().last_handshake() != before {
+        if last_handshake() != before {
             let d = sent_at.elapsed();
             rep.handshake_ms = Some(ms(d));
             rep.received = 1;

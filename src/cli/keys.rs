@@ -1,7 +1,5 @@
 //! Key handling shared by `genkey`/`pubkey`/`genpsk` and the daemon: base64
 //! keys as `wg` prints them, key files (created 0600), never logged.
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use rand_core::{OsRng, RngCore};
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
@@ -61,26 +59,10 @@ pub fn public_key(private: &[u8; 32]) -> [u8; 32] {
 
 /// Parses a base64 key (surrounding whitespace allowed).
 pub fn parse_base64_key(s: &str) -> Result<[u8; 32], KeyError> {
-    let s = s.trim();
-    // wg accepts exactly 44 characters ending in '='; the standard engine
-    // also rejects non-zero trailing bits, as wg does.
-    if s.len() != 44 {
-        return Err(KeyError::Malformed);
-    }
-    let mut out = Zeroizing::new([0u8; 33]);
-    match STANDARD.decode_slice(s, &mut out[..]) {
-        Ok(32) => {
-            let mut k = [0u8; 32];
-            k.copy_from_slice(&out[..32]);
-            Ok(k)
-        }
-        _ => Err(KeyError::Malformed),
-    }
+    crate::noise::keys::parse_base64_key(s).ok_or(KeyError::Malformed)
 }
 
-pub fn encode_base64_key(key: &[u8; 32]) -> String {
-    STANDARD.encode(key)
-}
+pub use crate::noise::keys::encode_base64_key;
 
 /// Fails with [`KeyError::InsecureMode`] if group or others have any access
 /// to the file (for `preflight`; the daemon itself only warns).

@@ -2,7 +2,7 @@
 //! `mesh status`): the bearer token file, the CA bundle for `https://`,
 //! and `--insecure`; and the client they make.
 use crate::gates::fetch::{Client, ClientOptions, FetchError};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// How to reach a node's admin API.
 #[derive(clap::Args, Debug, Clone, Default, PartialEq, Eq)]
@@ -43,23 +43,9 @@ impl RemoteArgs {
     }
 }
 
-/// Reads a bearer token file (as the admin server's `token_file`):
-/// trimmed, at most 4 KiB, never echoed in errors.
-pub fn token_from_file(path: &Path) -> Result<String, String> {
-    use std::io::Read;
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(4097).read_to_string(&mut text))
-        .map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
-    if text.len() > 4096 {
-        return Err(format!("{}: token file larger than 4 KiB", path.display()));
-    }
-    let t = text.trim();
-    if t.is_empty() {
-        return Err(format!("{}: token file is empty", path.display()));
-    }
-    Ok(t.to_string())
-}
+// The admin server reads its token file the same way; the reader lives
+// there, below the CLI.
+pub use crate::admin::auth::token_from_file;
 
 #[cfg(test)]
 mod tests {

@@ -166,7 +166,7 @@ fn debug_output_redacts_inline_keys() {
     let secret = [0xabu8; 32];
     let shown = format!("{:?}", KeySource::Inline(secret));
     assert_eq!(shown, "Inline(<redacted>)");
-    let b64 = crate::cli::keys::encode_base64_key(&secret);
+    let b64 = crate::noise::keys::encode_base64_key(&secret);
     let text = format!(
         "[Interface]\nPrivateKey = {b64}\n[Peer]\nPublicKey = {PK1}\nPresharedKey = {b64}\n"
     );

@@ -2,6 +2,7 @@
 //! Pure parsers: text in, a typed [`Config`] or a positioned error out.
 pub mod mesh_config;
 pub mod toml_config;
+pub mod user;
 pub mod wgquick;
 
 pub use mesh_config::MeshConfig;
@@ -45,7 +46,7 @@ pub struct InterfaceConfig {
     /// everything else when the peer is wrong.
     pub allow_default_route: bool,
     /// Run mode's privilege drop target (`[interface] user`), checked with
-    /// `daemon::privdrop::UserSpec::parse`.
+    /// [`user::UserSpec::parse`].
     pub user: Option<String>,
     /// `[interface] drop_privileges` (None: the default, on).
     pub drop_privileges: Option<bool>,
@@ -291,8 +292,8 @@ pub(crate) fn validate_mtu(mtu: i64, addresses: &[(IpAddr, u8)]) -> Result<u16, 
 }
 
 pub(crate) fn parse_key(s: &str, what: &str) -> Result<[u8; 32], String> {
-    crate::cli::keys::parse_base64_key(s)
-        .map_err(|_| format!("invalid {what}: not a base64 key of 32 bytes"))
+    crate::noise::keys::parse_base64_key(s)
+        .ok_or_else(|| format!("invalid {what}: not a base64 key of 32 bytes"))
 }
 
 /// Plain decimal digits only (no sign, no spaces), as wg reads numbers.

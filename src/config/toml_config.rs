@@ -149,8 +149,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         allow_default_route: ri.allow_default_route.unwrap_or(false),
         user: match &ri.user {
             Some(u) => {
-                crate::daemon::privdrop::UserSpec::parse(u.get_ref())
-                    .map_err(|m| at(u.span(), m))?;
+                super::user::UserSpec::parse(u.get_ref()).map_err(|m| at(u.span(), m))?;
                 Some(u.get_ref().clone())
             }
             None => None,

@@ -1,5 +1,5 @@
 use super::*;
-use crate::cli::keys::parse_base64_key;
+use crate::noise::keys::parse_base64_key;
 use std::collections::HashMap;
 use std::net::IpAddr;
 

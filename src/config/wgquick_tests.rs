@@ -1,5 +1,5 @@
 use super::*;
-use crate::cli::keys::parse_base64_key;
+use crate::noise::keys::parse_base64_key;
 use std::path::Path;
 
 const PRIV: &str = "WB7g0wZGHz+kj2BGgTyVdR36taFGX+z5gEiOWGXIQnQ=";

@@ -65,7 +65,7 @@ pub fn wait_events(dev: &Device, uapi: &UapiServer, mut on_event: impl FnMut(Eve
                 return StopReason::Signal(sig);
             }
         }
-        if dev.shared.tun_gone.load(Ordering::SeqCst) {
+        if dev.tun_gone() {
             tracing::info!("interface was deleted; shutting down");
             return StopReason::TunGone;
         }

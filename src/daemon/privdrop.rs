@@ -24,41 +24,11 @@ pub const DROP_ENV: &str = "PHANTOMMESH_DROP_PRIVILEGES";
 /// `nobody`/`nogroup` by number: present without an /etc/passwd.
 pub const DEFAULT_USER: &str = "65534:65534";
 
-/// A `USER[:GROUP]` spec: names or numbers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserSpec {
-    pub user: String,
-    pub group: Option<String>,
-}
+// The spec is config vocabulary (`[interface] user`); resolving it to
+// numbers is the drop's job, so that half lives here.
+pub use crate::config::user::UserSpec;
 
 impl UserSpec {
-    pub fn parse(s: &str) -> Result<UserSpec, String> {
-        let (u, g) = match s.split_once(':') {
-            Some((u, g)) => (u, Some(g)),
-            None => (s, None),
-        };
-        let valid = |x: &str| {
-            !x.is_empty()
-                && x.len() <= 32
-                && x.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        };
-        if !valid(u) || g.is_some_and(|g| !valid(g)) {
-            return Err(format!(
-                "invalid user {s:?}: expected NAME or UID, optionally :GROUP or :GID"
-            ));
-        }
-        if u == "0" || u == "root" {
-            return Err(format!(
-                "user {s:?}: dropping to root drops nothing; use the opt-out instead"
-            ));
-        }
-        Ok(UserSpec {
-            user: u.into(),
-            group: g.map(Into::into),
-        })
-    }
-
     /// (uid, gid): numbers as given, names from the passwd and group
     /// databases; without a group, the user's primary group (a numeric
     /// user not in passwd: the same number).

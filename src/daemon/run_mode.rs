@@ -11,7 +11,7 @@ use crate::cli::keys::{
 };
 use crate::cli::logging::{self, LogFormat};
 use crate::config::{self, Config, KeySource, MeshConfig};
-use crate::device::{config::rebind, Device};
+use crate::device::Device;
 use crate::io::linux_tun;
 use crate::io::linux_udp::LinuxBind;
 use crate::mesh::{AgentParams, Member, MeshState, MeshUpdate};
@@ -99,7 +99,7 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
     }
     let dev = Device::new(tun, Arc::new(LinuxBind::new()));
     if cfg.interface.listen_port.is_none() {
-        let _ = rebind(&dev.shared, 0, 0);
+        let _ = dev.rebind(0, 0);
     }
     if let Err(e) = dev.apply(&set) {
         tracing::error!(error = %e, "cannot apply config");
@@ -353,7 +353,7 @@ impl Running {
     }
 
     fn apply(&mut self, dev: &Device, cfg: Config) -> Result<(), String> {
-        let running: Vec<[u8; 32]> = dev.peers().iter().map(|p| p.public_key).collect();
+        let running: Vec<[u8; 32]> = dev.peer_keys();
         let set = device_set_keyed(&cfg, &running, *self.private)?;
         configure_link(&cfg, &self.applied.interface.addresses)?;
         dev.apply(&set).map_err(|e| e.to_string())?;

@@ -5,7 +5,7 @@ use super::inherited_fd::{validate_tun_fd, validate_uapi_fd};
 use super::{wait, EXIT_SETUP_FAILED};
 use crate::cli::daemonize::{daemonize, Readiness};
 use crate::cli::logging::{self, LogFormat};
-use crate::device::{config::rebind, Device};
+use crate::device::Device;
 use crate::io::linux_tun::{self, LinuxTun};
 use crate::io::linux_udp::LinuxBind;
 use crate::io::Tun;
@@ -66,7 +66,7 @@ pub fn main(args: WgArgs) -> i32 {
                 tracing::error!("{e}; using the built-in gates");
                 crate::gates::GatesConfig::load(None).expect("built-in gates parse")
             });
-            let admin = super::start_admin(&dev, dev.shared.tun.name(), listen, token, gates);
+            let admin = super::start_admin(&dev, dev.tun_name(), listen, token, gates);
             // Configuration arrives over UAPI in this mode.
             admin
                 .config_applied
@@ -187,7 +187,7 @@ pub fn start(ifname: &str) -> Result<(Arc<Device>, UapiServer), String> {
     };
     let real_name = tun.name().to_string();
     let dev = Device::new(tun, Arc::new(LinuxBind::new()));
-    rebind(&dev.shared, 0, 0).map_err(|e| e.message)?;
+    dev.rebind(0, 0).map_err(|e| e.message)?;
     let uapi = match uapi_fd {
         Some(fd) => UapiServer::from_fd(fd, &real_name),
         None => UapiServer::bind(&real_name),

@@ -11,26 +11,30 @@ use crate::noise::cookie::CookieChecker;
 use crate::noise::handshake::Identity;
 use crate::noise::keys::{PublicKey, StaticSecretKey};
 use crate::noise::peer::PeerState;
-use crate::uapi::protocol::{
-    AllowedIpChange, DeviceInfo, DeviceSet, PeerInfo, PeerSet, UapiError, EADDRINUSE, EINVAL,
-};
 use rand::RngCore;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 use zeroize::Zeroize;
 
-fn err(errno: i32, message: impl Into<String>) -> UapiError {
-    UapiError {
-        errno,
-        message: message.into(),
-    }
+mod types;
+pub use types::{
+    AllowedIpChange, DeviceInfo, DeviceSet, PeerInfo, PeerSet, SetError, SetErrorKind,
+};
+
+fn err(kind: SetErrorKind, message: impl Into<String>) -> SetError {
+    SetError::new(kind, message)
 }
 
 impl Device {
     /// Applies a parsed set operation.
-    pub fn apply(&self, set: &DeviceSet) -> Result<(), UapiError> {
+    pub fn apply(&self, set: &DeviceSet) -> Result<(), SetError> {
         apply(&self.shared, set)
+    }
+    /// Binds the UDP socket on `port` (0 = any) with `fwmark`; keeps the
+    /// old socket on failure.
+    pub fn rebind(&self, port: u16, fwmark: u32) -> Result<(), SetError> {
+        rebind(&self.shared, port, fwmark)
     }
     /// The device lines of a get reply.
     pub fn info(&self) -> DeviceInfo {
@@ -43,7 +47,7 @@ impl Device {
     }
     /// Every configured peer, in the order they were added (self-test
     /// peers excluded).
-    pub fn peers(&self) -> Vec<Arc<Peer>> {
+    pub(super) fn peers(&self) -> Vec<Arc<Peer>> {
         let mut v: Vec<_> = self
             .shared
             .peers
@@ -55,23 +59,33 @@ impl Device {
         v.sort_by_key(|p| p.id);
         v
     }
+    /// The public keys of the configured peers, in the order they were
+    /// added (self-test peers excluded).
+    pub fn peer_keys(&self) -> Vec<[u8; 32]> {
+        self.peers().iter().map(|p| p.public_key).collect()
+    }
+    /// How many peers are configured (self-test peers excluded).
+    pub fn peer_count(&self) -> usize {
+        let peers = self.shared.peers.read();
+        peers.values().filter(|p| !p.is_hidden()).count()
+    }
     /// Every configured peer with its get-reply state, reading the
     /// allowed-IPs table once (not once per peer). The preshared key is
     /// not copied out: `preshared_key` is all zeros (see
     /// [`Device::peer_infos_with_psk`]).
-    pub fn peer_infos(&self) -> Vec<(Arc<Peer>, PeerInfo)> {
+    pub fn peer_infos(&self) -> Vec<PeerInfo> {
         self.peer_infos_inner(false)
     }
     /// As [`Device::peer_infos`], with each preshared key: only for the
     /// UAPI `get`, which must answer it.
-    pub fn peer_infos_with_psk(&self) -> Vec<(Arc<Peer>, PeerInfo)> {
+    pub fn peer_infos_with_psk(&self) -> Vec<PeerInfo> {
         self.peer_infos_inner(true)
     }
     /// The UDP port in use (0 until bound), without copying the key out.
     pub fn listen_port(&self) -> u16 {
         self.shared.settings.lock().listen_port
     }
-    fn peer_infos_inner(&self, with_psk: bool) -> Vec<(Arc<Peer>, PeerInfo)> {
+    fn peer_infos_inner(&self, with_psk: bool) -> Vec<PeerInfo> {
         let peers = self.peers();
         let mut prefixes: std::collections::HashMap<u64, Vec<(std::net::IpAddr, u8)>> =
             std::collections::HashMap::new();
@@ -83,13 +97,13 @@ impl Device {
             .map(|p| {
                 let mut info = peer_state_info(&p, with_psk);
                 info.allowed_ips = prefixes.remove(&p.id).unwrap_or_default();
-                (p, info)
+                info
             })
             .collect()
     }
-    /// One peer's get-reply state.
-    pub fn peer_info(&self, peer: &Arc<Peer>) -> PeerInfo {
-        peer_info(&self.shared, peer)
+    /// One visible peer's get-reply state.
+    pub fn peer_info(&self, public_key: &[u8; 32]) -> Option<PeerInfo> {
+        Some(peer_info(&self.shared, &self.visible_peer(public_key)?))
     }
     /// Offloads of the TUN and the UDP socket now in use.
     pub fn offloads(&self) -> Vec<(&'static str, bool)> {
@@ -146,7 +160,7 @@ fn peer_state_info(peer: &Arc<Peer>, with_psk: bool) -> PeerInfo {
     }
 }
 
-pub fn apply(s: &Shared, set: &DeviceSet) -> Result<(), UapiError> {
+fn apply(s: &Shared, set: &DeviceSet) -> Result<(), SetError> {
     if let Some(key) = set.private_key {
         set_private_key(s, key);
     }
@@ -170,7 +184,7 @@ pub fn apply(s: &Shared, set: &DeviceSet) -> Result<(), UapiError> {
 }
 
 /// Binds the UDP socket on `port` (0 = any). Keeps the old socket on failure.
-pub fn rebind(s: &Shared, port: u16, fwmark: u32) -> Result<(), UapiError> {
+fn rebind(s: &Shared, port: u16, fwmark: u32) -> Result<(), SetError> {
     {
         let mut st = s.settings.lock();
         let udp = s.current_udp();
@@ -179,19 +193,19 @@ pub fn rebind(s: &Shared, port: u16, fwmark: u32) -> Result<(), UapiError> {
             // rebind would race the old socket for the port).
             if st.fwmark != fwmark {
                 u.set_fwmark(fwmark)
-                    .map_err(|e| err(crate::uapi::protocol::EIO, e.to_string()))?;
+                    .map_err(|e| err(SetErrorKind::Io, e.to_string()))?;
                 st.fwmark = fwmark;
             }
             return Ok(());
         }
     }
     let udp = s.bind.open(port, fwmark).map_err(|e| {
-        let errno = if e.kind() == std::io::ErrorKind::AddrInUse {
-            EADDRINUSE
+        let kind = if e.kind() == std::io::ErrorKind::AddrInUse {
+            SetErrorKind::AddrInUse
         } else {
-            crate::uapi::protocol::EIO
+            SetErrorKind::Io
         };
-        err(errno, format!("cannot bind UDP port {port}: {e}"))
+        err(kind, format!("cannot bind UDP port {port}: {e}"))
     })?;
     let actual = udp.port();
     if let Some(old) = s.udp.write().replace(udp) {
@@ -240,8 +254,9 @@ fn set_private_key(s: &Shared, key: [u8; 32]) {
     let peers: Vec<_> = s.peers.read().values().cloned().collect();
     for p in peers {
         let mut st = p.state.lock();
-        st.set_identity(identity.as_deref());
-        s.apply_index_events(&p, &mut st);
+        s.update_locked(&p, &mut st, |st, out| {
+            st.set_identity(identity.as_deref(), out)
+        });
     }
 }
 
@@ -259,8 +274,7 @@ fn replace_peers(s: &Shared) {
     let ids: std::collections::HashSet<u64> = removed.iter().map(|p| p.id).collect();
     for peer in &removed {
         let mut st = peer.state.lock();
-        st.shutdown();
-        s.apply_index_events(peer, &mut st);
+        s.update_locked(peer, &mut st, PeerState::shutdown);
         drop(st);
         peer.staged.lock().clear();
     }
@@ -273,8 +287,7 @@ fn remove_peer(s: &Shared, key: &[u8; 32]) {
     };
     {
         let mut st = peer.state.lock();
-        st.shutdown();
-        s.apply_index_events(&peer, &mut st);
+        s.update_locked(&peer, &mut st, PeerState::shutdown);
     }
     s.allowed_ips
         .write()
@@ -285,16 +298,16 @@ fn remove_peer(s: &Shared, key: &[u8; 32]) {
 impl Device {
     /// Adds a peer that UAPI clients and metrics never see (the admin
     /// plane's self test), hidden from the moment it exists.
-    pub fn add_hidden_peer(&self, set: &PeerSet) -> Result<(), UapiError> {
+    pub fn add_hidden_peer(&self, set: &PeerSet) -> Result<(), SetError> {
         apply_peer_as(&self.shared, set, true)
     }
 }
 
-fn apply_peer(s: &Shared, p: &PeerSet) -> Result<(), UapiError> {
+fn apply_peer(s: &Shared, p: &PeerSet) -> Result<(), SetError> {
     apply_peer_as(s, p, false)
 }
 
-fn apply_peer_as(s: &Shared, p: &PeerSet, hidden: bool) -> Result<(), UapiError> {
+fn apply_peer_as(s: &Shared, p: &PeerSet, hidden: bool) -> Result<(), SetError> {
     let own = s
         .identity
         .read()
@@ -349,7 +362,10 @@ fn apply_peer_as(s: &Shared, p: &PeerSet, hidden: bool) -> Result<(), UapiError>
                 AllowedIpChange::Add(ip, cidr) => {
                     let max = if ip.is_ipv4() { 32 } else { 128 };
                     if cidr > max {
-                        return Err(err(EINVAL, format!("invalid prefix length /{cidr}")));
+                        return Err(err(
+                            SetErrorKind::Invalid,
+                            format!("invalid prefix length /{cidr}"),
+                        ));
                     }
                     table.insert(ip, cidr, me.clone());
                 }

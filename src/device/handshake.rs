@@ -122,8 +122,8 @@ fn handle_initiation(s: &Shared, q: &Queued) {
             bump(&s.stats.handshakes_failed, 1);
             return;
         };
-        let (res, out) = s.call_locked(&peer, &mut st, &identity, |st, env, _| {
-            st.accept_initiation(env, init)
+        let (res, out) = s.call_locked(&peer, &mut st, &identity, |st, env, out| {
+            st.accept_initiation(env, init, out)
         });
         drop(st);
         (peer, res, out)

@@ -18,13 +18,21 @@
 //! - [`handshake`]: drains that queue (MAC checks, cookies, rate limit).
 //! - [`timers`]: runs the peers' protocol timers.
 //!
+//! The device's face (the rest of the crate never sees [`Shared`]):
+//! [`config`] takes configuration in device-level types, [`snapshot`]
+//! copies out counters, peers, health and routes, and [`histogram`] holds
+//! the latency histograms the packet path records into. Every call into
+//! the protocol core goes through [`driver`].
+//!
 //! Lock order (never take an earlier one while holding a later one):
 //! `receiver` -> `tun_reader` (only ever tried, never waited for) ->
 //! `peers` -> a peer's `state` -> `index` / `allowed_ips` / `staged`.
 //! The packet path holds `index` and `allowed_ips` only as readers, once per
 //! batch, and a peer's `state` once per batch per peer.
 pub mod config;
+pub mod driver;
 pub mod handshake;
+pub mod histogram;
 pub mod index_hash;
 pub mod io_loop;
 pub mod link;
@@ -33,6 +41,7 @@ pub mod pipeline;
 pub mod ratelimiter;
 pub mod receive;
 pub mod send;
+pub mod snapshot;
 pub mod staged;
 #[cfg(test)]
 pub(crate) mod test_node;
@@ -43,7 +52,7 @@ use crate::io::{Bind, Tun, Udp};
 use crate::noise::cookie::CookieChecker;
 use crate::noise::handshake::Identity;
 use crate::noise::keypair::Keypair;
-use crate::noise::peer::{Env, IndexEvent, Output, PeerState};
+use crate::noise::peer::Output;
 use crate::routing::AllowedIps;
 use parking_lot::{Mutex, RwLock};
 use peer::{Peer, PeerRef};
@@ -54,7 +63,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 /// Capacity of the handshake queue (the kernel's MAX_QUEUED_INCOMING_HANDSHAKES).
 pub const HANDSHAKE_QUEUE_LEN: usize = 4096;
@@ -132,64 +141,66 @@ impl Drop for Settings {
     }
 }
 
+/// The device's state, shared by its threads. Every field is private to
+/// `device` and its submodules: the rest of the crate sees [`Device`].
 pub struct Shared {
-    pub tun: Arc<dyn Tun>,
-    pub bind: Arc<dyn Bind>,
-    pub udp: RwLock<Option<Arc<dyn Udp>>>,
-    pub identity: RwLock<Option<Arc<Identity>>>,
-    pub cookie_checker: Mutex<Option<CookieChecker>>,
-    pub peers: RwLock<HashMap<[u8; 32], Arc<Peer>>>,
-    pub allowed_ips: RwLock<AllowedIps<PeerRef>>,
-    pub index: RwLock<IndexMap>,
-    pub settings: Mutex<Settings>,
-    pub rate_limiter: Mutex<RateLimiter>,
+    tun: Arc<dyn Tun>,
+    bind: Arc<dyn Bind>,
+    udp: RwLock<Option<Arc<dyn Udp>>>,
+    identity: RwLock<Option<Arc<Identity>>>,
+    cookie_checker: Mutex<Option<CookieChecker>>,
+    peers: RwLock<HashMap<[u8; 32], Arc<Peer>>>,
+    allowed_ips: RwLock<AllowedIps<PeerRef>>,
+    index: RwLock<IndexMap>,
+    settings: Mutex<Settings>,
+    rate_limiter: Mutex<RateLimiter>,
     /// Milliseconds since `epoch` until which the device counts as under load.
-    pub under_load_until: AtomicU64,
-    pub epoch: Instant,
-    pub stats: Stats,
+    under_load_until: AtomicU64,
+    epoch: Instant,
+    stats: Stats,
     /// The TUN's MTU, refreshed by the timer thread (padding needs it).
-    pub mtu: std::sync::atomic::AtomicUsize,
-    pub shutdown: AtomicBool,
+    mtu: std::sync::atomic::AtomicUsize,
+    shutdown: AtomicBool,
     /// Set when the TUN went away; the owner should exit.
-    pub tun_gone: AtomicBool,
+    tun_gone: AtomicBool,
     /// The TUN's link state as last seen (see [`link`]).
-    pub link: link::LinkMonitor,
+    link: link::LinkMonitor,
     next_peer_id: AtomicU64,
     /// Bytes staged across all peers (see [`staged`]).
-    pub staged_budget: Arc<staged::StagedBudget>,
-    pub(crate) handshake_tx: crossbeam_channel::Sender<handshake::Queued>,
-    pub(crate) handshake_rx: crossbeam_channel::Receiver<handshake::Queued>,
+    staged_budget: Arc<staged::StagedBudget>,
+    handshake_tx: crossbeam_channel::Sender<handshake::Queued>,
+    handshake_rx: crossbeam_channel::Receiver<handshake::Queued>,
     /// Wakes the UDP receive loop when the socket is replaced.
-    pub udp_generation: AtomicU64,
+    udp_generation: AtomicU64,
     /// Rung on shutdown and when the UDP socket is replaced (see
     /// [`io_loop::Wake`]).
-    pub io_wake: io_loop::Wake,
+    io_wake: io_loop::Wake,
     /// Last loop iteration of each worker thread (ms since `epoch`), for
     /// liveness: every loop wakes at least every few hundred milliseconds.
-    pub heartbeats: [AtomicU64; WORKERS.len()],
+    heartbeats: [AtomicU64; WORKERS.len()],
     /// Latency histograms, observed once per batch (a sample, not every
     /// packet, so instrumentation costs two clock reads per batch).
-    pub hist: Arc<crate::metrics::DeviceHistograms>,
+    hist: Arc<histogram::DeviceHistograms>,
     /// Packet-path latency sampling on (PHANTOMMESH_PACKET_METRICS=off
     /// turns it off, to measure what it costs).
-    pub sample_packets: bool,
+    sample_packets: bool,
     /// The pipeline: the shared crypto queue, recycled jobs, and one buffer
     /// pool per direction.
-    pub(crate) crypto_tx: crossbeam_channel::Sender<Arc<pipeline::Job>>,
-    pub(crate) crypto_rx: crossbeam_channel::Receiver<Arc<pipeline::Job>>,
-    pub jobs: pipeline::JobPool,
-    pub tx_bufs: pipeline::BufPool,
-    pub rx_bufs: pipeline::BufPool,
+    crypto_tx: crossbeam_channel::Sender<Arc<pipeline::Job>>,
+    crypto_rx: crossbeam_channel::Receiver<Arc<pipeline::Job>>,
+    jobs: pipeline::JobPool,
+    tx_bufs: pipeline::BufPool,
+    rx_bufs: pipeline::BufPool,
     /// Crypto workers started, and each one's last heartbeat.
-    pub workers: usize,
+    workers: usize,
     /// The TUN reader's batch (see [`send::read_opportunistically`]).
-    pub tun_reader: Mutex<send::TunReader>,
+    tun_reader: Mutex<send::TunReader>,
     /// The UDP receiver's batch (see [`receive::Receiver`]).
-    pub receiver: Mutex<receive::Receiver>,
+    receiver: Mutex<receive::Receiver>,
     /// Set when packets were written to the TUN since the last
     /// opportunistic read.
-    pub tun_written: AtomicBool,
-    pub crypto_heartbeats: Vec<AtomicU64>,
+    tun_written: AtomicBool,
+    crypto_heartbeats: Vec<AtomicU64>,
 }
 
 /// The device's worker threads, in `heartbeats` order.
@@ -201,7 +212,9 @@ pub const HB_TIMERS: usize = 3;
 
 /// A running device. Dropping it stops its threads.
 pub struct Device {
-    pub shared: Arc<Shared>,
+    /// Private: everything outside `device` goes through `Device`'s
+    /// methods (configuration in [`config`], reads in [`snapshot`]).
+    shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -267,7 +280,7 @@ impl Device {
             udp_generation: AtomicU64::new(0),
             io_wake: io_loop::Wake::new(),
             heartbeats: Default::default(),
-            hist: Arc::new(crate::metrics::DeviceHistograms::new()),
+            hist: Arc::new(histogram::DeviceHistograms::new()),
             sample_packets: !std::env::var("PHANTOMMESH_PACKET_METRICS").is_ok_and(|v| v == "off"),
             crypto_tx,
             crypto_rx,
@@ -367,6 +380,18 @@ impl Device {
         }
     }
 
+    /// The device state, for the fuzz targets' forwarding functions only.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn fuzz_shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// The next message waiting in the handshake queue (fuzz targets only).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn fuzz_next_handshake(&self) -> Option<handshake::Queued> {
+        self.shared.handshake_rx.try_recv().ok()
+    }
+
     pub fn is_closed(&self) -> bool {
         self.shared.shutdown.load(Ordering::SeqCst)
     }
@@ -395,7 +420,7 @@ impl Drop for Device {
 
 /// How long an idle crypto or handshake worker sleeps before it refreshes
 /// its heartbeat: well inside the liveness limit
-/// ([`crate::admin::health::WORKER_STALL_MS`], 5 s), and long enough that an
+/// (the admin plane's worker stall limit, 5 s), and long enough that an
 /// idle daemon is not woken several times a second per thread. Each such
 /// wake-up costs CPU on every node and moves threads between CPUs, which
 /// makes the next packet's wake-up more likely to need an IPI. Shutdown
@@ -518,88 +543,6 @@ impl Shared {
         }
     }
 
-    /// Runs `f` on the peer's protocol state with a fresh [`Env`], applies
-    /// index events, then performs the outputs (with no lock held).
-    /// None when the device has no private key.
-    pub fn with_peer<R>(
-        &self,
-        peer: &Arc<Peer>,
-        f: impl FnOnce(&mut PeerState, &mut Env, &mut Vec<Output>) -> R,
-    ) -> Option<R> {
-        let (r, out) = self.peer_call(peer, f)?;
-        self.perform(peer, out);
-        Some(r)
-    }
-
-    /// As [`Shared::with_peer`], but hands the outputs back to the caller.
-    pub fn peer_call<R>(
-        &self,
-        peer: &Arc<Peer>,
-        f: impl FnOnce(&mut PeerState, &mut Env, &mut Vec<Output>) -> R,
-    ) -> Option<(R, Vec<Output>)> {
-        let identity = self.identity.read().clone()?;
-        let mut st = peer.state.lock();
-        Some(self.call_locked(peer, &mut st, &identity, f))
-    }
-
-    /// Runs `f` on an already locked state.
-    pub fn call_locked<R>(
-        &self,
-        peer: &Arc<Peer>,
-        st: &mut PeerState,
-        identity: &Identity,
-        f: impl FnOnce(&mut PeerState, &mut Env, &mut Vec<Output>) -> R,
-    ) -> (R, Vec<Output>) {
-        let mut out = Vec::new();
-        let mut rng = rand::rngs::OsRng;
-        let mut alloc = || self.alloc_index(peer);
-        let mut env = Env {
-            identity,
-            now: Instant::now(),
-            wall: SystemTime::now(),
-            rng: &mut rng,
-            alloc_index: &mut alloc,
-        };
-        let r = f(st, &mut env, &mut out);
-        self.apply_index_events(peer, st);
-        (r, out)
-    }
-
-    pub fn apply_index_events(&self, peer: &Arc<Peer>, st: &mut PeerState) {
-        let events: Vec<IndexEvent> = st.drain_events().collect();
-        if events.is_empty() {
-            return;
-        }
-        let mut idx = self.index.write();
-        for ev in events {
-            match ev {
-                IndexEvent::Handshake(i) => {
-                    idx.insert(
-                        i,
-                        IndexEntry {
-                            peer: peer.clone(),
-                            keypair: None,
-                        },
-                    );
-                }
-                IndexEvent::Session(kp) => {
-                    idx.insert(
-                        kp.local_index,
-                        IndexEntry {
-                            peer: peer.clone(),
-                            keypair: Some(kp),
-                        },
-                    );
-                }
-                IndexEvent::Retired(i) => {
-                    if idx.get(&i).is_some_and(|e| e.peer.id == peer.id) {
-                        idx.remove(&i);
-                    }
-                }
-            }
-        }
-    }
-
     /// Carries out protocol outputs for `peer` (no peer lock held).
     pub fn perform(&self, peer: &Arc<Peer>, out: Vec<Output>) {
         for o in out {
@@ -622,6 +565,8 @@ impl Shared {
                     bump(&self.stats.handshakes_failed, 1);
                     peer.staged.lock().clear();
                 }
+                // Applied by the driver while the peer's state was locked.
+                Output::Index(_) => {}
             }
         }
     }

@@ -145,9 +145,9 @@ mod tests {
     /// the rest are dropped and counted as queue-full.
     #[test]
     fn a_device_stages_at_most_its_byte_cap_across_peers() {
+        use crate::device::config::{AllowedIpChange, DeviceSet, PeerSet};
         use crate::device::test_node::{public_of, TestNode};
         use crate::io::mem::MemNetwork;
-        use crate::uapi::protocol::{AllowedIpChange, DeviceSet, PeerSet};
         use std::time::{Duration, Instant};
 
         let node = TestNode::new(&MemNetwork::new(), "192.0.2.10", 52300, [0x31; 32]);

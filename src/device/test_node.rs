@@ -2,9 +2,9 @@
 //! crate (the admin plane's and the metrics' tests drive real devices
 //! through it).
 use super::Device;
+use crate::device::config::{AllowedIpChange, DeviceSet, PeerSet};
 use crate::io::mem::{MemNetwork, MemTun, MemTunHandle};
 use crate::noise::keys::{PublicKey, StaticSecretKey};
-use crate::uapi::protocol::{AllowedIpChange, DeviceSet, PeerSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 

@@ -5,6 +5,7 @@ use super::net::realtime_ns;
 use super::probe::{self, Matched, ProbeKind, Tracker};
 use super::stats::{PeerResult, Stats};
 use crate::noise::constants::{COOKIE_REPLY_LEN, DATA_HEADER_LEN, RESPONSE_LEN};
+use crate::noise::driver;
 use crate::noise::handshake::Identity;
 use crate::noise::keypair::Keypair;
 use crate::noise::messages::{message_type, padded_len, receiver_index, MessageType};
@@ -96,25 +97,22 @@ impl SimPeer {
         st: &mut Stats,
         f: impl FnOnce(&mut PeerState, &mut Env, &mut Vec<Output>) -> R,
     ) -> R {
-        let mut out = Vec::new();
         let mut rng = rand::rngs::OsRng;
         let mut idx = self.next_index;
         let mut alloc = || {
             idx = idx.wrapping_add(1).max(1);
             idx
         };
-        let r = {
-            let mut env = Env {
-                identity: &self.identity,
-                now,
-                wall: SystemTime::now(),
-                rng: &mut rng,
-                alloc_index: &mut alloc,
-            };
-            f(&mut self.state, &mut env, &mut out)
+        let ctx = driver::Ctx {
+            identity: &self.identity,
+            now,
+            wall: SystemTime::now(),
+            rng: &mut rng,
+            alloc_index: &mut alloc,
         };
+        let (r, out) = driver::call(&mut self.state, ctx, f);
         self.next_index = idx;
-        let events: Vec<IndexEvent> = self.state.drain_events().collect();
+        let (events, out) = driver::split_index(out);
         for ev in events {
             match ev {
                 IndexEvent::Session(kp) => self.sessions.push(kp),
@@ -160,6 +158,8 @@ impl SimPeer {
                 Output::GaveUp => {
                     st.count(at(origin, now), |c| c.handshakes_given_up += 1);
                 }
+                // Split off by `call` before this runs.
+                Output::Index(_) => {}
             }
         }
     }

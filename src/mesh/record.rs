@@ -8,7 +8,7 @@
 //!
 //! The private key never leaves the node; records carry the public key.
 use super::status::Member;
-use crate::cli::keys::{encode_base64_key, parse_base64_key};
+use crate::noise::keys::{encode_base64_key, parse_base64_key};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
@@ -75,7 +75,7 @@ impl NodeRecord {
         crate::config::mesh_config::validate_node_name(&r.name)
             .map_err(|e| format!("{key}: {e}"))?;
         let public_key = parse_base64_key(&r.public_key)
-            .map_err(|_| format!("{key}: public_key is not a base64 key of 32 bytes"))?;
+            .ok_or_else(|| format!("{key}: public_key is not a base64 key of 32 bytes"))?;
         if let Some(e) = &r.endpoint {
             crate::config::validate_endpoint(e).map_err(|m| format!("{key}: {m}"))?;
         }

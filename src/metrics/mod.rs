@@ -1,7 +1,7 @@
 //! Prometheus metrics for the admin plane's `/metrics`.
 //!
-//! - [`histogram`]: lock-free latency histograms the pipelines record into
-//!   ([`DeviceHistograms`]).
+//! - [`histogram`]: the device's lock-free latency histograms
+//!   ([`DeviceHistograms`], defined in `device::histogram`, re-exported here).
 //! - [`exposition`]: a writer for the text format (0.0.4).
 //! - [`render()`]: the whole scrape for a device, from counters it already keeps.
 //! - [`process`]: the standard `process_*` families, from `/proc/self`.
@@ -11,12 +11,13 @@
 //! of device state, so there is no registry, no upkeep task, and no
 //! summary-by-default pitfall.
 pub mod exposition;
-pub mod histogram;
 pub mod parse;
 pub mod process;
 pub mod render;
 
 pub use exposition::CONTENT_TYPE;
-pub use histogram::{DeviceHistograms, Histogram, HistogramSnapshot};
+// The histograms live with the device that records into them; metrics
+// renders them.
+pub use crate::device::histogram::{self, DeviceHistograms, Histogram, HistogramSnapshot};
 pub use process::ProcessStats;
 pub use render::{render, render_with, Extra, MeshMetrics};

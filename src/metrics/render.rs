@@ -11,7 +11,6 @@ use crate::device::Device;
 use base64::Engine;
 use std::collections::HashSet;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Above this many peers, per-peer series are left out.
@@ -109,11 +108,10 @@ pub fn render(out: &mut String, dev: &Device, extra: &Extra) {
 /// As [`render`], with the histograms passed separately (for when the
 /// device owns them).
 pub fn render_with(out: &mut String, dev: &Device, hist: Option<&DeviceHistograms>, extra: &Extra) {
-    let s = &dev.shared;
-    let st = &s.stats;
+    let st = dev.counters();
     let b64 = base64::engine::general_purpose::STANDARD;
     let interface = if extra.interface.is_empty() {
-        s.tun.name().to_string()
+        dev.tun_name().to_string()
     } else {
         extra.interface.clone()
     };
@@ -149,14 +147,9 @@ pub fn render_with(out: &mut String, dev: &Device, hist: Option<&DeviceHistogram
         u64::from(dev.listen_port()),
     );
 
-    let peers = dev.peers();
-    let sessions = s
-        .index
-        .read()
-        .values()
-        .filter(|e| e.keypair.is_some())
-        .count();
-    w.single("phantommesh_peers", Gauge, "Configured peers.", peers.len());
+    let peer_count = dev.peer_count();
+    let sessions = dev.session_count();
+    w.single("phantommesh_peers", Gauge, "Configured peers.", peer_count);
     w.single(
         "phantommesh_sessions",
         Gauge,
@@ -167,7 +160,7 @@ pub fn render_with(out: &mut String, dev: &Device, hist: Option<&DeviceHistogram
         "phantommesh_under_load",
         Gauge,
         "1 while the handshake queue is under load (cookies required).",
-        s.is_under_load(),
+        dev.is_under_load(),
     );
 
     w.family(
@@ -175,30 +168,30 @@ pub fn render_with(out: &mut String, dev: &Device, hist: Option<&DeviceHistogram
         Counter,
         "Data packets by direction.",
     );
-    for (dir, c) in [("rx", &st.rx_packets), ("tx", &st.tx_packets)] {
-        w.sample("phantommesh_packets_total", &[("direction", dir)], load(c));
+    for (dir, c) in [("rx", st.rx_packets), ("tx", st.tx_packets)] {
+        w.sample("phantommesh_packets_total", &[("direction", dir)], c);
     }
     w.family(
         "phantommesh_packets_dropped_total",
         Counter,
         "Packets dropped, by reason.",
     );
-    let drops: [(&str, &AtomicU64); 9] = [
-        ("bad_mac", &st.drop_bad_mac),
-        ("replay", &st.drop_replay),
-        ("decrypt", &st.drop_decrypt),
-        ("no_route", &st.drop_no_route),
-        ("source_check", &st.drop_source_check),
-        ("rate_limited", &st.drop_rate_limited),
-        ("malformed", &st.drop_malformed),
-        ("no_session", &st.drop_no_session),
-        ("queue_full", &st.drop_queue_full),
+    let drops: [(&str, u64); 9] = [
+        ("bad_mac", st.drop_bad_mac),
+        ("replay", st.drop_replay),
+        ("decrypt", st.drop_decrypt),
+        ("no_route", st.drop_no_route),
+        ("source_check", st.drop_source_check),
+        ("rate_limited", st.drop_rate_limited),
+        ("malformed", st.drop_malformed),
+        ("no_session", st.drop_no_session),
+        ("queue_full", st.drop_queue_full),
     ];
     for (reason, c) in drops {
         w.sample(
             "phantommesh_packets_dropped_total",
             &[("reason", reason)],
-            load(c),
+            c,
         );
     }
     w.family(
@@ -207,25 +200,21 @@ pub fn render_with(out: &mut String, dev: &Device, hist: Option<&DeviceHistogram
         "Handshakes by outcome.",
     );
     for (outcome, c) in [
-        ("initiated", &st.handshakes_initiated),
-        ("completed", &st.handshakes_completed),
-        ("failed", &st.handshakes_failed),
+        ("initiated", st.handshakes_initiated),
+        ("completed", st.handshakes_completed),
+        ("failed", st.handshakes_failed),
     ] {
-        w.sample(
-            "phantommesh_handshakes_total",
-            &[("outcome", outcome)],
-            load(c),
-        );
+        w.sample("phantommesh_handshakes_total", &[("outcome", outcome)], c);
     }
     w.single(
         "phantommesh_cookie_replies_sent_total",
         Counter,
         "Cookie replies sent while under load.",
-        load(&st.cookie_replies_sent),
+        st.cookie_replies_sent,
     );
 
     // Per-peer series, bounded.
-    let truncated = peers.len() > extra.max_peer_series;
+    let truncated = peer_count > extra.max_peer_series;
     w.single(
         "phantommesh_peer_metrics_truncated",
         Gauge,
@@ -237,7 +226,7 @@ pub fn render_with(out: &mut String, dev: &Device, hist: Option<&DeviceHistogram
     } else {
         dev.peer_infos()
             .into_iter()
-            .map(|(_, info)| PeerRow {
+            .map(|info| PeerRow {
                 public_key: b64.encode(info.public_key),
                 rx_bytes: info.rx_bytes,
                 tx_bytes: info.tx_bytes,
@@ -413,10 +402,6 @@ fn render_mesh(w: &mut Writer<'_>, m: &MeshMetrics) {
         "Time from a mesh membership change to its application to the device's peers.",
     );
     w.histogram(name, &[], &m.convergence);
-}
-
-fn load(c: &AtomicU64) -> u64 {
-    c.load(Ordering::Relaxed)
 }
 
 /// A 0/1 gauge per name; a repeated name keeps its first value (a scrape

@@ -263,12 +263,13 @@ fn scrape_never_contains_private_or_preshared_keys() {
     // The device really holds both secrets (this is not a vacuous check).
     let info = a.dev.info();
     assert_eq!(info.private_key, Some(a.secret));
-    assert_eq!(a.dev.peer_info(&a.dev.peers()[0]).preshared_key, PSK);
+    let key = a.dev.peer_keys()[0];
+    assert_eq!(a.dev.peer_info(&key).unwrap().preshared_key, PSK);
     // What the scrape reads never copies the preshared key out; only the
     // UAPI get's variant does.
-    let (_, scraped) = &a.dev.peer_infos()[0];
+    let scraped = &a.dev.peer_infos()[0];
     assert_eq!(scraped.preshared_key, [0; 32]);
-    assert_eq!(a.dev.peer_infos_with_psk()[0].1.preshared_key, PSK);
+    assert_eq!(a.dev.peer_infos_with_psk()[0].preshared_key, PSK);
     assert_eq!(a.dev.listen_port(), info.listen_port);
 }
 

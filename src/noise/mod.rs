@@ -20,6 +20,7 @@
 
 pub mod constants;
 pub mod cookie;
+pub mod driver;
 pub mod handshake;
 pub mod kdf;
 pub mod keypair;
@@ -31,7 +32,35 @@ pub mod timers;
 
 pub use keys::{PublicKey, StaticSecretKey};
 
-/// Key types shared by the whole crate.
+/// Key types shared by the whole crate, and their text form (base64, as
+/// `wg` prints keys), so every layer parses keys the one way.
 pub mod keys {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
     pub use x25519_dalek::{PublicKey, StaticSecret as StaticSecretKey};
+    use zeroize::Zeroizing;
+
+    /// Parses a base64 key (surrounding whitespace allowed); None unless
+    /// it is exactly 32 bytes.
+    pub fn parse_base64_key(s: &str) -> Option<[u8; 32]> {
+        let s = s.trim();
+        // wg accepts exactly 44 characters ending in '='; the standard
+        // engine also rejects non-zero trailing bits, as wg does.
+        if s.len() != 44 {
+            return None;
+        }
+        let mut out = Zeroizing::new([0u8; 33]);
+        match STANDARD.decode_slice(s, &mut out[..]) {
+            Ok(32) => {
+                let mut k = [0u8; 32];
+                k.copy_from_slice(&out[..32]);
+                Some(k)
+            }
+            _ => None,
+        }
+    }
+
+    pub fn encode_base64_key(key: &[u8; 32]) -> String {
+        STANDARD.encode(key)
+    }
 }

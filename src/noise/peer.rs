@@ -2,8 +2,9 @@
 //! current, next, as in the kernel's noise.c) and its timers. Sans-IO: every
 //! call takes an [`Env`] with `now`, the wall clock for TAI64N stamps, a
 //! random source and an index allocator, and returns [`Output`]s for the
-//! device to send. Index changes are reported as [`IndexEvent`]s so the
-//! device can keep its receiver-index table in step.
+//! device to carry out. Index changes are outputs too
+//! ([`Output::Index`]), so the device keeps its receiver-index table in
+//! step through the same channel as everything else.
 use super::constants::*;
 use super::cookie::{CookieError, CookieGenerator};
 use super::handshake::{
@@ -40,9 +41,36 @@ pub enum IndexEvent {
     Retired(u32),
 }
 
+impl PartialEq for IndexEvent {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (IndexEvent::Handshake(a), IndexEvent::Handshake(b)) => a == b,
+            (IndexEvent::Session(a), IndexEvent::Session(b)) => Arc::ptr_eq(a, b),
+            (IndexEvent::Retired(a), IndexEvent::Retired(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for IndexEvent {}
+
+/// Names the index only: a session's keys never reach a log.
+impl std::fmt::Debug for IndexEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IndexEvent::Handshake(i) => f.debug_tuple("Handshake").field(i).finish(),
+            IndexEvent::Session(kp) => f.debug_tuple("Session").field(&kp.local_index).finish(),
+            IndexEvent::Retired(i) => f.debug_tuple("Retired").field(i).finish(),
+        }
+    }
+}
+
 /// Something the device must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
+    /// Update the receiver-index table. Must be applied before the peer's
+    /// state is unlocked: a reply naming a new index may arrive at once.
+    Index(IndexEvent),
     /// Send this handshake message (initiation or response) to the endpoint.
     Handshake(Vec<u8>),
     /// Send an empty data message on the current session.
@@ -86,7 +114,6 @@ pub struct PeerState {
     next: Option<Arc<Keypair>>,
     pub timers: Timers,
     last_handshake: Option<SystemTime>,
-    events: Vec<IndexEvent>,
     jitter_state: u64,
 }
 
@@ -118,10 +145,10 @@ impl PeerState {
             next: None,
             timers: Timers::default(),
             last_handshake: None,
-            events: Vec::new(),
             jitter_state: seed | 1,
         };
-        st.set_identity(identity);
+        // A new state has no sessions, so setting the key retires nothing.
+        st.set_identity(identity, &mut Vec::new());
         st
     }
 
@@ -142,11 +169,11 @@ impl PeerState {
 
     /// Recomputes handshake material for a new device key. Existing sessions
     /// are expired, as wireguard-go does when the private key changes.
-    pub fn set_identity(&mut self, identity: Option<&Identity>) {
+    pub fn set_identity(&mut self, identity: Option<&Identity>, out: &mut Vec<Output>) {
         let had = self.keys.is_some();
         self.keys = identity.and_then(|id| PeerKeys::new(id, self.remote, self.psk).ok());
         if had {
-            self.clear_sessions();
+            self.clear_sessions(out);
         }
     }
 
@@ -177,10 +204,6 @@ impl PeerState {
     pub fn last_handshake(&self) -> Option<SystemTime> {
         self.last_handshake
     }
-    /// Index changes since the last call.
-    pub fn drain_events(&mut self) -> std::vec::Drain<'_, IndexEvent> {
-        self.events.drain(..)
-    }
     pub fn next_deadline(&self) -> Option<Instant> {
         self.timers.next_deadline()
     }
@@ -204,18 +227,18 @@ impl PeerState {
         Duration::from_millis(r % (REKEY_TIMEOUT_JITTER_MAX.as_millis() as u64 + 1))
     }
 
-    fn retire(&mut self, kp: Option<Arc<Keypair>>) {
+    fn retire(kp: Option<Arc<Keypair>>, out: &mut Vec<Output>) {
         if let Some(kp) = kp {
-            self.events.push(IndexEvent::Retired(kp.local_index));
+            out.push(Output::Index(IndexEvent::Retired(kp.local_index)));
         }
     }
 
-    fn clear_sessions(&mut self) {
+    fn clear_sessions(&mut self, out: &mut Vec<Output>) {
         for kp in [self.previous.take(), self.current.take(), self.next.take()] {
-            self.retire(kp);
+            Self::retire(kp, out);
         }
         if let Some(p) = self.pending.take() {
-            self.events.push(IndexEvent::Retired(p.local_index()));
+            out.push(Output::Index(IndexEvent::Retired(p.local_index())));
         }
     }
 
@@ -236,14 +259,14 @@ impl PeerState {
         let Ok((state, mut msg)) =
             handshake::create_initiation(env.identity, keys, idx, ts, &mut env.rng)
         else {
-            self.events.push(IndexEvent::Retired(idx));
+            out.push(Output::Index(IndexEvent::Retired(idx)));
             return;
         };
         self.cookie.add_macs(&mut msg, env.now);
         if let Some(old) = self.pending.replace(state) {
-            self.events.push(IndexEvent::Retired(old.local_index()));
+            out.push(Output::Index(IndexEvent::Retired(old.local_index())));
         }
-        self.events.push(IndexEvent::Handshake(idx));
+        out.push(Output::Index(IndexEvent::Handshake(idx)));
         self.last_sent_handshake = Some(env.now);
         self.timers.any_authenticated_packet_traversal(env.now);
         self.timers.any_authenticated_packet_sent();
@@ -307,7 +330,7 @@ impl PeerState {
         if self.next.as_ref().is_some_and(|n| Arc::ptr_eq(n, kp)) {
             // The initiator used the session we answered: confirm it.
             let old_prev = self.previous.take();
-            self.retire(old_prev);
+            Self::retire(old_prev, out);
             self.previous = self.current.take();
             self.current = self.next.take();
             self.timers.handshake_complete();
@@ -339,6 +362,7 @@ impl PeerState {
         &mut self,
         env: &mut Env,
         init: ConsumedInitiation,
+        out: &mut Vec<Output>,
     ) -> Result<Vec<u8>, PeerError> {
         let keys = self.keys.as_ref().ok_or(PeerError::NoIdentity)?;
         if matches!(self.latest_timestamp, Some(t) if init.timestamp <= t) {
@@ -352,7 +376,7 @@ impl PeerState {
         let (mut msg, session) = match handshake::create_response(keys, &init, idx, &mut env.rng) {
             Ok(v) => v,
             Err(e) => {
-                self.events.push(IndexEvent::Retired(idx));
+                out.push(Output::Index(IndexEvent::Retired(idx)));
                 return Err(e.into());
             }
         };
@@ -361,16 +385,16 @@ impl PeerState {
         self.cookie.add_macs(&mut msg, env.now);
         // One handshake per peer: answering theirs abandons ours.
         if let Some(p) = self.pending.take() {
-            self.events.push(IndexEvent::Retired(p.local_index()));
+            out.push(Output::Index(IndexEvent::Retired(p.local_index())));
         }
         let kp = Arc::new(Keypair::new(session, env.now));
-        self.events.push(IndexEvent::Session(kp.clone()));
+        out.push(Output::Index(IndexEvent::Session(kp.clone())));
         // Responder: the new session waits in `next` until the initiator's
         // first data confirms it; `current` keeps sending meanwhile.
         let old_next = self.next.replace(kp);
-        self.retire(old_next);
+        Self::retire(old_next, out);
         let old_prev = self.previous.take();
-        self.retire(old_prev);
+        Self::retire(old_prev, out);
         self.timers.any_authenticated_packet_received();
         self.timers.any_authenticated_packet_traversal(env.now);
         self.timers.any_authenticated_packet_sent();
@@ -391,16 +415,16 @@ impl PeerState {
         let session = handshake::consume_response(env.identity, keys, pending, msg)?;
         self.pending = None; // its index now belongs to the session
         let kp = Arc::new(Keypair::new(session, env.now));
-        self.events.push(IndexEvent::Session(kp.clone()));
+        out.push(Output::Index(IndexEvent::Session(kp.clone())));
         // Initiator: the new session is current at once.
         if let Some(n) = self.next.take() {
             let old_prev = self.previous.replace(n);
-            self.retire(old_prev);
+            Self::retire(old_prev, out);
             let old_cur = self.current.take();
-            self.retire(old_cur);
+            Self::retire(old_cur, out);
         } else {
             let old_prev = self.previous.take();
-            self.retire(old_prev);
+            Self::retire(old_prev, out);
             self.previous = self.current.take();
         }
         self.current = Some(kp);
@@ -443,7 +467,7 @@ impl PeerState {
                     if self.timers.handshake_attempts > MAX_TIMER_HANDSHAKES {
                         self.timers.disarm(Timer::SendKeepalive);
                         if let Some(p) = self.pending.take() {
-                            self.events.push(IndexEvent::Retired(p.local_index()));
+                            out.push(Output::Index(IndexEvent::Retired(p.local_index())));
                         }
                         out.push(Output::GaveUp);
                         if !self.timers.is_pending(Timer::ZeroKeyMaterial) {
@@ -464,7 +488,7 @@ impl PeerState {
                     }
                 }
                 Timer::NewHandshake => self.send_initiation(env, false, out),
-                Timer::ZeroKeyMaterial => self.clear_sessions(),
+                Timer::ZeroKeyMaterial => self.clear_sessions(out),
                 Timer::PersistentKeepalive => {
                     if self.timers.persistent_keepalive_interval > 0 {
                         self.send_keepalive(env, out);
@@ -475,8 +499,8 @@ impl PeerState {
     }
 
     /// Forgets every session and pending handshake (peer removed).
-    pub fn shutdown(&mut self) {
-        self.clear_sessions();
+    pub fn shutdown(&mut self, out: &mut Vec<Output>) {
+        self.clear_sessions(out);
         self.timers.disarm_all();
     }
 }

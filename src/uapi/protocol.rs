@@ -9,10 +9,14 @@
 //! says; wireguard-go answers EINVAL), and IPv6 zone ids (`%eth0`) are
 //! rejected in endpoints and allowed IPs. Error messages never carry key
 //! material.
-use std::fmt;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use zeroize::Zeroize;
+
+// The values a set operation parses into and a get reply formats are the
+// device's own configuration types; this module only translates text.
+pub use crate::device::config::{
+    AllowedIpChange, DeviceInfo, DeviceSet, PeerInfo, PeerSet, SetError, SetErrorKind,
+};
 
 pub const EINVAL: i32 = 22;
 pub const EPROTO: i32 = 71;
@@ -25,6 +29,20 @@ pub const EIO: i32 = 5;
 pub struct UapiError {
     pub errno: i32,
     pub message: String,
+}
+
+impl From<SetError> for UapiError {
+    fn from(e: SetError) -> UapiError {
+        let errno = match e.kind {
+            SetErrorKind::Invalid => EINVAL,
+            SetErrorKind::AddrInUse => EADDRINUSE,
+            SetErrorKind::Io => EIO,
+        };
+        UapiError {
+            errno,
+            message: e.message,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,39 +74,6 @@ fn proto(message: impl Into<String>) -> UapiError {
         errno: EPROTO,
         message: message.into(),
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AllowedIpChange {
-    Add(IpAddr, u8),
-    Remove(IpAddr, u8),
-}
-
-/// One `public_key=` section of a set operation. `Debug` hides the
-/// preshared key.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct PeerSet {
-    pub public_key: [u8; 32],
-    pub remove: bool,
-    pub update_only: bool,
-    /// All zeros clears the preshared key.
-    pub preshared_key: Option<[u8; 32]>,
-    pub endpoint: Option<SocketAddr>,
-    pub persistent_keepalive_interval: Option<u16>,
-    pub replace_allowed_ips: bool,
-    /// In the order given.
-    pub allowed_ips: Vec<AllowedIpChange>,
-}
-
-/// A whole set operation, in order. `Debug` hides the private key.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct DeviceSet {
-    /// All zeros removes the private key.
-    pub private_key: Option<[u8; 32]>,
-    pub listen_port: Option<u16>,
-    pub fwmark: Option<u32>,
-    pub replace_peers: bool,
-    pub peers: Vec<PeerSet>,
 }
 
 /// Incremental parser for the lines of one set operation (so a huge
@@ -274,29 +259,6 @@ fn parse_prefix(s: &str) -> Option<(IpAddr, u8)> {
     Some((addr, cidr as u8))
 }
 
-/// Device state for a get reply. `Debug` hides the private key.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct DeviceInfo {
-    pub private_key: Option<[u8; 32]>,
-    pub listen_port: u16,
-    pub fwmark: u32,
-}
-
-/// One peer's state for a get reply. `Debug` hides the preshared key.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct PeerInfo {
-    pub public_key: [u8; 32],
-    pub preshared_key: [u8; 32],
-    pub endpoint: Option<SocketAddr>,
-    /// Unix epoch; (0, 0) when never.
-    pub last_handshake_time_sec: u64,
-    pub last_handshake_time_nsec: u32,
-    pub tx_bytes: u64,
-    pub rx_bytes: u64,
-    pub persistent_keepalive_interval: u16,
-    pub allowed_ips: Vec<(IpAddr, u8)>,
-}
-
 /// Appends the device lines of a get reply, as wireguard-go: private_key
 /// (if set and non-zero), listen_port (if non-zero: not bound yet otherwise),
 /// fwmark (if non-zero).
@@ -353,92 +315,6 @@ fn push_key(out: &mut String, name: &str, key: &[u8; 32]) {
         out.push(HEX[usize::from(b & 0xf)] as char);
     }
     out.push('\n');
-}
-
-/// What `Debug` prints in place of a secret key, as `wg show` does.
-const HIDDEN: &str = "(hidden)";
-
-/// A public key in hex for `Debug` (it is no secret).
-struct HexKey<'a>(&'a [u8; 32]);
-
-impl fmt::Debug for HexKey<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
-    }
-}
-
-/// `Some("(hidden)")` / `None`: shows whether a secret is set, never its bytes.
-fn hidden<T>(key: &Option<T>) -> Option<&'static str> {
-    key.as_ref().map(|_| HIDDEN)
-}
-
-impl fmt::Debug for PeerSet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PeerSet")
-            .field("public_key", &HexKey(&self.public_key))
-            .field("remove", &self.remove)
-            .field("update_only", &self.update_only)
-            .field("preshared_key", &hidden(&self.preshared_key))
-            .field("endpoint", &self.endpoint)
-            .field(
-                "persistent_keepalive_interval",
-                &self.persistent_keepalive_interval,
-            )
-            .field("replace_allowed_ips", &self.replace_allowed_ips)
-            .field("allowed_ips", &self.allowed_ips)
-            .finish()
-    }
-}
-
-impl fmt::Debug for DeviceSet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DeviceSet")
-            .field("private_key", &hidden(&self.private_key))
-            .field("listen_port", &self.listen_port)
-            .field("fwmark", &self.fwmark)
-            .field("replace_peers", &self.replace_peers)
-            .field("peers", &self.peers)
-            .finish()
-    }
-}
-
-impl fmt::Debug for DeviceInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DeviceInfo")
-            .field("private_key", &hidden(&self.private_key))
-            .field("listen_port", &self.listen_port)
-            .field("fwmark", &self.fwmark)
-            .finish()
-    }
-}
-
-impl fmt::Debug for PeerInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let psk = (self.preshared_key != [0; 32]).then_some(HIDDEN);
-        f.debug_struct("PeerInfo")
-            .field("public_key", &HexKey(&self.public_key))
-            .field("preshared_key", &psk)
-            .field("endpoint", &self.endpoint)
-            .field("last_handshake_time_sec", &self.last_handshake_time_sec)
-            .field("last_handshake_time_nsec", &self.last_handshake_time_nsec)
-            .field("tx_bytes", &self.tx_bytes)
-            .field("rx_bytes", &self.rx_bytes)
-            .field(
-                "persistent_keepalive_interval",
-                &self.persistent_keepalive_interval,
-            )
-            .field("allowed_ips", &self.allowed_ips)
-            .finish()
-    }
-}
-
-// The private key copied for a get reply is zeroed when dropped. (The
-// other structs are built with `..Default::default()`, which a Drop impl
-// forbids: the UAPI server zeroes their keys itself.)
-impl Drop for DeviceInfo {
-    fn drop(&mut self) {
-        self.private_key.zeroize();
-    }
 }
 
 #[cfg(test)]

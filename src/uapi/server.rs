@@ -364,7 +364,7 @@ fn run_set(
         return Ok(SetOutcome::Done(Err(e)));
     }
     let mut set = parser.finish();
-    let result = dev.apply(&set);
+    let result = dev.apply(&set).map_err(UapiError::from);
     // The parsed set's key copies are zeroed (it cannot zero itself on drop).
     set.private_key.zeroize();
     for p in &mut set.peers {
@@ -394,7 +394,7 @@ fn write_get(dev: &Device, w: &mut impl Write) -> Result<(), UapiError> {
         return Err(io_err(e));
     }
     let mut result = Ok(());
-    for (_, mut info) in dev.peer_infos_with_psk() {
+    for mut info in dev.peer_infos_with_psk() {
         if result.is_ok() {
             out.zeroize();
             format_peer(&info, &mut out);

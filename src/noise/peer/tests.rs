@@ -43,7 +43,9 @@ impl Node {
     }
 
     fn new(identity: Identity, mut peer: PeerState, base: u32) -> Node {
-        peer.set_identity(Some(&identity));
+        let mut out = Vec::new();
+        peer.set_identity(Some(&identity), &mut out);
+        assert!(out.is_empty(), "a state without sessions retires nothing");
         Node {
             identity,
             peer,
@@ -64,22 +66,22 @@ impl Node {
         wall: SystemTime,
         f: impl FnOnce(&mut PeerState, &mut Env, &mut Vec<Output>) -> R,
     ) -> (R, Vec<Output>) {
-        let mut out = Vec::new();
         let mut next = self.next_index;
         let mut alloc = || {
             next += 1;
             next
         };
-        let mut env = Env {
+        let ctx = crate::noise::driver::Ctx {
             identity: &self.identity,
             now,
             wall,
             rng: &mut self.rng,
             alloc_index: &mut alloc,
         };
-        let r = f(&mut self.peer, &mut env, &mut out);
+        let (r, out) = crate::noise::driver::call(&mut self.peer, ctx, f);
         self.next_index = next;
-        for ev in self.peer.drain_events() {
+        let (events, out) = crate::noise::driver::split_index(out);
+        for ev in events {
             match ev {
                 IndexEvent::Handshake(i) => {
                     self.indices.insert(i, None);
@@ -179,6 +181,7 @@ impl World {
                     }
                 }
                 Output::GaveUp => self.nodes(from).0.staged.clear(),
+                Output::Index(_) => unreachable!("Node::call applies index changes"),
             }
         }
     }
@@ -198,7 +201,9 @@ impl World {
                 let init =
                     consume_initiation(&to.identity, arr, |pk| (pk == &remote).then_some(keys));
                 let Ok(init) = init else { return };
-                let (res, out) = to.call(now, wall, |st, env, _| st.accept_initiation(env, init));
+                let (res, out) = to.call(now, wall, |st, env, out| {
+                    st.accept_initiation(env, init, out)
+                });
                 if let Ok(resp) = res {
                     self.deliver_handshake(to_side, resp);
                 }
@@ -450,8 +455,10 @@ fn replayed_and_flooding_initiations_are_rejected() {
         let remote = *b.peer.remote_public();
         let init =
             consume_initiation(&b.identity, &arr, |pk| (pk == &remote).then_some(keys)).unwrap();
-        b.call(now, wall, |st, env, _| st.accept_initiation(env, init))
-            .0
+        b.call(now, wall, |st, env, out| {
+            st.accept_initiation(env, init, out)
+        })
+        .0
     };
     assert!(consume(&mut w.b, now, wall).is_ok());
     let later = now + Duration::from_secs(1);
@@ -475,8 +482,8 @@ fn replayed_and_flooding_initiations_are_rejected() {
     let init =
         consume_initiation(&b.identity, &arr2, |pk| (pk == &remote).then_some(keys)).unwrap();
     let res = b
-        .call(now + Duration::from_millis(10), wall2, |st, env, _| {
-            st.accept_initiation(env, init)
+        .call(now + Duration::from_millis(10), wall2, |st, env, out| {
+            st.accept_initiation(env, init, out)
         })
         .0;
     assert_eq!(res.unwrap_err(), PeerError::Flood);

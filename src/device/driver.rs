@@ -1,0 +1,128 @@
+//! The one driver of the protocol core ([`crate::noise::peer`]): it builds
+//! the [`Env`] a call needs (identity, clocks, randomness, receiver-index
+//! allocation), keeps the receiver-index table in step with the index
+//! changes the call reports while the peer's state is still locked (so a
+//! reply naming a new index never arrives before the index exists), and
+//! hands the remaining outputs to [`Shared::perform`].
+//!
+//! Everything in the device that advances a peer's protocol state goes
+//! through here.
+use super::peer::Peer;
+use super::{Device, IndexEntry, Shared};
+use crate::noise::driver::{self, Ctx};
+use crate::noise::handshake::Identity;
+use crate::noise::peer::{Env, IndexEvent, Output, PeerState};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+impl Shared {
+    /// Runs `f` on the peer's protocol state with a fresh [`Env`], applies
+    /// index events, then performs the outputs (with no lock held).
+    /// None when the device has no private key.
+    pub fn with_peer<R>(
+        &self,
+        peer: &Arc<Peer>,
+        f: impl FnOnce(&mut PeerState, &mut Env, &mut Vec<Output>) -> R,
+    ) -> Option<R> {
+        let (r, out) = self.peer_call(peer, f)?;
+        self.perform(peer, out);
+        Some(r)
+    }
+
+    /// As [`Shared::with_peer`], but hands the outputs back to the caller.
+    pub fn peer_call<R>(
+        &self,
+        peer: &Arc<Peer>,
+        f: impl FnOnce(&mut PeerState, &mut Env, &mut Vec<Output>) -> R,
+    ) -> Option<(R, Vec<Output>)> {
+        let identity = self.identity.read().clone()?;
+        let mut st = peer.state.lock();
+        Some(self.call_locked(peer, &mut st, &identity, f))
+    }
+
+    /// Runs `f` on an already locked state: builds the [`Env`] (the one
+    /// place in the device that does), applies the index changes while
+    /// `st` is still locked, and hands back the other outputs.
+    pub fn call_locked<R>(
+        &self,
+        peer: &Arc<Peer>,
+        st: &mut PeerState,
+        identity: &Identity,
+        f: impl FnOnce(&mut PeerState, &mut Env, &mut Vec<Output>) -> R,
+    ) -> (R, Vec<Output>) {
+        let mut rng = rand::rngs::OsRng;
+        let mut alloc = || self.alloc_index(peer);
+        let ctx = Ctx {
+            identity,
+            now: Instant::now(),
+            wall: SystemTime::now(),
+            rng: &mut rng,
+            alloc_index: &mut alloc,
+        };
+        let (r, out) = driver::call(st, ctx, f);
+        (r, self.apply_index(peer, out))
+    }
+
+    /// For the state changes that need no [`Env`] (a new device key, a
+    /// removed peer): runs `f` on the locked state and applies its index
+    /// changes; the other outputs are handed back.
+    pub fn update_locked(
+        &self,
+        peer: &Arc<Peer>,
+        st: &mut PeerState,
+        f: impl FnOnce(&mut PeerState, &mut Vec<Output>),
+    ) -> Vec<Output> {
+        let mut out = Vec::new();
+        f(st, &mut out);
+        self.apply_index(peer, out)
+    }
+
+    /// Applies the index outputs to the receiver-index table (one write
+    /// lock for all of them) and returns the rest, in order.
+    fn apply_index(&self, peer: &Arc<Peer>, out: Vec<Output>) -> Vec<Output> {
+        if !out.iter().any(|o| matches!(o, Output::Index(_))) {
+            return out;
+        }
+        let (events, rest) = driver::split_index(out);
+        let mut idx = self.index.write();
+        for ev in events {
+            match ev {
+                IndexEvent::Handshake(i) => {
+                    idx.insert(
+                        i,
+                        IndexEntry {
+                            peer: peer.clone(),
+                            keypair: None,
+                        },
+                    );
+                }
+                IndexEvent::Session(kp) => {
+                    idx.insert(
+                        kp.local_index,
+                        IndexEntry {
+                            peer: peer.clone(),
+                            keypair: Some(kp),
+                        },
+                    );
+                }
+                IndexEvent::Retired(i) => {
+                    if idx.get(&i).is_some_and(|e| e.peer.id == peer.id) {
+                        idx.remove(&i);
+                    }
+                }
+            }
+        }
+        rest
+    }
+}
+
+impl Device {
+    /// Sends a handshake initiation to a visible peer now, even if one went
+    /// out within REKEY_TIMEOUT (an operator's `/tunnel-test?peer=`).
+    pub fn force_handshake(&self, public_key: &[u8; 32]) -> Result<(), &'static str> {
+        let peer = self.visible_peer(public_key).ok_or("unknown peer")?;
+        self.shared
+            .with_peer(&peer, |st, env, out| st.force_initiation(env, out))
+            .ok_or("no private key configured")
+    }
+}
