@@ -38,11 +38,7 @@ pub fn handle_handshake(dev: &Device, msg: &[u8], src: SocketAddr) {
 }
 
 /// One pass of the UDP receiver over `udp`, as the I/O loop runs it.
-pub fn receive_pass(
-    dev: &Device,
-    rx: &mut Receiver,
-    udp: &dyn Udp,
-) -> std::io::Result<usize> {
+pub fn receive_pass(dev: &Device, rx: &mut Receiver, udp: &dyn Udp) -> std::io::Result<usize> {
     rx.pass(dev.fuzz_shared(), udp)
 }
 
