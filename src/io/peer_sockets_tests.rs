@@ -9,7 +9,11 @@ use std::net::UdpSocket;
 const FLOOD: usize = 3000;
 
 fn open(port: u16, pins: Arc<Pins>) -> PeerSockets {
-    PeerSockets::new(LinuxUdp::bind(port, 0, Family::V4Only).unwrap(), 0, pins).unwrap()
+    open_family(port, pins, Family::V4Only)
+}
+
+fn open_family(port: u16, pins: Arc<Pins>, family: Family) -> PeerSockets {
+    PeerSockets::new(LinuxUdp::bind(port, 0, family).unwrap(), 0, pins).unwrap()
 }
 
 fn client() -> UdpSocket {
@@ -54,6 +58,22 @@ fn pinned_peer_overtakes_a_flooded_listen_queue() {
     u.pin(Endpoint::to(peer.local_addr().unwrap()));
     assert_eq!(u.connected(), 1);
     assert_eq!(flood_then_peer(&u, &peer), Some(0), "read first");
+}
+
+#[test]
+fn dual_stack_socket_pins_ipv4_peers_too() {
+    let u = open_family(0, Arc::default(), Family::DualStack);
+    let peer = client();
+    let src = LocalAddr {
+        ip: "127.0.0.1".parse().unwrap(),
+        ifindex: 1,
+    };
+    u.pin(Endpoint {
+        dst: peer.local_addr().unwrap(),
+        src: Some(src),
+    });
+    assert_eq!(u.connected(), 1);
+    assert_eq!(flood_then_peer(&u, &peer), Some(0));
 }
 
 #[test]
@@ -155,4 +175,17 @@ fn close_wakes_blocking_receivers_with_an_error() {
     assert_eq!(u.connected(), 0);
     let e = r.join().unwrap();
     assert_eq!(e.kind(), io::ErrorKind::NotConnected);
+}
+
+#[test]
+fn ipv6_peer_is_pinned_on_the_dual_stack_socket() {
+    let u = open_family(0, Arc::default(), Family::DualStack);
+    let Ok(peer) = UdpSocket::bind("[::1]:0") else {
+        return; // no IPv6 loopback here
+    };
+    u.pin(Endpoint::to(peer.local_addr().unwrap()));
+    assert_eq!(u.connected(), 1);
+    let to = SocketAddr::from((Ipv6Addr::LOCALHOST, u.port()));
+    peer.send_to(b"v6", to).unwrap();
+    assert_eq!(position_of(&u, peer.local_addr().unwrap(), b"v6"), Some(0));
 }
