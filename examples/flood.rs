@@ -73,7 +73,7 @@ fn parse_args() -> Result<Args, String> {
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
-    if sources == 0 || !(seconds > 0.0) {
+    if sources == 0 || seconds.is_nan() || seconds <= 0.0 {
         return Err("--sources and --seconds must be positive".into());
     }
     Ok(Args {
