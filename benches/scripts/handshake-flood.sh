@@ -43,21 +43,23 @@ cleanup() {
   rm -f /var/run/wireguard/${TAG}1.sock /var/run/wireguard/${TAG}2.sock
 }
 trap cleanup EXIT
-# Flood sources are 10.231.16.1 upwards, on the generator's veth, inside the
-# veth's /16 so the flooded side reaches them on-link (its cookie replies
-# must go somewhere real).
+# Flood sources are 10.233.0.1 upwards, on the generator's veth; the flooded
+# side routes them via the generator's veth address, as if through a router.
+# Routed, not on-link: on-link, its cookie replies would make one neighbour
+# entry per source, and the kernel's IPv4 neighbour table is shared by every
+# namespace (gc_thresh3 1024): it overflows, and unrelated sends (here the
+# ping, through the TUN) fail with ENOBUFS.
 setup_ns() {
   ip netns add $N1; ip netns add $N2
   ip link add v1 netns $N1 type veth peer name v2 netns $N2
-  ip -n $N1 addr add 10.231.0.1/16 dev v1; ip -n $N2 addr add 10.231.0.2/16 dev v2
+  ip -n $N1 addr add 10.231.0.1/24 dev v1; ip -n $N2 addr add 10.231.0.2/24 dev v2
   for n in $N1 $N2; do ip -n $n link set lo up; done
   ip -n $N1 link set v1 up; ip -n $N2 link set v2 up
+  ip -n $N1 route add 10.233.0.0/16 via 10.231.0.2
   python3 - "$SOURCES" <<'EOF' | ip -n $N2 -batch -
 import sys
-base = (10 << 24) | (231 << 16) | (16 << 8)
 for i in range(1, int(sys.argv[1]) + 1):
-    a = base + i
-    print(f"addr add {a >> 24}.{(a >> 16) & 255}.{(a >> 8) & 255}.{a & 255}/16 dev v2")
+    print(f"addr add 10.233.{i >> 8}.{i & 255}/32 dev v2")
 EOF
 }
 # Loss % and p50/p99 of `ping` output with one "time=X ms" line per reply.
@@ -90,7 +92,7 @@ for IMPL in "$@"; do
   ip netns exec $N2 ping -c $count -i 0.01 -W 1 10.232.0.1 >"$LOGDIR/$i.ping" 2>&1 &
   pp=$!
   flood=$(ip netns exec $N2 "$FLOOD" --target 10.231.0.1:51821 --peer-key "$(echo "$k1" | wg pubkey)" \
-    --src-base 10.231.16.0 --sources "$SOURCES" --rate "$RATE" --seconds "$SECS" 2>"$LOGDIR/$i.flood.err" || true)
+    --src-base 10.233.0.0 --sources "$SOURCES" --rate "$RATE" --seconds "$SECS" 2>"$LOGDIR/$i.flood.err" || true)
   wait $pp || true
   echo "$flood" >"$LOGDIR/$i.flood"
   rate=$(sed -n 's/.* rate=\([0-9]*\).*/\1/p' <<<"$flood"); cookies=$(sed -n 's/.*cookie_replies=\([0-9]*\).*/\1/p' <<<"$flood")

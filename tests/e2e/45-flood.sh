@@ -27,14 +27,16 @@ two_node_tunnel
 
 require "tunnel up: B pings A" ping_ok "$NS_B" "$(inner4 1)"
 
-# Flood sources 10.210.0.1 upwards on B's veth; A reaches them on-link, so
-# its cookie replies really go back.
+# Flood sources 10.210.0.1 upwards on B's veth; A routes them via B, so its
+# cookie replies really go back. Routed, not on-link: one neighbour entry
+# per source would overflow the kernel's IPv4 neighbour table, shared by
+# all namespaces (gc_thresh3 1024), and unrelated sends would fail ENOBUFS.
 python3 - "$SOURCES" <<'EOF' | ip -n "$NS_B" -batch -
 import sys
 for i in range(1, int(sys.argv[1]) + 1):
-    print(f"addr add 10.210.{i >> 8}.{i & 255}/16 dev o0")
+    print(f"addr add 10.210.{i >> 8}.{i & 255}/32 dev o0")
 EOF
-ip -n "$NS_A" route add 10.210.0.0/16 dev o0
+ip -n "$NS_A" route add 10.210.0.0/16 via "$(outer4 0 2)"
 
 # At 20,000/s a 2-core runner keeps up even with one shared socket; what
 # keeps B's data apart at higher rates (the bench) is a socket connected to
