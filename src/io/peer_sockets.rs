@@ -25,7 +25,10 @@
 //! [`Udp::poll_fd`] is an inner epoll descriptor holding the listen socket
 //! and the connected ones, so the device's I/O loop waits on one descriptor
 //! as before. Connected sockets are capped ([`MAX_PEER_SOCKETS`], less when
-//! RLIMIT_NOFILE is low): the peers beyond the cap share the listen socket.
+//! RLIMIT_NOFILE is low): the peers beyond the cap share the listen socket,
+//! and at the cap a socket silent for [`IDLE_EVICT_MS`] gives its place to a
+//! newly pinned peer (so idle peers, or endpoints a peer left behind while
+//! the device was not told, do not hold the places for good).
 use super::linux_udp::{grow_buffers, setsockopt_int, LinuxUdp, RECV_TIMEOUT};
 use super::udp_gso::{SOL_UDP, UDP_GRO};
 use super::{pktinfo, Endpoint, LocalAddr, RecvMeta, Udp};
@@ -35,8 +38,9 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Most connected sockets by default.
 pub const MAX_PEER_SOCKETS: usize = 1024;
@@ -46,6 +50,13 @@ const FD_RESERVE: u64 = 256;
 const LISTEN_TOKEN: u64 = 0;
 /// Ready descriptors one `recv_ready` looks at.
 const EVENTS: usize = 64;
+/// At the cap, a connected socket silent this long gives its place to a
+/// newly pinned peer: after REJECT_AFTER_TIME (180 s) its peer has no
+/// session left, and a roamed or re-configured peer's old endpoint goes
+/// silent for good.
+const IDLE_EVICT_MS: u64 = 180_000;
+/// Least time between two searches for an idle socket.
+const EVICT_SCAN_MS: u64 = 1_000;
 
 /// The pinned endpoints, shared by every socket set a
 /// [`super::linux_udp::LinuxBind`] opens, so a re-bind (new listen port)
@@ -53,16 +64,22 @@ const EVENTS: usize = 64;
 #[derive(Debug, Default)]
 pub struct Pins(Mutex<HashMap<SocketAddr, Option<LocalAddr>>>);
 
+/// A connected socket and when it last had datagrams (ms on the set's clock).
+struct Live {
+    udp: LinuxUdp,
+    last_ms: AtomicU64,
+}
+
 struct Conn {
     token: u64,
     src: Option<LocalAddr>,
-    udp: Arc<LinuxUdp>,
+    live: Arc<Live>,
 }
 
 #[derive(Default)]
 struct Conns {
     by_dst: HashMap<SocketAddr, Conn>,
-    by_token: HashMap<u64, Arc<LinuxUdp>>,
+    by_token: HashMap<u64, Arc<Live>>,
     next_token: u64,
 }
 
@@ -73,6 +90,11 @@ pub struct PeerSockets {
     conns: Mutex<Conns>,
     pins: Arc<Pins>,
     cap: usize,
+    /// The clock of `Live::last_ms` and of `last_evict_ms`.
+    born: Instant,
+    /// When the cap was last searched for an idle socket (at most once per
+    /// [`EVICT_SCAN_MS`]: peers beyond the cap pin on every batch).
+    last_evict_ms: AtomicU64,
     fwmark: AtomicU32,
     closed: AtomicBool,
 }
@@ -128,6 +150,8 @@ impl PeerSockets {
             }),
             pins,
             cap: socket_cap(),
+            born: Instant::now(),
+            last_evict_ms: AtomicU64::new(0),
             fwmark: AtomicU32::new(fwmark),
             closed: AtomicBool::new(false),
         };
@@ -196,11 +220,14 @@ impl PeerSockets {
             }
             self.close_conn(conns, ep.dst);
         }
-        if conns.by_dst.len() >= self.cap {
+        if conns.by_dst.len() >= self.cap && !self.evict_idle(conns) {
             return;
         }
-        let udp = match self.connect(ep) {
-            Ok(u) => Arc::new(u),
+        let live = match self.connect(ep) {
+            Ok(udp) => Arc::new(Live {
+                udp,
+                last_ms: AtomicU64::new(self.now_ms()),
+            }),
             Err(e) => {
                 tracing::debug!(endpoint = %ep.dst, error = %e, "no connected socket for peer; it shares the listen socket");
                 return;
@@ -208,18 +235,20 @@ impl PeerSockets {
         };
         let token = conns.next_token;
         conns.next_token += 1;
-        let fd = udp.socket().as_raw_fd();
+        let fd = live.udp.socket().as_raw_fd();
         if let Err(e) = epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, token) {
             tracing::debug!(error = %e, "cannot poll a peer's connected socket");
             return;
         }
-        conns.by_token.insert(token, udp.clone());
+        // Lock order: conns, then pins.
+        self.pins.0.lock().insert(ep.dst, ep.src);
+        conns.by_token.insert(token, live.clone());
         conns.by_dst.insert(
             ep.dst,
             Conn {
                 token,
                 src: ep.src,
-                udp,
+                live,
             },
         );
     }
@@ -227,9 +256,37 @@ impl PeerSockets {
     fn close_conn(&self, conns: &mut Conns, dst: SocketAddr) {
         if let Some(c) = conns.by_dst.remove(&dst) {
             conns.by_token.remove(&c.token);
-            let fd = c.udp.socket().as_raw_fd();
+            let fd = c.live.udp.socket().as_raw_fd();
             let _ = epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, c.token);
-            c.udp.close();
+            c.live.udp.close();
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.born.elapsed().as_millis() as u64
+    }
+
+    /// At the cap: closes the longest-silent socket if it has been silent
+    /// [`IDLE_EVICT_MS`]; true if room was made.
+    fn evict_idle(&self, conns: &mut Conns) -> bool {
+        let now = self.now_ms();
+        let last = self.last_evict_ms.load(Ordering::Relaxed);
+        if last != 0 && now.saturating_sub(last) < EVICT_SCAN_MS {
+            return false;
+        }
+        self.last_evict_ms.store(now.max(1), Ordering::Relaxed);
+        let idlest = conns
+            .by_dst
+            .iter()
+            .map(|(d, c)| (c.live.last_ms.load(Ordering::Relaxed), *d))
+            .min();
+        match idlest {
+            Some((at, dst)) if now.saturating_sub(at) >= IDLE_EVICT_MS => {
+                self.close_conn(conns, dst);
+                self.pins.0.lock().remove(&dst);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -258,12 +315,15 @@ impl PeerSockets {
                 if got >= n {
                     continue;
                 }
-                let Some(udp) = self.conns.lock().by_token.get(&token).cloned() else {
+                let Some(live) = self.conns.lock().by_token.get(&token).cloned() else {
                     continue;
                 };
                 // A connected socket also hears ICMP errors about its peer
                 // (ECONNREFUSED): nothing to deliver, the data path goes on.
-                if let Ok(m) = udp.recv_ready(&mut bufs[got..n], &mut meta[got..n]) {
+                if let Ok(m) = live.udp.recv_ready(&mut bufs[got..n], &mut meta[got..n]) {
+                    if m > 0 {
+                        live.last_ms.store(self.now_ms(), Ordering::Relaxed);
+                    }
                     got += m;
                 }
             }
@@ -352,7 +412,7 @@ impl Udp for PeerSockets {
         self.listen.set_fwmark(mark)?;
         self.fwmark.store(mark, Ordering::Relaxed);
         for c in self.conns.lock().by_dst.values() {
-            c.udp.set_fwmark(mark)?;
+            c.live.udp.set_fwmark(mark)?;
         }
         Ok(())
     }
@@ -370,11 +430,17 @@ impl Udp for PeerSockets {
             let conns = self.conns.lock();
             match conns.by_dst.get(&ep.dst) {
                 Some(c) if c.src == ep.src => return,
-                None if conns.by_dst.len() >= self.cap => return,
+                None if conns.by_dst.len() >= self.cap
+                    && self
+                        .now_ms()
+                        .saturating_sub(self.last_evict_ms.load(Ordering::Relaxed))
+                        < EVICT_SCAN_MS =>
+                {
+                    return
+                }
                 _ => {}
             }
         }
-        self.pins.0.lock().insert(ep.dst, ep.src);
         let mut conns = self.conns.lock();
         self.open_conn(&mut conns, ep);
     }

@@ -4,6 +4,7 @@ use super::*;
 use crate::io::linux_udp::{Family, LinuxBind};
 use crate::io::Bind;
 use std::net::UdpSocket;
+use std::time::Duration;
 
 /// Strangers' datagrams, enough to fill the listen socket's receive buffer.
 const FLOOD: usize = 3000;
@@ -145,6 +146,34 @@ fn peers_beyond_the_cap_share_the_listen_socket() {
     let to = SocketAddr::from(([127, 0, 0, 1], u.port()));
     b.send_to(b"hello", to).unwrap();
     assert_eq!(position_of(&u, b.local_addr().unwrap(), b"hello"), Some(0));
+}
+
+#[test]
+fn at_the_cap_a_long_silent_socket_makes_room() {
+    let mut u = open(0, Arc::default());
+    u.cap = 1;
+    let (a, b) = (client(), client());
+    let (da, db) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+    u.pin(Endpoint::to(da));
+    // a was heard from just now: b waits on the listen socket.
+    u.last_evict_ms.store(0, Ordering::Relaxed);
+    u.pin(Endpoint::to(db));
+    assert!(u.conns.lock().by_dst.contains_key(&da));
+    // a has been silent past IDLE_EVICT_MS: b takes its place.
+    let Some(earlier) = u
+        .born
+        .checked_sub(Duration::from_millis(IDLE_EVICT_MS + 5 * EVICT_SCAN_MS))
+    else {
+        return; // the monotonic clock is younger than that
+    };
+    u.born = earlier;
+    u.last_evict_ms.store(0, Ordering::Relaxed);
+    u.pin(Endpoint::to(db));
+    let conns = u.conns.lock();
+    assert!(conns.by_dst.contains_key(&db) && conns.by_dst.len() == 1);
+    drop(conns);
+    assert_eq!(u.pins.0.lock().keys().collect::<Vec<_>>(), vec![&db]);
+    assert_eq!(flood_then_peer(&u, &b), Some(0));
 }
 
 #[test]
