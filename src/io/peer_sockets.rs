@@ -26,7 +26,7 @@
 //! and the connected ones, so the device's I/O loop waits on one descriptor
 //! as before. Connected sockets are capped ([`MAX_PEER_SOCKETS`], less when
 //! RLIMIT_NOFILE is low): the peers beyond the cap share the listen socket,
-//! and at the cap a socket silent for [`IDLE_EVICT_MS`] gives its place to a
+//! and at the cap a socket silent for 180 s (`IDLE_EVICT_MS`) gives its place to a
 //! newly pinned peer (so idle peers, or endpoints a peer left behind while
 //! the device was not told, do not hold the places for good).
 use super::linux_udp::{grow_buffers, setsockopt_int, LinuxUdp, RECV_TIMEOUT};
