@@ -282,7 +282,7 @@ elif ((!HAVE_CARGO)); then
 else
   step "cargo fmt" 600 cargo fmt --all -- --check
   step "cargo clippy" 2400 cargo clippy --all-targets --all-features -- -D warnings
-  step "cargo build --release" 2400 cargo build --release && BUILD_OK=1
+  step "cargo build --release" 2400 cargo build --release --bins --examples && BUILD_OK=1
   step "cargo test --release" 2400 cargo test --release
 fi
 

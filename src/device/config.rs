@@ -273,6 +273,7 @@ fn replace_peers(s: &Shared) {
     };
     let ids: std::collections::HashSet<u64> = removed.iter().map(|p| p.id).collect();
     for peer in &removed {
+        unpin(s, peer);
         let mut st = peer.state.lock();
         s.update_locked(peer, &mut st, PeerState::shutdown);
         drop(st);
@@ -281,10 +282,18 @@ fn replace_peers(s: &Shared) {
     s.allowed_ips.write().retain(|p| !ids.contains(&p.0.id));
 }
 
+/// A removed peer's endpoint no longer gets its own socket (io::peer_sockets).
+fn unpin(s: &Shared, peer: &Peer) {
+    if let (Some(udp), Some(dst)) = (s.current_udp(), peer.endpoint()) {
+        udp.unpin(dst);
+    }
+}
+
 fn remove_peer(s: &Shared, key: &[u8; 32]) {
     let Some(peer) = s.peers.write().remove(key) else {
         return;
     };
+    unpin(s, &peer);
     {
         let mut st = peer.state.lock();
         s.update_locked(&peer, &mut st, PeerState::shutdown);

@@ -271,7 +271,16 @@ pub(crate) fn finish_job(s: &Shared, d: &mut JobData) {
         last_src = Some(*src);
     }
     let Some(src) = last_src else { return };
+    // An established peer's datagrams get a queue of their own, apart from
+    // a handshake flood (io::peer_sockets); a roamed peer's old one goes.
+    let moved = peer.full_endpoint().filter(|o| o.dst != src.dst);
     peer.set_seen_endpoint(src);
+    if let Some(udp) = s.current_udp() {
+        if let Some(old) = moved {
+            udp.unpin(old.dst);
+        }
+        udp.pin(src);
+    }
     peer.add_rx(wire as u64);
     s.with_peer(peer, |st, env, out| st.on_received(env, kp, data, out));
     let mut delivered = 0usize;

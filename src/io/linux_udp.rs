@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::peer_sockets::{PeerSockets, Pins};
 use super::udp_gso::{gro_segments, gso_groups, SOL_UDP, UDP_GRO, UDP_SEGMENT};
 use super::{pktinfo, source_rejected, Bind, Endpoint, LocalAddr, RecvMeta, Udp, MAX_BATCH};
 use std::mem::MaybeUninit;
@@ -64,6 +65,8 @@ pub enum Family {
 #[derive(Clone, Debug, Default)]
 pub struct LinuxBind {
     family: Family,
+    /// Established peers' endpoints, carried to each socket set opened.
+    pins: Arc<Pins>,
 }
 
 impl LinuxBind {
@@ -72,13 +75,23 @@ impl LinuxBind {
     }
 
     pub fn with_family(family: Family) -> Self {
-        LinuxBind { family }
+        LinuxBind {
+            family,
+            pins: Arc::default(),
+        }
     }
 }
 
 impl Bind for LinuxBind {
+    /// The listen socket plus a connected socket per pinned peer endpoint
+    /// (see [`super::peer_sockets`]); the pins outlive a re-bind.
     fn open(&self, port: u16, fwmark: u32) -> io::Result<Arc<dyn Udp>> {
-        Ok(Arc::new(LinuxUdp::bind(port, fwmark, self.family)?))
+        let listen = LinuxUdp::bind(port, fwmark, self.family)?;
+        Ok(Arc::new(PeerSockets::new(
+            listen,
+            fwmark,
+            self.pins.clone(),
+        )?))
     }
 }
 
@@ -131,7 +144,7 @@ fn open_socket(v6: bool, port: u16) -> io::Result<Socket> {
     Ok(sock)
 }
 
-fn setsockopt_int(
+pub(super) fn setsockopt_int(
     fd: RawFd,
     level: libc::c_int,
     name: libc::c_int,
@@ -158,7 +171,7 @@ fn setsockopt_int(
 /// buffer is bounded for latency (see [`RECV_BUFFER_BYTES`]). The FORCE
 /// variants (CAP_NET_ADMIN) bypass rmem_max/wmem_max, the plain ones are
 /// clamped to them. Best effort.
-fn grow_buffers(fd: RawFd) {
+pub(super) fn grow_buffers(fd: RawFd) {
     for (force, plain, size) in [
         (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, recv_buffer_bytes()),
         (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, SOCKET_BUFFER_BYTES),
@@ -300,6 +313,20 @@ impl LinuxUdp {
         })
     }
 
+    /// Wraps `sock`, already bound to `port` and set up as [`LinuxUdp::bind`]
+    /// does (a peer's connected socket).
+    pub(super) fn from_socket(sock: Socket, v6: bool, port: u16, gro: bool) -> LinuxUdp {
+        LinuxUdp {
+            sock,
+            v6,
+            port,
+            closed: AtomicBool::new(false),
+            send_drops: AtomicU64::new(0),
+            gso: AtomicBool::new(false),
+            gro,
+        }
+    }
+
     /// Whether UDP GSO sends and GRO receives are on.
     pub fn offloads(&self) -> (bool, bool) {
         (self.gso.load(Ordering::Relaxed), self.gro)
@@ -321,7 +348,7 @@ impl LinuxUdp {
     }
 
     /// `dst` as this socket's family needs it.
-    fn dst_for_socket(&self, dst: SocketAddr) -> io::Result<SocketAddr> {
+    pub(super) fn dst_for_socket(&self, dst: SocketAddr) -> io::Result<SocketAddr> {
         match (self.v6, dst) {
             (true, SocketAddr::V4(a)) => Ok(SocketAddr::from((a.ip().to_ipv6_mapped(), a.port()))),
             (false, SocketAddr::V6(a)) => match a.ip().to_ipv4_mapped() {

@@ -15,6 +15,7 @@ pub mod linux_tun;
 pub mod linux_udp;
 pub mod mem;
 pub mod offload_tun;
+pub mod peer_sockets;
 pub mod pktinfo;
 pub mod tun_link;
 mod tun_link_netlink;
@@ -221,6 +222,18 @@ pub trait Udp: Send + Sync {
     /// As [`Tun::poll_fd`]: readable when [`Udp::recv_ready`] has datagrams.
     fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
         None
+    }
+    /// Tells the backend that `ep` is an established peer's endpoint (its
+    /// authenticated packets come from there): a backend may then queue
+    /// that peer's datagrams apart from everything else, so a flood of
+    /// strangers' handshakes cannot delay or drop them. Cheap when `ep` is
+    /// already pinned, so callers may repeat it. The default does nothing.
+    fn pin(&self, ep: Endpoint) {
+        let _ = ep;
+    }
+    /// Undoes [`Udp::pin`] for `dst` (the peer moved or was removed).
+    fn unpin(&self, dst: SocketAddr) {
+        let _ = dst;
     }
 }
 
