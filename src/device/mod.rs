@@ -15,7 +15,8 @@
 //!   any job, then deliver the peer's finished jobs in order (UDP send or
 //!   TUN write).
 //! - [`handshake`]: drains that queue (MAC checks, cookies, rate limit).
-//! - [`timers`]: runs the peers' protocol timers.
+//! - [`timers`]: runs the peers' protocol timers as they fall due
+//!   ([`deadlines`]).
 //!
 //! Lock order (never take an earlier one while holding a later one):
 //! `receiver` -> `tun_reader` (only ever tried, never waited for) ->
@@ -23,6 +24,7 @@
 //! The packet path holds `index` and `allowed_ips` only as readers, once per
 //! batch, and a peer's `state` once per batch per peer.
 pub mod config;
+pub mod deadlines;
 pub mod handshake;
 pub mod index_hash;
 pub mod io_loop;
@@ -173,6 +175,8 @@ pub struct Shared {
     /// opportunistic read.
     pub tun_written: AtomicBool,
     pub crypto_heartbeats: Vec<AtomicU64>,
+    /// Every peer's next protocol deadline (see [`deadlines`]).
+    pub(crate) deadlines: deadlines::Deadlines<std::sync::Weak<Peer>>,
 }
 
 /// The device's worker threads, in `heartbeats` order.
@@ -221,6 +225,7 @@ impl Device {
             "data path: crypto workers started"
         );
         let tun_batch = tun.batch_size();
+        let epoch = Instant::now();
         let shared = Arc::new(Shared {
             tun,
             bind,
@@ -237,7 +242,7 @@ impl Device {
             }),
             rate_limiter: Mutex::new(RateLimiter::new()),
             under_load_until: AtomicU64::new(0),
-            epoch: Instant::now(),
+            epoch,
             stats: Stats::default(),
             mtu: std::sync::atomic::AtomicUsize::new(1420),
             shutdown: AtomicBool::new(false),
@@ -262,6 +267,7 @@ impl Device {
             receiver: Mutex::new(receive::Receiver::default()),
             tun_written: AtomicBool::new(false),
             crypto_heartbeats: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            deadlines: deadlines::Deadlines::new(epoch),
         });
         let dev = Arc::new(Device {
             shared: shared.clone(),
@@ -311,6 +317,7 @@ impl Device {
         for _ in 0..8 {
             self.shared.io_wake.ring();
         }
+        self.shared.deadlines.stop();
         // Wake the idle workers (see IDLE_WAIT) so they see the flag now: an
         // empty job is a no-op for a crypto worker, an empty message is
         // dropped by the handshake worker once it sees the flag.
@@ -552,7 +559,15 @@ impl Shared {
         };
         let r = f(st, &mut env, &mut out);
         self.apply_index_events(peer, st);
+        self.rearm(peer, st.next_deadline());
         (r, out)
+    }
+
+    /// Tells the timer thread about the peer's next deadline after a state
+    /// change: one atomic load unless the deadline moved earlier.
+    pub fn rearm(&self, peer: &Arc<Peer>, deadline: Option<Instant>) {
+        self.deadlines
+            .rearm(|| Arc::downgrade(peer), &peer.armed, deadline);
     }
 
     pub fn apply_index_events(&self, peer: &Arc<Peer>, st: &mut PeerState) {
