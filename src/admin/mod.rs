@@ -208,8 +208,11 @@ impl AdminState {
     }
 }
 
-/// How often the self-test thread looks whether the link came back.
-const LINK_LOOK: Duration = Duration::from_millis(100);
+/// How often the self-test thread looks whether the link came back: the
+/// device notices link changes on its timer thread's chores (once a
+/// second, [`crate::device::timers::HOUSEKEEPING`]), so looking more often
+/// would only wake an idle daemon for nothing.
+const LINK_LOOK: Duration = crate::device::timers::HOUSEKEEPING;
 
 /// Starts the periodic self test: soon after start, then every `interval`
 /// while passing and every 10 s while failing (so readiness recovers fast),

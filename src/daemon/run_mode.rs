@@ -174,7 +174,24 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
         hold: mesh_peers::KeepaliveHold::new(public_key(&set.private_key.unwrap_or_default())),
         private: zeroize::Zeroizing::new(set.private_key.unwrap_or_default()),
     };
-    let reason = wait_events(&dev, &uapi, |ev| {
+    let wake = match super::wakeup::Wakeup::new() {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!("{e}");
+            dev.close();
+            return EXIT_SETUP_FAILED;
+        }
+    };
+    if let Some(w) = &run.watch {
+        w.set_waker(wake.waker());
+    }
+    // Mesh updates and the keepalive hold are looked at on ticks.
+    let mesh_tick = if run.mesh.is_some() {
+        super::BUSY_TICK
+    } else {
+        super::IDLE_TICK
+    };
+    let reason = wait_events(&dev, &uapi, wake, |ev| {
         if ev == Event::Hup {
             sd.reloading();
         }
@@ -201,6 +218,7 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
                 || notify::admin_checks(&admin, Kind::Live),
             ),
         }
+        mesh_tick.min(sd.tick_within())
     });
     tracing::info!(?reason, "stopping");
     sd.stopping(&match reason {
