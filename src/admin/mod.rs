@@ -282,9 +282,10 @@ pub fn spawn_gate_ticker(st: Arc<AdminState>) {
 /// config/gates.toml.
 pub const GATES_ENV: &str = "PHANTOMMESH_GATES";
 
-/// The gates config: the file named by PHANTOMMESH_GATES, else built in.
-pub fn load_gates() -> Result<crate::gates::GatesConfig, String> {
-    let path = std::env::var(GATES_ENV).ok().filter(|p| !p.is_empty());
+/// The gates config: the file `path` names (the daemon or CLI reads it from
+/// PHANTOMMESH_GATES), else built in.
+pub fn load_gates(path: Option<String>) -> Result<crate::gates::GatesConfig, String> {
+    let path = path.filter(|p| !p.is_empty());
     crate::gates::GatesConfig::load(path.as_deref().map(std::path::Path::new))
         .map_err(|e| e.to_string())
 }

@@ -5,6 +5,7 @@ pub mod toml_config;
 pub mod wgquick;
 
 pub use mesh_config::MeshConfig;
+pub use toml_config::TuningConfig;
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -127,6 +128,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[mesh]`: membership through a store (TOML only).
     pub mesh: Option<MeshConfig>,
+    /// `[tuning]`: the data path's knobs (TOML only; unset = default).
+    pub tuning: TuningConfig,
 }
 
 /// A config error that names the file, the line (1-based; 0 when not tied to

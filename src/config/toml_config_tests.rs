@@ -83,6 +83,7 @@ fn golden() {
             allow_unauthenticated: true,
         },
         mesh: None,
+        tuning: Default::default(),
     };
     assert_eq!(cfg, expected);
 }

@@ -5,12 +5,17 @@ pub mod file_watch;
 pub mod inherited_fd;
 pub mod mesh_peers;
 pub mod notify;
+pub mod options;
 pub mod privdrop;
 pub mod privdrop_sys;
 pub mod routes;
 pub mod run_mode;
 pub mod wakeup;
 pub mod wg_mode;
+
+#[cfg(test)]
+#[path = "env_scan_tests.rs"]
+mod env_scan_tests;
 
 use crate::device::Device;
 use crate::uapi::server::UapiServer;

@@ -84,8 +84,19 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
             return EXIT_SETUP_FAILED;
         }
     };
+    // Checked by `run` before this (cli::check), so an error here is rare:
+    // the environment changed in between.
+    let opts = match super::options::device_options(&cfg.tuning, |k| std::env::var(k).ok()) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("phantommesh: {e}");
+            return EXIT_SETUP_FAILED;
+        }
+    };
+    tracing::info!("tuning: {}", super::options::describe(&opts));
     let name = cfg.interface.name.clone();
-    let tun = match crate::io::create_tun(&name) {
+    let tun = match crate::io::create_tun(&name, opts.offload) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(interface = %name, error = %e, "cannot create TUN");
@@ -97,7 +108,8 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
         tracing::error!("{e}");
         return EXIT_SETUP_FAILED;
     }
-    let dev = Device::new(tun, Arc::new(LinuxBind::new()));
+    let bind = LinuxBind::with_options(super::options::udp_options(&opts));
+    let dev = Device::with_options(tun, Arc::new(bind), opts);
     if cfg.interface.listen_port.is_none() {
         let _ = rebind(&dev.shared, 0, 0);
     }
@@ -117,7 +129,7 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
         .map(|k| encode_base64_key(&k))
         .unwrap_or_default();
     tracing::info!(interface = %name, peers = cfg.peers.len(), public_key = %key, "device started");
-    let gates = match crate::admin::load_gates() {
+    let gates = match crate::admin::load_gates(std::env::var(crate::admin::GATES_ENV).ok()) {
         Ok(g) => g,
         Err(e) => {
             tracing::error!("invalid gates config: {e}");

@@ -29,6 +29,7 @@ pub mod handshake;
 pub mod index_hash;
 pub mod io_loop;
 pub mod link;
+pub mod options;
 pub mod peer;
 pub mod pipeline;
 pub mod ratelimiter;
@@ -155,8 +156,8 @@ pub struct Shared {
     /// Latency histograms, observed once per batch (a sample, not every
     /// packet, so instrumentation costs two clock reads per batch).
     pub hist: Arc<crate::metrics::DeviceHistograms>,
-    /// Packet-path latency sampling on (PHANTOMMESH_PACKET_METRICS=off
-    /// turns it off, to measure what it costs).
+    /// Packet-path latency sampling on (off measures what it costs; see
+    /// [`options::DeviceOptions::packet_metrics`]).
     pub sample_packets: bool,
     /// The pipeline: the shared crypto queue, recycled jobs, and one buffer
     /// pool per direction.
@@ -213,7 +214,24 @@ impl Device {
         workers: usize,
         io_threads: usize,
     ) -> Arc<Device> {
-        let workers = workers.clamp(1, 256);
+        let opts = options::DeviceOptions {
+            workers,
+            io_threads,
+            ..Default::default()
+        };
+        Self::with_options(tun, bind, opts)
+    }
+
+    /// Starts a device tuned by `opts` (built by the daemon; see
+    /// [`options`]). `opts.offload` and `opts.udp_recv_buffer` apply where
+    /// `tun` and `bind` were made.
+    pub fn with_options(
+        tun: Arc<dyn Tun>,
+        bind: Arc<dyn Bind>,
+        opts: options::DeviceOptions,
+    ) -> Arc<Device> {
+        let workers = opts.workers.clamp(1, options::MAX_WORKERS);
+        let io_threads = opts.io_threads;
         let (handshake_tx, handshake_rx) = crossbeam_channel::bounded(HANDSHAKE_QUEUE_LEN);
         let (crypto_tx, crypto_rx) = crossbeam_channel::unbounded();
         // Room for the reader's batch and a few in flight per worker; more
@@ -256,7 +274,7 @@ impl Device {
             io_wake: io_loop::Wake::new(),
             heartbeats: Default::default(),
             hist: Arc::new(crate::metrics::DeviceHistograms::new()),
-            sample_packets: !std::env::var("PHANTOMMESH_PACKET_METRICS").is_ok_and(|v| v == "off"),
+            sample_packets: opts.packet_metrics,
             crypto_tx,
             crypto_rx,
             jobs: pipeline::JobPool::default(),

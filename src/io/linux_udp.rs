@@ -36,17 +36,26 @@ pub const SOCKET_BUFFER_BYTES: usize = 7 << 20;
 /// 0.4 % (the buffer counts kernel memory per datagram, not payload). TCP
 /// inside the tunnel adapts to the drops.
 pub const RECV_BUFFER_BYTES: usize = 256 << 10;
-/// Environment override of [`RECV_BUFFER_BYTES`] (bytes).
+/// The daemon's override of [`RECV_BUFFER_BYTES`] (bytes), read in
+/// `daemon::options` and passed down through [`UdpOptions`].
 pub const RECV_BUFFER_ENV: &str = "PHANTOMMESH_UDP_RCVBUF";
 
-/// The receive buffer size to ask for.
-pub fn recv_buffer_bytes() -> usize {
-    std::env::var(RECV_BUFFER_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|&n| n >= 4096)
-        .unwrap_or(RECV_BUFFER_BYTES)
-        .min(1 << 30)
+/// How [`LinuxBind`] sets its sockets up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpOptions {
+    /// Receive buffer to ask for, bytes.
+    pub recv_buffer: usize,
+    /// UDP GSO/GRO when the kernel has them.
+    pub offload: bool,
+}
+
+impl Default for UdpOptions {
+    fn default() -> Self {
+        UdpOptions {
+            recv_buffer: RECV_BUFFER_BYTES,
+            offload: true,
+        }
+    }
 }
 
 /// Which sockets [`LinuxBind`] opens.
@@ -64,6 +73,7 @@ pub enum Family {
 #[derive(Clone, Debug, Default)]
 pub struct LinuxBind {
     family: Family,
+    opts: UdpOptions,
 }
 
 impl LinuxBind {
@@ -72,13 +82,28 @@ impl LinuxBind {
     }
 
     pub fn with_family(family: Family) -> Self {
-        LinuxBind { family }
+        LinuxBind {
+            family,
+            ..Self::default()
+        }
+    }
+
+    pub fn with_options(opts: UdpOptions) -> Self {
+        LinuxBind {
+            opts,
+            ..Self::default()
+        }
     }
 }
 
 impl Bind for LinuxBind {
     fn open(&self, port: u16, fwmark: u32) -> io::Result<Arc<dyn Udp>> {
-        Ok(Arc::new(LinuxUdp::bind(port, fwmark, self.family)?))
+        Ok(Arc::new(LinuxUdp::bind_with(
+            port,
+            fwmark,
+            self.family,
+            self.opts,
+        )?))
     }
 }
 
@@ -158,9 +183,9 @@ fn setsockopt_int(
 /// buffer is bounded for latency (see [`RECV_BUFFER_BYTES`]). The FORCE
 /// variants (CAP_NET_ADMIN) bypass rmem_max/wmem_max, the plain ones are
 /// clamped to them. Best effort.
-fn grow_buffers(fd: RawFd) {
+fn grow_buffers(fd: RawFd, recv_buffer: usize) {
     for (force, plain, size) in [
-        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, recv_buffer_bytes()),
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, recv_buffer),
         (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, SOCKET_BUFFER_BYTES),
     ] {
         let size = size as libc::c_int;
@@ -249,6 +274,16 @@ impl RawAddr {
 impl LinuxUdp {
     /// Binds `port` (0 = any) for `family`, applying `fwmark` when non-zero.
     pub fn bind(port: u16, fwmark: u32, family: Family) -> io::Result<LinuxUdp> {
+        Self::bind_with(port, fwmark, family, UdpOptions::default())
+    }
+
+    /// As [`LinuxUdp::bind`], set up as `opts` says.
+    pub fn bind_with(
+        port: u16,
+        fwmark: u32,
+        family: Family,
+        opts: UdpOptions,
+    ) -> io::Result<LinuxUdp> {
         let what = || format!("cannot bind UDP port {port}");
         let (sock, v6) = match family {
             Family::DualStack => match open_socket(true, port) {
@@ -267,7 +302,7 @@ impl LinuxUdp {
                 false,
             ),
         };
-        grow_buffers(sock.as_raw_fd());
+        grow_buffers(sock.as_raw_fd(), opts.recv_buffer);
         if let Err(e) = pktinfo::enable(sock.as_raw_fd(), v6) {
             tracing::info!(error = %e, "no IP_PKTINFO: replies leave from the route's preferred address");
         }
@@ -286,7 +321,7 @@ impl LinuxUdp {
             .as_socket()
             .map(|a| a.port())
             .ok_or_else(|| io::Error::other("bound UDP socket has no IP address"))?;
-        let offload = super::offload_allowed();
+        let offload = opts.offload;
         let gso = offload && gso_supported(sock.as_raw_fd());
         let gro = offload && setsockopt_int(sock.as_raw_fd(), SOL_UDP, UDP_GRO, 1).is_ok();
         Ok(LinuxUdp {
