@@ -52,10 +52,16 @@ pub(crate) fn claim_peer(p: Weak<Peer>, at: u64) -> Option<Arc<Peer>> {
 pub(crate) fn run_peer(s: &Shared, p: &Arc<Peer>) {
     let now = Instant::now();
     let due = p.state.lock().next_deadline().is_some_and(|d| d <= now);
-    // with_peer re-arms (see Shared::call_locked); without a private key
-    // it does nothing, so re-arm here as well.
-    if !due || s.with_peer(p, |st, env, out| st.tick(env, out)).is_none() {
+    if !due {
+        // A stale (early) entry: arm the peer at its real deadline.
         s.rearm(p, p.state.lock().next_deadline());
+        return;
+    }
+    // with_peer re-arms (see Shared::call_locked). Without a private key it
+    // runs nothing and the deadline stays due: look again a second later
+    // (not at once, which would spin), so the timers run once a key is set.
+    if s.with_peer(p, |st, env, out| st.tick(env, out)).is_none() {
+        s.rearm(p, Some(now + HOUSEKEEPING));
     }
 }
 
