@@ -55,8 +55,8 @@ pub fn run_with(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
 /// Reads and checks everything `run` would read before it touches the
 /// system.
 pub fn validate(path: &Path) -> Result<Found, Failure> {
-    let (cfg, warnings) =
-        config::load_with_warnings(path).map_err(|e| Failure::usage(e.to_string()))?;
+    let (cfg, warnings) = config::load_with_warnings(path, &|k| std::env::var(k).ok())
+        .map_err(|e| Failure::usage(e.to_string()))?;
     let mut found = Found {
         warnings,
         ..Found::default()

@@ -161,17 +161,24 @@ impl ConfigError {
     }
 }
 
+/// Looks an environment variable up. The daemon and the CLI pass the
+/// process's (`&|k| std::env::var(k).ok()`): nothing here reads it itself.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 /// Loads a config file: `.conf` files as wg-quick format, anything else as
-/// TOML; then applies `PHANTOMMESH_*` environment overrides (see
-/// [`toml_config::apply_env`]).
-pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
-    load_with_warnings(path).map(|(cfg, _)| cfg)
+/// TOML; then applies `PHANTOMMESH_*` environment overrides looked up
+/// through `env` (see [`toml_config::apply_env`]).
+pub fn load(path: &std::path::Path, env: EnvLookup) -> Result<Config, ConfigError> {
+    load_with_warnings(path, env).map(|(cfg, _)| cfg)
 }
 
 /// [`load`], also returning warnings the daemon should log: for `.conf`
 /// files, the wg-quick keys (DNS, Table, PostUp, ...) that were accepted
 /// but are not acted on by the daemon.
-pub fn load_with_warnings(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+pub fn load_with_warnings(
+    path: &Path,
+    env: EnvLookup,
+) -> Result<(Config, Vec<String>), ConfigError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new(&file, 0, format!("cannot read config file: {e}")))?;
@@ -187,7 +194,7 @@ pub fn load_with_warnings(path: &Path) -> Result<(Config, Vec<String>), ConfigEr
     } else {
         (toml_config::parse(&text, path)?, Vec::new())
     };
-    toml_config::apply_env(&mut cfg, |name| std::env::var(name).ok())?;
+    toml_config::apply_env(&mut cfg, env)?;
     Ok((cfg, warnings))
 }
 

@@ -5,11 +5,7 @@
 use std::path::{Path, PathBuf};
 
 /// Files still allowed to read the environment, and why.
-const EXCEPTIONS: [(&str, &str); 4] = [
-    (
-        "config/mod.rs",
-        "the config's documented PHANTOMMESH_* overrides (toml_config::apply_env takes a lookup; load passes the process's)",
-    ),
+const EXCEPTIONS: [(&str, &str); 3] = [
     (
         "gates/fetch_proxy.rs",
         "the admin clients' HTTPS_PROXY/NO_PROXY convention, read where the CLI's HTTP client is built (ProxyEnv::from_lookup for tests)",

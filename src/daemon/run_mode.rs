@@ -54,7 +54,7 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
             None
         }
     };
-    let cfg = match config::load_with_warnings(path) {
+    let cfg = match config::load_with_warnings(path, &|k| std::env::var(k).ok()) {
         Ok((c, warnings)) => {
             for w in warnings {
                 tracing::warn!("{w}");
@@ -327,7 +327,8 @@ impl Running {
     /// SIGHUP: re-reads the file and applies the difference. Ok(true)
     /// when something was applied.
     fn reload(&mut self, dev: &Device) -> Result<bool, String> {
-        let cfg = config::load(&self.path).map_err(|e| e.to_string())?;
+        let cfg =
+            config::load(&self.path, &|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
         if cfg.interface.name != self.file.interface.name {
             return Err(format!(
                 "interface name changed from {} to {}; restart to rename",
