@@ -7,7 +7,11 @@
 #   - context switches per second: voluntary + nonvoluntary, summed over
 #     /proc/PID/task/*/status (every thread; a wake-up costs one each way);
 #   - CPU ms per second: utime + stime of the process (/proc/PID/stat);
-#   - RSS at the end (VmRSS).
+#   - RSS at the end (VmRSS);
+#   - and which threads woke (switches per second by thread name).
+# The admin plane's self tunnel test (every 10 s while failing, 60 s while
+# passing) wakes the handshake and crypto threads when it runs: sample for
+# a minute (-s 60) to average it in.
 #
 #   benches/scripts/idle-cost.sh [-n PEERS] [-s SECONDS] [-w WARMUP] IMPL...
 #   e.g. benches/scripts/idle-cost.sh -n 10000 -s 10 -w 30 \
@@ -55,6 +59,13 @@ ctxt() {
   cat /proc/"$1"/task/*/status 2>/dev/null |
     awk '/^(non)?voluntary_ctxt_switches/{s += $2} END{print s + 0}'
 }
+# Per thread name: "name switches" lines (threads of one name summed).
+per_thread() {
+  for t in /proc/"$1"/task/*; do
+    printf '%s %s\n' "$(cat "$t/comm" 2>/dev/null | tr ' ' _)" \
+      "$(awk '/^(non)?voluntary_ctxt_switches/{s += $2} END{print s + 0}' "$t/status" 2>/dev/null)"
+  done | awk '{s[$1] += $2} END{for (n in s) print n, s[n]}' | sort
+}
 # utime + stime in clock ticks (fields 14 and 15; the name may hold spaces).
 cpu_ticks() { sed 's/^.*) //' /proc/"$1"/stat | awk '{print $12 + $13}'; }
 HZ=$(getconf CLK_TCK)
@@ -70,9 +81,11 @@ for IMPL in "$@"; do
   ip -n $NS link set $IF up
   peers=$(ip netns exec $NS wg show $IF peers | wc -l)
   sleep "$W"
+  per_thread $PID >"$CONF.t0"
   c0=$(ctxt $PID); u0=$(cpu_ticks $PID); t0=$(date +%s.%N)
   sleep "$S"
   c1=$(ctxt $PID); u1=$(cpu_ticks $PID); t1=$(date +%s.%N)
+  per_thread $PID >"$CONF.t1"
   rss=$(awk '/VmRSS/{print $2}' /proc/$PID/status)
   threads=$(ls /proc/$PID/task | wc -l)
   awk -v impl="$IMPL" -v p="$peers" -v c0="$c0" -v c1="$c1" -v u0="$u0" -v u1="$u1" \
@@ -81,5 +94,10 @@ for IMPL in "$@"; do
     printf "%-48s %6d %10.1f %10.2f %9.1f %7d\n", impl, p, (c1 - c0) / dt,
       (u1 - u0) * 1000 / hz / dt, rss / 1024, th
   }'
+  # Which threads woke: switches per second by thread name.
+  join "$CONF.t0" "$CONF.t1" | awk -v dt="$(awk "BEGIN{print $t1 - $t0}")" \
+    '{r = ($3 - $2) / dt; if (r >= 0.05) printf "%s %.1f, ", $1, r} END{print ""}' |
+    sed 's/, $//; s/^/    per thread (switches\/s): /'
+  rm -f "$CONF.t0" "$CONF.t1"
   kill $PID; wait $PID 2>/dev/null || true; PID=
 done
