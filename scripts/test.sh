@@ -351,13 +351,12 @@ else
       esac
     done
     # The data path again with every kernel offload forced off (plain TUN,
-    # no UDP GSO/GRO) and the dedicated TUN and UDP loops instead of the
-    # shared I/O loop: both code paths must carry the same traffic.
+    # no UDP GSO/GRO): both code paths must carry the same traffic.
     if [[ -z ${E2E_ONLY:-} ]]; then
       for name in 10-interop 85-integrity; do
         : >"$REGISTRY"
-        PHANTOMMESH_OFFLOAD=off PHANTOMMESH_IO_LOOP=off E2E_REGISTRY=$REGISTRY \
-          step "e2e $name (offloads off, dedicated I/O threads)" "${E2E_TIMEOUT:-420}" bash "$ROOT/tests/e2e/$name.sh"
+        PHANTOMMESH_OFFLOAD=off E2E_REGISTRY=$REGISTRY \
+          step "e2e $name (offloads off)" "${E2E_TIMEOUT:-420}" bash "$ROOT/tests/e2e/$name.sh"
         sweep_registry
       done
     fi

@@ -4,7 +4,7 @@
 //! real UDP sockets on 127.0.0.1.
 use phantommesh::device::Device;
 use phantommesh::io::linux_udp::LinuxBind;
-use phantommesh::io::{Tun, MAX_BATCH};
+use phantommesh::io::{LinkState, Tun, TunFeatures};
 use phantommesh::noise::keys::{PublicKey, StaticSecretKey};
 use phantommesh::uapi::protocol::{AllowedIpChange, DeviceSet, PeerSet};
 use std::io;
@@ -73,23 +73,6 @@ fn poll_in(fd: RawFd, timeout: Duration) -> bool {
 
 impl Tun for PairTun {
     fn read(&self, bufs: &mut [Vec<u8>], sizes: &mut [usize], offset: usize) -> io::Result<usize> {
-        phantommesh::io::read_when_ready(self, bufs, sizes, offset, Duration::from_millis(200))
-    }
-    fn write(&self, bufs: &mut [&mut Vec<u8>], offset: usize) -> io::Result<()> {
-        for b in bufs.iter() {
-            send_msg(self.fd.as_raw_fd(), &b[offset..])?;
-        }
-        Ok(())
-    }
-    fn wait_readable(&self, timeout: Duration) -> io::Result<bool> {
-        Ok(poll_in(self.fd.as_raw_fd(), timeout))
-    }
-    fn read_ready(
-        &self,
-        bufs: &mut [Vec<u8>],
-        sizes: &mut [usize],
-        offset: usize,
-    ) -> io::Result<usize> {
         if self.closed.load(Ordering::Acquire) {
             return Err(io::Error::new(io::ErrorKind::NotConnected, "closed"));
         }
@@ -110,14 +93,17 @@ impl Tun for PairTun {
         }
         Ok(n)
     }
-    fn can_read_ready(&self) -> bool {
-        true
+    fn write(&self, bufs: &mut [&mut Vec<u8>], offset: usize) -> io::Result<()> {
+        for b in bufs.iter() {
+            send_msg(self.fd.as_raw_fd(), &b[offset..])?;
+        }
+        Ok(())
     }
-    fn poll_fd(&self) -> Option<RawFd> {
-        Some(self.fd.as_raw_fd())
+    fn poll_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
     }
-    fn batch_size(&self) -> usize {
-        MAX_BATCH
+    fn features(&self) -> TunFeatures {
+        TunFeatures::PLAIN
     }
     fn name(&self) -> &str {
         "pair"
@@ -125,8 +111,12 @@ impl Tun for PairTun {
     fn mtu(&self) -> io::Result<usize> {
         Ok(1420)
     }
-    fn exists(&self) -> bool {
-        !self.closed.load(Ordering::Acquire)
+    fn link_state(&self) -> LinkState {
+        if self.closed.load(Ordering::Acquire) {
+            LinkState::Gone
+        } else {
+            LinkState::Up
+        }
     }
     fn close(&self) {
         self.closed.store(true, Ordering::Release);

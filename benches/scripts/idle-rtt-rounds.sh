@@ -20,49 +20,21 @@ ROUNDS=15
 [[ $# -ge 1 ]] || { echo "usage: $0 [-r ROUNDS] IMPL..." >&2; exit 2; }
 [[ $(id -u) == 0 ]] || { echo "$0: needs root (network namespaces, TUN)" >&2; exit 1; }
 TAG=pmrr$$
-N1=${TAG}a; N2=${TAG}b
 OUT=$(mktemp -d)
-PIDS=()
-down() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 0.3; PIDS=()
-  ip netns del $N1 2>/dev/null || true; ip netns del $N2 2>/dev/null || true
-  rm -f /var/run/wireguard/${TAG}1.sock /var/run/wireguard/${TAG}2.sock
-}
-trap 'down; rm -rf "$OUT"' EXIT
-
-up() {
-  ip netns add $N1; ip netns add $N2
-  ip link add v1 netns $N1 type veth peer name v2 netns $N2
-  ip -n $N1 addr add 10.231.0.1/24 dev v1; ip -n $N2 addr add 10.231.0.2/24 dev v2
-  for n in $N1 $N2; do ip -n $n link set lo up; done
-  ip -n $N1 link set v1 up; ip -n $N2 link set v2 up
-  mkdir -p /var/run/wireguard
-  ip netns exec $N1 env WG_PROCESS_FOREGROUND=1 $1 ${TAG}1 >/dev/null 2>&1 & PIDS+=($!)
-  ip netns exec $N2 env WG_PROCESS_FOREGROUND=1 $1 ${TAG}2 >/dev/null 2>&1 & PIDS+=($!)
-  for _ in $(seq 100); do
-    [[ -S /var/run/wireguard/${TAG}1.sock && -S /var/run/wireguard/${TAG}2.sock ]] && break; sleep 0.1
-  done
-  local k1 k2; k1=$(wg genkey); k2=$(wg genkey)
-  ip netns exec $N1 wg set ${TAG}1 private-key <(echo "$k1") listen-port 51821 \
-    peer "$(echo "$k2" | wg pubkey)" endpoint 10.231.0.2:51822 allowed-ips 10.232.0.2/32
-  ip netns exec $N2 wg set ${TAG}2 private-key <(echo "$k2") listen-port 51822 \
-    peer "$(echo "$k1" | wg pubkey)" endpoint 10.231.0.1:51821 allowed-ips 10.232.0.1/32
-  ip -n $N1 addr add 10.232.0.1/24 dev ${TAG}1; ip -n $N2 addr add 10.232.0.2/24 dev ${TAG}2
-  ip -n $N1 link set ${TAG}1 mtu 1420 up; ip -n $N2 link set ${TAG}2 mtu 1420 up
-  ip netns exec $N1 ping -q -c 3 -W 2 10.232.0.2 >/dev/null 2>&1 || true
-}
+# shellcheck source=benches/scripts/tunnel-lib.sh
+source "$(dirname "$0")/tunnel-lib.sh"
+trap 'tunnel_down; rm -rf "$OUT" "$TUNNEL_LOGS"' EXIT
 
 for ((r = 0; r < ROUNDS; r++)); do
   i=0
   for IMPL in "$@"; do
-    up "$IMPL"
+    tunnel_up "$IMPL"
     ip netns exec $N2 iperf3 -s -1 -D -B 10.232.0.2 -I "$OUT/iperf.pid" >/dev/null 2>&1 || true
     sleep 0.3
     ip netns exec $N1 ping -c 50 -i 0.01 10.232.0.2 2>/dev/null \
       | sed -n "s/.*icmp_seq=\([0-9]*\).*time=\([0-9.]*\) ms/$r \1 \2/p" >>"$OUT/$i"
     [[ -s $OUT/iperf.pid ]] && kill "$(cat "$OUT/iperf.pid")" 2>/dev/null || true
-    down
+    tunnel_down
     i=$((i + 1))
   done
 done

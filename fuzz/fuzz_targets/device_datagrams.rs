@@ -322,7 +322,7 @@ fuzz_target!(|ops: Vec<Op>| {
     *h.udp.queued.lock().unwrap() = datagrams;
     let mut rx = h.rx.lock().unwrap();
     while !h.udp.queued.lock().unwrap().is_empty() {
-        rx.pass(&h.dev.shared, &h.udp, true).expect("receive");
+        rx.pass(&h.dev.shared, &h.udp).expect("receive");
     }
     drain_handshake_queue(&h.dev.shared);
     // Whatever reached the TUN left as well-formed packets.

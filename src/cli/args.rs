@@ -55,7 +55,7 @@ Environment:
   PHANTOMMESH_GATES=FILE         gates config instead of the built-in one
   PHANTOMMESH_SELF_TEST_INTERVAL seconds between self tunnel tests (60)
   PHANTOMMESH_WORKERS=N          crypto workers (one per core)
-  PHANTOMMESH_IO_THREADS=N       I/O threads; PHANTOMMESH_IO_LOOP=off: none
+  PHANTOMMESH_IO_THREADS=N       I/O threads (1 on up to 2 cores, else 2)
   PHANTOMMESH_UDP_RCVBUF=BYTES   UDP receive buffer (256 KiB)
   PHANTOMMESH_OFFLOAD=off        every kernel offload off
   PHANTOMMESH_PACKET_METRICS=off no packet-path latency sampling";

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 /// Files still allowed to read the environment, and why.
-const EXCEPTIONS: [(&str, &str); 3] = [
+const EXCEPTIONS: [(&str, &str); 2] = [
     (
         "gates/fetch_proxy.rs",
         "the admin clients' HTTPS_PROXY/NO_PROXY convention, read where the CLI's HTTP client is built (ProxyEnv::from_lookup for tests)",
@@ -13,10 +13,6 @@ const EXCEPTIONS: [(&str, &str); 3] = [
     (
         "io/linux_tun.rs",
         "PHANTOMMESH_SKIP_PRIVILEGED in a #[cfg(test)] module: a test gate, not product behaviour",
-    ),
-    (
-        "device/io_loop.rs",
-        "PHANTOMMESH_IO_LOOP, which goes away with the dedicated loops (issue 15, one send path)",
     ),
 ];
 

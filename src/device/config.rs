@@ -93,7 +93,7 @@ impl Device {
     }
     /// Offloads of the TUN and the UDP socket now in use.
     pub fn offloads(&self) -> Vec<(&'static str, bool)> {
-        let mut v = self.shared.tun.offloads();
+        let mut v = self.shared.tun.features().offloads();
         if let Some(u) = self.shared.current_udp() {
             v.extend(u.offloads());
         }

@@ -20,17 +20,15 @@
 //! one and four streams, against 2208 and 2240 for the dedicated loops):
 //! two cores have no room for a second I/O thread beside the crypto.
 //!
-//! Where the TUN or the socket cannot be polled (the in-memory backends),
-//! or with `PHANTOMMESH_IO_LOOP=off`, the device runs the dedicated loops
-//! of [`super::send::run`] and [`super::receive::run`] instead.
+//! It is the only way packets enter the device: every TUN (the in-memory
+//! one too) has a poll descriptor, and so has every socket the device
+//! reads, so tests run this loop as the daemon does.
 use super::{send, Shared};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Environment switch: `PHANTOMMESH_IO_LOOP=off` runs the dedicated loops.
-pub const IO_LOOP_ENV: &str = "PHANTOMMESH_IO_LOOP";
 /// Environment override of [`io_threads`].
 pub const IO_THREADS_ENV: &str = "PHANTOMMESH_IO_THREADS";
 
@@ -115,24 +113,13 @@ pub struct IoPoll {
 }
 
 impl IoPoll {
-    /// The set for `s`, when its TUN can be polled and read without waiting
-    /// and the environment does not turn it off.
-    pub fn new(s: &Shared) -> Option<IoPoll> {
-        let off = std::env::var(IO_LOOP_ENV).is_ok_and(|v| {
-            v.eq_ignore_ascii_case("off") || v == "0" || v.eq_ignore_ascii_case("false")
-        });
-        if off || !s.tun.can_read_ready() {
-            return None;
-        }
-        let tun = s.tun.poll_fd()?;
+    /// The set for `s`, holding its TUN and its wake-up eventfd.
+    pub fn new(s: &Shared) -> io::Result<IoPoll> {
+        let tun = s.tun.poll_fd();
         // SAFETY: epoll_create1 has no memory preconditions.
         let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if fd < 0 {
-            tracing::info!(
-                "epoll unavailable ({}); dedicated I/O threads",
-                io::Error::last_os_error()
-            );
-            return None;
+            return Err(io::Error::last_os_error());
         }
         // SAFETY: a fresh descriptor we own from here on.
         let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -144,10 +131,7 @@ impl IoPoll {
             follow: parking_lot::Mutex::new(()),
             tun_open: AtomicBool::new(true),
         };
-        if let Err(e) = io.ctl(libc::EPOLL_CTL_ADD, tun, TUN) {
-            tracing::info!("cannot poll the TUN ({e}); dedicated I/O threads");
-            return None;
-        }
+        io.ctl(libc::EPOLL_CTL_ADD, tun, TUN)?;
         if let Some(wake) = s.io_wake.fd() {
             // Level-triggered, not one-shot: every waiting thread sees it.
             let mut ev = libc::epoll_event {
@@ -165,7 +149,7 @@ impl IoPoll {
                 );
             }
         }
-        Some(io)
+        Ok(io)
     }
 
     /// Registers (`ADD`) or re-arms (`MOD`) `fd` for one readable event.
@@ -249,7 +233,7 @@ pub fn run(s: &Shared, io: &IoPoll) {
                 if let Some(udp) = s.current_udp() {
                     // Err: closed for a rebind or shutdown; the next turn
                     // follows the new socket.
-                    let _ = s.receiver.lock().pass(s, &*udp, true);
+                    let _ = s.receiver.lock().pass(s, &*udp);
                 }
                 io.rearm_udp();
             }

@@ -2,18 +2,19 @@
 //! move batches between the TUN and the UDP socket.
 //!
 //! Threads (see the files named after them):
-//! - [`io_loop`]: the I/O thread(s), waiting on the TUN and the UDP socket
-//!   together and handing each ready one to the two below; where the I/O
-//!   cannot be polled together, [`send::run`] and [`receive::run`] are
-//!   dedicated threads instead.
-//! - [`send`]: reads the TUN, routes, and queues each peer's run of packets
-//!   as a job.
-//! - [`receive`]: reads the UDP socket and queues each session's run of
-//!   datagrams as a job; handshake messages go to a bounded queue so a flood
-//!   never stalls data.
+//! - [`io_loop`]: the I/O thread(s), the only entry point of packets:
+//!   waiting on the TUN and the UDP socket together and handing each ready
+//!   one to the two below.
+//! - [`send`]: reads the TUN, routes, and sends each peer's run of packets
+//!   the way [`pipeline::decide`] picks (in place, inline or by a worker).
+//! - [`receive`]: reads the UDP socket and opens each session's run of
+//!   datagrams the same way; handshake messages go to a bounded queue so a
+//!   flood never stalls data.
 //! - crypto workers (one per core by default, [`pipeline`]): seal or open
 //!   any job, then deliver the peer's finished jobs in order (UDP send or
 //!   TUN write).
+//! - [`wire`]: the one function that puts sealed datagrams (data,
+//!   keepalives, handshake messages, cookie replies) on the wire.
 //! - [`handshake`]: drains that queue (MAC checks, cookies, rate limit).
 //! - [`timers`]: runs the peers' protocol timers as they fall due
 //!   ([`deadlines`]).
@@ -39,6 +40,7 @@ pub mod staged;
 #[cfg(test)]
 pub(crate) mod test_node;
 pub mod timers;
+pub(crate) mod wire;
 
 use crate::io::{Bind, Tun, Udp};
 use crate::noise::cookie::CookieChecker;
@@ -97,6 +99,21 @@ pub struct Stats {
     pub handshakes_initiated: AtomicU64,
     pub handshakes_completed: AtomicU64,
     pub handshakes_failed: AtomicU64,
+    /// Runs of packets (either direction) done by the thread that read
+    /// them (in place or as an inline job), and runs handed to the crypto
+    /// workers: the ways [`pipeline::decide`] picked.
+    pub batches_inline: AtomicU64,
+    pub batches_worker: AtomicU64,
+    /// Datagrams handed to [`wire::transmit`], every kind.
+    pub wire_datagrams: AtomicU64,
+}
+
+/// How runs of packets went, from [`Stats`] (see [`pipeline::decide`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PathCounters {
+    pub batches_inline: u64,
+    pub batches_worker: u64,
+    pub wire_datagrams: u64,
 }
 
 pub(crate) fn bump(c: &AtomicU64, n: u64) {
@@ -242,7 +259,7 @@ impl Device {
             buffers_per_direction = pool_cap,
             "data path: crypto workers started"
         );
-        let tun_batch = tun.batch_size();
+        let slots_per_read = tun.features().slots_per_read;
         let epoch = Instant::now();
         let shared = Arc::new(Shared {
             tun,
@@ -281,7 +298,7 @@ impl Device {
             tx_bufs: pipeline::BufPool::new(pool_cap),
             rx_bufs: pipeline::BufPool::new(pool_cap),
             workers,
-            tun_reader: Mutex::new(send::TunReader::new(tun_batch)),
+            tun_reader: Mutex::new(send::TunReader::new(slots_per_read)),
             receiver: Mutex::new(receive::Receiver::default()),
             tun_written: AtomicBool::new(false),
             crypto_heartbeats: (0..workers).map(|_| AtomicU64::new(0)).collect(),
@@ -293,18 +310,18 @@ impl Device {
         });
         let mut th = dev.threads.lock();
         match io_loop::IoPoll::new(&shared) {
-            Some(io) => {
+            Ok(io) => {
                 let io = Arc::new(io);
                 for i in 0..io_threads.clamp(1, 8) {
                     let (s, io) = (shared.clone(), io.clone());
                     th.push(spawn(&format!("pm-io-{i}"), move || io_loop::run(&s, &io)));
                 }
             }
-            None => {
-                let s = shared.clone();
-                th.push(spawn("pm-send", move || send::run(&s)));
-                let s = shared.clone();
-                th.push(spawn("pm-recv", move || receive::run(&s)));
+            Err(e) => {
+                // Never on Linux short of running out of descriptors; the
+                // owner sees a dead device and exits.
+                tracing::error!(error = %e, "cannot poll the TUN: no packets can move");
+                shared.tun_gone.store(true, Ordering::SeqCst);
             }
         }
         let s = shared.clone();
@@ -379,28 +396,19 @@ impl Device {
         self.shared.shutdown.load(Ordering::SeqCst)
     }
 
+    /// How runs of packets went so far (see [`PathCounters`]).
+    pub fn path_counters(&self) -> PathCounters {
+        let st = &self.shared.stats;
+        PathCounters {
+            batches_inline: st.batches_inline.load(Ordering::Relaxed),
+            batches_worker: st.batches_worker.load(Ordering::Relaxed),
+            wire_datagrams: st.wire_datagrams.load(Ordering::Relaxed),
+        }
+    }
+
     /// Looks at the TUN's link now (and records the look, see [`link`]).
     pub fn link_state(&self) -> crate::io::LinkState {
         self.shared.link.observe(self.shared.tun.link_state())
-    }
-}
-
-/// Sends to a peer from its sticky source; a source the kernel refused is
-/// forgotten (the datagrams went without it). True when sent.
-pub(crate) fn send_from_peer(
-    udp: &dyn crate::io::Udp,
-    peer: &Peer,
-    bufs: &[&[u8]],
-    ep: crate::io::Endpoint,
-) -> bool {
-    match udp.send_from(bufs, ep) {
-        Ok(rejected) => {
-            if rejected {
-                peer.clear_source(ep.src);
-            }
-            true
-        }
-        Err(_) => false,
     }
 }
 
@@ -438,15 +446,17 @@ fn pipeline_worker(s: &Shared, id: usize) {
     }
 }
 
-/// Hands a queued job to the pipeline. Small jobs on an idle pipeline are
-/// done by the caller: a lone packet pays no thread wake-up, and many peers'
-/// single packets (a hand-off each would cost more than their crypto) stay
-/// on the reader. Bulk runs go to the crypto workers.
-pub(crate) fn submit(s: &Shared, job: Arc<pipeline::Job>, packets: usize) {
-    if packets <= pipeline::INLINE_MAX && s.crypto_rx.is_empty() {
+/// Runs a queued job the way [`pipeline::decide`] picked: `inline` by
+/// this thread now, else by a crypto worker.
+pub(crate) fn submit(s: &Shared, job: Arc<pipeline::Job>, inline: bool) {
+    if inline {
+        bump(&s.stats.batches_inline, 1);
         process(s, job);
-    } else if let Err(e) = s.crypto_tx.send(job) {
-        process(s, e.0);
+    } else {
+        bump(&s.stats.batches_worker, 1);
+        if let Err(e) = s.crypto_tx.send(job) {
+            process(s, e.0);
+        }
     }
 }
 
@@ -649,23 +659,34 @@ impl Shared {
         }
     }
 
-    /// Sends already-built datagrams to the peer's endpoint, if it has one.
+    /// Sends already-built datagrams (handshake messages, keepalives) to
+    /// the peer's endpoint, if it has one, through [`wire::transmit`].
+    /// True when the socket took them.
     pub fn send_to_peer(&self, peer: &Peer, bufs: &[&[u8]]) -> bool {
-        let (Some(ep), Some(udp)) = (peer.full_endpoint(), self.current_udp()) else {
+        let Some(ep) = peer.full_endpoint() else {
             return false;
         };
-        let n: usize = bufs.iter().map(|b| b.len()).sum();
-        if send_from_peer(&*udp, peer, bufs, ep) {
-            peer.add_tx(n as u64);
-            true
-        } else {
-            false
+        let run = wire::Run {
+            peer: Some(peer),
+            ep,
+            count: bufs.len(),
+        };
+        let mut sent = false;
+        wire::transmit(self, bufs, &[run], &mut |_| sent = true);
+        if sent {
+            peer.add_tx(bufs.iter().map(|b| b.len() as u64).sum());
         }
+        sent
     }
 
+    /// Sends one datagram to an endpoint that is no peer's (yet): replies
+    /// to handshake messages from strangers.
     pub fn send_to(&self, ep: crate::io::Endpoint, buf: &[u8]) {
-        if let Some(udp) = self.current_udp() {
-            let _ = udp.send_from(&[buf], ep);
-        }
+        let run = wire::Run {
+            peer: None,
+            ep,
+            count: 1,
+        };
+        wire::transmit(self, &[buf], &[run], &mut |_| {});
     }
 }

@@ -10,11 +10,9 @@
 //! queue at a time (see [`OrderedQueue::drain`]), so there is no per-peer
 //! thread.
 //!
-//! Small jobs on an idle pipeline are done inline by the reader: a lone ping
-//! or a TCP ACK does not pay a thread wake-up on its way through. When the
-//! peer has nothing queued or in flight ([`OrderedQueue::when_idle`]), such a
-//! packet skips the job and the queue too and is handled in its read buffer
-//! (`send::send_in_place`, `receive::open_in_place`).
+//! Whether a run of packets goes to the workers, is done inline by the
+//! thread that read it, or skips the job and the queue altogether is
+//! decided in one place for both directions: [`decide`].
 //!
 //! Buffers and jobs are recycled through pools, so the steady state allocates
 //! nothing; the buffer pool is bounded, and a reader that finds it empty
@@ -29,9 +27,52 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Jobs of at most this many packets are done inline by the reader when no
-/// other job is waiting for a worker.
+/// Jobs of at most this many packets may be done inline (see [`decide`]).
 pub const INLINE_MAX: usize = 4;
+
+/// How a run of one peer's packets is handled (see [`decide`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Way<T> {
+    /// By the reading thread in its read buffers: no job, no queue, no
+    /// pool round trip. Carries what the claim took (the send counter).
+    InPlace(T),
+    /// As a job on the peer's queue, sealed or opened by the reading
+    /// thread at once.
+    Inline,
+    /// As a job on the peer's queue and on the crypto queue.
+    Worker,
+}
+
+/// The one inline-or-worker decision, for both directions.
+///
+/// - More than [`INLINE_MAX`] packets, or jobs already waiting for a
+///   worker: [`Way::Worker`]. Bulk runs use every core, and a reader never
+///   makes the workers' backlog wait behind its own crypto.
+/// - Otherwise the reader does it itself: a lone ping or a TCP ACK pays no
+///   thread wake-up, and many peers' single packets (a hand-off each would
+///   cost more than their crypto) stay on the reader.
+///   - [`Way::InPlace`] when the peer's queue is idle (nothing queued or
+///     being delivered, [`OrderedQueue::when_idle`]) and `claim` gives
+///     something. `claim` runs under the queue's lock, so whatever it takes
+///     (a send counter) is newer than everything the queue delivered, and
+///     nothing queued can be overtaken. On an idle tunnel each packet meets
+///     cold caches, and touching less memory is what shortens its way.
+///   - [`Way::Inline`] otherwise: the job queues behind the peer's jobs in
+///     flight, which keeps the peer's order.
+pub(crate) fn decide<T>(
+    s: &super::Shared,
+    packets: usize,
+    queue: &OrderedQueue,
+    claim: impl FnOnce() -> Option<T>,
+) -> Way<T> {
+    if packets > INLINE_MAX || !s.crypto_rx.is_empty() {
+        return Way::Worker;
+    }
+    match queue.when_idle(claim) {
+        Some(Some(t)) => Way::InPlace(t),
+        _ => Way::Inline,
+    }
+}
 
 /// Environment variable: number of crypto workers (default: the cores).
 pub const WORKERS_ENV: &str = "PHANTOMMESH_WORKERS";

@@ -3,13 +3,14 @@
 //! Handshake messages are copied to the bounded handshake queue and handled
 //! by another thread, so a flood of initiations costs this loop one copy per
 //! message and never a Diffie-Hellman. Data messages are resolved to their
-//! session under one read of the index table and handed to the pipeline
-//! ([`super::pipeline`]) as one job per run of the same session; workers
-//! decrypt in place and check sources, and the peer's jobs are delivered to
-//! the TUN in the order they arrived.
+//! session under one read of the index table, and each run of the same
+//! session takes the one way [`pipeline::decide`] picks (opened in place,
+//! as a job done inline, or as a job for the crypto workers); sources are
+//! checked after decryption, and the peer's runs are delivered to the TUN
+//! in the order they arrived.
 use super::handshake::Queued;
 use super::peer::Peer;
-use super::pipeline::{restore_len, Dir, JobData, RxOutcome, INLINE_MAX};
+use super::pipeline::{self, restore_len, Dir, JobData, RxOutcome, Way};
 use super::{bump, Shared, UNDER_LOAD_THRESHOLD};
 use crate::io::{RecvMeta, Udp, MAX_BATCH};
 use crate::noise::constants::DATA_HEADER_LEN;
@@ -47,12 +48,11 @@ impl Default for Receiver {
 }
 
 impl Receiver {
-    /// Receives one batch from `udp` (`ready_only`: only what is queued
-    /// now, else waiting up to the socket's timeout) and queues it; then
+    /// Receives what `udp` has queued now (one batch) and queues it; then
     /// sends whatever the kernel answered at once (see
-    /// [`super::send::read_opportunistically`]). Err: the socket is closed
-    /// (a rebind or shutdown).
-    pub fn pass(&mut self, s: &Shared, udp: &dyn Udp, ready_only: bool) -> std::io::Result<usize> {
+    /// [`super::send::read_opportunistically`]): the I/O loop's UDP half.
+    /// Err: the socket is closed (a rebind or shutdown).
+    pub fn pass(&mut self, s: &Shared, udp: &dyn Udp) -> std::io::Result<usize> {
         if !s
             .rx_bufs
             .fill(&mut self.storage[..self.lent], Duration::from_millis(200))
@@ -63,15 +63,11 @@ impl Receiver {
         // The buffers go as they are: the socket touches only the slots it
         // fills (a lone datagram, one), where a list of 128 slices would
         // cost an idle tunnel's cold caches ~80 lines per receive.
-        let n = if ready_only {
-            udp.recv_ready(&mut self.storage, &mut self.meta)?
-        } else {
-            udp.recv(&mut self.storage, &mut self.meta)?
-        };
+        let n = udp.recv_ready(&mut self.storage, &mut self.meta)?;
         if n > 0 {
             self.lent = n;
             let started = s.sample_packets.then(Instant::now);
-            super::send::with_deferred_sends(s, || {
+            super::wire::with_deferred_sends(s, || {
                 dispatch_batch(
                     s,
                     &mut self.storage,
@@ -84,25 +80,6 @@ impl Receiver {
             });
         }
         Ok(n)
-    }
-}
-
-/// The UDP receive loop (where the I/O cannot be polled together, see
-/// [`super::io_loop`]). Follows the socket when it is replaced (a new
-/// listen port).
-pub fn run(s: &Shared) {
-    // Nothing else receives in this mode: the lock is this thread's.
-    let mut rx = s.receiver.lock();
-    while !s.shutdown.load(Ordering::Relaxed) {
-        s.heartbeat(super::HB_RECEIVE);
-        let Some(udp) = s.current_udp() else {
-            std::thread::sleep(Duration::from_millis(20));
-            continue;
-        };
-        if rx.pass(s, &*udp, false).is_err() {
-            // Closed for a rebind or shutdown; the loop re-reads both.
-            std::thread::sleep(Duration::from_millis(5));
-        }
     }
 }
 
@@ -153,19 +130,23 @@ fn dispatch_batch(
         }
         // This thread is the only producer of inbound jobs, so a peer idle
         // now stays idle until the run is delivered.
-        if j - i <= INLINE_MAX && s.crypto_rx.is_empty() && peer.rx.when_idle(|| ()).is_some() {
-            open_in_place(
-                s,
-                &mut storage[i..j],
-                &meta[i..j],
-                peer,
-                kp,
-                started,
-                scratch,
-            );
-            i = j;
-            continue;
-        }
+        let inline = match pipeline::decide(s, j - i, &peer.rx, || Some(())) {
+            Way::InPlace(()) => {
+                open_in_place(
+                    s,
+                    &mut storage[i..j],
+                    &meta[i..j],
+                    peer,
+                    kp,
+                    started,
+                    scratch,
+                );
+                i = j;
+                continue;
+            }
+            Way::Inline => true,
+            Way::Worker => false,
+        };
         let job = s.jobs.get(Dir::Rx);
         {
             let mut d = job.data.lock();
@@ -179,7 +160,7 @@ fn dispatch_batch(
             d.started = started;
         }
         peer.rx.push(job.clone());
-        super::submit(s, job, j - i);
+        super::submit(s, job, inline);
         i = j;
     }
 }
@@ -197,6 +178,7 @@ fn open_in_place(
     started: Option<Instant>,
     d: &mut JobData,
 ) {
+    bump(&s.stats.batches_inline, 1);
     d.dir = Dir::Rx;
     for (slot, m) in slots.iter_mut().zip(meta) {
         d.bufs.push(std::mem::take(slot));

@@ -1,18 +1,20 @@
 //! Outbound: TUN -> routing lookup -> seal (crypto workers) -> UDP.
 //!
-//! The TUN reader routes a batch under one read lock, takes each run's
-//! session and send counters in order, and hands the run to the pipeline
-//! ([`super::pipeline`]) as one job. Packets are read at `HEADROOM` into
+//! The I/O loop reads the TUN ([`read_ready_batch`]), routes the batch
+//! under one read lock, and sends each peer's run the one way
+//! [`pipeline::decide`] picks: in place, as a job done inline, or as a job
+//! for the crypto workers. Every sealed packet leaves through
+//! [`super::wire::transmit`]. Packets are read at `HEADROOM` into
 //! pooled buffers so the data header is written in front of them and the
 //! tag behind them: sealing is in place and nothing is allocated per packet.
 use super::peer::Peer;
-use super::pipeline::{Dir, Job, JobData};
+use super::pipeline::{self, Dir, Job, JobData, Way};
+use super::wire::{self, transmit, with_deferred_sends, Run};
 use super::{bump, Shared};
 use crate::io::{Endpoint, MAX_BATCH};
 use crate::noise::constants::{AEAD_TAG_LEN, DATA_HEADER_LEN, KEEPALIVE_LEN};
 use crate::noise::keypair::Keypair;
 use crate::noise::messages::padded_len;
-use smallvec::SmallVec;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -37,6 +39,19 @@ pub fn destination(pkt: &[u8]) -> Option<IpAddr> {
     }
 }
 
+/// What the reader knows of one packet of its batch.
+#[derive(Clone, Default)]
+enum Target {
+    /// Not routed yet.
+    #[default]
+    Unrouted,
+    /// Routed to this peer; its way (see [`pipeline::decide`]) is taken
+    /// with its run.
+    Peer(Arc<Peer>),
+    /// Taken care of already: sent in place, or dropped (no route).
+    Done,
+}
+
 /// The TUN reader's batch: behind a lock in [`Shared`] so that another
 /// thread may read with the same buffers and in the same order (see
 /// [`read_opportunistically`]).
@@ -46,51 +61,28 @@ pub struct TunReader {
     /// the last refill; the rest still hold theirs.
     lent: usize,
     sizes: Vec<usize>,
-    targets: Vec<Option<Arc<Peer>>>,
+    targets: Vec<Target>,
+    /// Slots one read syscall fills ([`crate::io::TunFeatures`]).
+    slots_per_read: usize,
 }
 
 impl TunReader {
-    pub fn new(batch: usize) -> Self {
-        let batch = batch.clamp(1, MAX_BATCH);
+    pub fn new(slots_per_read: usize) -> Self {
         TunReader {
-            storage: (0..batch).map(|_| Vec::new()).collect(),
-            lent: batch,
-            sizes: vec![0; batch],
-            targets: vec![None; batch],
+            storage: (0..MAX_BATCH).map(|_| Vec::new()).collect(),
+            lent: MAX_BATCH,
+            sizes: vec![0; MAX_BATCH],
+            targets: vec![Target::Unrouted; MAX_BATCH],
+            slots_per_read: slots_per_read.clamp(1, MAX_BATCH),
         }
     }
 }
 
-/// The TUN reader loop (where the I/O cannot be polled together, see
-/// [`super::io_loop`]). Where the TUN can wait apart from reading, the wait
-/// is done without the reader lock.
-pub fn run(s: &Shared) {
-    let split = s.tun.can_read_ready();
-    while !s.shutdown.load(Ordering::Relaxed) {
-        s.heartbeat(super::HB_SEND);
-        let r = if split {
-            match s.tun.wait_readable(Duration::from_millis(200)) {
-                Ok(false) => continue,
-                Ok(true) => read_ready_batch(s),
-                Err(e) => Err(e),
-            }
-        } else {
-            with_deferred_sends(s, || {
-                read_and_dispatch(s, &mut s.tun_reader.lock(), false, PATIENCE)
-            })
-        };
-        if let Err(e) = r {
-            if !keep_reading_after(s, &e) {
-                return;
-            }
-        }
-    }
-}
-
-/// Reads and queues what the TUN has queued now (one batch).
+/// Reads and queues what the TUN has queued now (one batch): the I/O
+/// loop's TUN half.
 pub fn read_ready_batch(s: &Shared) -> std::io::Result<usize> {
     with_deferred_sends(s, || {
-        read_and_dispatch(s, &mut s.tun_reader.lock(), true, PATIENCE)
+        read_and_dispatch(s, &mut s.tun_reader.lock(), PATIENCE)
     })
 }
 
@@ -100,7 +92,7 @@ pub fn keep_reading_after(s: &Shared, e: &std::io::Error) -> bool {
     if s.shutdown.load(Ordering::Relaxed) {
         return false;
     }
-    if !s.tun.exists() {
+    if s.tun.link_state() == crate::io::LinkState::Gone {
         tracing::info!(error = %e, "TUN device is gone");
         s.tun_gone.store(true, Ordering::SeqCst);
         return false;
@@ -116,32 +108,27 @@ const PATIENCE: Duration = Duration::from_millis(200);
 /// After inbound packets reached the TUN: whatever the kernel answered at
 /// once (echo replies, ACKs) is already queued on the TUN, so read and send
 /// it from this thread, one batch for everything just written, instead of
-/// waking the reader for it. Skipped when the reader is busy (it will see
-/// the packets itself).
+/// waking the I/O loop for it. Skipped when the reader is busy (it will
+/// see the packets itself).
 pub fn read_opportunistically(s: &Shared) {
-    if !s.tun.can_read_ready() || !s.tun_written.swap(false, Ordering::Relaxed) {
+    if !s.tun_written.swap(false, Ordering::Relaxed) {
         return;
     }
     if let Some(mut r) = s.tun_reader.try_lock() {
         with_deferred_sends(s, || {
-            let _ = read_and_dispatch(s, &mut r, true, Duration::ZERO);
+            let _ = read_and_dispatch(s, &mut r, Duration::ZERO);
         });
     }
 }
 
-/// Reads one batch (`ready_only`: only what is queued now) and queues it.
+/// Reads what is queued now (one batch) and queues it.
 ///
-/// Reading what is queued now starts with one read syscall: a lone packet
-/// for an idle peer is then sealed and sent before the reader looks for
-/// more (that look, usually EAGAIN, would otherwise delay every idle
-/// packet by a syscall). Anything else joins what the rest of the read
-/// finds, so a busy reader batches as before, with no extra syscall.
-fn read_and_dispatch(
-    s: &Shared,
-    r: &mut TunReader,
-    ready_only: bool,
-    patience: Duration,
-) -> std::io::Result<usize> {
+/// The read starts with one syscall's worth: a lone packet for an idle peer
+/// is then sealed and sent in place before the reader looks for more (that
+/// look, usually EAGAIN, would otherwise delay every idle packet by a
+/// syscall). Anything else joins what the rest of the read finds, so a busy
+/// reader batches as before, with no extra syscall.
+fn read_and_dispatch(s: &Shared, r: &mut TunReader, patience: Duration) -> std::io::Result<usize> {
     // Buffers of the last batch went to jobs; take fresh ones (waits while
     // every buffer is in flight: back-pressure, bounded memory).
     // Only the slots the last batch used can be empty: an idle tunnel's
@@ -150,37 +137,25 @@ fn read_and_dispatch(
         return Ok(0);
     }
     r.lent = 0;
-    if !ready_only {
-        let n = s.tun.read(&mut r.storage, &mut r.sizes, HEADROOM)?;
-        r.lent = n;
-        dispatch_read(s, r, 0, n, s.sample_packets.then(Instant::now));
-        return Ok(n);
-    }
-    let first = s.tun.slots_per_read().clamp(1, r.storage.len());
+    let first = r.slots_per_read;
     let n = s
         .tun
-        .read_ready(&mut r.storage[..first], &mut r.sizes[..first], HEADROOM)?;
+        .read(&mut r.storage[..first], &mut r.sizes[..first], HEADROOM)?;
     if n == 0 {
         return Ok(0);
     }
     let started = s.sample_packets.then(Instant::now);
-    let mut from = 0;
     if n == 1 {
-        if let Some(peer) = route_one(s, r) {
-            if send_in_place(s, &peer, &mut r.storage[0], r.sizes[0], started) {
-                from = 1;
-            } else {
-                r.targets[0] = Some(peer);
+        route(s, r, 0, 1);
+        if let Target::Peer(peer) = &r.targets[0] {
+            let peer = peer.clone();
+            if dispatch(s, &peer, &mut r.storage[..1], &r.sizes[..1], started, true) {
+                r.targets[0] = Target::Done;
             }
-        } else {
-            from = 1;
         }
     }
     // The rest of what is queued; a failure here is met again by the next read.
-    let more = match s
-        .tun
-        .read_ready(&mut r.storage[n..], &mut r.sizes[n..], HEADROOM)
-    {
+    let more = match s.tun.read(&mut r.storage[n..], &mut r.sizes[n..], HEADROOM) {
         Ok(m) => m,
         Err(e) => {
             tracing::debug!(error = %e, "TUN read after the first packet failed");
@@ -189,102 +164,105 @@ fn read_and_dispatch(
     };
     let total = n + more;
     r.lent = total;
-    dispatch_read(s, r, from, total, started);
+    dispatch_read(s, r, total, started);
     Ok(total)
 }
 
-/// Routes the lone packet in slot 0 (counting a drop when it has no peer).
-fn route_one(s: &Shared, r: &mut TunReader) -> Option<Arc<Peer>> {
-    route_batch(s, &r.storage[..1], &r.sizes[..1], &mut r.targets[..1]);
-    let peer = r.targets[0].take();
-    if peer.is_none() {
-        bump(&s.stats.drop_no_route, 1);
-    }
-    peer
-}
-
-/// Queues packets `from..to` of the reader's batch, one job per run of one
-/// peer. Slots whose peer is already known (`targets`) are not routed again.
-fn dispatch_read(s: &Shared, r: &mut TunReader, from: usize, to: usize, started: Option<Instant>) {
-    if from >= to {
-        return;
-    }
-    let (storage, sizes, targets) = (&mut r.storage, &r.sizes, &mut r.targets);
-    let known = usize::from(targets[from].is_some());
-    route_batch(
-        s,
-        &storage[from + known..to],
-        &sizes[from + known..to],
-        &mut targets[from + known..to],
-    );
-    if to - from == 1 {
-        if let Some(peer) = targets[from].take() {
-            // A known target already failed the in-place send: do not retry.
-            if known == 1 || !send_in_place(s, &peer, &mut storage[from], sizes[from], started) {
-                dispatch(s, &peer, &mut storage[from..to], &sizes[from..to], started);
-            }
-        } else {
-            bump(&s.stats.drop_no_route, 1);
-        }
-        return;
-    }
-    let mut i = from;
-    while i < to {
-        let mut j = i + 1;
-        while j < to && same_peer(&targets[i], &targets[j]) {
-            j += 1;
-        }
-        match targets[i].take() {
-            Some(peer) => dispatch(s, &peer, &mut storage[i..j], &sizes[i..j], started),
-            None => bump(&s.stats.drop_no_route, (j - i) as u64),
-        }
-        for t in &mut targets[i..j] {
-            *t = None;
-        }
-        i = j;
-    }
-}
-
-fn same_peer(a: &Option<Arc<Peer>>, b: &Option<Arc<Peer>>) -> bool {
-    match (a, b) {
-        (Some(a), Some(b)) => a.id == b.id,
-        (None, None) => true,
-        _ => false,
-    }
-}
-
-/// Picks each packet's peer by longest-prefix match of its destination,
-/// under one read lock for the whole batch.
-fn route_batch(s: &Shared, bufs: &[Vec<u8>], sizes: &[usize], targets: &mut [Option<Arc<Peer>>]) {
+/// Routes the unrouted packets of slots `from..to` (counting drops), under
+/// one read lock of the table.
+fn route(s: &Shared, r: &mut TunReader, from: usize, to: usize) {
     let table = s.allowed_ips.read();
-    for ((buf, &len), t) in bufs.iter().zip(sizes).zip(targets.iter_mut()) {
+    let slots = r.storage[from..to].iter().zip(&r.sizes[from..to]);
+    for ((buf, &len), t) in slots.zip(&mut r.targets[from..to]) {
+        if !matches!(t, Target::Unrouted) {
+            continue;
+        }
         let pkt = &buf[HEADROOM..HEADROOM + len];
-        *t = match destination(pkt) {
+        let peer = match destination(pkt) {
             Some(IpAddr::V4(a)) => table.lookup_v4(a.octets()).map(|p| p.0.clone()),
             Some(IpAddr::V6(a)) => table.lookup_v6(a.octets()).map(|p| p.0.clone()),
             None => {
                 bump(&s.stats.drop_malformed, 1);
-                None
+                *t = Target::Done;
+                continue;
+            }
+        };
+        *t = match peer {
+            Some(p) => Target::Peer(p),
+            None => {
+                bump(&s.stats.drop_no_route, 1);
+                Target::Done
             }
         };
     }
 }
 
-/// Queues packets that all go to `peer` as one job: the buffers move into
-/// it (leaving empty slots behind). Without a usable session the packets are
-/// staged (copied; the buffers stay) and a handshake is started.
+/// Queues packets `0..to` of the reader's batch, one run per peer; every
+/// slot is left [`Target::Unrouted`] for the next read.
+fn dispatch_read(s: &Shared, r: &mut TunReader, to: usize, started: Option<Instant>) {
+    route(s, r, 0, to);
+    let mut i = 0;
+    while i < to {
+        let Target::Peer(peer) = std::mem::take(&mut r.targets[i]) else {
+            i += 1;
+            continue;
+        };
+        let mut j = i + 1;
+        while j < to && matches!(&r.targets[j], Target::Peer(p) if p.id == peer.id) {
+            r.targets[j] = Target::Unrouted;
+            j += 1;
+        }
+        dispatch(
+            s,
+            &peer,
+            &mut r.storage[i..j],
+            &r.sizes[i..j],
+            started,
+            false,
+        );
+        i = j;
+    }
+}
+
+/// Sends packets that all go to `peer` the way [`pipeline::decide`] picks:
+/// in place (the buffer stays in its slot), or as one job (the buffers move
+/// into it, leaving empty slots behind). Without a usable session the
+/// packets are staged (copied; the buffers stay) and a handshake is
+/// started. With `in_place_only`, any other way leaves the packets
+/// untouched and answers false; otherwise the answer is true.
 fn dispatch(
     s: &Shared,
     peer: &Arc<Peer>,
     slots: &mut [Vec<u8>],
     sizes: &[usize],
     started: Option<Instant>,
-) {
+    in_place_only: bool,
+) -> bool {
     let kp = peer.state.lock().sending_keypair(Instant::now()).cloned();
     let Some(kp) = kp else {
         stage(s, peer, slots, sizes);
         s.with_peer(peer, |st, env, out| st.need_session(env, out));
-        return;
+        return true;
+    };
+    let ep = peer.full_endpoint();
+    // In place: one packet, to a known endpoint, with no sends held back
+    // by this thread (it would overtake them). The counter is taken while
+    // the queue is idle, so no queued packet of this peer is older.
+    let way = pipeline::decide(s, slots.len(), &peer.tx, || {
+        let held = wire::holding();
+        if slots.len() != 1 || ep.is_none() || held {
+            return None;
+        }
+        kp.next_counter()
+    });
+    let inline = match (way, ep) {
+        (Way::InPlace(counter), Some(ep)) => {
+            send_in_place(s, peer, &kp, counter, ep, &mut slots[0], sizes[0], started);
+            return true;
+        }
+        _ if in_place_only => return false,
+        (Way::Worker, _) => false,
+        _ => true,
     };
     let job = s.jobs.get(Dir::Tx);
     let taken = {
@@ -314,47 +292,38 @@ fn dispatch(
     }
     if taken == 0 {
         s.jobs.recycle(job, &s.tx_bufs);
-        return;
+        return true;
     }
-    super::submit(s, job, taken);
+    super::submit(s, job, inline);
+    true
 }
 
-/// A lone packet for a peer with nothing queued or in flight, sealed and sent
-/// by the reader itself: no job, no queue, no pool round trip (the buffer
-/// stays in its slot). On an idle tunnel each packet meets cold caches, and
-/// touching less memory is what shortens its way through. False when the
-/// pipeline is needed (busy peer or workers, held-back sends, no session).
+/// A lone packet sealed in its read buffer and sent at once (see
+/// [`Way::InPlace`]).
+#[allow(clippy::too_many_arguments)]
 fn send_in_place(
     s: &Shared,
     peer: &Arc<Peer>,
+    kp: &Arc<Keypair>,
+    counter: u64,
+    ep: Endpoint,
     buf: &mut [u8],
     len: usize,
     started: Option<Instant>,
-) -> bool {
-    if !s.crypto_rx.is_empty() || DEFERRED.with(|q| !q.borrow().jobs.is_empty()) {
-        return false;
-    }
-    let Some(ep) = peer.full_endpoint() else {
-        return false;
-    };
-    let kp = peer.state.lock().sending_keypair(Instant::now()).cloned();
-    let Some(kp) = kp else { return false };
-    // The counter is taken only while the queue is idle, so no queued
-    // packet of this peer can be older than this one.
-    let Some(Some(counter)) = peer.tx.when_idle(|| kp.next_counter()) else {
-        return false;
-    };
+) {
+    bump(&s.stats.batches_inline, 1);
     let mtu = s.mtu.load(Ordering::Relaxed);
-    seal_packet(&kp, counter, buf, len, mtu);
-    s.with_peer(peer, |st, env, out| st.on_sent(env, &kp, true, out));
+    seal_packet(kp, counter, buf, len, mtu);
+    s.with_peer(peer, |st, env, out| st.on_sent(env, kp, true, out));
     let wire = sealed_len(len, mtu);
-    let Some(udp) = s.current_udp() else {
-        return true;
+    let run = Run {
+        peer: Some(peer),
+        ep,
+        count: 1,
     };
-    if super::send_from_peer(&*udp, peer, &[&buf[..wire]], ep) {
-        count_sent_packets(s, peer, 1, len, wire, started);
-    }
-    true
+    transmit(s, &[&buf[..wire]], &[run], &mut |_| {
+        count_sent_packets(s, peer, 1, len, wire, started)
+    });
 }
 
 /// Pads the packet in `buf[HEADROOM..HEADROOM + len]` and seals it in place.
@@ -387,137 +356,17 @@ pub(crate) fn finish_job(s: &Shared, job: Arc<Job>) {
         drop(d);
         s.with_peer(&peer, |st, env, out| st.on_sent(env, &kp, true, out));
     }
-    let job = match DEFERRED.with(|q| q.borrow_mut().defer(job)) {
+    let job = match wire::defer(job) {
         None => return,
         Some(job) => job,
     };
-    send_jobs(s, std::slice::from_ref(&job));
+    wire::send_jobs(s, std::slice::from_ref(&job));
     s.jobs.recycle(job, &s.tx_bufs);
-}
-
-/// Sealed jobs a thread holds back to send together.
-#[derive(Default)]
-struct Deferred {
-    active: bool,
-    jobs: Vec<Arc<Job>>,
-}
-
-impl Deferred {
-    /// Keeps the job if deferring is on; hands it back otherwise.
-    fn defer(&mut self, job: Arc<Job>) -> Option<Arc<Job>> {
-        if self.active {
-            self.jobs.push(job);
-            None
-        } else {
-            Some(job)
-        }
-    }
-}
-
-thread_local! {
-    static DEFERRED: std::cell::RefCell<Deferred> = std::cell::RefCell::new(Deferred::default());
-}
-
-/// Runs `f` with this thread's sends held back, then sends them together:
-/// a reader batch that reaches many peers (a reply each) costs one
-/// `sendmmsg` instead of one syscall per peer. Nested calls join the
-/// outermost one.
-pub fn with_deferred_sends<R>(s: &Shared, f: impl FnOnce() -> R) -> R {
-    let outer = DEFERRED.with(|q| !std::mem::replace(&mut q.borrow_mut().active, true));
-    let r = f();
-    if outer {
-        let mut jobs = DEFERRED.with(|q| {
-            let mut q = q.borrow_mut();
-            q.active = false;
-            std::mem::take(&mut q.jobs)
-        });
-        if !jobs.is_empty() {
-            send_jobs(s, &jobs);
-            for j in jobs.drain(..) {
-                s.jobs.recycle(j, &s.tx_bufs);
-            }
-        }
-        // Give the (now empty) vector back so its capacity is reused.
-        DEFERRED.with(|q| {
-            let mut q = q.borrow_mut();
-            if q.jobs.is_empty() {
-                q.jobs = jobs;
-            }
-        });
-    }
-    r
-}
-
-/// Sends sealed jobs in order: runs of single-datagram jobs (many peers)
-/// as one multi-destination batch, larger jobs each as one GSO batch.
-fn send_jobs(s: &Shared, jobs: &[Arc<Job>]) {
-    let Some(udp) = s.current_udp() else { return };
-    let mtu = s.mtu.load(Ordering::Relaxed);
-    let guards: SmallVec<[_; MAX_BATCH]> = jobs.iter().map(|j| j.data.lock()).collect();
-    let mut singles: SmallVec<[(&[u8], Endpoint); MAX_BATCH]> = SmallVec::new();
-    let mut single_owners: SmallVec<[(&JobData, usize); MAX_BATCH]> = SmallVec::new();
-    let flush_singles =
-        |singles: &mut SmallVec<[(&[u8], Endpoint); MAX_BATCH]>,
-         owners: &mut SmallVec<[(&JobData, usize); MAX_BATCH]>| {
-            if singles.is_empty() {
-                return;
-            }
-            let mut forget = |i: usize| {
-                if let (Some((d, _)), Some((_, ep))) = (owners.get(i), singles.get(i)) {
-                    if let Some(p) = d.peer.as_ref() {
-                        p.clear_source(ep.src);
-                    }
-                }
-            };
-            if udp.send_many_from(singles, &mut forget).is_ok() {
-                for (d, wire) in owners.iter() {
-                    count_sent(s, d, *wire);
-                }
-            }
-            singles.clear();
-            owners.clear();
-        };
-    for d in guards.iter() {
-        let Some(peer) = d.peer.as_ref() else {
-            continue;
-        };
-        let Some(ep) = peer.full_endpoint() else {
-            continue;
-        };
-        if d.bufs.len() == 1 {
-            let len = sealed_len(d.lens[0], mtu);
-            singles.push((&d.bufs[0][..len], ep));
-            single_owners.push((d, len));
-            if singles.len() == MAX_BATCH {
-                flush_singles(&mut singles, &mut single_owners);
-            }
-            continue;
-        }
-        // Order: this peer's earlier singles leave first.
-        flush_singles(&mut singles, &mut single_owners);
-        let slices: SmallVec<[&[u8]; MAX_BATCH]> = d
-            .bufs
-            .iter()
-            .zip(&d.lens)
-            .map(|(b, &len)| &b[..sealed_len(len, mtu)])
-            .collect();
-        if super::send_from_peer(&*udp, peer, &slices, ep) {
-            count_sent(s, d, slices.iter().map(|b| b.len()).sum());
-        }
-    }
-    flush_singles(&mut singles, &mut single_owners);
-}
-
-fn count_sent(s: &Shared, d: &JobData, wire: usize) {
-    if let Some(p) = d.peer.as_ref() {
-        let bytes = d.lens.iter().sum::<usize>();
-        count_sent_packets(s, p, d.bufs.len(), bytes, wire, d.started);
-    }
 }
 
 /// Counts packets sent to `peer`: inner bytes for the device, wire bytes
 /// for the peer, and the packet latency when sampled.
-fn count_sent_packets(
+pub(super) fn count_sent_packets(
     s: &Shared,
     peer: &Peer,
     packets: usize,
@@ -533,7 +382,7 @@ fn count_sent_packets(
     }
 }
 
-fn sealed_len(len: usize, mtu: usize) -> usize {
+pub(super) fn sealed_len(len: usize, mtu: usize) -> usize {
     HEADROOM + padded_len(len, mtu) + AEAD_TAG_LEN
 }
 
@@ -564,8 +413,7 @@ pub fn flush_staged(s: &Shared, peer: &Arc<Peer>) -> bool {
         sizes.push(p.len());
         bufs.push(b);
     }
-    dispatch(s, peer, &mut bufs, &sizes, None);
-    true
+    dispatch(s, peer, &mut bufs, &sizes, None, false)
 }
 
 /// Sends one keepalive (an empty data message) on the current session.

@@ -19,7 +19,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{Tun, MAX_BATCH};
+use super::Tun;
 
 #[path = "linux_netlink.rs"]
 mod netlink;
@@ -456,24 +456,10 @@ impl LinuxTun {
     }
 }
 
-impl Tun for LinuxTun {
-    fn can_read_ready(&self) -> bool {
-        true
-    }
-
-    fn poll_fd(&self) -> Option<RawFd> {
-        Some(self.fd.as_raw_fd())
-    }
-
-    fn offloads(&self) -> Vec<(&'static str, bool)> {
-        vec![("tun_tso", false), ("tun_uso", false)]
-    }
-
-    fn read(&self, bufs: &mut [Vec<u8>], sizes: &mut [usize], offset: usize) -> io::Result<usize> {
-        super::read_when_ready(self, bufs, sizes, offset, READ_TIMEOUT)
-    }
-
-    fn wait_readable(&self, timeout: std::time::Duration) -> io::Result<bool> {
+impl LinuxTun {
+    /// Waits up to `timeout` until a packet can be read (Ok(false) on
+    /// timeout); for tests and tools that read without an epoll set.
+    pub fn wait_readable(&self, timeout: std::time::Duration) -> io::Result<bool> {
         if self.closed.load(Ordering::Acquire) {
             return Err(self.closed_error());
         }
@@ -486,12 +472,38 @@ impl Tun for LinuxTun {
         }
     }
 
-    fn read_ready(
+    /// [`Tun::read`] after waiting up to [`READ_TIMEOUT`] for a packet.
+    pub fn read_wait(
         &self,
         bufs: &mut [Vec<u8>],
         sizes: &mut [usize],
         offset: usize,
     ) -> io::Result<usize> {
+        if !self.wait_readable(READ_TIMEOUT)? {
+            return Ok(0);
+        }
+        self.read(bufs, sizes, offset)
+    }
+
+    /// Whether the interface still exists (false once it was deleted).
+    /// Asks the descriptor, not the name: the interface may have been
+    /// moved to another network namespace (see [`super::tun_link`]).
+    pub fn exists(&self) -> bool {
+        !self.closed.load(Ordering::Acquire)
+            && super::tun_link::TunLink::exists(self.fd.as_raw_fd())
+    }
+}
+
+impl Tun for LinuxTun {
+    fn poll_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    fn features(&self) -> super::TunFeatures {
+        super::TunFeatures::PLAIN
+    }
+
+    fn read(&self, bufs: &mut [Vec<u8>], sizes: &mut [usize], offset: usize) -> io::Result<usize> {
         if self.closed.load(Ordering::Acquire) {
             return Err(self.closed_error());
         }
@@ -514,10 +526,6 @@ impl Tun for LinuxTun {
         Ok(())
     }
 
-    fn batch_size(&self) -> usize {
-        MAX_BATCH
-    }
-
     fn name(&self) -> &str {
         &self.name
     }
@@ -526,13 +534,6 @@ impl Tun for LinuxTun {
         self.link
             .mtu(self.fd.as_raw_fd())
             .or_else(|_| get_mtu(&self.name))
-    }
-
-    /// Asks the descriptor, not the name: the interface may have been
-    /// moved to another network namespace (see [`super::tun_link`]).
-    fn exists(&self) -> bool {
-        !self.closed.load(Ordering::Acquire)
-            && super::tun_link::TunLink::exists(self.fd.as_raw_fd())
     }
 
     fn link_state(&self) -> super::LinkState {

@@ -162,7 +162,7 @@ fn read_udp(tun: &LinuxTun, dst: SocketAddr, want: usize) -> (Vec<(SocketAddr, V
     let (mut got, mut biggest) = (Vec::new(), 0);
     let deadline = Instant::now() + Duration::from_secs(3);
     while got.len() < want && Instant::now() < deadline {
-        let n = tun.read(&mut store, &mut sizes, OFFSET).unwrap();
+        let n = tun.read_wait(&mut store, &mut sizes, OFFSET).unwrap();
         biggest = biggest.max(n);
         // The kernel may also send IPv6 chatter (MLD, router solicitations).
         for (b, &len) in store.iter().zip(&sizes).take(n) {
@@ -187,7 +187,7 @@ fn tun_in_namespace_carries_packets_and_notices_deletion() {
         let tun = LinuxTun::create(NAME).unwrap();
         assert_eq!(tun.name(), NAME);
         assert!(tun.exists());
-        assert_eq!(tun.batch_size(), MAX_BATCH);
+        assert_eq!(tun.features(), crate::io::TunFeatures::PLAIN);
         assert!(!is_up(NAME));
         set_mtu(NAME, 1380).unwrap();
         assert_eq!(tun.mtu().unwrap(), 1380);
@@ -255,7 +255,7 @@ fn tun_in_namespace_carries_packets_and_notices_deletion() {
         delete_link(NAME);
         assert!(!tun.exists());
         let mut store = [vec![0u8; 64]];
-        let err = tun.read(&mut store, &mut [0], 0).unwrap_err();
+        let err = tun.read_wait(&mut store, &mut [0], 0).unwrap_err();
         assert!(err.to_string().contains("gone"), "{err}");
     });
 }
@@ -273,7 +273,7 @@ fn close_wakes_readers_and_removes_the_interface() {
             std::thread::spawn(move || {
                 let mut store = [vec![0u8; 2048]];
                 loop {
-                    if let Err(e) = tun.read(&mut store, &mut [0], 0) {
+                    if let Err(e) = tun.read_wait(&mut store, &mut [0], 0) {
                         return e.kind();
                     }
                 }

@@ -5,18 +5,24 @@
 //! kernel. This is test code: it allocates per packet, and favours being
 //! obviously correct over being fast. Queues are bounded (like socket buffers)
 //! so a stalled reader cannot grow memory without limit; overflow drops.
+//!
+//! The device's side of each queue is pollable: an eventfd that is readable
+//! while packets are queued (and once the queue is closed), so a device on
+//! these backends runs the same epoll I/O loop as on a real TUN and socket.
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use super::{Bind, RecvMeta, Tun, Udp, MAX_BATCH};
+use super::{Bind, RecvMeta, Tun, Udp};
 
-/// How long an idle `read` / `recv` blocks before returning `Ok(0)`.
+/// How long an idle `recv` (and the handle's reads) block before returning
+/// `Ok(0)`.
 pub const IDLE_TIMEOUT: Duration = Duration::from_millis(50);
 /// Packets a queue holds before new ones are dropped.
 pub const QUEUE_CAPACITY: usize = 4096;
@@ -27,10 +33,14 @@ fn closed_error(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, format!("{what} is closed"))
 }
 
-/// A bounded FIFO with blocking batch pops: the one primitive both backends use.
+/// A bounded FIFO with blocking batch pops: the one primitive both backends
+/// use. Its eventfd is kept readable exactly while items are queued or the
+/// queue is closed (set and cleared under the state lock, so it never
+/// disagrees with the queue).
 struct Queue<T> {
     state: Mutex<QueueState<T>>,
     ready: Condvar,
+    signal: OwnedFd,
 }
 
 struct QueueState<T> {
@@ -40,29 +50,80 @@ struct QueueState<T> {
 
 impl<T> Queue<T> {
     fn new() -> Self {
+        // SAFETY: eventfd has no memory preconditions.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        assert!(
+            fd >= 0,
+            "eventfd for an in-memory queue: {}",
+            io::Error::last_os_error()
+        );
         Queue {
             state: Mutex::new(QueueState {
                 items: VecDeque::new(),
                 closed: false,
             }),
             ready: Condvar::new(),
+            // SAFETY: a fresh descriptor we own from here on.
+            signal: unsafe { OwnedFd::from_raw_fd(fd) },
         }
+    }
+
+    /// Makes the eventfd readable (called with the state lock held).
+    fn raise(&self) {
+        let one = 1u64;
+        // SAFETY: writes 8 bytes from a live u64 to our eventfd.
+        let _ = unsafe { libc::write(self.signal.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    /// Makes the eventfd unreadable (called with the state lock held).
+    fn lower(&self) {
+        let mut n = 0u64;
+        // SAFETY: reads at most 8 bytes into a live u64.
+        let _ = unsafe { libc::read(self.signal.as_raw_fd(), (&mut n as *mut u64).cast(), 8) };
+    }
+
+    fn poll_fd(&self) -> RawFd {
+        self.signal.as_raw_fd()
     }
 
     /// Appends `item`; false when the queue is full or closed (the item is dropped).
     fn push(&self, item: T) -> bool {
+        self.push_all(std::iter::once(item)) == 1
+    }
+
+    /// Appends `items` at once (a reader sees all or none of them); returns
+    /// how many fit (the rest are dropped).
+    fn push_all(&self, items: impl IntoIterator<Item = T>) -> usize {
         let mut st = self.state.lock();
-        if st.closed || st.items.len() >= QUEUE_CAPACITY {
-            return false;
+        if st.closed {
+            return 0;
         }
-        st.items.push_back(item);
+        let was_empty = st.items.is_empty();
+        let mut n = 0;
+        for item in items {
+            if st.items.len() >= QUEUE_CAPACITY {
+                break;
+            }
+            st.items.push_back(item);
+            n += 1;
+        }
+        if n > 0 && was_empty {
+            self.raise();
+        }
         drop(st);
-        self.ready.notify_one();
-        true
+        if n > 0 {
+            self.ready.notify_all();
+        }
+        n
     }
 
     fn close(&self) {
-        self.state.lock().closed = true;
+        let mut st = self.state.lock();
+        if !st.closed && st.items.is_empty() {
+            self.raise();
+        }
+        st.closed = true;
+        drop(st);
         self.ready.notify_all();
     }
 
@@ -91,6 +152,9 @@ impl<T> Queue<T> {
                 None => break,
             }
             n += 1;
+        }
+        if n > 0 && st.items.is_empty() {
+            self.lower();
         }
         Some(n)
     }
@@ -182,34 +246,31 @@ impl MemNetwork {
         }
     }
 
-    fn deliver(&self, src: SocketAddr, dst: SocketAddr, data: &[u8]) {
+    /// Delivers one send call's datagrams to `dst`: queued together, so the
+    /// receiver gets them in one batch, as a GSO send is received whole.
+    fn deliver(&self, src: SocketAddr, dst: SocketAddr, bufs: &[&[u8]]) {
         let inner = &self.inner;
-        inner.sent.fetch_add(1, Ordering::SeqCst);
+        inner.sent.fetch_add(bufs.len() as u64, Ordering::SeqCst);
         let dst = canonical(dst);
-        let keep = !inner.drop_all.load(Ordering::SeqCst)
-            && inner
-                .filter
-                .read()
-                .as_ref()
-                .is_none_or(|f| f(src, dst, data));
-        // Clone the queue out so the switch lock is not held while copying.
-        let queue = if keep {
-            inner.sockets.lock().get(&dst).cloned()
-        } else {
-            None
-        };
-        let delivered = queue.is_some_and(|q| {
-            q.push(Datagram {
-                data: data.to_vec(),
+        let filter = inner.filter.read().clone();
+        let kept: Vec<Datagram> = bufs
+            .iter()
+            .filter(|d| {
+                !inner.drop_all.load(Ordering::SeqCst)
+                    && filter.as_ref().is_none_or(|f| f(src, dst, d))
+            })
+            .map(|d| Datagram {
+                data: d.to_vec(),
                 src,
             })
-        });
-        let counter = if delivered {
-            &inner.delivered
-        } else {
-            &inner.dropped
-        };
-        counter.fetch_add(1, Ordering::SeqCst);
+            .collect();
+        // Clone the queue out so the switch lock is not held while copying.
+        let queue = inner.sockets.lock().get(&dst).cloned();
+        let delivered = queue.map_or(0, |q| q.push_all(kept)) as u64;
+        inner.delivered.fetch_add(delivered, Ordering::SeqCst);
+        inner
+            .dropped
+            .fetch_add(bufs.len() as u64 - delivered, Ordering::SeqCst);
     }
 
     fn register(&self, ip: IpAddr, port: u16) -> io::Result<(SocketAddr, Arc<Queue<Datagram>>)> {
@@ -299,13 +360,31 @@ impl Udp for MemUdp {
             .ok_or_else(|| closed_error("socket"))
     }
 
+    fn recv_ready(&self, bufs: &mut [Vec<u8>], meta: &mut [RecvMeta]) -> io::Result<usize> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(closed_error("socket"));
+        }
+        let max = bufs.len().min(meta.len());
+        self.queue
+            .pop_batch(max, Duration::ZERO, |i, d| {
+                meta[i] = RecvMeta {
+                    len: copy_truncated(&mut bufs[i], &d.data),
+                    src: d.src,
+                    local: None,
+                };
+            })
+            .ok_or_else(|| closed_error("socket"))
+    }
+
+    fn poll_fd(&self) -> Option<RawFd> {
+        Some(self.queue.poll_fd())
+    }
+
     fn send(&self, bufs: &[&[u8]], dst: SocketAddr) -> io::Result<()> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(closed_error("socket"));
         }
-        for buf in bufs {
-            self.net.deliver(self.local, dst, buf);
-        }
+        self.net.deliver(self.local, dst, bufs);
         Ok(())
     }
 
@@ -392,22 +471,46 @@ fn offset_error(offset: usize, len: usize) -> io::Error {
     )
 }
 
+impl MemTun {
+    /// Whether the interface still exists (false once it was deleted).
+    pub fn exists(&self) -> bool {
+        !self.shared.deleted.load(Ordering::SeqCst)
+    }
+}
+
 impl Tun for MemTun {
+    /// Reads what is queued now; an error once closed or deleted.
     fn read(&self, bufs: &mut [Vec<u8>], sizes: &mut [usize], offset: usize) -> io::Result<usize> {
         self.check_open()?;
         if let Some(b) = bufs.iter().find(|b| b.len() < offset) {
             return Err(offset_error(offset, b.len()));
         }
         let max = bufs.len().min(sizes.len());
-        let n = self.shared.to_device.pop_batch(max, IDLE_TIMEOUT, |i, p| {
-            sizes[i] = copy_truncated(&mut bufs[i][offset..], &p);
-        });
+        let n = self
+            .shared
+            .to_device
+            .pop_batch(max, Duration::ZERO, |i, p| {
+                sizes[i] = copy_truncated(&mut bufs[i][offset..], &p);
+            });
         // A deleted device closes the queue too: report the more precise reason.
         n.ok_or_else(|| {
             self.check_open()
                 .err()
                 .unwrap_or_else(|| closed_error("TUN device"))
         })
+    }
+
+    fn poll_fd(&self) -> RawFd {
+        self.shared.to_device.poll_fd()
+    }
+
+    /// One read takes everything queued (there is no syscall to save), so
+    /// packets injected together are read as one batch.
+    fn features(&self) -> super::TunFeatures {
+        super::TunFeatures {
+            slots_per_read: super::MAX_BATCH,
+            ..super::TunFeatures::PLAIN
+        }
     }
 
     fn write(&self, bufs: &mut [&mut Vec<u8>], offset: usize) -> io::Result<()> {
@@ -423,20 +526,12 @@ impl Tun for MemTun {
         Ok(())
     }
 
-    fn batch_size(&self) -> usize {
-        MAX_BATCH
-    }
-
     fn name(&self) -> &str {
         &self.shared.name
     }
 
     fn mtu(&self) -> io::Result<usize> {
         Ok(self.shared.mtu.load(Ordering::SeqCst))
-    }
-
-    fn exists(&self) -> bool {
-        !self.shared.deleted.load(Ordering::SeqCst)
     }
 
     fn link_state(&self) -> super::LinkState {
@@ -460,6 +555,15 @@ impl MemTunHandle {
     /// False when it was dropped (device closed or deleted, or queue full).
     pub fn inject(&self, packet: &[u8]) -> bool {
         self.shared.to_device.push(packet.to_vec())
+    }
+
+    /// Hands `packets` to the device at once: its next read sees all of
+    /// them (a burst the kernel queued between two reads). Returns how
+    /// many were queued.
+    pub fn inject_batch(&self, packets: &[&[u8]]) -> usize {
+        self.shared
+            .to_device
+            .push_all(packets.iter().map(|p| p.to_vec()))
     }
 
     /// The next packet the device wrote, waiting up to `timeout`.

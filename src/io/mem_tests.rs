@@ -234,14 +234,23 @@ fn tun_batches_in_both_directions() {
     assert_eq!(tun.mtu().unwrap(), 1280);
 }
 
+fn readable(fd: std::os::fd::RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one live pollfd.
+    unsafe { libc::poll(&mut p, 1, 0) > 0 }
+}
+
 #[test]
-fn tun_idle_read_times_out_and_rejects_bad_offset() {
+fn tun_idle_read_returns_at_once_and_rejects_bad_offset() {
     let (tun, _handle) = MemTun::new("mem0", 1420);
     let mut store = [vec![0u8; 32]];
     let mut sizes = [0usize; 1];
-    let t = Instant::now();
+    assert!(!readable(tun.poll_fd()), "nothing queued");
     assert_eq!(tun.read(&mut store, &mut sizes, 0).unwrap(), 0);
-    assert!(t.elapsed() >= Duration::from_millis(40));
     let err = tun.read(&mut store, &mut sizes, 33).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     assert_eq!(
@@ -250,25 +259,47 @@ fn tun_idle_read_times_out_and_rejects_bad_offset() {
     );
 }
 
+/// The poll descriptor is readable exactly while packets are queued, and
+/// once closed: what the device's epoll loop needs.
+#[test]
+fn tun_and_udp_poll_descriptors_follow_their_queues() {
+    let (tun, handle) = MemTun::new("mem0", 1420);
+    let mut store = vec![vec![0u8; 32]; 2];
+    let mut sizes = [0usize; 2];
+    assert!(handle.inject(&[0x45, 1]));
+    assert!(handle.inject(&[0x45, 2]));
+    assert!(readable(tun.poll_fd()));
+    assert_eq!(tun.read(&mut store[..1], &mut sizes[..1], 0).unwrap(), 1);
+    assert!(readable(tun.poll_fd()), "one packet is still queued");
+    assert_eq!(tun.read(&mut store, &mut sizes, 0).unwrap(), 1);
+    assert!(!readable(tun.poll_fd()), "drained");
+    tun.close();
+    assert!(readable(tun.poll_fd()), "closed: a waiter must see it");
+
+    let net = MemNetwork::new();
+    let a = net.bind(ip("10.0.0.1")).open(0, 0).unwrap();
+    let b = net.bind(ip("10.0.0.2")).open(0, 0).unwrap();
+    let fd = b.poll_fd().unwrap();
+    assert!(!readable(fd));
+    let mut bufs = vec![vec![0u8; 64]; 4];
+    let mut meta = vec![RecvMeta::default(); 4];
+    assert_eq!(b.recv_ready(&mut bufs, &mut meta).unwrap(), 0);
+    a.send(&[b"one", b"two"], SocketAddr::new(ip("10.0.0.2"), b.port()))
+        .unwrap();
+    assert!(readable(fd));
+    assert_eq!(b.recv_ready(&mut bufs, &mut meta).unwrap(), 2);
+    assert_eq!(&bufs[1][..meta[1].len], b"two");
+    assert!(!readable(fd));
+}
+
 #[test]
 fn tun_close_and_delete() {
     let (tun, handle) = MemTun::new("mem0", 1420);
     assert!(tun.exists());
-    let reader = {
-        let tun = tun.clone();
-        std::thread::spawn(move || {
-            let mut store = [vec![0u8; 32]];
-            let mut sizes = [0usize; 1];
-            loop {
-                if let Err(e) = tun.read(&mut store, &mut sizes, 0) {
-                    return e.kind();
-                }
-            }
-        })
-    };
-    std::thread::sleep(Duration::from_millis(20));
     tun.close();
-    assert_eq!(reader.join().unwrap(), io::ErrorKind::NotConnected);
+    let mut store = [vec![0u8; 32]];
+    let err = tun.read(&mut store, &mut [0usize; 1], 0).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::NotConnected);
     assert!(handle.is_closed());
     assert!(!handle.inject(b"late"));
     assert!(tun.write(&mut [&mut b"x".to_vec()], 0).is_err());

@@ -37,12 +37,39 @@ pub enum LinkState {
     Gone,
 }
 
-/// A TUN device (one queue).
+/// What a TUN can do beyond moving packets, fixed when it is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunFeatures {
+    /// Slots one read syscall may fill: [`Tun::read`] given exactly this
+    /// many makes one syscall (a TSO super-packet splits into up to 64).
+    pub slots_per_read: usize,
+    /// Kernel offloads in use: TCP and UDP segmentation (virtio-net header).
+    pub tso: bool,
+    pub uso: bool,
+}
+
+impl TunFeatures {
+    /// A plain TUN: one packet per read, no offloads.
+    pub const PLAIN: TunFeatures = TunFeatures {
+        slots_per_read: 1,
+        tso: false,
+        uso: false,
+    };
+
+    /// The offloads by name ("tun_tso", "tun_uso"), for status output.
+    pub fn offloads(&self) -> Vec<(&'static str, bool)> {
+        vec![("tun_tso", self.tso), ("tun_uso", self.uso)]
+    }
+}
+
+/// A TUN device (one queue), as the device needs it: eight methods, like
+/// wireguard-go's tun.Device, and one read protocol: wait on
+/// [`Tun::poll_fd`] (with the UDP socket, in one epoll set), then
+/// [`Tun::read`] what is queued.
 pub trait Tun: Send + Sync {
-    /// Reads up to `bufs.len()` packets, packet `i` into `bufs[i][offset..]`,
-    /// its length into `sizes[i]`. Blocks until at least one packet arrives
-    /// or a short internal timeout passes (then returns `Ok(0)` so loops can
-    /// notice shutdown). After [`Tun::close`] it returns an error.
+    /// Reads what is queued now, without waiting (Ok(0) when nothing is):
+    /// up to `bufs.len()` packets, packet `i` into `bufs[i][offset..]`, its
+    /// length into `sizes[i]`. After [`Tun::close`] it returns an error.
     ///
     /// Buffers are passed whole (each Vec's length is its room), not as a
     /// slice of slices: building one for the whole batch on every read
@@ -54,74 +81,16 @@ pub trait Tun: Send + Sync {
     /// offloading TUN coalesces a flow's segments into the first of them
     /// (GRO), so callers reset lengths before reusing them.
     fn write(&self, bufs: &mut [&mut Vec<u8>], offset: usize) -> io::Result<()>;
-    /// Waits up to `timeout` until a packet can be read, for readers that
-    /// then read with [`Tun::read_ready`] (so the waiting is done outside
-    /// whatever lock the reading and its hand-off need). Ok(false) on
-    /// timeout. Backends without it answer `Unsupported`.
-    fn wait_readable(&self, timeout: std::time::Duration) -> io::Result<bool> {
-        let _ = timeout;
-        Err(io::ErrorKind::Unsupported.into())
-    }
-    /// Reads what is queued now, without waiting (Ok(0) when nothing is).
-    /// Backends without it answer `Unsupported`.
-    fn read_ready(
-        &self,
-        bufs: &mut [Vec<u8>],
-        sizes: &mut [usize],
-        offset: usize,
-    ) -> io::Result<usize> {
-        let _ = (bufs, sizes, offset);
-        Err(io::ErrorKind::Unsupported.into())
-    }
-    /// Whether [`Tun::wait_readable`] and [`Tun::read_ready`] work.
-    fn can_read_ready(&self) -> bool {
-        false
-    }
-    /// Slots one read syscall may fill: [`Tun::read_ready`] given exactly
-    /// this many makes one syscall (a super-packet splits into up to 64).
-    fn slots_per_read(&self) -> usize {
-        1
-    }
-    /// Packets one `read` may return.
-    fn batch_size(&self) -> usize;
+    /// A descriptor that polls readable while a packet can be read (a
+    /// closed TUN need not wake a waiter: the device rings its own
+    /// eventfd on shutdown).
+    fn poll_fd(&self) -> std::os::fd::RawFd;
+    fn features(&self) -> TunFeatures;
     fn name(&self) -> &str;
     fn mtu(&self) -> io::Result<usize>;
-    /// Whether the interface still exists (false once it was deleted).
-    fn exists(&self) -> bool;
-    /// The interface's state now. The default knows only whether it exists.
-    fn link_state(&self) -> LinkState {
-        if self.exists() {
-            LinkState::Up
-        } else {
-            LinkState::Gone
-        }
-    }
+    /// The interface's state now ([`LinkState::Gone`] once deleted).
+    fn link_state(&self) -> LinkState;
     fn close(&self);
-    /// Kernel offloads in use, by name ("tun_tso", "tun_uso").
-    fn offloads(&self) -> Vec<(&'static str, bool)> {
-        Vec::new()
-    }
-    /// A descriptor that polls readable when a packet can be read, for
-    /// waiting on the TUN and the UDP socket together; None where there is
-    /// none (in-memory devices).
-    fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
-        None
-    }
-}
-
-/// `Tun::read` for backends with [`Tun::wait_readable`] and
-/// [`Tun::read_ready`]: waits up to `timeout`, then reads what is queued.
-pub fn read_when_ready(
-    tun: &dyn Tun,
-    bufs: &mut [Vec<u8>],
-    sizes: &mut [usize],
-    offset: usize,
-    timeout: std::time::Duration,
-) -> io::Result<usize> {
-    if !tun.wait_readable(timeout)? {
-        return Ok(0);
-    }
-    tun.read_ready(bufs, sizes, offset)
 }
 
 /// The local end of a datagram: the address it was sent to and the

@@ -6,7 +6,7 @@
 //! segments of one flow into one super-packet with a virtio-net header (GRO).
 //! One read or write syscall then moves dozens of packets: the single
 //! largest saving on the data path.
-use super::linux_tun::{validate_name, READ_TIMEOUT};
+use super::linux_tun::validate_name;
 use super::Tun;
 use parking_lot::Mutex;
 use std::io;
@@ -26,13 +26,6 @@ pub struct OffloadTun {
     /// Scratch for the raw super-packet (one reader thread: uncontended).
     scratch: Mutex<Vec<u8>>,
     gro: Mutex<GROTable>,
-}
-
-/// Which offloads the kernel accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OffloadFeatures {
-    pub tso: bool,
-    pub uso: bool,
 }
 
 impl OffloadTun {
@@ -69,11 +62,12 @@ impl OffloadTun {
         })
     }
 
-    pub fn features(&self) -> OffloadFeatures {
-        OffloadFeatures {
-            tso: self.dev.tcp_gso(),
-            uso: self.dev.udp_gso(),
-        }
+    /// Whether the interface still exists (false once it was deleted).
+    /// Asks the descriptor, not the name: the interface may have been
+    /// moved to another network namespace (see [`super::tun_link`]).
+    pub fn exists(&self) -> bool {
+        !self.closed.load(Ordering::Acquire)
+            && super::tun_link::TunLink::exists(self.dev.as_raw_fd())
     }
 
     fn closed_error(&self) -> io::Error {
@@ -139,49 +133,19 @@ const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
 const VIRTIO_NET_HDR_GSO_NONE: u8 = 0;
 
 impl Tun for OffloadTun {
+    fn features(&self) -> super::TunFeatures {
+        super::TunFeatures {
+            slots_per_read: MAX_SEGMENTS,
+            tso: self.dev.tcp_gso(),
+            uso: self.dev.udp_gso(),
+        }
+    }
+
+    fn poll_fd(&self) -> std::os::fd::RawFd {
+        self.dev.as_raw_fd()
+    }
+
     fn read(&self, bufs: &mut [Vec<u8>], sizes: &mut [usize], offset: usize) -> io::Result<usize> {
-        super::read_when_ready(self, bufs, sizes, offset, READ_TIMEOUT)
-    }
-
-    fn wait_readable(&self, timeout: std::time::Duration) -> io::Result<bool> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(self.closed_error());
-        }
-        let mut pfd = libc::pollfd {
-            fd: self.dev.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one live pollfd.
-        let r = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as libc::c_int) };
-        if r <= 0 {
-            return Ok(false);
-        }
-        if pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0
-            && pfd.revents & libc::POLLIN == 0
-        {
-            return Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                format!("TUN {} is gone", self.name),
-            ));
-        }
-        Ok(true)
-    }
-
-    fn slots_per_read(&self) -> usize {
-        MAX_SEGMENTS
-    }
-
-    fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
-        Some(self.dev.as_raw_fd())
-    }
-
-    fn read_ready(
-        &self,
-        bufs: &mut [Vec<u8>],
-        sizes: &mut [usize],
-        offset: usize,
-    ) -> io::Result<usize> {
         if self.closed.load(Ordering::Acquire) {
             return Err(self.closed_error());
         }
@@ -254,10 +218,6 @@ impl Tun for OffloadTun {
         }
     }
 
-    fn batch_size(&self) -> usize {
-        super::MAX_BATCH
-    }
-
     fn name(&self) -> &str {
         &self.name
     }
@@ -266,13 +226,6 @@ impl Tun for OffloadTun {
         self.link
             .mtu(self.dev.as_raw_fd())
             .or_else(|_| super::linux_tun::get_mtu(&self.name))
-    }
-
-    /// Asks the descriptor, not the name: the interface may have been
-    /// moved to another network namespace (see [`super::tun_link`]).
-    fn exists(&self) -> bool {
-        !self.closed.load(Ordering::Acquire)
-            && super::tun_link::TunLink::exists(self.dev.as_raw_fd())
     }
 
     fn link_state(&self) -> super::LinkState {
@@ -284,15 +237,6 @@ impl Tun for OffloadTun {
 
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
-    }
-
-    fn can_read_ready(&self) -> bool {
-        true
-    }
-
-    fn offloads(&self) -> Vec<(&'static str, bool)> {
-        let f = self.features();
-        vec![("tun_tso", f.tso), ("tun_uso", f.uso)]
     }
 }
 

@@ -18,11 +18,7 @@
 source "$(dirname "$0")/lib.sh"
 e2e_init
 
-read -ra PM_ARGV <<<"$IMPL"
-if ! version=$("${PM_ARGV[@]}" --version 2>&1) || [[ $version != *phantommesh* ]]; then
-  say "SKIP: IMPL '$IMPL' is not phantommesh"
-  exit 77
-fi
+require_phantommesh
 PORT=9586
 NET_ADMIN=0000000000001000
 NET_ADMIN_RAW=0000000000003000

@@ -18,11 +18,7 @@
 source "$(dirname "$0")/lib.sh"
 e2e_init
 
-read -ra PM_ARGV <<<"$IMPL"
-if ! version=$("${PM_ARGV[@]}" --version 2>&1) || [[ $version != *phantommesh* ]]; then
-  say "SKIP: IMPL '$IMPL' is not phantommesh (--version said: ${version%%$'\n'*})"
-  exit 77
-fi
+require_phantommesh
 pm() { timeout 10 "${PM_ARGV[@]}" "$@"; }
 
 is_key() { # a base64 line that decodes to 32 bytes

@@ -19,11 +19,7 @@
 source "$(dirname "$0")/lib.sh"
 e2e_init
 
-read -ra PM_ARGV <<<"$IMPL"
-if ! version=$("${PM_ARGV[@]}" --version 2>&1) || [[ $version != *phantommesh* ]]; then
-  say "SKIP: IMPL '$IMPL' is not phantommesh (--version said: ${version%%$'\n'*})"
-  exit 77
-fi
+require_phantommesh
 command -v setpriv >/dev/null || die "missing tool: setpriv (util-linux)"
 PORT=9586
 UNIT=$REPO_ROOT/deploy/systemd/phantommesh.service

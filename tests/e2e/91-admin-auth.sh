@@ -20,31 +20,19 @@
 source "$(dirname "$0")/lib.sh"
 e2e_init
 
-read -ra PM_ARGV <<<"$IMPL"
-if ! version=$("${PM_ARGV[@]}" --version 2>&1) || [[ $version != *phantommesh* ]]; then
-  say "SKIP: IMPL '$IMPL' is not phantommesh (--version said: ${version%%$'\n'*})"
-  exit 77
-fi
+require_phantommesh
 require_impl "$WGGO"
 ADMIN_IP=$(outer4 0 1)
 ANS=$E2E_TMP/answers
 mkdir -p "$ANS"
 
-REQN=0
 # req PORT PATH [admin_http.py args...]: one request to A's admin API at
 # ADMIN_IP:PORT, from B's namespace (off-host, as a scraper would be).
 # Sets CODE, BODY and HEAD (files).
 req() {
   local port=$1 path=$2
   shift 2
-  REQN=$((REQN + 1))
-  BODY=$ANS/$REQN.body
-  HEAD=$ANS/$REQN.head
-  : >"$BODY"
-  : >"$HEAD"
-  CODE=$(ip netns exec "$NS_B" python3 "$E2E_DIR/admin_http.py" "http://$ADMIN_IP:$port$path" \
-    --out "$BODY" --head "$HEAD" "$@" 2>>"$E2E_TMP/http.log") || true
-  printf '%s %s -> %s\n' "$path" "${*//$TOKEN/<token>}" "$CODE" >>"$E2E_TMP/http.log"
+  http_req "$NS_B" "http://$ADMIN_IP:$port$path" "$@"
 }
 # is PORT PATH CODE [admin_http.py args...]
 is() {
@@ -77,6 +65,7 @@ ns_link "$NS_A" 1 "$NS_B" 2 0
 keygen a b
 TOKEN=$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')
 (umask 077 && printf '%s\n' "$TOKEN" >"$E2E_TMP/admin.token")
+HTTP_REDACT=$TOKEN
 new_if IFA a
 new_if IFB b
 new_if IFW w

@@ -3,7 +3,7 @@
 
     admin_http.py URL [--method M] [--header 'Name: value']... [--token T]
                       [--body-size N] [--chunked] [--out FILE] [--head FILE]
-                      [--timeout S]
+                      [--timeout S] [--elapsed FILE]
 
 Prints the status code (000 when no HTTP answer came: refused, reset,
 timeout) and exits 0 when an answer came, 1 otherwise. The body goes to
@@ -12,23 +12,27 @@ timeout) and exits 0 when an answer came, 1 otherwise. The body goes to
 pieces with --chunked); --token sends "Authorization: Bearer T".
 The path and query are sent byte for byte (no re-encoding). A body stops
 being sent as soon as the server answers, so an early 413 is read, not lost
-to a connection reset.
+to a connection reset. --elapsed writes the seconds from the connect to the
+end of the answer, so a caller can time the server without timing this
+interpreter's start (which a loaded machine can stretch past a second).
 """
 import http.client
 import select
 import sys
+import time
 import urllib.parse
 
 
 def parse_args(argv):
     opts = {"method": "GET", "headers": [], "body_size": None, "chunked": False,
-            "out": None, "head": None, "timeout": 20.0, "token": None}
+            "out": None, "head": None, "timeout": 20.0, "token": None,
+            "elapsed": None}
     url = None
     i = 0
     while i < len(argv):
         a = argv[i]
         if a in ("--method", "--header", "--token", "--body-size", "--out",
-                 "--head", "--timeout"):
+                 "--head", "--timeout", "--elapsed"):
             if i + 1 >= len(argv):
                 raise SystemExit(f"{a} needs a value")
             v = argv[i + 1]
@@ -45,6 +49,8 @@ def parse_args(argv):
                 opts["out"] = v
             elif a == "--head":
                 opts["head"] = v
+            elif a == "--elapsed":
+                opts["elapsed"] = v
             else:
                 opts["timeout"] = float(v)
             continue
@@ -99,6 +105,7 @@ def main() -> int:
             headers.append(("Transfer-Encoding", "chunked"))
         else:
             headers.append(("Content-Length", str(n)))
+    started = time.monotonic()
     try:
         conn.putrequest(o["method"], target, skip_accept_encoding=True)
         for k, v in headers:
@@ -108,12 +115,16 @@ def main() -> int:
             send_body(conn.sock, n, o["chunked"])
         resp = conn.getresponse()
         data = resp.read()
+        took = time.monotonic() - started
     except (OSError, http.client.HTTPException) as e:
         print("000")
         print(f"admin_http: {o['method']} {url}: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     finally:
         conn.close()
+    if o["elapsed"]:
+        with open(o["elapsed"], "w") as f:
+            f.write(f"{took:.6f}\n")
     if o["out"]:
         with open(o["out"], "wb") as f:
             f.write(data)

@@ -229,6 +229,42 @@ require_impl() {
   impl_available "$1" || die "implementation not found: '$1'"
 }
 
+# require_phantommesh: for scenarios of phantommesh's own features. Sets
+# PM_ARGV to IMPL split into words, and skips the scenario (exit 77, which
+# the runner reports) when IMPL is another implementation.
+require_phantommesh() {
+  local version
+  read -ra PM_ARGV <<<"$IMPL"
+  if ! version=$("${PM_ARGV[@]}" --version 2>&1) || [[ $version != *phantommesh* ]]; then
+    say "SKIP: IMPL '$IMPL' is not phantommesh (--version said: ${version%%$'\n'*})"
+    exit 77
+  fi
+}
+
+# http_req NS URL [admin_http.py args...]: one HTTP request made from
+# namespace NS. Sets CODE (the status; empty when there was no answer) and
+# BODY and HEAD (files that keep the answer, numbered in HTTP_ANSWERS so a
+# scenario can scan every answer afterwards), and logs the request to
+# $E2E_TMP/http.log with HTTP_REDACT (a secret such as a token), when set,
+# written as <redacted>.
+HTTP_REQN=0
+http_req() {
+  local ns=$1 url=$2 args
+  shift 2
+  HTTP_REQN=$((HTTP_REQN + 1))
+  HTTP_ANSWERS=${HTTP_ANSWERS:-$E2E_TMP/answers}
+  mkdir -p "$HTTP_ANSWERS"
+  BODY=$HTTP_ANSWERS/$HTTP_REQN.body
+  HEAD=$HTTP_ANSWERS/$HTTP_REQN.head
+  : >"$BODY"
+  : >"$HEAD"
+  CODE=$(ip netns exec "$ns" python3 "$E2E_DIR/admin_http.py" "$url" \
+    --out "$BODY" --head "$HEAD" "$@" 2>>"$E2E_TMP/http.log") || true
+  args=$*
+  [[ -n ${HTTP_REDACT:-} ]] && args=${args//"$HTTP_REDACT"/<redacted>}
+  printf '%s %s %s -> %s\n' "${ns##*-}" "$url" "$args" "$CODE" >>"$E2E_TMP/http.log"
+}
+
 # ---------------------------------------------------------------- namespaces
 
 ns_create() {
