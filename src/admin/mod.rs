@@ -208,8 +208,11 @@ impl AdminState {
     }
 }
 
-/// How often the self-test thread looks whether the link came back.
-const LINK_LOOK: Duration = Duration::from_millis(100);
+/// How often the self-test thread looks whether the link came back: the
+/// device notices link changes on its timer thread's chores (once a
+/// second, [`crate::device::timers::HOUSEKEEPING`]), so looking more often
+/// would only wake an idle daemon for nothing.
+const LINK_LOOK: Duration = crate::device::timers::HOUSEKEEPING;
 
 /// Starts the periodic self test: soon after start, then every `interval`
 /// while passing and every 10 s while failing (so readiness recovers fast),
@@ -278,9 +281,10 @@ pub fn spawn_gate_ticker(st: Arc<AdminState>) {
 /// config/gates.toml.
 pub const GATES_ENV: &str = "PHANTOMMESH_GATES";
 
-/// The gates config: the file named by PHANTOMMESH_GATES, else built in.
-pub fn load_gates() -> Result<crate::gates::GatesConfig, String> {
-    let path = std::env::var(GATES_ENV).ok().filter(|p| !p.is_empty());
+/// The gates config: the file `path` names (the daemon or CLI reads it from
+/// PHANTOMMESH_GATES), else built in.
+pub fn load_gates(path: Option<String>) -> Result<crate::gates::GatesConfig, String> {
+    let path = path.filter(|p| !p.is_empty());
     crate::gates::GatesConfig::load(path.as_deref().map(std::path::Path::new))
         .map_err(|e| e.to_string())
 }

@@ -55,8 +55,8 @@ pub fn run_with(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
 /// Reads and checks everything `run` would read before it touches the
 /// system.
 pub fn validate(path: &Path) -> Result<Found, Failure> {
-    let (cfg, warnings) =
-        config::load_with_warnings(path).map_err(|e| Failure::usage(e.to_string()))?;
+    let (cfg, warnings) = config::load_with_warnings(path, &|k| std::env::var(k).ok())
+        .map_err(|e| Failure::usage(e.to_string()))?;
     let mut found = Found {
         warnings,
         ..Found::default()
@@ -82,6 +82,12 @@ pub fn validate(path: &Path) -> Result<Found, Failure> {
         found.lines.push(peer_line(p)?);
     }
     found.lines.push(admin_line(&cfg, &mut found.warnings)?);
+    let opts = crate::daemon::options::device_options(&cfg.tuning, |k| std::env::var(k).ok())
+        .map_err(Failure::usage)?;
+    found.lines.push(format!(
+        "tuning: {}",
+        crate::daemon::options::describe(&opts)
+    ));
     found.lines.push(gates_line()?);
     if let Some(m) = &cfg.mesh {
         found.lines.push(mesh_line(m)?);
@@ -250,10 +256,13 @@ fn gates_line() -> Result<String, Failure> {
     let source = std::env::var(crate::admin::GATES_ENV)
         .ok()
         .filter(|p| !p.is_empty());
-    let gates = crate::admin::load_gates().map_err(|e| match &source {
-        Some(_) => Failure::usage(format!("{}: {e}", crate::admin::GATES_ENV)),
-        None => Failure::usage(e),
-    })?;
+    let gates =
+        crate::admin::load_gates(std::env::var(crate::admin::GATES_ENV).ok()).map_err(|e| {
+            match &source {
+                Some(_) => Failure::usage(format!("{}: {e}", crate::admin::GATES_ENV)),
+                None => Failure::usage(e),
+            }
+        })?;
     let names: Vec<&str> = gates.gates.iter().map(|g| g.name.as_str()).collect();
     Ok(format!(
         "gates: {} ({})",

@@ -289,7 +289,7 @@ pub fn run_status_with(
 
 /// Entry point of `mesh leave`: 0 when the node left, 1 otherwise.
 pub fn run_leave(config: &std::path::Path) -> i32 {
-    let cfg = match crate::config::load(config) {
+    let cfg = match crate::config::load(config, &|k| std::env::var(k).ok()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("phantommesh mesh leave: {e}");

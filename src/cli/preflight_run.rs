@@ -123,7 +123,12 @@ pub fn gather(opts: &Options) -> Vec<Check> {
             .exists()
             .then(|| opts.default_config.clone()),
     };
-    let loaded = path.as_ref().map(|p| (p.as_path(), crate::config::load(p)));
+    let loaded = path.as_ref().map(|p| {
+        (
+            p.as_path(),
+            crate::config::load(p, &|k| std::env::var(k).ok()),
+        )
+    });
     checks.push(config(loaded.as_ref().map(|(p, r)| (*p, r))));
     let cfg = loaded.as_ref().and_then(|(_, r)| r.as_ref().ok());
 

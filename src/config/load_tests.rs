@@ -25,7 +25,7 @@ fn load_picks_the_format_by_extension() {
         "[interface]\nname = \"pm0\"\nprivate_key_file = \"private.key\"\n",
     )
     .unwrap();
-    let cfg = load(&toml_path).unwrap();
+    let cfg = load(&toml_path, &|_| None).unwrap();
     assert_eq!(cfg.interface.name, "pm0");
     assert_eq!(
         cfg.interface.private_key,
@@ -39,7 +39,7 @@ fn load_picks_the_format_by_extension() {
     )
     .unwrap();
     set_mode(&conf_path, 0o600);
-    let (cfg, warnings) = load_with_warnings(&conf_path).unwrap();
+    let (cfg, warnings) = load_with_warnings(&conf_path, &|_| None).unwrap();
     assert_eq!(cfg.interface.name, "wg3");
     assert_eq!(cfg.peers.len(), 1);
     assert_eq!(warnings.len(), 1);
@@ -51,7 +51,7 @@ fn load_picks_the_format_by_extension() {
     // The same wg-quick text is not valid TOML: the extension decides.
     let as_toml = d.join("wg3.toml");
     fs::copy(&conf_path, &as_toml).unwrap();
-    let e = load(&as_toml).unwrap_err();
+    let e = load(&as_toml, &|_| None).unwrap_err();
     assert_eq!(e.file, as_toml.display().to_string());
     assert!(e.line >= 1, "{e}");
     fs::remove_dir_all(&d).unwrap();
@@ -59,7 +59,7 @@ fn load_picks_the_format_by_extension() {
 
 #[test]
 fn load_reports_unreadable_files() {
-    let e = load(Path::new("/nonexistent/phantommesh.toml")).unwrap_err();
+    let e = load(Path::new("/nonexistent/phantommesh.toml"), &|_| None).unwrap_err();
     assert_eq!(e.line, 0);
     let shown = e.to_string();
     assert!(
@@ -208,7 +208,7 @@ fn conf_and_token_files_open_to_others_get_the_key_file_warning() {
     fs::write(&conf, format!("[Interface]\nPrivateKey = {PRIV}\n")).unwrap();
     for (mode, warned) in [(0o600, false), (0o400, false), (0o640, true), (0o604, true)] {
         set_mode(&conf, mode);
-        let (_, warnings) = load_with_warnings(&conf).unwrap();
+        let (_, warnings) = load_with_warnings(&conf, &|_| None).unwrap();
         let hit = warnings
             .iter()
             .any(|w| w.contains("accessible by group or others") && w.contains("chmod 600"));
@@ -222,7 +222,10 @@ fn conf_and_token_files_open_to_others_get_the_key_file_warning() {
     )
     .unwrap();
     set_mode(&toml_path, 0o644);
-    assert!(load_with_warnings(&toml_path).unwrap().1.is_empty());
+    assert!(load_with_warnings(&toml_path, &|_| None)
+        .unwrap()
+        .1
+        .is_empty());
     // The token file rule, as the daemon applies it.
     let token = d.join("token");
     fs::write(&token, "s3cret\n").unwrap();

@@ -6,6 +6,7 @@ pub mod user;
 pub mod wgquick;
 
 pub use mesh_config::MeshConfig;
+pub use toml_config::TuningConfig;
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -128,6 +129,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[mesh]`: membership through a store (TOML only).
     pub mesh: Option<MeshConfig>,
+    /// `[tuning]`: the data path's knobs (TOML only; unset = default).
+    pub tuning: TuningConfig,
 }
 
 /// A config error that names the file, the line (1-based; 0 when not tied to
@@ -159,17 +162,24 @@ impl ConfigError {
     }
 }
 
+/// Looks an environment variable up. The daemon and the CLI pass the
+/// process's (`&|k| std::env::var(k).ok()`): nothing here reads it itself.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 /// Loads a config file: `.conf` files as wg-quick format, anything else as
-/// TOML; then applies `PHANTOMMESH_*` environment overrides (see
-/// [`toml_config::apply_env`]).
-pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
-    load_with_warnings(path).map(|(cfg, _)| cfg)
+/// TOML; then applies `PHANTOMMESH_*` environment overrides looked up
+/// through `env` (see [`toml_config::apply_env`]).
+pub fn load(path: &std::path::Path, env: EnvLookup) -> Result<Config, ConfigError> {
+    load_with_warnings(path, env).map(|(cfg, _)| cfg)
 }
 
 /// [`load`], also returning warnings the daemon should log: for `.conf`
 /// files, the wg-quick keys (DNS, Table, PostUp, ...) that were accepted
 /// but are not acted on by the daemon.
-pub fn load_with_warnings(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+pub fn load_with_warnings(
+    path: &Path,
+    env: EnvLookup,
+) -> Result<(Config, Vec<String>), ConfigError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new(&file, 0, format!("cannot read config file: {e}")))?;
@@ -185,7 +195,7 @@ pub fn load_with_warnings(path: &Path) -> Result<(Config, Vec<String>), ConfigEr
     } else {
         (toml_config::parse(&text, path)?, Vec::new())
     };
-    toml_config::apply_env(&mut cfg, |name| std::env::var(name).ok())?;
+    toml_config::apply_env(&mut cfg, env)?;
     Ok((cfg, warnings))
 }
 

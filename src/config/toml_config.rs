@@ -22,6 +22,75 @@ struct RawFile {
     #[serde(default)]
     peer: Vec<RawPeer>,
     mesh: Option<super::mesh_config::RawMesh>,
+    tuning: Option<RawTuning>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTuning {
+    workers: Option<Spanned<i64>>,
+    io_threads: Option<Spanned<i64>>,
+    packet_metrics: Option<bool>,
+    offload: Option<bool>,
+    udp_recv_buffer: Option<Spanned<i64>>,
+}
+
+/// `[tuning]`: the data path's knobs; None leaves the default (and the
+/// environment, which overrides the file: see `daemon::options`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TuningConfig {
+    /// Crypto workers, 1..=256 (default: one per core).
+    pub workers: Option<usize>,
+    /// I/O threads, 1..=8 (default: 1 on up to two cores, else 2).
+    pub io_threads: Option<usize>,
+    /// Packet-path latency sampling (default on).
+    pub packet_metrics: Option<bool>,
+    /// Kernel offloads, TUN and UDP (default on).
+    pub offload: Option<bool>,
+    /// UDP receive buffer in bytes, 4096..=1073741824 (default 262144).
+    pub udp_recv_buffer: Option<usize>,
+}
+
+/// The `[tuning]` keys with a number value and their bounds (also used for
+/// the environment's values, so both sources accept the same).
+pub const TUNING_RANGES: [(&str, usize, usize); 3] = [
+    ("workers", 1, crate::device::options::MAX_WORKERS),
+    ("io_threads", 1, crate::device::options::MAX_IO_THREADS),
+    (
+        "udp_recv_buffer",
+        crate::device::options::MIN_UDP_RECV_BUFFER,
+        crate::device::options::MAX_UDP_RECV_BUFFER,
+    ),
+];
+
+/// Checks `v` against `key`'s bounds in [`TUNING_RANGES`].
+pub fn tuning_number(key: &str, v: i64) -> Result<usize, String> {
+    let (_, lo, hi) = TUNING_RANGES
+        .iter()
+        .find(|(k, ..)| *k == key)
+        .copied()
+        .unwrap_or((key, 0, usize::MAX));
+    usize::try_from(v)
+        .ok()
+        .filter(|n| (lo..=hi).contains(n))
+        .ok_or_else(|| format!("[tuning] {key} {v} out of range {lo}..={hi}"))
+}
+
+fn parse_tuning(
+    raw: RawTuning,
+    at: &dyn Fn(std::ops::Range<usize>, String) -> ConfigError,
+) -> Result<TuningConfig, ConfigError> {
+    let num = |key: &str, v: Option<Spanned<i64>>| {
+        v.map(|v| tuning_number(key, *v.get_ref()).map_err(|m| at(v.span(), m)))
+            .transpose()
+    };
+    Ok(TuningConfig {
+        workers: num("workers", raw.workers)?,
+        io_threads: num("io_threads", raw.io_threads)?,
+        packet_metrics: raw.packet_metrics,
+        offload: raw.offload,
+        udp_recv_buffer: num("udp_recv_buffer", raw.udp_recv_buffer)?,
+    })
 }
 
 #[derive(Deserialize)]
@@ -236,11 +305,17 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         .mesh
         .map(|m| super::mesh_config::parse(m, text, path, &at))
         .transpose()?;
+    let tuning = raw
+        .tuning
+        .map(|t| parse_tuning(t, &at))
+        .transpose()?
+        .unwrap_or_default();
     Ok(Config {
         interface,
         peers,
         admin,
         mesh,
+        tuning,
     })
 }
 

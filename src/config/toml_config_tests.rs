@@ -83,6 +83,7 @@ fn golden() {
             allow_unauthenticated: true,
         },
         mesh: None,
+        tuning: Default::default(),
     };
     assert_eq!(cfg, expected);
 }
@@ -410,4 +411,40 @@ fn shipped_example_parses() {
     assert_eq!(cfg.interface.name, "pm0");
     assert!(!cfg.peers.is_empty());
     assert_eq!(cfg.admin.listen, "127.0.0.1:9586");
+}
+
+#[test]
+fn tuning_keys_parse_and_bad_values_name_their_line() {
+    let text = format!(
+        "{}[tuning]\nworkers = 3\nio_threads = 2\npacket_metrics = false\noffload = false\nudp_recv_buffer = 65536\n",
+        base("")
+    );
+    let cfg = parse_at(&text).unwrap();
+    assert_eq!(
+        cfg.tuning,
+        TuningConfig {
+            workers: Some(3),
+            io_threads: Some(2),
+            packet_metrics: Some(false),
+            offload: Some(false),
+            udp_recv_buffer: Some(65536),
+        }
+    );
+    assert_eq!(parse_at(&base("")).unwrap().tuning, TuningConfig::default());
+    let lines = base("").lines().count();
+    for (kv, fragment) in [
+        ("workers = 0", "[tuning] workers 0 out of range 1..=256"),
+        ("io_threads = 9", "[tuning] io_threads 9 out of range 1..=8"),
+        (
+            "udp_recv_buffer = 100",
+            "[tuning] udp_recv_buffer 100 out of range",
+        ),
+    ] {
+        assert_err(
+            &format!("{}[tuning]\n{kv}\n", base("")),
+            lines + 2,
+            fragment,
+        );
+    }
+    assert!(parse_at(&format!("{}[tuning]\nthreads = 2\n", base(""))).is_err());
 }

@@ -250,6 +250,7 @@ pub fn parse(text: &str, path: &Path) -> Result<WgQuickConfig, ConfigError> {
             peers,
             admin: AdminConfig::default(),
             mesh: None,
+            tuning: Default::default(),
         },
         ignored,
     })

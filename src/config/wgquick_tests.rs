@@ -90,6 +90,7 @@ fn golden() {
         ],
         admin: AdminConfig::default(),
         mesh: None,
+        tuning: Default::default(),
     };
     assert_eq!(parsed.config, expected);
     let ignored: Vec<(usize, &str)> = parsed

@@ -34,6 +34,8 @@ struct Pending {
     last_event: Instant,
     /// Events counted, for tests to know the watch has seen a step.
     events: u64,
+    /// Wakes the main loop on each event (see [`FileWatch::set_waker`]).
+    waker: Option<super::wakeup::Waker>,
 }
 
 /// Watches one file through its directory; see the module docs.
@@ -59,6 +61,7 @@ impl FileWatch {
             dirty: false,
             last_event: Instant::now(),
             events: 0,
+            waker: None,
         }));
         let sink = pending.clone();
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
@@ -75,6 +78,9 @@ impl FileWatch {
             p.dirty = true;
             p.last_event = Instant::now();
             p.events += 1;
+            if let Some(w) = &p.waker {
+                w.wake();
+            }
         })
         .map_err(|e| format!("cannot watch {}: {e}", path.display()))?;
         watcher
@@ -124,6 +130,12 @@ impl FileWatch {
         }
         *last = hash;
         true
+    }
+
+    /// Wakes the main loop on each event in the directory, so it needs no
+    /// fast polling to notice a change.
+    pub fn set_waker(&self, w: super::wakeup::Waker) {
+        self.pending.lock().waker = Some(w);
     }
 
     pub fn path(&self) -> &Path {

@@ -5,15 +5,20 @@ pub mod file_watch;
 pub mod inherited_fd;
 pub mod mesh_peers;
 pub mod notify;
+pub mod options;
 pub mod privdrop;
 pub mod privdrop_sys;
 pub mod routes;
 pub mod run_mode;
+pub mod wakeup;
 pub mod wg_mode;
+
+#[cfg(test)]
+#[path = "env_scan_tests.rs"]
+mod env_scan_tests;
 
 use crate::device::Device;
 use crate::uapi::server::UapiServer;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -32,38 +37,61 @@ pub enum StopReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
     Hup,
-    /// Every 100 ms: a moment to look at other inputs (mesh updates, a
-    /// changed config file).
+    /// A moment to look at other inputs (mesh updates, a changed config
+    /// file): after every wake-up, and at least every `tick` given to
+    /// [`wait_events`].
     Tick,
 }
 
+/// How long the main thread sleeps with nothing to wake it: the longest a
+/// deleted interface goes unnoticed (the device flags it; it cannot wake us).
+pub const IDLE_TICK: Duration = Duration::from_secs(1);
+/// After a wake-up, look again this soon for a while: a config file change
+/// is read only once it settled (see [`file_watch`]).
+pub const BUSY_TICK: Duration = Duration::from_millis(100);
+const BUSY_FOR: Duration = Duration::from_secs(1);
+
 /// Blocks until a stop condition; calls `on_hup` for each SIGHUP.
 pub fn wait(dev: &Device, uapi: &UapiServer, mut on_hup: impl FnMut()) -> StopReason {
-    wait_events(dev, uapi, |e| {
-        if e == Event::Hup {
-            on_hup()
-        }
-    })
-}
-
-/// Blocks until a stop condition; calls `on_event` for each SIGHUP and
-/// every 100 ms.
-pub fn wait_events(dev: &Device, uapi: &UapiServer, mut on_event: impl FnMut(Event)) -> StopReason {
-    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
-        Ok(s) => s,
+    let wake = match wakeup::Wakeup::new() {
+        Ok(w) => w,
         Err(e) => {
-            tracing::error!(error = %e, "cannot install signal handlers");
+            tracing::error!(error = %e, "cannot wait for events");
             return StopReason::Signal(0);
         }
     };
+    wait_events(dev, uapi, wake, |e| {
+        if e == Event::Hup {
+            on_hup()
+        }
+        IDLE_TICK
+    })
+}
+
+/// Blocks until a stop condition, sleeping on `wake` (signals, the UAPI
+/// socket's directory, and whatever else holds its [`wakeup::Waker`]);
+/// calls `on_event` for each SIGHUP and after each wake-up. `on_event`
+/// returns the longest sleep it allows before the next [`Event::Tick`].
+pub fn wait_events(
+    dev: &Device,
+    uapi: &UapiServer,
+    mut wake: wakeup::Wakeup,
+    mut on_event: impl FnMut(Event) -> Duration,
+) -> StopReason {
+    if let Err(e) = wake.watch_dir_of(uapi.path()) {
+        // Still correct, only slower: the file is checked every tick.
+        tracing::warn!(error = %e, "the UAPI socket's deletion is noticed only by polling");
+    }
+    let mut busy_until = std::time::Instant::now();
     loop {
-        for sig in signals.pending() {
-            if sig == SIGHUP {
-                on_event(Event::Hup);
-            } else {
-                tracing::info!(signal = sig, "shutting down on signal");
-                return StopReason::Signal(sig);
-            }
+        let sigs = wake.take_signals();
+        if let Some(sig) = sigs.stop {
+            tracing::info!(signal = sig, "shutting down on signal");
+            return StopReason::Signal(sig);
+        }
+        let mut tick = IDLE_TICK;
+        if sigs.hup {
+            tick = tick.min(on_event(Event::Hup));
         }
         if dev.tun_gone() {
             tracing::info!("interface was deleted; shutting down");
@@ -73,8 +101,16 @@ pub fn wait_events(dev: &Device, uapi: &UapiServer, mut on_event: impl FnMut(Eve
             tracing::info!(path = %uapi.path().display(), "UAPI socket was deleted; shutting down");
             return StopReason::SocketGone;
         }
-        on_event(Event::Tick);
-        std::thread::sleep(Duration::from_millis(100));
+        tick = tick.min(on_event(Event::Tick));
+        let now = std::time::Instant::now();
+        let timeout = if now < busy_until {
+            tick.min(BUSY_TICK)
+        } else {
+            tick
+        };
+        if wake.wait(timeout) {
+            busy_until = std::time::Instant::now() + BUSY_FOR;
+        }
     }
 }
 

@@ -129,6 +129,20 @@ impl<S: Sink> Notifier<S> {
         self.ready_sent
     }
 
+    /// The longest the main loop may sleep before the next [`Notifier::tick`]:
+    /// often until READY went out, then a quarter of the ping interval (so
+    /// a ping is never late by more than that), else no limit of ours.
+    pub fn tick_within(&self) -> Duration {
+        if self.sink.is_none() {
+            return Duration::MAX;
+        }
+        if !self.ready_sent {
+            return Duration::from_millis(100);
+        }
+        self.ping_every
+            .map_or(STATUS_EVERY, |p| (p / 4).min(STATUS_EVERY))
+    }
+
     /// One turn of the main loop. `ready` and `live` run the readiness and
     /// liveness checks (Err names the first failure); they are called only
     /// when needed.

@@ -54,7 +54,7 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
             None
         }
     };
-    let cfg = match config::load_with_warnings(path) {
+    let cfg = match config::load_with_warnings(path, &|k| std::env::var(k).ok()) {
         Ok((c, warnings)) => {
             for w in warnings {
                 tracing::warn!("{w}");
@@ -84,8 +84,19 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
             return EXIT_SETUP_FAILED;
         }
     };
+    // Checked by `run` before this (cli::check), so an error here is rare:
+    // the environment changed in between.
+    let opts = match super::options::device_options(&cfg.tuning, |k| std::env::var(k).ok()) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("phantommesh: {e}");
+            return EXIT_SETUP_FAILED;
+        }
+    };
+    tracing::info!("tuning: {}", super::options::describe(&opts));
     let name = cfg.interface.name.clone();
-    let tun = match crate::io::create_tun(&name) {
+    let tun = match crate::io::create_tun(&name, opts.offload) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(interface = %name, error = %e, "cannot create TUN");
@@ -97,7 +108,8 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
         tracing::error!("{e}");
         return EXIT_SETUP_FAILED;
     }
-    let dev = Device::new(tun, Arc::new(LinuxBind::new()));
+    let bind = LinuxBind::with_options(super::options::udp_options(&opts));
+    let dev = Device::with_options(tun, Arc::new(bind), opts);
     if cfg.interface.listen_port.is_none() {
         let _ = dev.rebind(0, 0);
     }
@@ -117,7 +129,7 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
         .map(|k| encode_base64_key(&k))
         .unwrap_or_default();
     tracing::info!(interface = %name, peers = cfg.peers.len(), public_key = %key, "device started");
-    let gates = match crate::admin::load_gates() {
+    let gates = match crate::admin::load_gates(std::env::var(crate::admin::GATES_ENV).ok()) {
         Ok(g) => g,
         Err(e) => {
             tracing::error!("invalid gates config: {e}");
@@ -174,7 +186,24 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
         hold: mesh_peers::KeepaliveHold::new(public_key(&set.private_key.unwrap_or_default())),
         private: zeroize::Zeroizing::new(set.private_key.unwrap_or_default()),
     };
-    let reason = wait_events(&dev, &uapi, |ev| {
+    let wake = match super::wakeup::Wakeup::new() {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!("{e}");
+            dev.close();
+            return EXIT_SETUP_FAILED;
+        }
+    };
+    if let Some(w) = &run.watch {
+        w.set_waker(wake.waker());
+    }
+    // Mesh updates and the keepalive hold are looked at on ticks.
+    let mesh_tick = if run.mesh.is_some() {
+        super::BUSY_TICK
+    } else {
+        super::IDLE_TICK
+    };
+    let reason = wait_events(&dev, &uapi, wake, |ev| {
         if ev == Event::Hup {
             sd.reloading();
         }
@@ -201,6 +230,7 @@ pub fn main(path: &Path, format: LogFormat) -> i32 {
                 || notify::admin_checks(&admin, Kind::Live),
             ),
         }
+        mesh_tick.min(sd.tick_within())
     });
     tracing::info!(?reason, "stopping");
     sd.stopping(&match reason {
@@ -297,7 +327,8 @@ impl Running {
     /// SIGHUP: re-reads the file and applies the difference. Ok(true)
     /// when something was applied.
     fn reload(&mut self, dev: &Device) -> Result<bool, String> {
-        let cfg = config::load(&self.path).map_err(|e| e.to_string())?;
+        let cfg =
+            config::load(&self.path, &|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
         if cfg.interface.name != self.file.interface.name {
             return Err(format!(
                 "interface name changed from {} to {}; restart to rename",

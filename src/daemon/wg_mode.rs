@@ -41,6 +41,15 @@ pub fn parse_args(args: &[String], env_foreground: bool) -> Result<WgArgs, Strin
 
 /// Runs the daemon; returns the process exit code.
 pub fn main(args: WgArgs) -> i32 {
+    // Before the fork: a bad value is a usage error the caller sees.
+    let opts = match super::options::device_options(&Default::default(), |k| std::env::var(k).ok())
+    {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("phantommesh: {e}");
+            return crate::cli::exit::USAGE;
+        }
+    };
     // Fork before any thread exists; the parent waits for our verdict.
     let readiness = if args.foreground {
         None
@@ -54,7 +63,8 @@ pub fn main(args: WgArgs) -> i32 {
         }
     };
     logging::init(LogFormat::Text);
-    match start(&args.ifname) {
+    tracing::info!("tuning: {}", super::options::describe(&opts));
+    match start(&args.ifname, opts) {
         Ok((dev, uapi)) => {
             if let Some(r) = readiness {
                 r.ready();
@@ -62,10 +72,11 @@ pub fn main(args: WgArgs) -> i32 {
             }
             tracing::info!(interface = %args.ifname, "device started");
             let (listen, token) = admin_from_env(|k| std::env::var(k).ok());
-            let gates = crate::admin::load_gates().unwrap_or_else(|e| {
-                tracing::error!("{e}; using the built-in gates");
-                crate::gates::GatesConfig::load(None).expect("built-in gates parse")
-            });
+            let gates = crate::admin::load_gates(std::env::var(crate::admin::GATES_ENV).ok())
+                .unwrap_or_else(|e| {
+                    tracing::error!("{e}; using the built-in gates");
+                    crate::gates::GatesConfig::load(None).expect("built-in gates parse")
+                });
             let admin = super::start_admin(&dev, dev.tun_name(), listen, token, gates);
             // Configuration arrives over UAPI in this mode.
             admin
@@ -163,7 +174,10 @@ fn fail(readiness: Option<Readiness>, msg: &str) -> i32 {
 
 /// Opens the TUN (or takes WG_TUN_FD), starts the device and the UAPI socket
 /// (or takes WG_UAPI_FD).
-pub fn start(ifname: &str) -> Result<(Arc<Device>, UapiServer), String> {
+pub fn start(
+    ifname: &str,
+    opts: crate::device::options::DeviceOptions,
+) -> Result<(Arc<Device>, UapiServer), String> {
     // Both inherited descriptors are checked before anything is set up.
     let uapi_fd = fd_from_env("WG_UAPI_FD")?;
     if let Some(fd) = uapi_fd {
@@ -177,7 +191,7 @@ pub fn start(ifname: &str) -> Result<(Arc<Device>, UapiServer), String> {
             )
         }
         None => {
-            let t = crate::io::create_tun(ifname)
+            let t = crate::io::create_tun(ifname, opts.offload)
                 .map_err(|e| format!("cannot create TUN {ifname}: {e}"))?;
             if let Err(e) = linux_tun::set_mtu(t.name(), DEFAULT_MTU.into()) {
                 tracing::warn!(error = %e, "cannot set MTU");
@@ -186,7 +200,8 @@ pub fn start(ifname: &str) -> Result<(Arc<Device>, UapiServer), String> {
         }
     };
     let real_name = tun.name().to_string();
-    let dev = Device::new(tun, Arc::new(LinuxBind::new()));
+    let bind = LinuxBind::with_options(super::options::udp_options(&opts));
+    let dev = Device::with_options(tun, Arc::new(bind), opts);
     dev.rebind(0, 0).map_err(|e| e.message)?;
     let uapi = match uapi_fd {
         Some(fd) => UapiServer::from_fd(fd, &real_name),

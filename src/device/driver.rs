@@ -3,7 +3,8 @@
 //! allocation), keeps the receiver-index table in step with the index
 //! changes the call reports while the peer's state is still locked (so a
 //! reply naming a new index never arrives before the index exists), and
-//! hands the remaining outputs to [`Shared::perform`].
+//! hands the remaining outputs to [`Shared::perform`], and re-arms the
+//! peer's timer deadline.
 //!
 //! Everything in the device that advances a peer's protocol state goes
 //! through here.
@@ -60,7 +61,17 @@ impl Shared {
             alloc_index: &mut alloc,
         };
         let (r, out) = driver::call(st, ctx, f);
-        (r, self.apply_index(peer, out))
+        let out = self.apply_index(peer, out);
+        self.rearm(peer, st.next_deadline());
+        (r, out)
+    }
+
+    /// Tells the timer thread about the peer's next deadline after a state
+    /// change: one atomic load unless the deadline moved earlier (see
+    /// [`super::deadlines`]).
+    pub fn rearm(&self, peer: &Arc<Peer>, deadline: Option<Instant>) {
+        self.deadlines
+            .rearm(|| Arc::downgrade(peer), &peer.armed, deadline);
     }
 
     /// For the state changes that need no [`Env`] (a new device key, a
@@ -74,7 +85,9 @@ impl Shared {
     ) -> Vec<Output> {
         let mut out = Vec::new();
         f(st, &mut out);
-        self.apply_index(peer, out)
+        let out = self.apply_index(peer, out);
+        self.rearm(peer, st.next_deadline());
+        out
     }
 
     /// Applies the index outputs to the receiver-index table (one write

@@ -32,16 +32,17 @@ use std::time::Duration;
 /// Environment override of [`io_threads`].
 pub const IO_THREADS_ENV: &str = "PHANTOMMESH_IO_THREADS";
 
-/// I/O threads to run: `PHANTOMMESH_IO_THREADS` (1-8), else one on
-/// machines with up to two cores and two on larger ones, where a second
-/// thread has a core to run on and bidirectional loads need it.
+/// I/O threads to run by default: one on machines with up to two cores and
+/// two on larger ones, where a second thread has a core to run on and
+/// bidirectional loads need it (`PHANTOMMESH_IO_THREADS` or `[tuning]
+/// io_threads` override it, see [`super::options::DeviceOptions`]).
 pub fn io_threads() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    std::env::var(IO_THREADS_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|n| (1..=8).contains(n))
-        .unwrap_or(if cores <= 2 { 1 } else { 2 })
+    if cores <= 2 {
+        1
+    } else {
+        2
+    }
 }
 
 const TUN: u64 = 0;

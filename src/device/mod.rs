@@ -16,7 +16,8 @@
 //! - [`wire`]: the one function that puts sealed datagrams (data,
 //!   keepalives, handshake messages, cookie replies) on the wire.
 //! - [`handshake`]: drains that queue (MAC checks, cookies, rate limit).
-//! - [`timers`]: runs the peers' protocol timers.
+//! - [`timers`]: runs the peers' protocol timers as they fall due
+//!   ([`deadlines`]).
 //!
 //! The device's face (the rest of the crate never sees [`Shared`]):
 //! [`config`] takes configuration in device-level types, [`snapshot`]
@@ -30,12 +31,14 @@
 //! The packet path holds `index` and `allowed_ips` only as readers, once per
 //! batch, and a peer's `state` once per batch per peer.
 pub mod config;
+pub mod deadlines;
 pub mod driver;
 pub mod handshake;
 pub mod histogram;
 pub mod index_hash;
 pub mod io_loop;
 pub mod link;
+pub mod options;
 pub mod peer;
 pub mod pipeline;
 pub mod ratelimiter;
@@ -181,8 +184,8 @@ pub struct Shared {
     /// Latency histograms, observed once per batch (a sample, not every
     /// packet, so instrumentation costs two clock reads per batch).
     hist: Arc<histogram::DeviceHistograms>,
-    /// Packet-path latency sampling on (PHANTOMMESH_PACKET_METRICS=off
-    /// turns it off, to measure what it costs).
+    /// Packet-path latency sampling on (off measures what it costs; see
+    /// [`options::DeviceOptions::packet_metrics`]).
     sample_packets: bool,
     /// The pipeline: the shared crypto queue, recycled jobs, and one buffer
     /// pool per direction.
@@ -201,6 +204,8 @@ pub struct Shared {
     /// opportunistic read.
     tun_written: AtomicBool,
     crypto_heartbeats: Vec<AtomicU64>,
+    /// Every peer's next protocol deadline (see [`deadlines`]).
+    deadlines: deadlines::Deadlines<std::sync::Weak<Peer>>,
 }
 
 /// The device's worker threads, in `heartbeats` order.
@@ -239,7 +244,24 @@ impl Device {
         workers: usize,
         io_threads: usize,
     ) -> Arc<Device> {
-        let workers = workers.clamp(1, 256);
+        let opts = options::DeviceOptions {
+            workers,
+            io_threads,
+            ..Default::default()
+        };
+        Self::with_options(tun, bind, opts)
+    }
+
+    /// Starts a device tuned by `opts` (built by the daemon; see
+    /// [`options`]). `opts.offload` and `opts.udp_recv_buffer` apply where
+    /// `tun` and `bind` were made.
+    pub fn with_options(
+        tun: Arc<dyn Tun>,
+        bind: Arc<dyn Bind>,
+        opts: options::DeviceOptions,
+    ) -> Arc<Device> {
+        let workers = opts.workers.clamp(1, options::MAX_WORKERS);
+        let io_threads = opts.io_threads;
         let (handshake_tx, handshake_rx) = crossbeam_channel::bounded(HANDSHAKE_QUEUE_LEN);
         let (crypto_tx, crypto_rx) = crossbeam_channel::unbounded();
         // Room for the reader's batch and a few in flight per worker; more
@@ -251,6 +273,7 @@ impl Device {
             "data path: crypto workers started"
         );
         let slots_per_read = tun.features().slots_per_read;
+        let epoch = Instant::now();
         let shared = Arc::new(Shared {
             tun,
             bind,
@@ -267,7 +290,7 @@ impl Device {
             }),
             rate_limiter: Mutex::new(RateLimiter::new()),
             under_load_until: AtomicU64::new(0),
-            epoch: Instant::now(),
+            epoch,
             stats: Stats::default(),
             mtu: std::sync::atomic::AtomicUsize::new(1420),
             shutdown: AtomicBool::new(false),
@@ -281,7 +304,7 @@ impl Device {
             io_wake: io_loop::Wake::new(),
             heartbeats: Default::default(),
             hist: Arc::new(histogram::DeviceHistograms::new()),
-            sample_packets: !std::env::var("PHANTOMMESH_PACKET_METRICS").is_ok_and(|v| v == "off"),
+            sample_packets: opts.packet_metrics,
             crypto_tx,
             crypto_rx,
             jobs: pipeline::JobPool::default(),
@@ -292,6 +315,7 @@ impl Device {
             receiver: Mutex::new(receive::Receiver::default()),
             tun_written: AtomicBool::new(false),
             crypto_heartbeats: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            deadlines: deadlines::Deadlines::new(epoch),
         });
         let dev = Arc::new(Device {
             shared: shared.clone(),
@@ -341,6 +365,7 @@ impl Device {
         for _ in 0..8 {
             self.shared.io_wake.ring();
         }
+        self.shared.deadlines.stop();
         // Wake the idle workers (see IDLE_WAIT) so they see the flag now: an
         // empty job is a no-op for a crypto worker, an empty message is
         // dropped by the handshake worker once it sees the flag.

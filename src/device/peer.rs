@@ -27,6 +27,10 @@ pub struct Peer {
     /// Outbound and inbound jobs in read order (see [`super::pipeline`]).
     pub tx: OrderedQueue,
     pub rx: OrderedQueue,
+    /// The time this peer's entry in the device's deadline heap fires
+    /// (see [`super::deadlines`]): lets a state change that moved no timer
+    /// earlier skip the heap with one atomic load.
+    pub armed: AtomicU64,
 }
 
 impl Peer {
@@ -42,6 +46,7 @@ impl Peer {
             hidden: std::sync::atomic::AtomicBool::new(false),
             tx: OrderedQueue::default(),
             rx: OrderedQueue::default(),
+            armed: AtomicU64::new(super::deadlines::UNARMED),
         }
     }
     /// The address to send to.

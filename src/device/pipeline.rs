@@ -77,14 +77,13 @@ pub(crate) fn decide<T>(
 /// Environment variable: number of crypto workers (default: the cores).
 pub const WORKERS_ENV: &str = "PHANTOMMESH_WORKERS";
 
-/// Crypto workers to start: `PHANTOMMESH_WORKERS`, else one per core.
+/// Crypto workers to start by default: one per core (the daemon's
+/// `PHANTOMMESH_WORKERS` or `[tuning] workers` override it, see
+/// [`super::options::DeviceOptions`]).
 pub fn default_workers() -> usize {
-    std::env::var(WORKERS_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .min(256)
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(super::options::MAX_WORKERS)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -37,17 +37,26 @@ pub const SOCKET_BUFFER_BYTES: usize = 7 << 20;
 /// 0.4 % (the buffer counts kernel memory per datagram, not payload). TCP
 /// inside the tunnel adapts to the drops.
 pub const RECV_BUFFER_BYTES: usize = 256 << 10;
-/// Environment override of [`RECV_BUFFER_BYTES`] (bytes).
+/// The daemon's override of [`RECV_BUFFER_BYTES`] (bytes), read in
+/// `daemon::options` and passed down through [`UdpOptions`].
 pub const RECV_BUFFER_ENV: &str = "PHANTOMMESH_UDP_RCVBUF";
 
-/// The receive buffer size to ask for.
-pub fn recv_buffer_bytes() -> usize {
-    std::env::var(RECV_BUFFER_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|&n| n >= 4096)
-        .unwrap_or(RECV_BUFFER_BYTES)
-        .min(1 << 30)
+/// How [`LinuxBind`] sets its sockets up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpOptions {
+    /// Receive buffer to ask for, bytes.
+    pub recv_buffer: usize,
+    /// UDP GSO/GRO when the kernel has them.
+    pub offload: bool,
+}
+
+impl Default for UdpOptions {
+    fn default() -> Self {
+        UdpOptions {
+            recv_buffer: RECV_BUFFER_BYTES,
+            offload: true,
+        }
+    }
 }
 
 /// Which sockets [`LinuxBind`] opens.
@@ -67,6 +76,7 @@ pub struct LinuxBind {
     family: Family,
     /// Established peers' endpoints, carried to each socket set opened.
     pins: Arc<Pins>,
+    opts: UdpOptions,
 }
 
 impl LinuxBind {
@@ -77,7 +87,14 @@ impl LinuxBind {
     pub fn with_family(family: Family) -> Self {
         LinuxBind {
             family,
-            pins: Arc::default(),
+            ..Self::default()
+        }
+    }
+
+    pub fn with_options(opts: UdpOptions) -> Self {
+        LinuxBind {
+            opts,
+            ..Self::default()
         }
     }
 }
@@ -86,11 +103,12 @@ impl Bind for LinuxBind {
     /// The listen socket plus a connected socket per pinned peer endpoint
     /// (see [`super::peer_sockets`]); the pins outlive a re-bind.
     fn open(&self, port: u16, fwmark: u32) -> io::Result<Arc<dyn Udp>> {
-        let listen = LinuxUdp::bind(port, fwmark, self.family)?;
+        let listen = LinuxUdp::bind_with(port, fwmark, self.family, self.opts)?;
         Ok(Arc::new(PeerSockets::new(
             listen,
             fwmark,
             self.pins.clone(),
+            self.opts.recv_buffer,
         )?))
     }
 }
@@ -171,9 +189,9 @@ pub(super) fn setsockopt_int(
 /// buffer is bounded for latency (see [`RECV_BUFFER_BYTES`]). The FORCE
 /// variants (CAP_NET_ADMIN) bypass rmem_max/wmem_max, the plain ones are
 /// clamped to them. Best effort.
-pub(super) fn grow_buffers(fd: RawFd) {
+pub(super) fn grow_buffers(fd: RawFd, recv_buffer: usize) {
     for (force, plain, size) in [
-        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, recv_buffer_bytes()),
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, recv_buffer),
         (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, SOCKET_BUFFER_BYTES),
     ] {
         let size = size as libc::c_int;
@@ -262,6 +280,16 @@ impl RawAddr {
 impl LinuxUdp {
     /// Binds `port` (0 = any) for `family`, applying `fwmark` when non-zero.
     pub fn bind(port: u16, fwmark: u32, family: Family) -> io::Result<LinuxUdp> {
+        Self::bind_with(port, fwmark, family, UdpOptions::default())
+    }
+
+    /// As [`LinuxUdp::bind`], set up as `opts` says.
+    pub fn bind_with(
+        port: u16,
+        fwmark: u32,
+        family: Family,
+        opts: UdpOptions,
+    ) -> io::Result<LinuxUdp> {
         let what = || format!("cannot bind UDP port {port}");
         let (sock, v6) = match family {
             Family::DualStack => match open_socket(true, port) {
@@ -280,7 +308,7 @@ impl LinuxUdp {
                 false,
             ),
         };
-        grow_buffers(sock.as_raw_fd());
+        grow_buffers(sock.as_raw_fd(), opts.recv_buffer);
         if let Err(e) = pktinfo::enable(sock.as_raw_fd(), v6) {
             tracing::info!(error = %e, "no IP_PKTINFO: replies leave from the route's preferred address");
         }
@@ -299,7 +327,7 @@ impl LinuxUdp {
             .as_socket()
             .map(|a| a.port())
             .ok_or_else(|| io::Error::other("bound UDP socket has no IP address"))?;
-        let offload = super::offload_allowed();
+        let offload = opts.offload;
         let gso = offload && gso_supported(sock.as_raw_fd());
         let gro = offload && setsockopt_int(sock.as_raw_fd(), SOL_UDP, UDP_GRO, 1).is_ok();
         Ok(LinuxUdp {

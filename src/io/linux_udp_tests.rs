@@ -199,7 +199,7 @@ fn fwmark_and_forced_buffers_as_root() {
     // and the receive buffer is the bounded size asked for (not the default).
     assert!(udp.socket().send_buffer_size().unwrap() >= SOCKET_BUFFER_BYTES);
     let rcv = udp.socket().recv_buffer_size().unwrap();
-    let want = super::recv_buffer_bytes();
+    let want = super::RECV_BUFFER_BYTES;
     assert!(
         rcv >= want && rcv <= 2 * want,
         "receive buffer {rcv}, asked for {want}"

@@ -248,16 +248,11 @@ pub trait Bind: Send + Sync {
 /// (plain TUN, no UDP GSO/GRO), for comparison and as an escape hatch.
 pub const OFFLOAD_ENV: &str = "PHANTOMMESH_OFFLOAD";
 
-/// Whether offloads are allowed by the environment.
-pub fn offload_allowed() -> bool {
-    !std::env::var(OFFLOAD_ENV)
-        .is_ok_and(|v| v.eq_ignore_ascii_case("off") || v == "0" || v.eq_ignore_ascii_case("false"))
-}
-
-/// Creates TUN `name`: with kernel offloads when allowed and supported,
+/// Creates TUN `name`: with kernel offloads when `offload` allows them (the
+/// daemon's tuning, e.g. [`OFFLOAD_ENV`]) and the kernel supports them,
 /// otherwise plain. Logs which.
-pub fn create_tun(name: &str) -> io::Result<Arc<dyn Tun>> {
-    if offload_allowed() {
+pub fn create_tun(name: &str, offload: bool) -> io::Result<Arc<dyn Tun>> {
+    if offload {
         match offload_tun::OffloadTun::create(name) {
             Ok(t) => {
                 let f = t.features();

@@ -96,6 +96,8 @@ pub struct PeerSockets {
     /// [`EVICT_SCAN_MS`]: peers beyond the cap pin on every batch).
     last_evict_ms: AtomicU64,
     fwmark: AtomicU32,
+    /// Receive buffer each connected socket asks for (as the listen one).
+    recv_buffer: usize,
     closed: AtomicBool,
 }
 
@@ -130,7 +132,14 @@ fn epoll_ctl(ep: RawFd, op: libc::c_int, fd: RawFd, token: u64) -> io::Result<()
 impl PeerSockets {
     /// Wraps the bound `listen` socket; opens a connected socket for each
     /// endpoint already in `pins`.
-    pub fn new(listen: LinuxUdp, fwmark: u32, pins: Arc<Pins>) -> io::Result<PeerSockets> {
+    /// `recv_buffer` is what each connected socket asks for, as the
+    /// listen socket does.
+    pub fn new(
+        listen: LinuxUdp,
+        fwmark: u32,
+        pins: Arc<Pins>,
+        recv_buffer: usize,
+    ) -> io::Result<PeerSockets> {
         let fd = listen.socket().as_raw_fd();
         setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
         // SAFETY: plain syscall; the result is checked before use.
@@ -153,6 +162,7 @@ impl PeerSockets {
             born: Instant::now(),
             last_evict_ms: AtomicU64::new(0),
             fwmark: AtomicU32::new(fwmark),
+            recv_buffer,
             closed: AtomicBool::new(false),
         };
         let pinned: Vec<_> = me.pins.0.lock().iter().map(|(d, s)| (*d, *s)).collect();
@@ -202,7 +212,7 @@ impl PeerSockets {
             sock.set_mark(mark)?;
         }
         let fd = sock.as_raw_fd();
-        grow_buffers(fd);
+        grow_buffers(fd, self.recv_buffer);
         // Best effort as on the listen socket: without them a datagram
         // simply carries no local address or arrives uncoalesced.
         let _ = pktinfo::enable(fd, v6);

@@ -14,7 +14,13 @@ fn open(port: u16, pins: Arc<Pins>) -> PeerSockets {
 }
 
 fn open_family(port: u16, pins: Arc<Pins>, family: Family) -> PeerSockets {
-    PeerSockets::new(LinuxUdp::bind(port, 0, family).unwrap(), 0, pins).unwrap()
+    PeerSockets::new(
+        LinuxUdp::bind(port, 0, family).unwrap(),
+        0,
+        pins,
+        crate::io::linux_udp::RECV_BUFFER_BYTES,
+    )
+    .unwrap()
 }
 
 fn client() -> UdpSocket {

@@ -21,11 +21,13 @@ exited_cleanly() {
     wait_until 5 sock_gone "$2" &&
     wait_until 5 link_gone "$NS_A" "$2"
 }
-# status_of PID: the exit status of a finished background child.
+# status_of PID: sets ST to the exit status of a finished background child.
+# Not in a $(...) subshell: pid_gone already counts a zombie as gone, and a
+# subshell cannot wait for a child the parent shell has not reaped yet (it
+# reported -1 then).
 status_of() {
-  local st=0
-  wait "$1" 2>/dev/null || st=$?
-  echo "$st"
+  ST=0
+  wait "$1" 2>/dev/null || ST=$?
 }
 
 say "foreground: ip link del"
@@ -52,7 +54,8 @@ for sig in TERM INT; do
   ip -n "$NS_A" link set "$I" up
   kill -"$sig" "${E2E_PID_OF[$I]}"
   check "exits and removes socket and TUN on SIG$sig" exited_cleanly "${E2E_PID_OF[$I]}" "$I"
-  st=$(status_of "${E2E_PID_OF[$I]}")
+  status_of "${E2E_PID_OF[$I]}"
+  st=$ST
   check "exit status after SIG$sig is 0 (got $st)" test "$st" = 0
 done
 

@@ -9,6 +9,8 @@
 #     wireguard-go peer; SIGTERM stops it and removes the socket;
 #   * a mistyped subcommand (`stauts`) is refused with exit 2 and leaves no
 #     interface, socket or process; `-f -- stauts` runs the daemon;
+#   * a bad tuning value ([tuning] key or PHANTOMMESH_* variable) is exit 2
+#     naming its source, in run, run --check and the wireguard-go form;
 #   * the exit codes 0/1/2/3 (README, "Exit codes"), the `-o json` output of
 #     gate, status, mesh status, preflight and loadtest against the README's
 #     shapes (cli_json.py), `run --check` on good and bad configs, --help,
@@ -195,6 +197,42 @@ pm_ns run-bad run --config "$CONF_DIR/bad.toml"
 check "run with a bad config: exit 2, no interface" eval 'rc_is 2 && link_gone "$NS_A" "$IFM"'
 check "run --check touched nothing (no interface, no socket)" \
   eval 'link_gone "$NS_A" "$IFM" && sock_gone "$IFM" && ns_quiet'
+
+say "tuning: a bad value from each source is an error naming it"
+# pm_env NAME VAR=VALUE ARGS...: as pm_ns, with one variable set.
+pm_env() {
+  local name=$1 var=$2
+  shift 2
+  OUT=$E2E_TMP/$name.out ERR=$E2E_TMP/$name.err RC=0
+  timeout 60 ip netns exec "$NS_A" env "$var" "${PM_ARGV[@]}" "$@" >"$OUT" 2>"$ERR" || RC=$?
+}
+printf '[tuning]\nworkers = 2\noffload = false\n' | cat "$CONF_DIR/mesh.toml" - >"$CONF_DIR/tuned.toml"
+pm_ns check-tuned run --check --config "$CONF_DIR/tuned.toml"
+check "run --check ([tuning]): exit 0, shows the tuning" \
+  eval 'rc_is 0 && grep -q "^tuning: crypto workers 2, .*offloads off" "$OUT"'
+printf '[tuning]\nworkers = 0\n' | cat "$CONF_DIR/mesh.toml" - >"$CONF_DIR/badtune.toml"
+line=$(grep -n '^workers = 0' "$CONF_DIR/badtune.toml" | cut -d: -f1)
+pm_ns check-badtune run --check --config "$CONF_DIR/badtune.toml"
+check "run --check ([tuning] workers = 0): exit 2, names file, line and key" \
+  eval 'rc_is 2 && grep -qF "$CONF_DIR/badtune.toml:$line: [tuning] workers 0" "$ERR"'
+pm_ns run-badtune run --config "$CONF_DIR/badtune.toml"
+check "run ([tuning] workers = 0): exit 2, no interface" \
+  eval 'rc_is 2 && grep -qF "[tuning] workers" "$ERR" && link_gone "$NS_A" "$IFM"'
+for var in PHANTOMMESH_WORKERS=many PHANTOMMESH_IO_THREADS=99 PHANTOMMESH_PACKET_METRICS=maybe \
+  PHANTOMMESH_OFFLOAD=perhaps PHANTOMMESH_UDP_RCVBUF=12; do
+  pm_env "check-env-${var%%=*}" "$var" run --check --config "$CONF_DIR/mesh.toml"
+  check "run --check with $var: exit 2, names the variable" \
+    eval 'rc_is 2 && grep -qF "${var%%=*}: invalid value" "$ERR"'
+done
+pm_env run-env PHANTOMMESH_WORKERS=many run --config "$CONF_DIR/mesh.toml"
+check "run with PHANTOMMESH_WORKERS=many: exit 2, no interface" \
+  eval 'rc_is 2 && grep -qF "PHANTOMMESH_WORKERS: invalid value" "$ERR" && link_gone "$NS_A" "$IFM"'
+pm_env wg-env PHANTOMMESH_OFFLOAD=perhaps -f "$IFM"
+check "wireguard-go form with PHANTOMMESH_OFFLOAD=perhaps: exit 2, no interface, no socket" \
+  eval 'rc_is 2 && grep -qF "PHANTOMMESH_OFFLOAD: invalid value" "$ERR" && link_gone "$NS_A" "$IFM" && sock_gone "$IFM"'
+pm_env wg-env-bg PHANTOMMESH_WORKERS=0 "$IFM"
+check "wireguard-go form (daemonizing) with PHANTOMMESH_WORKERS=0: exit 2 before the fork" \
+  eval 'rc_is 2 && grep -qF "PHANTOMMESH_WORKERS: invalid value" "$ERR" && link_gone "$NS_A" "$IFM" && ns_quiet'
 
 say "exit codes and JSON output against a running daemon ([mesh], store down)"
 ip netns exec "$NS_A" env LOG_LEVEL="$E2E_LOG_LEVEL" "${PM_ARGV[@]}" run --config "$CONF_DIR/mesh.toml" \
