@@ -3,7 +3,7 @@
 //! (one packet per message, pollable like a TUN), and the devices talk over
 //! real UDP sockets on 127.0.0.1.
 use phantommesh::device::Device;
-use phantommesh::io::linux_udp::LinuxBind;
+use phantommesh::io::linux_bind::LinuxBind;
 use phantommesh::io::{LinkState, Tun, TunFeatures};
 use phantommesh::noise::keys::{PublicKey, StaticSecretKey};
 use phantommesh::uapi::protocol::{AllowedIpChange, DeviceSet, PeerSet};

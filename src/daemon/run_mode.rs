@@ -12,8 +12,8 @@ use crate::cli::keys::{
 use crate::cli::logging::{self, LogFormat};
 use crate::config::{self, Config, KeySource, MeshConfig};
 use crate::device::Device;
+use crate::io::linux_bind::LinuxBind;
 use crate::io::linux_tun;
-use crate::io::linux_udp::LinuxBind;
 use crate::mesh::{AgentParams, Member, MeshState, MeshUpdate};
 use crate::uapi::protocol::{AllowedIpChange, DeviceSet, PeerSet};
 use crate::uapi::server::UapiServer;

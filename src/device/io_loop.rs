@@ -9,7 +9,7 @@
 //! sent a request is the one that receives the reply, as in boringtun's
 //! loop. The crypto workers behind it are unchanged.
 //!
-//! How many: [`io_threads`]. One-shot registration hands each descriptor
+//! How many: [`super::options::default_io_threads`]. One-shot registration hands each descriptor
 //! to one thread at a time (it re-arms it once its batch is queued), so two
 //! threads work the TUN and the socket in parallel under load. But at idle
 //! the second one is woken by whatever becomes ready while the first is
@@ -29,21 +29,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Environment override of [`io_threads`].
+/// Environment override of [`super::options::default_io_threads`].
 pub const IO_THREADS_ENV: &str = "PHANTOMMESH_IO_THREADS";
-
-/// I/O threads to run by default: one on machines with up to two cores and
-/// two on larger ones, where a second thread has a core to run on and
-/// bidirectional loads need it (`PHANTOMMESH_IO_THREADS` or `[tuning]
-/// io_threads` override it, see [`super::options::DeviceOptions`]).
-pub fn io_threads() -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cores <= 2 {
-        1
-    } else {
-        2
-    }
-}
 
 const TUN: u64 = 0;
 const UDP: u64 = 1;
@@ -209,7 +196,7 @@ impl IoPoll {
     }
 }
 
-/// One I/O thread (the device runs [`io_threads`] of them).
+/// One I/O thread (the device runs [`super::options::default_io_threads`] of them).
 pub fn run(s: &Shared, io: &IoPoll) {
     while !s.shutdown.load(Ordering::Relaxed) {
         // The TUN side is alive while the TUN is; the UDP side always.

@@ -226,14 +226,14 @@ pub struct Device {
 impl Device {
     /// Starts a device on `tun`, opening UDP through `bind` once a port is
     /// set (port 0 = any, as wireguard-go binds on first configuration).
-    /// Starts [`pipeline::default_workers`] crypto workers.
+    /// Starts [`options::default_workers`] crypto workers.
     pub fn new(tun: Arc<dyn Tun>, bind: Arc<dyn Bind>) -> Arc<Device> {
-        Self::with_workers(tun, bind, pipeline::default_workers())
+        Self::with_workers(tun, bind, options::default_workers())
     }
 
     /// As [`Device::new`] with `workers` crypto workers (at least one).
     pub fn with_workers(tun: Arc<dyn Tun>, bind: Arc<dyn Bind>, workers: usize) -> Arc<Device> {
-        Self::with_threads(tun, bind, workers, io_loop::io_threads())
+        Self::with_threads(tun, bind, workers, options::default_io_threads())
     }
 
     /// As [`Device::with_workers`], with `io_threads` I/O threads where the

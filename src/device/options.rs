@@ -31,11 +31,32 @@ pub struct DeviceOptions {
 impl Default for DeviceOptions {
     fn default() -> Self {
         DeviceOptions {
-            workers: super::pipeline::default_workers(),
-            io_threads: super::io_loop::io_threads(),
+            workers: default_workers(),
+            io_threads: default_io_threads(),
             packet_metrics: true,
             offload: true,
             udp_recv_buffer: crate::io::linux_udp::RECV_BUFFER_BYTES,
         }
+    }
+}
+
+/// Crypto workers to start by default: one per core (the daemon's
+/// `PHANTOMMESH_WORKERS` or `[tuning] workers` override it).
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_WORKERS)
+}
+
+/// I/O threads to run by default: one on machines with up to two cores and
+/// two on larger ones, where a second thread has a core to run on and
+/// bidirectional loads need it (`PHANTOMMESH_IO_THREADS` or `[tuning]
+/// io_threads` override it; [`super::io_loop`] says what was measured).
+pub fn default_io_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores <= 2 {
+        1
+    } else {
+        2
     }
 }

@@ -19,13 +19,19 @@
 //! waits, which pushes back on the TUN queue or the socket buffer instead of
 //! growing memory.
 use super::peer::Peer;
-use super::send::BUF_LEN;
+use crate::noise::constants::{AEAD_TAG_LEN, DATA_HEADER_LEN};
 use crate::noise::keypair::Keypair;
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Room in front of each inner packet for the data header (so sealing
+/// happens in place).
+pub const HEADROOM: usize = DATA_HEADER_LEN;
+/// One pooled buffer: the largest IP packet plus header, padding and tag.
+pub const BUF_LEN: usize = HEADROOM + 65_535 + 16 + AEAD_TAG_LEN;
 
 /// Jobs of at most this many packets may be done inline (see [`decide`]).
 pub const INLINE_MAX: usize = 4;
@@ -76,15 +82,6 @@ pub(crate) fn decide<T>(
 
 /// Environment variable: number of crypto workers (default: the cores).
 pub const WORKERS_ENV: &str = "PHANTOMMESH_WORKERS";
-
-/// Crypto workers to start by default: one per core (the daemon's
-/// `PHANTOMMESH_WORKERS` or `[tuning] workers` override it, see
-/// [`super::options::DeviceOptions`]).
-pub fn default_workers() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(super::options::MAX_WORKERS)
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Dir {

@@ -9,20 +9,17 @@
 //! tag behind them: sealing is in place and nothing is allocated per packet.
 use super::peer::Peer;
 use super::pipeline::{self, Dir, Job, JobData, Way};
-use super::wire::{self, transmit, with_deferred_sends, Run};
+pub use super::pipeline::{BUF_LEN, HEADROOM};
+use super::wire::{self, count_sent_packets, sealed_len, transmit, with_deferred_sends, Run};
 use super::{bump, Shared};
 use crate::io::{Endpoint, MAX_BATCH};
-use crate::noise::constants::{AEAD_TAG_LEN, DATA_HEADER_LEN, KEEPALIVE_LEN};
+use crate::noise::constants::{AEAD_TAG_LEN, KEEPALIVE_LEN};
 use crate::noise::keypair::Keypair;
 use crate::noise::messages::padded_len;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-/// Room in front of each inner packet for the data header.
-pub const HEADROOM: usize = DATA_HEADER_LEN;
-/// One buffer: the largest IP packet plus header, padding and tag.
-pub const BUF_LEN: usize = HEADROOM + 65_535 + 16 + AEAD_TAG_LEN;
 
 /// Destination address of an inner IP packet, or None if it is malformed.
 pub fn destination(pkt: &[u8]) -> Option<IpAddr> {
@@ -362,28 +359,6 @@ pub(crate) fn finish_job(s: &Shared, job: Arc<Job>) {
     };
     wire::send_jobs(s, std::slice::from_ref(&job));
     s.jobs.recycle(job, &s.tx_bufs);
-}
-
-/// Counts packets sent to `peer`: inner bytes for the device, wire bytes
-/// for the peer, and the packet latency when sampled.
-pub(super) fn count_sent_packets(
-    s: &Shared,
-    peer: &Peer,
-    packets: usize,
-    bytes: usize,
-    wire: usize,
-    started: Option<Instant>,
-) {
-    bump(&s.stats.tx_packets, packets as u64);
-    bump(&s.stats.tx_bytes, bytes as u64);
-    peer.add_tx(wire as u64);
-    if let Some(t) = started {
-        s.hist.tx_packet.observe(t.elapsed());
-    }
-}
-
-pub(super) fn sealed_len(len: usize, mtu: usize) -> usize {
-    HEADROOM + padded_len(len, mtu) + AEAD_TAG_LEN
 }
 
 fn stage(s: &Shared, peer: &Peer, bufs: &[Vec<u8>], sizes: &[usize]) {

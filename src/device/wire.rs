@@ -10,13 +10,16 @@
 //! Sealed jobs a thread finishes while it handles a batch are held back
 //! and sent together at its end ([`with_deferred_sends`]).
 use super::peer::Peer;
+use super::pipeline::HEADROOM;
 use super::pipeline::{Job, JobData};
-use super::send::{count_sent_packets, sealed_len};
 use super::{bump, Shared};
 use crate::io::{Endpoint, MAX_BATCH};
+use crate::noise::constants::AEAD_TAG_LEN;
+use crate::noise::messages::padded_len;
 use smallvec::SmallVec;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Consecutive datagrams for one endpoint.
 pub(crate) struct Run<'a> {
@@ -218,4 +221,26 @@ pub(crate) fn send_jobs(s: &Shared, jobs: &[Arc<Job>]) {
         }
     }
     flush(&mut datagrams, &mut runs, &mut owners);
+}
+
+/// Counts packets sent to `peer`: inner bytes for the device, wire bytes
+/// for the peer, and the packet latency when sampled.
+pub(super) fn count_sent_packets(
+    s: &Shared,
+    peer: &Peer,
+    packets: usize,
+    bytes: usize,
+    wire: usize,
+    started: Option<Instant>,
+) {
+    bump(&s.stats.tx_packets, packets as u64);
+    bump(&s.stats.tx_bytes, bytes as u64);
+    peer.add_tx(wire as u64);
+    if let Some(t) = started {
+        s.hist.tx_packet.observe(t.elapsed());
+    }
+}
+
+pub(super) fn sealed_len(len: usize, mtu: usize) -> usize {
+    HEADROOM + padded_len(len, mtu) + AEAD_TAG_LEN
 }

@@ -10,14 +10,12 @@ use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::peer_sockets::{PeerSockets, Pins};
 use super::udp_gso::{gro_segments, gso_groups, SOL_UDP, UDP_GRO, UDP_SEGMENT};
-use super::{pktinfo, source_rejected, Bind, Endpoint, LocalAddr, RecvMeta, Udp, MAX_BATCH};
+use super::{pktinfo, source_rejected, Endpoint, LocalAddr, RecvMeta, Udp, MAX_BATCH};
 use std::mem::MaybeUninit;
 
 /// Longest a `recv` blocks before returning `Ok(0)`.
@@ -41,7 +39,7 @@ pub const RECV_BUFFER_BYTES: usize = 256 << 10;
 /// `daemon::options` and passed down through [`UdpOptions`].
 pub const RECV_BUFFER_ENV: &str = "PHANTOMMESH_UDP_RCVBUF";
 
-/// How [`LinuxBind`] sets its sockets up.
+/// How [`super::linux_bind::LinuxBind`] sets its sockets up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UdpOptions {
     /// Receive buffer to ask for, bytes.
@@ -59,7 +57,7 @@ impl Default for UdpOptions {
     }
 }
 
-/// Which sockets [`LinuxBind`] opens.
+/// Which sockets [`super::linux_bind::LinuxBind`] opens.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Family {
     /// `[::]:port` with IPV6_V6ONLY off, falling back to `0.0.0.0:port` when
@@ -68,49 +66,6 @@ pub enum Family {
     DualStack,
     /// `0.0.0.0:port` only.
     V4Only,
-}
-
-/// Opens [`LinuxUdp`] sockets.
-#[derive(Clone, Debug, Default)]
-pub struct LinuxBind {
-    family: Family,
-    /// Established peers' endpoints, carried to each socket set opened.
-    pins: Arc<Pins>,
-    opts: UdpOptions,
-}
-
-impl LinuxBind {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn with_family(family: Family) -> Self {
-        LinuxBind {
-            family,
-            ..Self::default()
-        }
-    }
-
-    pub fn with_options(opts: UdpOptions) -> Self {
-        LinuxBind {
-            opts,
-            ..Self::default()
-        }
-    }
-}
-
-impl Bind for LinuxBind {
-    /// The listen socket plus a connected socket per pinned peer endpoint
-    /// (see [`super::peer_sockets`]); the pins outlive a re-bind.
-    fn open(&self, port: u16, fwmark: u32) -> io::Result<Arc<dyn Udp>> {
-        let listen = LinuxUdp::bind_with(port, fwmark, self.family, self.opts)?;
-        Ok(Arc::new(PeerSockets::new(
-            listen,
-            fwmark,
-            self.pins.clone(),
-            self.opts.recv_buffer,
-        )?))
-    }
 }
 
 /// One bound UDP socket.

@@ -1,6 +1,9 @@
 use super::*;
+use crate::io::linux_bind::LinuxBind;
 use crate::io::linux_tun::test_support::privileged;
+use crate::io::Bind;
 use std::net::UdpSocket;
+use std::sync::Arc;
 use std::time::Instant;
 
 fn sa(s: &str) -> SocketAddr {

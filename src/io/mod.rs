@@ -11,6 +11,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub mod linux_bind;
 pub mod linux_tun;
 pub mod linux_udp;
 pub mod mem;

@@ -59,7 +59,7 @@ const IDLE_EVICT_MS: u64 = 180_000;
 const EVICT_SCAN_MS: u64 = 1_000;
 
 /// The pinned endpoints, shared by every socket set a
-/// [`super::linux_udp::LinuxBind`] opens, so a re-bind (new listen port)
+/// [`super::linux_bind::LinuxBind`] opens, so a re-bind (new listen port)
 /// reopens them all on the new port.
 #[derive(Debug, Default)]
 pub struct Pins(Mutex<HashMap<SocketAddr, Option<LocalAddr>>>);

@@ -1,7 +1,8 @@
 //! Pinned peers' datagrams overtake a full listen queue; unpinned, roamed,
 //! re-bound and capped sets behave. Loopback only.
 use super::*;
-use crate::io::linux_udp::{Family, LinuxBind};
+use crate::io::linux_bind::LinuxBind;
+use crate::io::linux_udp::Family;
 use crate::io::Bind;
 use std::net::UdpSocket;
 use std::time::Duration;
