@@ -62,6 +62,14 @@ fn drop_this_thread() -> i32 {
     let keep = P_KEEP.load(Ordering::Acquire);
     // SAFETY: plain syscalls on this thread's own credentials.
     unsafe {
+        // A thread that a dropped thread started while the broadcast ran
+        // inherited the finished drop: repeating it would fail, since the
+        // bounding set needs the CAP_SETPCAP it no longer has. (Not judged
+        // by NO_NEW_PRIVS: a container may set that before we start.) The
+        // verification of /proc/self/task/*/status still checks it.
+        if already_dropped(setuid, keep) {
+            return 0;
+        }
         if setuid && libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 {
             return 1000 + errno();
         }
@@ -108,6 +116,44 @@ fn drop_this_thread() -> i32 {
         }
     }
     0
+}
+
+/// Whether this thread already has the target credentials: the target uid
+/// (when switching), nothing in the bounding set beyond `keep` (when it is
+/// cut), and exactly `keep` effective and permitted. Async-signal-safe.
+fn already_dropped(setuid: bool, keep: u64) -> bool {
+    // SAFETY: plain syscalls reading this thread's own credentials.
+    unsafe {
+        if setuid && libc::syscall(libc::SYS_geteuid) as u32 != P_UID.load(Ordering::Acquire) {
+            return false;
+        }
+        if P_BOUNDING.load(Ordering::Acquire) {
+            for cap in 0..=P_LAST_CAP.load(Ordering::Acquire) {
+                if keep & (1 << cap) == 0
+                    && libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) == 1
+                {
+                    return false;
+                }
+            }
+        }
+        let mut hdr = CapHeader {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let mut data = [CapData::default(); 2];
+        // SAFETY: header and room for two data words, as capget(2) expects.
+        if libc::syscall(
+            libc::SYS_capget,
+            &mut hdr as *mut CapHeader,
+            data.as_mut_ptr(),
+        ) != 0
+        {
+            return false;
+        }
+        let eff = data[0].effective as u64 | (data[1].effective as u64) << 32;
+        let prm = data[0].permitted as u64 | (data[1].permitted as u64) << 32;
+        eff == keep && prm == keep
+    }
 }
 
 /// Sets this thread's effective and permitted sets (inheritable: none).
