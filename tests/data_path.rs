@@ -3,70 +3,21 @@
 //! crypto workers), order under mixed batch sizes, and that every datagram
 //! a device sends (data, keepalives, handshake messages) leaves through its
 //! one function to the wire.
-use phantommesh::device::{Device, PathCounters};
-use phantommesh::io::mem::{MemNetwork, MemTun, MemTunHandle};
-use phantommesh::noise::keys::{PublicKey, StaticSecretKey};
-use phantommesh::uapi::protocol::{AllowedIpChange, DeviceSet, PeerSet};
-use std::net::{IpAddr, SocketAddr};
+mod common;
+
+use common::Node;
+use phantommesh::device::PathCounters;
+use phantommesh::io::mem::MemNetwork;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-struct Node {
-    dev: Arc<Device>,
-    tun: MemTunHandle,
-    secret: [u8; 32],
-    ip: IpAddr,
-    port: u16,
-}
-
-impl Node {
-    fn new(net: &MemNetwork, ip: &str, port: u16, seed: u8) -> Node {
-        let (tun, handle) = MemTun::new(&format!("path{seed}"), 1420);
-        let ip: IpAddr = ip.parse().unwrap();
-        let dev = Device::with_workers(tun, Arc::new(net.bind(ip)), 2);
-        let secret = [seed; 32];
-        dev.apply(&DeviceSet {
-            private_key: Some(secret),
-            listen_port: Some(port),
-            ..Default::default()
-        })
-        .unwrap();
-        Node {
-            dev,
-            tun: handle,
-            secret,
-            ip,
-            port,
-        }
-    }
-
-    fn public(&self) -> [u8; 32] {
-        *PublicKey::from(&StaticSecretKey::from(self.secret)).as_bytes()
-    }
-
-    fn add_peer(&self, other: &Node, endpoint: bool, inner: &str, keepalive: Option<u16>) {
-        self.dev
-            .apply(&DeviceSet {
-                peers: vec![PeerSet {
-                    public_key: other.public(),
-                    endpoint: endpoint.then(|| SocketAddr::new(other.ip, other.port)),
-                    allowed_ips: vec![AllowedIpChange::Add(inner.parse().unwrap(), 32)],
-                    persistent_keepalive_interval: keepalive,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            })
-            .unwrap();
-    }
-}
-
 /// A pair with a session: A (10.0.0.1) and B (10.0.0.2).
 fn pair(net: &MemNetwork, keepalive: Option<u16>) -> (Node, Node) {
-    let a = Node::new(net, "192.0.2.1", 51820, 1);
-    let b = Node::new(net, "192.0.2.2", 51821, 2);
-    a.add_peer(&b, true, "10.0.0.2", keepalive);
-    b.add_peer(&a, false, "10.0.0.1", None);
+    let a = Node::new(net, "192.0.2.1", 51820, 1, 2);
+    let b = Node::new(net, "192.0.2.2", 51821, 2, 2);
+    a.add_peer(&b, true, &[("10.0.0.2", 32)], keepalive);
+    b.add_peer(&a, false, &[("10.0.0.1", 32)], None);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         assert!(Instant::now() < deadline, "no session within 10 s");

@@ -1,66 +1,12 @@
 //! Whole devices talking over the in-memory network: the real pipelines,
 //! threads and UAPI semantics, with no kernel and no root.
-use phantommesh::device::Device;
-use phantommesh::io::mem::{MemNetwork, MemTun, MemTunHandle};
-use phantommesh::noise::keys::{PublicKey, StaticSecretKey};
-use phantommesh::uapi::protocol::{AllowedIpChange, DeviceSet, PeerSet};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+mod common;
+
+use common::Node;
+use phantommesh::io::mem::MemNetwork;
+use phantommesh::uapi::protocol::{DeviceSet, PeerSet};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
-
-struct Node {
-    dev: Arc<Device>,
-    tun: MemTunHandle,
-    secret: [u8; 32],
-    ip: IpAddr,
-    port: u16,
-}
-
-impl Node {
-    fn new(net: &MemNetwork, ip: &str, port: u16, seed: u8) -> Node {
-        let (tun, handle) = MemTun::new(&format!("mem{seed}"), 1420);
-        let ip: IpAddr = ip.parse().unwrap();
-        // More crypto workers than this machine may have cores: ordering
-        // and delivery must not depend on how jobs land on them.
-        let dev = Device::with_workers(tun, Arc::new(net.bind(ip)), 4);
-        let secret = [seed; 32];
-        dev.apply(&DeviceSet {
-            private_key: Some(secret),
-            listen_port: Some(port),
-            ..Default::default()
-        })
-        .unwrap();
-        Node {
-            dev,
-            tun: handle,
-            secret,
-            ip,
-            port,
-        }
-    }
-    fn public(&self) -> [u8; 32] {
-        *PublicKey::from(&StaticSecretKey::from(self.secret)).as_bytes()
-    }
-    fn endpoint(&self) -> SocketAddr {
-        SocketAddr::new(self.ip, self.port)
-    }
-    fn add_peer(&self, other: &Node, endpoint: bool, allowed: &[(&str, u8)]) {
-        self.dev
-            .apply(&DeviceSet {
-                peers: vec![PeerSet {
-                    public_key: other.public(),
-                    endpoint: endpoint.then(|| other.endpoint()),
-                    allowed_ips: allowed
-                        .iter()
-                        .map(|(a, c)| AllowedIpChange::Add(a.parse().unwrap(), *c))
-                        .collect(),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            })
-            .unwrap();
-    }
-}
 
 fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
     let mut p = vec![0u8; 20 + payload.len()];
@@ -100,10 +46,10 @@ fn send_until_delivered(from: &Node, to: &Node, pkt: &[u8]) -> Vec<u8> {
 }
 
 fn pair(net: &MemNetwork) -> (Node, Node) {
-    let a = Node::new(net, "192.0.2.1", 51820, 1);
-    let b = Node::new(net, "192.0.2.2", 51821, 2);
-    a.add_peer(&b, true, &[("10.0.0.2", 32), ("fd00::2", 128)]);
-    b.add_peer(&a, false, &[("10.0.0.1", 32), ("fd00::1", 128)]);
+    let a = Node::new(net, "192.0.2.1", 51820, 1, 4);
+    let b = Node::new(net, "192.0.2.2", 51821, 2, 4);
+    a.add_peer(&b, true, &[("10.0.0.2", 32), ("fd00::2", 128)], None);
+    b.add_peer(&a, false, &[("10.0.0.1", 32), ("fd00::1", 128)], None);
     (a, b)
 }
 
@@ -185,14 +131,14 @@ fn batch_of_packets_arrives_in_order() {
 #[test]
 fn source_address_must_belong_to_the_sending_peer() {
     let net = MemNetwork::new();
-    let a = Node::new(&net, "192.0.2.1", 51820, 1);
-    let b = Node::new(&net, "192.0.2.2", 51821, 2);
-    let c = Node::new(&net, "192.0.2.3", 51822, 3);
+    let a = Node::new(&net, "192.0.2.1", 51820, 1, 4);
+    let b = Node::new(&net, "192.0.2.2", 51821, 2, 4);
+    let c = Node::new(&net, "192.0.2.3", 51822, 3, 4);
     // A gives B the /24 but the more specific .3 to C.
-    a.add_peer(&b, true, &[("10.0.0.0", 24)]);
-    a.add_peer(&c, true, &[("10.0.0.3", 32)]);
-    b.add_peer(&a, true, &[("10.0.0.0", 24)]);
-    c.add_peer(&a, true, &[("10.0.0.0", 24)]);
+    a.add_peer(&b, true, &[("10.0.0.0", 24)], None);
+    a.add_peer(&c, true, &[("10.0.0.3", 32)], None);
+    b.add_peer(&a, true, &[("10.0.0.0", 24)], None);
+    c.add_peer(&a, true, &[("10.0.0.0", 24)], None);
     let from_b = ipv4(
         "10.0.0.2".parse().unwrap(),
         "10.0.0.1".parse().unwrap(),
