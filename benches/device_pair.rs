@@ -11,10 +11,10 @@
 mod common;
 
 use criterion::{criterion_group, Criterion, Throughput};
+use phantommesh::device::config::{AllowedIpChange, DeviceSet, PeerSet};
 use phantommesh::device::Device;
 use phantommesh::io::mem::{MemNetwork, MemTun, MemTunHandle, QUEUE_CAPACITY};
 use phantommesh::noise::keys::{PublicKey, StaticSecretKey};
-use phantommesh::uapi::protocol::{AllowedIpChange, DeviceSet, PeerSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

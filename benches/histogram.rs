@@ -3,11 +3,11 @@
 //!
 //! `cargo bench --bench histogram`
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use phantommesh::device::config::{AllowedIpChange, DeviceSet, PeerSet};
 use phantommesh::device::Device;
 use phantommesh::io::mem::{MemNetwork, MemTun};
 use phantommesh::metrics::histogram::{Histogram, PACKET_BUCKETS};
 use phantommesh::metrics::{render, Extra};
-use phantommesh::uapi::protocol::{AllowedIpChange, DeviceSet, PeerSet};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Barrier};

@@ -3,8 +3,8 @@
 mod common;
 
 use common::Node;
+use phantommesh::device::config::{DeviceSet, PeerSet};
 use phantommesh::io::mem::MemNetwork;
-use phantommesh::uapi::protocol::{DeviceSet, PeerSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 

@@ -2,11 +2,11 @@
 //! root: each device's "TUN" is one end of a SOCK_SEQPACKET socketpair
 //! (one packet per message, pollable like a TUN), and the devices talk over
 //! real UDP sockets on 127.0.0.1.
+use phantommesh::device::config::{AllowedIpChange, DeviceSet, PeerSet};
 use phantommesh::device::Device;
 use phantommesh::io::linux_bind::LinuxBind;
 use phantommesh::io::{LinkState, Tun, TunFeatures};
 use phantommesh::noise::keys::{PublicKey, StaticSecretKey};
-use phantommesh::uapi::protocol::{AllowedIpChange, DeviceSet, PeerSet};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};

@@ -20,7 +20,7 @@ use phantommesh::noise::handshake::{consume_response, create_initiation, Identit
 use phantommesh::noise::keypair::Keypair;
 use phantommesh::noise::messages::{message_type, MessageType};
 use phantommesh::noise::tai64n::Tai64n;
-use phantommesh::uapi::protocol::{AllowedIpChange, DeviceSet, PeerSet};
+use phantommesh::device::config::{AllowedIpChange, DeviceSet, PeerSet};
 use phantommesh_fuzz::*;
 use std::io;
 use std::net::SocketAddr;

@@ -17,7 +17,7 @@ use phantommesh::noise::cookie::CookieChecker;
 use phantommesh::noise::handshake::*;
 use phantommesh::noise::keypair::Keypair;
 use phantommesh::noise::tai64n::Tai64n;
-use phantommesh::uapi::protocol::{AllowedIpChange, DeviceSet, PeerSet};
+use phantommesh::device::config::{AllowedIpChange, DeviceSet, PeerSet};
 use phantommesh_fuzz::*;
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -2,10 +2,10 @@
 //! network, with its TUN handle and its keys.
 // Each test file is its own crate and uses part of this.
 #![allow(dead_code)]
+use phantommesh::device::config::{AllowedIpChange, DeviceSet, PeerSet};
 use phantommesh::device::Device;
 use phantommesh::io::mem::{MemNetwork, MemTun, MemTunHandle};
 use phantommesh::noise::keys::{PublicKey, StaticSecretKey};
-use phantommesh::uapi::protocol::{AllowedIpChange, DeviceSet, PeerSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
