@@ -296,6 +296,7 @@ fn remove_peer(s: &Shared, key: &[u8; 32]) {
     unpin(s, &peer);
     {
         let mut st = peer.state.lock();
+        peer.removed.store(true, Ordering::Release);
         s.update_locked(&peer, &mut st, PeerState::shutdown);
     }
     s.allowed_ips

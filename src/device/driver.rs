@@ -13,6 +13,7 @@ use super::{Device, IndexEntry, Shared};
 use crate::noise::driver::{self, Ctx};
 use crate::noise::handshake::Identity;
 use crate::noise::peer::{Env, IndexEvent, Output, PeerState};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -60,7 +61,15 @@ impl Shared {
             rng: &mut rng,
             alloc_index: &mut alloc,
         };
-        let (r, out) = driver::call(st, ctx, f);
+        let (r, mut out) = driver::call(st, ctx, f);
+        if peer.removed.load(Ordering::Acquire) {
+            // The call raced the peer's removal (its caller looked the peer
+            // up just before): forget whatever it started, indices
+            // included, and send nothing for a peer that is gone.
+            st.shutdown(&mut out);
+            let _ = self.apply_index(peer, out);
+            return (r, Vec::new());
+        }
         let out = self.apply_index(peer, out);
         self.rearm(peer, st.next_deadline());
         (r, out)
@@ -137,5 +146,42 @@ impl Device {
         self.shared
             .with_peer(&peer, |st, env, out| st.force_initiation(env, out))
             .ok_or("no private key configured")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::device::config::{DeviceSet, PeerSet};
+    use crate::device::test_node::TestNode;
+    use crate::io::mem::MemNetwork;
+
+    /// A thread that looked a peer up before its removal and calls into
+    /// its state afterwards (a packet in flight, a queued handshake
+    /// message) must leave no receiver index behind and send nothing.
+    #[test]
+    fn a_call_racing_the_removal_leaves_no_index_and_sends_nothing() {
+        let net = MemNetwork::new();
+        let a = TestNode::new(&net, "192.0.2.1", 51830, [1; 32]);
+        let b = TestNode::new(&net, "192.0.2.2", 51831, [2; 32]);
+        a.add_peer(&b, None, true, &[("10.0.0.2", 32)]);
+        let s = &a.dev.shared;
+        let peer = s.peers.read().get(&b.public()).cloned().unwrap();
+        a.dev
+            .apply(&DeviceSet {
+                peers: vec![PeerSet {
+                    public_key: b.public(),
+                    remove: true,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .unwrap();
+        let sent_before = a.dev.path_counters().wire_datagrams;
+        // Without the removal check this allocates an index and sends an
+        // initiation for a peer the device no longer has.
+        s.with_peer(&peer, |st, env, out| st.force_initiation(env, out))
+            .expect("the device has a key");
+        assert_eq!(a.dev.index_count(), 0, "an index outlived its peer");
+        assert_eq!(a.dev.path_counters().wire_datagrams, sent_before);
     }
 }

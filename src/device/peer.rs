@@ -31,6 +31,12 @@ pub struct Peer {
     /// (see [`super::deadlines`]): lets a state change that moved no timer
     /// earlier skip the heap with one atomic load.
     pub armed: AtomicU64,
+    /// Set (under `state`) when the peer is removed. A thread that looked
+    /// the peer up just before (a packet in flight, a queued handshake
+    /// message) may still call into its state afterwards; the driver then
+    /// undoes whatever that call started (see [`super::driver`]), so no
+    /// receiver index outlives the peer.
+    pub removed: std::sync::atomic::AtomicBool,
 }
 
 impl Peer {
@@ -47,6 +53,7 @@ impl Peer {
             tx: OrderedQueue::default(),
             rx: OrderedQueue::default(),
             armed: AtomicU64::new(super::deadlines::UNARMED),
+            removed: std::sync::atomic::AtomicBool::new(false),
         }
     }
     /// The address to send to.
