@@ -6,16 +6,23 @@
 mod common;
 
 use common::Node;
+use phantommesh::device::options::{MAX_INLINE_BATCH, SMALL_BATCH};
 use phantommesh::device::PathCounters;
 use phantommesh::io::mem::MemNetwork;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A pair with a session: A (10.0.0.1) and B (10.0.0.2).
+/// A pair with a session: A (10.0.0.1) and B (10.0.0.2); runs of more
+/// than [`SMALL_BATCH`] packets go to the crypto workers.
 fn pair(net: &MemNetwork, keepalive: Option<u16>) -> (Node, Node) {
-    let a = Node::new(net, "192.0.2.1", 51820, 1, 2);
-    let b = Node::new(net, "192.0.2.2", 51821, 2, 2);
+    pair_inline(net, keepalive, SMALL_BATCH)
+}
+
+/// As [`pair`], the readers doing runs of up to `inline_batch` themselves.
+fn pair_inline(net: &MemNetwork, keepalive: Option<u16>, inline_batch: usize) -> (Node, Node) {
+    let a = Node::with_inline_batch(net, "192.0.2.1", 51820, 1, 2, inline_batch);
+    let b = Node::with_inline_batch(net, "192.0.2.2", 51821, 2, 2, inline_batch);
     a.add_peer(&b, true, &[("10.0.0.2", 32)], keepalive);
     b.add_peer(&a, false, &[("10.0.0.1", 32)], None);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -98,6 +105,27 @@ fn batch_size_decides_inline_or_worker_in_both_directions() {
             want,
             "receiver, burst of {n}"
         );
+    }
+}
+
+/// With `inline_batch` at its most (the default on two cores) every run
+/// stays on the reader, the 64-packet one too, and arrives in order; with 0
+/// even a lone packet goes to a worker.
+#[test]
+fn inline_batch_moves_the_line_between_reader_and_workers() {
+    for (inline_batch, want) in [(MAX_INLINE_BATCH, (1, 0)), (0, (0, 1))] {
+        let net = MemNetwork::new();
+        let (a, b) = pair_inline(&net, None, inline_batch);
+        let mut seq = 0;
+        for n in [1u32, 64, 2] {
+            let (a0, b0) = (a.dev.path_counters(), b.dev.path_counters());
+            let got = burst(&a, &b, seq, n);
+            assert_eq!(got, (seq..seq + n).collect::<Vec<_>>(), "burst of {n}");
+            seq += n;
+            let what = format!("inline_batch {inline_batch}, burst of {n}");
+            assert_eq!(delta(a.dev.path_counters(), a0), want, "sender, {what}");
+            assert_eq!(delta(b.dev.path_counters(), b0), want, "receiver, {what}");
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! (one packet per message, pollable like a TUN), and the devices talk over
 //! real UDP sockets on 127.0.0.1.
 use phantommesh::device::config::{AllowedIpChange, DeviceSet, PeerSet};
+use phantommesh::device::options::{DeviceOptions, SMALL_BATCH};
 use phantommesh::device::Device;
 use phantommesh::io::linux_bind::LinuxBind;
 use phantommesh::io::{LinkState, Tun, TunFeatures};
@@ -151,7 +152,15 @@ impl Node {
             fd: dev_end,
             closed: AtomicBool::new(false),
         });
-        let dev = Device::with_threads(tun, Arc::new(LinuxBind::new()), 2, io_threads);
+        // Bursts go to the crypto workers whatever the machine's cores, so
+        // their hand-offs back to the I/O threads are covered everywhere.
+        let opts = DeviceOptions {
+            workers: 2,
+            io_threads,
+            inline_batch: SMALL_BATCH,
+            ..Default::default()
+        };
+        let dev = Device::with_options(tun, Arc::new(LinuxBind::new()), opts);
         let secret = [seed; 32];
         dev.apply(&DeviceSet {
             private_key: Some(secret),

@@ -33,6 +33,7 @@ struct RawTuning {
     packet_metrics: Option<bool>,
     offload: Option<bool>,
     udp_recv_buffer: Option<Spanned<i64>>,
+    inline_batch: Option<Spanned<i64>>,
 }
 
 /// `[tuning]`: the data path's knobs; None leaves the default (and the
@@ -49,11 +50,14 @@ pub struct TuningConfig {
     pub offload: Option<bool>,
     /// UDP receive buffer in bytes, 4096..=1073741824 (default 262144).
     pub udp_recv_buffer: Option<usize>,
+    /// Longest run of packets the reader seals or opens itself, 0..=4096
+    /// (default: all on up to two cores, else 4).
+    pub inline_batch: Option<usize>,
 }
 
 /// The `[tuning]` keys with a number value and their bounds (also used for
 /// the environment's values, so both sources accept the same).
-pub const TUNING_RANGES: [(&str, usize, usize); 3] = [
+pub const TUNING_RANGES: [(&str, usize, usize); 4] = [
     ("workers", 1, crate::device::options::MAX_WORKERS),
     ("io_threads", 1, crate::device::options::MAX_IO_THREADS),
     (
@@ -61,6 +65,7 @@ pub const TUNING_RANGES: [(&str, usize, usize); 3] = [
         crate::device::options::MIN_UDP_RECV_BUFFER,
         crate::device::options::MAX_UDP_RECV_BUFFER,
     ),
+    ("inline_batch", 0, crate::device::options::MAX_INLINE_BATCH),
 ];
 
 /// Checks `v` against `key`'s bounds in [`TUNING_RANGES`].
@@ -90,6 +95,7 @@ fn parse_tuning(
         packet_metrics: raw.packet_metrics,
         offload: raw.offload,
         udp_recv_buffer: num("udp_recv_buffer", raw.udp_recv_buffer)?,
+        inline_batch: num("inline_batch", raw.inline_batch)?,
     })
 }
 

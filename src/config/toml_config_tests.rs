@@ -416,7 +416,7 @@ fn shipped_example_parses() {
 #[test]
 fn tuning_keys_parse_and_bad_values_name_their_line() {
     let text = format!(
-        "{}[tuning]\nworkers = 3\nio_threads = 2\npacket_metrics = false\noffload = false\nudp_recv_buffer = 65536\n",
+        "{}[tuning]\nworkers = 3\nio_threads = 2\npacket_metrics = false\noffload = false\nudp_recv_buffer = 65536\ninline_batch = 0\n",
         base("")
     );
     let cfg = parse_at(&text).unwrap();
@@ -428,6 +428,7 @@ fn tuning_keys_parse_and_bad_values_name_their_line() {
             packet_metrics: Some(false),
             offload: Some(false),
             udp_recv_buffer: Some(65536),
+            inline_batch: Some(0),
         }
     );
     assert_eq!(parse_at(&base("")).unwrap().tuning, TuningConfig::default());
@@ -435,6 +436,10 @@ fn tuning_keys_parse_and_bad_values_name_their_line() {
     for (kv, fragment) in [
         ("workers = 0", "[tuning] workers 0 out of range 1..=256"),
         ("io_threads = 9", "[tuning] io_threads 9 out of range 1..=8"),
+        (
+            "inline_batch = 5000",
+            "[tuning] inline_batch 5000 out of range 0..=4096",
+        ),
         (
             "udp_recv_buffer = 100",
             "[tuning] udp_recv_buffer 100 out of range",

@@ -10,12 +10,13 @@ use crate::io::linux_udp::UdpOptions;
 
 /// The variables [`device_options`] reads, with the `[tuning]` key each
 /// overrides.
-pub const ENV_VARS: [(&str, &str); 5] = [
+pub const ENV_VARS: [(&str, &str); 6] = [
     (crate::device::pipeline::WORKERS_ENV, "workers"),
     (crate::device::io_loop::IO_THREADS_ENV, "io_threads"),
     ("PHANTOMMESH_PACKET_METRICS", "packet_metrics"),
     (crate::io::OFFLOAD_ENV, "offload"),
     (crate::io::linux_udp::RECV_BUFFER_ENV, "udp_recv_buffer"),
+    (crate::device::options::INLINE_BATCH_ENV, "inline_batch"),
 ];
 
 /// Builds the options: defaults, then `tuning` (already checked when the
@@ -33,6 +34,7 @@ pub fn device_options(
         packet_metrics: tuning.packet_metrics.unwrap_or(d.packet_metrics),
         offload: tuning.offload.unwrap_or(d.offload),
         udp_recv_buffer: tuning.udp_recv_buffer.unwrap_or(d.udp_recv_buffer),
+        inline_batch: tuning.inline_batch.unwrap_or(d.inline_batch),
     };
     for (var, key) in ENV_VARS {
         let Some(v) = env(var).filter(|v| !v.is_empty()) else {
@@ -57,6 +59,7 @@ pub fn device_options(
                 match key {
                     "workers" => o.workers = n,
                     "io_threads" => o.io_threads = n,
+                    "inline_batch" => o.inline_batch = n,
                     _ => o.udp_recv_buffer = n,
                 }
             }
@@ -86,8 +89,13 @@ pub fn udp_options(o: &DeviceOptions) -> UdpOptions {
 /// One line for `run --check` and the start-up log.
 pub fn describe(o: &DeviceOptions) -> String {
     let onoff = |b: bool| if b { "on" } else { "off" };
+    let inline = match o.inline_batch {
+        0 => "none".to_string(),
+        n if n >= crate::device::options::MAX_INLINE_BATCH => "every batch".to_string(),
+        n => format!("up to {n} packets"),
+    };
     format!(
-        "crypto workers {}, I/O threads {}, packet metrics {}, offloads {}, UDP receive buffer {} bytes",
+        "crypto workers {}, inline crypto {inline}, I/O threads {}, packet metrics {}, offloads {}, UDP receive buffer {} bytes",
         o.workers,
         o.io_threads,
         onoff(o.packet_metrics),
@@ -120,6 +128,7 @@ mod tests {
         let o = device_options(&file, env(&[])).unwrap();
         assert_eq!((o.workers, o.io_threads, o.offload), (3, 2, false));
         assert!(o.packet_metrics);
+        assert_eq!(o.inline_batch, DeviceOptions::default().inline_batch);
         let o = device_options(
             &file,
             env(&[
@@ -128,10 +137,12 @@ mod tests {
                 ("PHANTOMMESH_PACKET_METRICS", "off"),
                 ("PHANTOMMESH_UDP_RCVBUF", "65536"),
                 ("PHANTOMMESH_IO_THREADS", ""),
+                ("PHANTOMMESH_INLINE_BATCH", "0"),
             ]),
         )
         .unwrap();
         assert_eq!((o.workers, o.io_threads, o.offload), (5, 2, true));
+        assert_eq!(o.inline_batch, 0);
         assert_eq!((o.packet_metrics, o.udp_recv_buffer), (false, 65536));
     }
 
@@ -144,6 +155,8 @@ mod tests {
             ("PHANTOMMESH_PACKET_METRICS", "maybe"),
             ("PHANTOMMESH_OFFLOAD", "no thanks"),
             ("PHANTOMMESH_UDP_RCVBUF", "12"),
+            ("PHANTOMMESH_INLINE_BATCH", "-1"),
+            ("PHANTOMMESH_INLINE_BATCH", "4097"),
         ] {
             let e = device_options(&TuningConfig::default(), env(&[(var, val)])).unwrap_err();
             assert!(

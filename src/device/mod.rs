@@ -196,6 +196,8 @@ pub struct Shared {
     rx_bufs: pipeline::BufPool,
     /// Crypto workers started, and each one's last heartbeat.
     workers: usize,
+    /// Longest run the reader seals or opens itself ([`pipeline::decide`]).
+    inline_batch: usize,
     /// The TUN reader's batch (see [`send::read_opportunistically`]).
     tun_reader: Mutex<send::TunReader>,
     /// The UDP receiver's batch (see [`receive::Receiver`]).
@@ -311,6 +313,7 @@ impl Device {
             tx_bufs: pipeline::BufPool::new(pool_cap),
             rx_bufs: pipeline::BufPool::new(pool_cap),
             workers,
+            inline_batch: opts.inline_batch,
             tun_reader: Mutex::new(send::TunReader::new(slots_per_read)),
             receiver: Mutex::new(receive::Receiver::default()),
             tun_written: AtomicBool::new(false),

@@ -10,6 +10,15 @@ pub const MAX_IO_THREADS: usize = 8;
 /// The UDP receive buffer's bounds, in bytes.
 pub const MIN_UDP_RECV_BUFFER: usize = 4096;
 pub const MAX_UDP_RECV_BUFFER: usize = 1 << 30;
+/// `inline_batch` meaning "every batch": more packets than a reader ever
+/// takes at once.
+pub const MAX_INLINE_BATCH: usize = 4096;
+/// `inline_batch` where crypto workers have cores of their own: a ping, a
+/// TCP ACK or a few peers' single packets stay on the reader, bulk runs go
+/// to the workers.
+pub const SMALL_BATCH: usize = 4;
+/// Environment override of [`DeviceOptions::inline_batch`].
+pub const INLINE_BATCH_ENV: &str = "PHANTOMMESH_INLINE_BATCH";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeviceOptions {
@@ -26,6 +35,10 @@ pub struct DeviceOptions {
     /// UDP receive buffer asked for, bytes (see
     /// [`crate::io::linux_udp::RECV_BUFFER_BYTES`] for why it is small).
     pub udp_recv_buffer: usize,
+    /// Largest run of one peer's packets the reading thread seals or opens
+    /// itself; longer runs go to the crypto workers (0: every run does).
+    /// Default [`default_inline_batch`].
+    pub inline_batch: usize,
 }
 
 impl Default for DeviceOptions {
@@ -36,6 +49,7 @@ impl Default for DeviceOptions {
             packet_metrics: true,
             offload: true,
             udp_recv_buffer: crate::io::linux_udp::RECV_BUFFER_BYTES,
+            inline_batch: default_inline_batch(),
         }
     }
 }
@@ -58,5 +72,27 @@ pub fn default_io_threads() -> usize {
         1
     } else {
         2
+    }
+}
+
+/// How much crypto the reader does itself by default: every batch on up to
+/// two cores, [`SMALL_BATCH`] on more.
+///
+/// Why: a worker earns its hand-off (a queue push, a wake-up, often on the
+/// other CPU, and the batch's cache lines moving there) only when it has a
+/// core nobody else needs. On two cores the other one is busy with the
+/// kernel's half of the same flow (TCP, the TUN, softirqs) or with the
+/// application. Measured on the 2-vCPU VM, one `tunnel-bench.sh` call
+/// alternating the two: one stream 4167 and 4597 Mbit/s with every batch
+/// inline against 4120 and 2861 with workers; four streams 4835 and 4638
+/// against 3758 and 3554; both ways at once (`benches/scripts/bidir.sh`)
+/// 4497 against 4104. Machines with more cores keep the workers; the
+/// `[tuning] inline_batch` key chooses either way.
+pub fn default_inline_batch() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores <= 2 {
+        MAX_INLINE_BATCH
+    } else {
+        SMALL_BATCH
     }
 }

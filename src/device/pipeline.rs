@@ -33,9 +33,6 @@ pub const HEADROOM: usize = DATA_HEADER_LEN;
 /// One pooled buffer: the largest IP packet plus header, padding and tag.
 pub const BUF_LEN: usize = HEADROOM + 65_535 + 16 + AEAD_TAG_LEN;
 
-/// Jobs of at most this many packets may be done inline (see [`decide`]).
-pub const INLINE_MAX: usize = 4;
-
 /// How a run of one peer's packets is handled (see [`decide`]).
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Way<T> {
@@ -51,9 +48,11 @@ pub(crate) enum Way<T> {
 
 /// The one inline-or-worker decision, for both directions.
 ///
-/// - More than [`INLINE_MAX`] packets, or jobs already waiting for a
-///   worker: [`Way::Worker`]. Bulk runs use every core, and a reader never
-///   makes the workers' backlog wait behind its own crypto.
+/// - More than the device's `inline_batch` packets
+///   ([`super::options::DeviceOptions::inline_batch`]: a few where workers
+///   have cores of their own, all on two cores), or jobs already waiting
+///   for a worker: [`Way::Worker`]. Bulk runs use every core, and a reader
+///   never makes the workers' backlog wait behind its own crypto.
 /// - Otherwise the reader does it itself: a lone ping or a TCP ACK pays no
 ///   thread wake-up, and many peers' single packets (a hand-off each would
 ///   cost more than their crypto) stay on the reader.
@@ -71,7 +70,7 @@ pub(crate) fn decide<T>(
     queue: &OrderedQueue,
     claim: impl FnOnce() -> Option<T>,
 ) -> Way<T> {
-    if packets > INLINE_MAX || !s.crypto_rx.is_empty() {
+    if packets > s.inline_batch || !s.crypto_rx.is_empty() {
         return Way::Worker;
     }
     match queue.when_idle(claim) {

@@ -3,6 +3,7 @@
 // Each test file is its own crate and uses part of this.
 #![allow(dead_code)]
 use phantommesh::device::config::{AllowedIpChange, DeviceSet, PeerSet};
+use phantommesh::device::options::{DeviceOptions, SMALL_BATCH};
 use phantommesh::device::Device;
 use phantommesh::io::mem::{MemNetwork, MemTun, MemTunHandle};
 use phantommesh::noise::keys::{PublicKey, StaticSecretKey};
@@ -19,11 +20,32 @@ pub struct Node {
 
 impl Node {
     /// A device at `ip:port` on `net` with `workers` crypto workers and the
-    /// private key `[seed; 32]`.
+    /// private key `[seed; 32]`. Runs of more than [`SMALL_BATCH`] packets
+    /// go to the workers whatever the machine's cores (the daemon's default
+    /// on two cores keeps every run inline), so the tests cover the
+    /// workers' hand-offs and ordering everywhere.
     pub fn new(net: &MemNetwork, ip: &str, port: u16, seed: u8, workers: usize) -> Node {
+        Self::with_inline_batch(net, ip, port, seed, workers, SMALL_BATCH)
+    }
+
+    /// As [`Node::new`], with the reader doing runs of up to
+    /// `inline_batch` packets itself.
+    pub fn with_inline_batch(
+        net: &MemNetwork,
+        ip: &str,
+        port: u16,
+        seed: u8,
+        workers: usize,
+        inline_batch: usize,
+    ) -> Node {
         let (tun, handle) = MemTun::new(&format!("mem{seed}"), 1420);
         let ip: IpAddr = ip.parse().unwrap();
-        let dev = Device::with_workers(tun, Arc::new(net.bind(ip)), workers);
+        let opts = DeviceOptions {
+            workers,
+            inline_batch,
+            ..Default::default()
+        };
+        let dev = Device::with_options(tun, Arc::new(net.bind(ip)), opts);
         let secret = [seed; 32];
         dev.apply(&DeviceSet {
             private_key: Some(secret),

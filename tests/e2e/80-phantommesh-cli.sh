@@ -206,10 +206,10 @@ pm_env() {
   OUT=$E2E_TMP/$name.out ERR=$E2E_TMP/$name.err RC=0
   timeout 60 ip netns exec "$NS_A" env "$var" "${PM_ARGV[@]}" "$@" >"$OUT" 2>"$ERR" || RC=$?
 }
-printf '[tuning]\nworkers = 2\noffload = false\n' | cat "$CONF_DIR/mesh.toml" - >"$CONF_DIR/tuned.toml"
+printf '[tuning]\nworkers = 2\noffload = false\ninline_batch = 8\n' | cat "$CONF_DIR/mesh.toml" - >"$CONF_DIR/tuned.toml"
 pm_ns check-tuned run --check --config "$CONF_DIR/tuned.toml"
 check "run --check ([tuning]): exit 0, shows the tuning" \
-  eval 'rc_is 0 && grep -q "^tuning: crypto workers 2, .*offloads off" "$OUT"'
+  eval 'rc_is 0 && grep -q "^tuning: crypto workers 2, inline crypto up to 8 packets, .*offloads off" "$OUT"'
 printf '[tuning]\nworkers = 0\n' | cat "$CONF_DIR/mesh.toml" - >"$CONF_DIR/badtune.toml"
 line=$(grep -n '^workers = 0' "$CONF_DIR/badtune.toml" | cut -d: -f1)
 pm_ns check-badtune run --check --config "$CONF_DIR/badtune.toml"
@@ -219,7 +219,7 @@ pm_ns run-badtune run --config "$CONF_DIR/badtune.toml"
 check "run ([tuning] workers = 0): exit 2, no interface" \
   eval 'rc_is 2 && grep -qF "[tuning] workers" "$ERR" && link_gone "$NS_A" "$IFM"'
 for var in PHANTOMMESH_WORKERS=many PHANTOMMESH_IO_THREADS=99 PHANTOMMESH_PACKET_METRICS=maybe \
-  PHANTOMMESH_OFFLOAD=perhaps PHANTOMMESH_UDP_RCVBUF=12; do
+  PHANTOMMESH_OFFLOAD=perhaps PHANTOMMESH_UDP_RCVBUF=12 PHANTOMMESH_INLINE_BATCH=all; do
   pm_env "check-env-${var%%=*}" "$var" run --check --config "$CONF_DIR/mesh.toml"
   check "run --check with $var: exit 2, names the variable" \
     eval 'rc_is 2 && grep -qF "${var%%=*}: invalid value" "$ERR"'
