@@ -325,7 +325,7 @@ impl Device {
             threads: Mutex::new(Vec::new()),
         });
         let mut th = dev.threads.lock();
-        match io_loop::IoPoll::new(&shared) {
+        match io_loop::IoPoll::new(&shared, io_threads.clamp(1, 8)) {
             Ok(io) => {
                 let io = Arc::new(io);
                 for i in 0..io_threads.clamp(1, 8) {
