@@ -1,13 +1,20 @@
 //! The handshake worker: drains the queue the receive loop fills, checks
 //! MAC1, and under load demands MAC2 (answering with cookie replies) and
 //! applies the per-source rate limiter before any Diffie-Hellman is spent.
+//!
+//! It takes what is queued in turns of up to [`TURN`] messages and sends
+//! the cookie replies a turn earned together, in one multi-destination
+//! send: under a flood nearly every message earns one, and one system call
+//! each was most of what answering cost.
 use super::peer::Peer;
-use super::{bump, Shared};
+use super::{bump, wire, Shared};
+use crate::io::Endpoint;
 use crate::noise::constants::{COOKIE_REPLY_LEN, INITIATION_LEN, RESPONSE_LEN};
 use crate::noise::handshake::consume_initiation;
 use crate::noise::messages::{message_type, receiver_index, MessageType};
 use crate::noise::peer::PeerState;
 use parking_lot::MutexGuard;
+use smallvec::SmallVec;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -31,14 +38,51 @@ impl Queued {
     }
 }
 
+/// Messages handled in one turn, at most (within one send batch).
+const TURN: usize = 64;
+
+/// Cookie replies a turn earned, sent together at its end.
+#[derive(Default)]
+struct Replies(Vec<(Endpoint, [u8; COOKIE_REPLY_LEN])>);
+
+impl Replies {
+    fn send(&mut self, s: &Shared) {
+        if self.0.is_empty() {
+            return;
+        }
+        {
+            let bufs: SmallVec<[&[u8]; TURN]> = self.0.iter().map(|(_, r)| &r[..]).collect();
+            let runs: SmallVec<[wire::Run<'_>; TURN]> = self
+                .0
+                .iter()
+                .map(|(ep, _)| wire::Run {
+                    peer: None,
+                    ep: *ep,
+                    count: 1,
+                })
+                .collect();
+            wire::transmit(s, &bufs, &runs, &mut |_| {});
+        }
+        bump(&s.stats.cookie_replies_sent, self.0.len() as u64);
+        self.0.clear();
+    }
+}
+
 pub fn run(s: &Shared) {
     yield_to_data();
     let mut last_gc = Instant::now();
+    let mut replies = Replies::default();
     while !s.shutdown.load(Ordering::Relaxed) {
         s.heartbeat(super::HB_HANDSHAKE);
         match s.handshake_rx.recv_timeout(super::IDLE_WAIT) {
             Ok(_) if s.shutdown.load(Ordering::Relaxed) => return,
-            Ok(q) => process(s, &q),
+            Ok(q) => {
+                process(s, &q, &mut replies);
+                for q in s.handshake_rx.try_iter().take(TURN - 1) {
+                    process(s, &q, &mut replies);
+                }
+                replies.send(s);
+            }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
         }
@@ -49,14 +93,15 @@ pub fn run(s: &Shared) {
     }
 }
 
-/// Handles one handshake message.
-pub fn process(s: &Shared, q: &Queued) {
+/// Handles one handshake message; a cookie reply it earns joins `replies`.
+fn process(s: &Shared, q: &Queued, replies: &mut Replies) {
     let Ok(kind) = message_type(&q.msg) else {
         bump(&s.stats.drop_malformed, 1);
         return;
     };
     let now = Instant::now();
-    if matches!(kind, MessageType::Initiation | MessageType::Response) && !admit(s, q, now) {
+    if matches!(kind, MessageType::Initiation | MessageType::Response) && !admit(s, q, now, replies)
+    {
         return;
     }
     match kind {
@@ -68,7 +113,7 @@ pub fn process(s: &Shared, q: &Queued) {
 }
 
 /// MAC1 always; under load MAC2 (else a cookie reply) and the rate limiter.
-fn admit(s: &Shared, q: &Queued, now: Instant) -> bool {
+fn admit(s: &Shared, q: &Queued, now: Instant, replies: &mut Replies) -> bool {
     let reply = {
         let mut guard = s.cookie_checker.lock();
         let Some(cc) = guard.as_mut() else {
@@ -89,8 +134,7 @@ fn admit(s: &Shared, q: &Queued, now: Instant) -> bool {
         }
     };
     if let Some(reply) = reply {
-        s.send_to(q.seen(), &reply);
-        bump(&s.stats.cookie_replies_sent, 1);
+        replies.0.push((q.seen(), reply));
         return false;
     }
     if !s.rate_limiter.lock().allow(q.src.ip(), now) {

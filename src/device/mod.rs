@@ -618,15 +618,4 @@ impl Shared {
         }
         sent
     }
-
-    /// Sends one datagram to an endpoint that is no peer's (yet): replies
-    /// to handshake messages from strangers.
-    pub fn send_to(&self, ep: crate::io::Endpoint, buf: &[u8]) {
-        let run = wire::Run {
-            peer: None,
-            ep,
-            count: 1,
-        };
-        wire::transmit(self, &[buf], &[run], &mut |_| {});
-    }
 }
