@@ -57,6 +57,8 @@ const EVENTS: usize = 64;
 const IDLE_EVICT_MS: u64 = 180_000;
 /// Least time between two searches for an idle socket.
 const EVICT_SCAN_MS: u64 = 1_000;
+/// Receives in a row that may read the hot socket without asking epoll.
+const HOT_TURNS: u8 = 4;
 
 /// The pinned endpoints, shared by every socket set a
 /// [`super::linux_bind::LinuxBind`] opens, so a re-bind (new listen port)
@@ -99,6 +101,16 @@ pub struct PeerSockets {
     /// Receive buffer each connected socket asks for (as the listen one).
     recv_buffer: usize,
     closed: AtomicBool,
+    /// The connected socket that was alone ready, and drained, in the last
+    /// look, with the turns it has left (see [`PeerSockets::ready`]).
+    hot: Mutex<Option<Hot>>,
+}
+
+/// See [`PeerSockets::hot`].
+struct Hot {
+    token: u64,
+    live: Arc<Live>,
+    turns: u8,
 }
 
 /// How many connected sockets RLIMIT_NOFILE leaves room for (two
@@ -164,6 +176,7 @@ impl PeerSockets {
             fwmark: AtomicU32::new(fwmark),
             recv_buffer,
             closed: AtomicBool::new(false),
+            hot: Mutex::new(None),
         };
         let pinned: Vec<_> = me.pins.0.lock().iter().map(|(d, s)| (*d, *s)).collect();
         let mut conns = me.conns.lock();
@@ -266,10 +279,19 @@ impl PeerSockets {
     fn close_conn(&self, conns: &mut Conns, dst: SocketAddr) {
         if let Some(c) = conns.by_dst.remove(&dst) {
             conns.by_token.remove(&c.token);
+            let mut hot = self.hot.lock();
+            if hot.as_ref().is_some_and(|h| h.token == c.token) {
+                *hot = None;
+            }
+            drop(hot);
             let fd = c.live.udp.socket().as_raw_fd();
             let _ = epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, c.token);
             c.live.udp.close();
         }
+    }
+
+    fn take_hot(&self) -> Option<Hot> {
+        self.hot.lock().take()
     }
 
     fn now_ms(&self) -> u64 {
@@ -301,8 +323,32 @@ impl PeerSockets {
     }
 
     /// Connected sockets with datagrams queued, then the listen socket.
+    ///
+    /// On an idle tunnel each receive finds one peer's socket alone ready
+    /// with one datagram: asking the inner epoll set which one costs a
+    /// system call per datagram (two per round trip) on top of the read.
+    /// So a socket that was alone ready and drained is read directly next
+    /// time ("hot"). Its read failing (EAGAIN: the datagram is elsewhere)
+    /// falls back to asking. It is used [`HOT_TURNS`] times in a row at
+    /// most, and not after filling a batch: the other sockets are never
+    /// kept waiting behind one peer for more than a few batches (the I/O
+    /// loop's level-triggered wait comes back at once while any is ready).
     fn ready(&self, bufs: &mut [Vec<u8>], meta: &mut [RecvMeta]) -> io::Result<usize> {
         let n = bufs.len().min(meta.len());
+        if let Some(h) = self.take_hot() {
+            if let Ok(m) = h.live.udp.recv_ready(&mut bufs[..n], &mut meta[..n]) {
+                if m > 0 {
+                    h.live.last_ms.store(self.now_ms(), Ordering::Relaxed);
+                    if m < n && h.turns > 1 {
+                        *self.hot.lock() = Some(Hot {
+                            turns: h.turns - 1,
+                            ..h
+                        });
+                    }
+                    return Ok(m);
+                }
+            }
+        }
         let mut got = 0;
         let has_conns = !self.conns.lock().by_token.is_empty();
         // Without connected sockets the listen socket is read blind, as
@@ -316,7 +362,8 @@ impl PeerSockets {
             let k = unsafe {
                 libc::epoll_wait(self.epoll.as_raw_fd(), evs.as_mut_ptr(), EVENTS as i32, 0)
             };
-            for ev in evs.iter().take(k.max(0) as usize) {
+            let ready = &evs[..k.max(0) as usize];
+            for ev in ready {
                 let token = ev.u64;
                 if token == LISTEN_TOKEN {
                     listen_ready = true;
@@ -333,6 +380,13 @@ impl PeerSockets {
                 if let Ok(m) = live.udp.recv_ready(&mut bufs[got..n], &mut meta[got..n]) {
                     if m > 0 {
                         live.last_ms.store(self.now_ms(), Ordering::Relaxed);
+                    }
+                    if ready.len() == 1 && m > 0 && m < n {
+                        *self.hot.lock() = Some(Hot {
+                            token,
+                            live: live.clone(),
+                            turns: HOT_TURNS,
+                        });
                     }
                     got += m;
                 }

@@ -225,3 +225,35 @@ fn ipv6_peer_is_pinned_on_the_dual_stack_socket() {
     peer.send_to(b"v6", to).unwrap();
     assert_eq!(position_of(&u, peer.local_addr().unwrap(), b"v6"), Some(0));
 }
+
+/// A peer whose socket is read directly (alone ready and drained last
+/// time) does not keep another peer's datagram waiting for more than a few
+/// receives, even when it has a datagram before every one of them.
+#[test]
+fn a_hot_peer_does_not_keep_another_waiting() {
+    let u = open(0, Arc::default());
+    let to = SocketAddr::from(([127, 0, 0, 1], u.port()));
+    let (p, q) = (client(), client());
+    for c in [&p, &q] {
+        u.pin(Endpoint::to(c.local_addr().unwrap()));
+    }
+    assert_eq!(u.connected(), 2);
+    let mut bufs = vec![vec![0u8; 2048]; 64];
+    let mut meta = vec![RecvMeta::default(); 64];
+    let mut recv = |want: SocketAddr| -> bool {
+        let n = u.recv_ready(&mut bufs, &mut meta).unwrap();
+        (0..n).any(|i| meta[i].src == want)
+    };
+    // P alone, drained: its socket is hot.
+    p.send_to(b"p", to).unwrap();
+    assert!(recv(p.local_addr().unwrap()));
+    q.send_to(b"q", to).unwrap();
+    let q_at = (0..3 * HOT_TURNS as usize).find(|_| {
+        p.send_to(b"p", to).unwrap();
+        recv(q.local_addr().unwrap())
+    });
+    match q_at {
+        Some(k) => assert!(k <= HOT_TURNS as usize, "Q waited {k} receives"),
+        None => panic!("Q's datagram never came while P kept its socket busy"),
+    }
+}
