@@ -5,7 +5,7 @@
 //! reaches the few that are private to their module, without widening their
 //! visibility beyond the crate. Each function only forwards: no behaviour
 //! here that the product does not have.
-use crate::device::handshake::{process, Queued};
+use crate::device::handshake::{process_alone, Queued};
 use crate::device::receive::Receiver;
 use crate::device::Device;
 use crate::io::Udp;
@@ -18,7 +18,7 @@ use std::net::{IpAddr, SocketAddr};
 pub fn drain_handshake_queue(dev: &Device) -> usize {
     let mut n = 0;
     while let Some(q) = dev.fuzz_next_handshake() {
-        process(dev.fuzz_shared(), &q);
+        process_alone(dev.fuzz_shared(), &q);
         n += 1;
     }
     n
@@ -27,7 +27,7 @@ pub fn drain_handshake_queue(dev: &Device) -> usize {
 /// Handles one handshake message as the handshake worker would, on this
 /// thread, without going through the queue.
 pub fn handle_handshake(dev: &Device, msg: &[u8], src: SocketAddr) {
-    process(
+    process_alone(
         dev.fuzz_shared(),
         &Queued {
             msg: msg.to_vec(),
