@@ -2,11 +2,18 @@
 # The idle step of ../shared/bench/tunnel-bench.sh, repeated: each round
 # sets up two namespaces and a tunnel exactly as the bench does, starts the
 # iperf3 server, waits 0.3 s and sends `ping -c 50 -i 0.01` through the
-# tunnel; rounds alternate between the implementations. One bench call's
-# idle figure is the mean of one such round and swings by 0.1 ms, so only
-# many rounds compare implementations. Prints, per IMPL, the mean and
-# median of all pings, the median of the rounds' means (what the bench
-# would report, typically), and the first ping of a round (after 0.3 s idle).
+# tunnel; rounds alternate between the implementations (odd rounds in
+# reverse order). One bench call's idle figure is the mean of one such
+# round and swings by 0.1 ms, so only many rounds compare implementations.
+# Prints, per IMPL, the mean and median of all pings, the median of the
+# rounds' means (what the bench would report, typically), and the first
+# ping of a round (after 0.3 s idle).
+# With two IMPLs or more it then compares each with the first, round by
+# round (the rounds are interleaved, so each pair shares the machine's
+# load at that moment): the mean of the per-round differences of the
+# round means, with a 95 % interval, and in how many rounds it was lower.
+# Series of the same builds have differed by 10-25 us in their overall
+# means; the paired difference is what says whether a change moved it.
 #
 #   benches/scripts/idle-rtt-rounds.sh [-r ROUNDS] IMPL...
 #   e.g. idle-rtt-rounds.sh -r 15 "boringtun-cli -f --disable-drop-privileges" "target/release/phantommesh -f"
@@ -25,9 +32,14 @@ OUT=$(mktemp -d)
 source "$(dirname "$0")/tunnel-lib.sh"
 trap 'tunnel_down; rm -rf "$OUT" "$TUNNEL_LOGS"' EXIT
 
+IMPLS=("$@")
 for ((r = 0; r < ROUNDS; r++)); do
-  i=0
-  for IMPL in "$@"; do
+  # Odd rounds run the implementations in reverse order, so none always
+  # follows the same one.
+  order=$(seq 0 $(($# - 1)))
+  ((r % 2)) && order=$(seq $(($# - 1)) -1 0)
+  for i in $order; do
+    IMPL=${IMPLS[$i]}
     tunnel_up "$IMPL"
     ip netns exec $N2 iperf3 -s -1 -D -B 10.232.0.2 -I "$OUT/iperf.pid" >/dev/null 2>&1 || true
     sleep 0.3
@@ -35,7 +47,6 @@ for ((r = 0; r < ROUNDS; r++)); do
       | sed -n "s/.*icmp_seq=\([0-9]*\).*time=\([0-9.]*\) ms/$r \1 \2/p" >>"$OUT/$i"
     [[ -s $OUT/iperf.pid ]] && kill "$(cat "$OUT/iperf.pid")" 2>/dev/null || true
     tunnel_down
-    i=$((i + 1))
   done
 done
 
@@ -58,3 +69,28 @@ print(f"{sys.argv[1][:44]:44} rounds {len(rounds):3}  pings {len(us):5}  mean {s
 PY
   i=$((i + 1))
 done
+
+if [[ $# -ge 2 ]]; then python3 - "$OUT" "$@" <<'PY'
+import statistics as st, sys
+out, impls = sys.argv[1], sys.argv[2:]
+def round_means(i):
+    rounds = {}
+    for l in open(f"{out}/{i}"):
+        if l.strip():
+            r, _, t = l.split()
+            rounds.setdefault(r, []).append(float(t) * 1000)
+    return {r: st.mean(v) for r, v in rounds.items()}
+base = round_means(0)
+print(f"paired with {impls[0][:44]} (per-round mean differences, us):")
+for i, impl in enumerate(impls[1:], 1):
+    other = round_means(i)
+    d = [other[r] - base[r] for r in base if r in other]
+    if len(d) < 2:
+        print(f"  {impl[:44]:44} too few common rounds")
+        continue
+    half = 1.96 * st.stdev(d) / len(d) ** 0.5
+    lower = sum(x < 0 for x in d)
+    print(f"  {impl[:44]:44} {st.mean(d):+6.1f} +- {half:4.1f} (95 %)  median {st.median(d):+6.1f}  "
+          f"lower in {lower}/{len(d)} rounds")
+PY
+fi
