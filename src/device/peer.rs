@@ -69,12 +69,15 @@ impl Peer {
         *self.endpoint.lock() = Some(Endpoint::to(addr));
     }
     /// Where an authenticated packet came from, and where it arrived (the
-    /// source replies leave from).
-    pub fn set_seen_endpoint(&self, ep: Endpoint) {
+    /// source replies leave from). Returns the endpoint it replaces, so the
+    /// receive path learns of a roam under the same lock.
+    pub fn set_seen_endpoint(&self, ep: Endpoint) -> Option<Endpoint> {
         let mut e = self.endpoint.lock();
-        if *e != Some(ep) {
+        let old = *e;
+        if old != Some(ep) {
             *e = Some(ep);
         }
+        old
     }
     /// Forgets the source `src` after the kernel refused it (the address is
     /// gone): the route picks one until the next packet teaches a new one.

@@ -102,6 +102,16 @@ pub enum RxOutcome {
 }
 
 /// One run of packets for one peer, in one direction.
+/// Where an inbound datagram came from and arrived: the endpoint it
+/// teaches once authenticated.
+#[derive(Clone, Copy, Debug)]
+pub struct Seen {
+    pub ep: crate::io::Endpoint,
+    /// It came on a socket connected to its sender, so its endpoint is
+    /// pinned already (`crate::io::RecvMeta::connected`).
+    pub connected: bool,
+}
+
 #[derive(Default)]
 pub struct JobData {
     pub dir: Dir,
@@ -113,7 +123,7 @@ pub struct JobData {
     /// Outbound: the send counter of each packet, taken in queue order.
     pub counters: Vec<u64>,
     /// Inbound: where each datagram came from, and what became of it.
-    pub srcs: Vec<crate::io::Endpoint>,
+    pub srcs: Vec<Seen>,
     pub outcomes: Vec<RxOutcome>,
     /// When the batch was read, for the packet-latency histograms.
     pub started: Option<Instant>,

@@ -10,7 +10,7 @@
 //! in the order they arrived.
 use super::handshake::Queued;
 use super::peer::Peer;
-use super::pipeline::{self, restore_len, Dir, JobData, RxOutcome, Way};
+use super::pipeline::{self, restore_len, Dir, JobData, RxOutcome, Seen, Way};
 use super::{bump, Shared, UNDER_LOAD_THRESHOLD};
 use crate::io::{RecvMeta, Udp, MAX_BATCH};
 use crate::noise::constants::DATA_HEADER_LEN;
@@ -273,13 +273,19 @@ pub(crate) fn finish_job(s: &Shared, d: &mut JobData) {
     let Some(src) = last_src else { return };
     // An established peer's datagrams get a queue of their own, apart from
     // a handshake flood (io::peer_sockets); a roamed peer's old one goes.
-    let moved = peer.full_endpoint().filter(|o| o.dst != src.dst);
-    peer.set_seen_endpoint(src);
-    if let Some(udp) = s.current_udp() {
-        if let Some(old) = moved {
-            udp.unpin(old.dst);
+    // Datagrams that came on that queue are pinned already: an idle
+    // tunnel's every packet would otherwise pay a lookup under the
+    // backend's lock (and a clone of the socket handle) for nothing.
+    let moved = peer
+        .set_seen_endpoint(src.ep)
+        .filter(|o| o.dst != src.ep.dst);
+    if moved.is_some() || !src.connected {
+        if let Some(udp) = s.current_udp() {
+            if let Some(old) = moved {
+                udp.unpin(old.dst);
+            }
+            udp.pin(src.ep);
         }
-        udp.pin(src);
     }
     peer.add_rx(wire as u64);
     s.with_peer(peer, |st, env, out| st.on_received(env, kp, data, out));
@@ -312,10 +318,13 @@ pub(crate) fn finish_job(s: &Shared, d: &mut JobData) {
 
 /// Where a datagram came from and arrived: the endpoint it teaches once
 /// authenticated.
-fn seen(m: &RecvMeta) -> crate::io::Endpoint {
-    crate::io::Endpoint {
-        dst: m.src,
-        src: m.local,
+fn seen(m: &RecvMeta) -> Seen {
+    Seen {
+        ep: crate::io::Endpoint {
+            dst: m.src,
+            src: m.local,
+        },
+        connected: m.connected,
     }
 }
 

@@ -731,7 +731,12 @@ impl LinuxUdp {
                     let (front, back) = bufs.split_at_mut(dst);
                     back[0][..l].copy_from_slice(&front[i][off..off + l]);
                 }
-                meta[dst] = RecvMeta { len: l, src, local };
+                meta[dst] = RecvMeta {
+                    len: l,
+                    src,
+                    local,
+                    connected: false,
+                };
             }
         }
         Ok(first[r].min(n))
@@ -845,6 +850,7 @@ impl LinuxUdp {
                     src,
                     // SAFETY: the kernel filled this header's control buffer.
                     local: unsafe { pktinfo::parse(h) },
+                    connected: false,
                 },
                 None => RecvMeta::default(),
             };

@@ -355,6 +355,7 @@ impl Udp for MemUdp {
                     len: copy_truncated(&mut bufs[i], &d.data),
                     src: d.src,
                     local: None,
+                    connected: false,
                 };
             })
             .ok_or_else(|| closed_error("socket"))
@@ -371,6 +372,7 @@ impl Udp for MemUdp {
                     len: copy_truncated(&mut bufs[i], &d.data),
                     src: d.src,
                     local: None,
+                    connected: false,
                 };
             })
             .ok_or_else(|| closed_error("socket"))

@@ -130,6 +130,9 @@ pub struct RecvMeta {
     pub src: SocketAddr,
     /// Where it arrived, when the backend can tell.
     pub local: Option<LocalAddr>,
+    /// It came on a socket connected to `src` (see [`Udp::pin`]): that
+    /// endpoint is pinned already, so the device need not pin it again.
+    pub connected: bool,
 }
 
 impl Default for RecvMeta {
@@ -138,6 +141,7 @@ impl Default for RecvMeta {
             len: 0,
             src: SocketAddr::from(([0, 0, 0, 0], 0)),
             local: None,
+            connected: false,
         }
     }
 }

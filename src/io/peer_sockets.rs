@@ -129,6 +129,13 @@ fn socket_cap() -> usize {
     (cur.saturating_sub(FD_RESERVE) / 2).min(MAX_PEER_SOCKETS as u64) as usize
 }
 
+/// Datagrams read from a connected socket: their endpoint is pinned.
+fn mark_connected(meta: &mut [RecvMeta]) {
+    for m in meta {
+        m.connected = true;
+    }
+}
+
 fn epoll_ctl(ep: RawFd, op: libc::c_int, fd: RawFd, token: u64) -> io::Result<()> {
     let mut ev = libc::epoll_event {
         events: libc::EPOLLIN as u32,
@@ -338,6 +345,7 @@ impl PeerSockets {
         if let Some(h) = self.take_hot() {
             if let Ok(m) = h.live.udp.recv_ready(&mut bufs[..n], &mut meta[..n]) {
                 if m > 0 {
+                    mark_connected(&mut meta[..m]);
                     h.live.last_ms.store(self.now_ms(), Ordering::Relaxed);
                     if m < n && h.turns > 1 {
                         *self.hot.lock() = Some(Hot {
@@ -379,6 +387,7 @@ impl PeerSockets {
                 // (ECONNREFUSED): nothing to deliver, the data path goes on.
                 if let Ok(m) = live.udp.recv_ready(&mut bufs[got..n], &mut meta[got..n]) {
                     if m > 0 {
+                        mark_connected(&mut meta[got..got + m]);
                         live.last_ms.store(self.now_ms(), Ordering::Relaxed);
                     }
                     if ready.len() == 1 && m > 0 && m < n {

@@ -68,6 +68,40 @@ fn pinned_peer_overtakes_a_flooded_listen_queue() {
     assert_eq!(flood_then_peer(&u, &peer), Some(0), "read first");
 }
 
+/// Reads until a datagram from `from` arrives; its `connected` flag.
+fn arrived_connected(u: &dyn Udp, from: SocketAddr) -> bool {
+    let mut bufs = vec![vec![0u8; 2048]; 4];
+    let mut meta = vec![RecvMeta::default(); 4];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let n = u.recv(&mut bufs, &mut meta).unwrap();
+        if let Some(m) = meta[..n].iter().find(|m| m.src == from) {
+            return m.connected;
+        }
+    }
+    panic!("no datagram from {from}");
+}
+
+#[test]
+fn datagrams_tell_whether_they_came_on_a_pinned_socket() {
+    let u = open(0, Arc::default());
+    let to = SocketAddr::from(([127, 0, 0, 1], u.port()));
+    let (peer, stranger) = (client(), client());
+    u.pin(Endpoint::to(peer.local_addr().unwrap()));
+    // Three in a row from the peer: the second and third take the path
+    // that reads a lone ready socket directly (the "hot" one).
+    for _ in 0..3 {
+        peer.send_to(b"data", to).unwrap();
+        assert!(arrived_connected(&u, peer.local_addr().unwrap()));
+    }
+    stranger.send_to(b"hello", to).unwrap();
+    assert!(!arrived_connected(&u, stranger.local_addr().unwrap()));
+    // Unpinned, the peer is a stranger to the sockets again.
+    u.unpin(peer.local_addr().unwrap());
+    peer.send_to(b"data", to).unwrap();
+    assert!(!arrived_connected(&u, peer.local_addr().unwrap()));
+}
+
 #[test]
 fn dual_stack_socket_pins_ipv4_peers_too() {
     let u = open_family(0, Arc::default(), Family::DualStack);
