@@ -5,7 +5,7 @@
 # listen port from many source addresses, while the established peer pings
 # through the tunnel at 100/s.
 #
-#   handshake-flood.sh [--seconds N] [--sources K] [--rate R] IMPL [IMPL...]
+#   handshake-flood.sh [--seconds N] [--sources K] [--rate R] [--generator-cpu C] IMPL...
 #
 # IMPL is a command as in ../shared/bench/tunnel-bench.sh: given an
 # interface name as its last argument it creates that TUN interface, serves
@@ -15,17 +15,23 @@
 # from the same run mean much on a shared machine.
 #
 # --rate 0 (the default) floods as fast as the generator's one core can send.
+# --generator-cpu C keeps the generator on CPU C (taskset), as an attacker
+# on another machine would be: on a 2-vCPU machine, leaving the scheduler
+# to place it (the default) lets the generator, the pinger and both
+# daemons trade CPUs, and the ping's p99 then swings between calls (see
+# the README's Performance section).
 # Prints one line per IMPL: the flood rate achieved (initiations/s), cookie
 # replies the flooded side sent back, the ping's loss and p50/p99 RTT.
 # Needs root, iproute2, wireguard-tools (wg), iputils-ping, python3, and the
 # generator: FLOOD_BIN, else target/release/examples/flood (built if absent).
 # Only addresses inside the namespaces it creates are used.
 set -euo pipefail
-SECS=10; SOURCES=1000; RATE=0
+SECS=10; SOURCES=1000; RATE=0; PIN=()
 while [[ $# -gt 0 ]]; do case $1 in
   --seconds) SECS=$2; shift 2;; --sources) SOURCES=$2; shift 2;;
-  --rate) RATE=$2; shift 2;; *) break;; esac; done
-[[ $# -ge 1 ]] || { echo "usage: $0 [--seconds N] [--sources K] [--rate R] IMPL..." >&2; exit 2; }
+  --rate) RATE=$2; shift 2;; --generator-cpu) PIN=(taskset -c "$2"); shift 2;;
+  *) break;; esac; done
+[[ $# -ge 1 ]] || { echo "usage: $0 [--seconds N] [--sources K] [--rate R] [--generator-cpu C] IMPL..." >&2; exit 2; }
 (( SOURCES >= 1 && SOURCES <= 60000 )) || { echo "--sources must be 1..60000" >&2; exit 2; }
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 FLOOD=${FLOOD_BIN:-$ROOT/target/release/examples/flood}
@@ -91,7 +97,7 @@ for IMPL in "$@"; do
   count=$((SECS * 100))
   ip netns exec $N2 ping -c $count -i 0.01 -W 1 10.232.0.1 >"$LOGDIR/$i.ping" 2>&1 &
   pp=$!
-  flood=$(ip netns exec $N2 "$FLOOD" --target 10.231.0.1:51821 --peer-key "$(echo "$k1" | wg pubkey)" \
+  flood=$(ip netns exec $N2 "${PIN[@]}" "$FLOOD" --target 10.231.0.1:51821 --peer-key "$(echo "$k1" | wg pubkey)" \
     --src-base 10.233.0.0 --sources "$SOURCES" --rate "$RATE" --seconds "$SECS" 2>"$LOGDIR/$i.flood.err" || true)
   wait $pp || true
   echo "$flood" >"$LOGDIR/$i.flood"

@@ -50,47 +50,40 @@ for ((r = 0; r < ROUNDS; r++)); do
   done
 done
 
-i=0
-for IMPL in "$@"; do
-  python3 - "$IMPL" "$OUT/$i" <<'PY'
-import statistics as st, sys
-rows = [l.split() for l in open(sys.argv[2]) if l.strip()]
-if not rows:
-    sys.exit(f"{sys.argv[1]}: no ping got through")
-us = [float(t) * 1000 for _, _, t in rows]
-rounds = {}
-for r, _, t in rows:
-    rounds.setdefault(r, []).append(float(t) * 1000)
-means = [st.mean(v) for v in rounds.values()]
-first = [float(t) * 1000 for _, s, t in rows if s == '1']
-print(f"{sys.argv[1][:44]:44} rounds {len(rounds):3}  pings {len(us):5}  mean {st.mean(us):5.0f}  "
-      f"p50 {st.median(us):5.0f}  median round mean {st.median(means):5.0f}  "
-      f"first ping mean {st.mean(first) if first else float('nan'):5.0f} us")
-PY
-  i=$((i + 1))
-done
-
-if [[ $# -ge 2 ]]; then python3 - "$OUT" "$@" <<'PY'
+# One pass over the round files: per IMPL its summary, then (with two or
+# more) each one's per-round differences from the first.
+python3 - "$OUT" "$@" <<'PY'
 import statistics as st, sys
 out, impls = sys.argv[1], sys.argv[2:]
-def round_means(i):
-    rounds = {}
-    for l in open(f"{out}/{i}"):
-        if l.strip():
-            r, _, t = l.split()
-            rounds.setdefault(r, []).append(float(t) * 1000)
-    return {r: st.mean(v) for r, v in rounds.items()}
-base = round_means(0)
-print(f"paired with {impls[0][:44]} (per-round mean differences, us):")
-for i, impl in enumerate(impls[1:], 1):
-    other = round_means(i)
-    d = [other[r] - base[r] for r in base if r in other]
-    if len(d) < 2:
-        print(f"  {impl[:44]:44} too few common rounds")
+failed = False
+rounds = []  # per IMPL: {round: [rtt us]}
+for i, impl in enumerate(impls):
+    rows = [l.split() for l in open(f"{out}/{i}") if l.strip()]
+    by_round = {}
+    for r, _, t in rows:
+        by_round.setdefault(r, []).append(float(t) * 1000)
+    rounds.append(by_round)
+    if not rows:
+        print(f"{impl}: no ping got through", file=sys.stderr)
+        failed = True
         continue
-    half = 1.96 * st.stdev(d) / len(d) ** 0.5
-    lower = sum(x < 0 for x in d)
-    print(f"  {impl[:44]:44} {st.mean(d):+6.1f} +- {half:4.1f} (95 %)  median {st.median(d):+6.1f}  "
-          f"lower in {lower}/{len(d)} rounds")
+    us = [float(t) * 1000 for _, _, t in rows]
+    means = [st.mean(v) for v in by_round.values()]
+    first = [float(t) * 1000 for _, s, t in rows if s == '1']
+    print(f"{impl[:44]:44} rounds {len(by_round):3}  pings {len(us):5}  mean {st.mean(us):5.0f}  "
+          f"p50 {st.median(us):5.0f}  median round mean {st.median(means):5.0f}  "
+          f"first ping mean {st.mean(first) if first else float('nan'):5.0f} us")
+if len(impls) >= 2 and rounds[0]:
+    base = {r: st.mean(v) for r, v in rounds[0].items()}
+    print(f"paired with {impls[0][:44]} (per-round mean differences, us):")
+    for impl, by_round in zip(impls[1:], rounds[1:]):
+        d = [st.mean(v) - base[r] for r, v in by_round.items() if r in base]
+        if len(d) < 2:
+            print(f"  {impl[:44]:44} too few common rounds")
+            continue
+        half = 1.96 * st.stdev(d) / len(d) ** 0.5
+        lower = sum(x < 0 for x in d)
+        print(f"  {impl[:44]:44} {st.mean(d):+6.1f} +- {half:4.1f} (95 %)  median {st.median(d):+6.1f}  "
+              f"lower in {lower}/{len(d)} rounds")
+sys.exit(1 if failed else 0)
 PY
-fi
