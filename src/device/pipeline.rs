@@ -101,7 +101,6 @@ pub enum RxOutcome {
     Dropped,
 }
 
-/// One run of packets for one peer, in one direction.
 /// Where an inbound datagram came from and arrived: the endpoint it
 /// teaches once authenticated.
 #[derive(Clone, Copy, Debug)]
@@ -112,6 +111,7 @@ pub struct Seen {
     pub connected: bool,
 }
 
+/// One run of packets for one peer, in one direction.
 #[derive(Default)]
 pub struct JobData {
     pub dir: Dir,
