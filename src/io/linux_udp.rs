@@ -479,10 +479,14 @@ fn gso_supported(fd: RawFd) -> bool {
     }
 }
 
-/// Control-message space for one u16 (UDP_SEGMENT) or int (UDP_GRO), and
-/// a pktinfo (the sticky source, or where a datagram arrived).
-const CMSG_BUF: usize = 64;
-const _: () = assert!(CMSG_BUF >= 16 + pktinfo::SPACE);
+/// Control-message space for what one message carries: a u16
+/// (UDP_SEGMENT) or int (UDP_GRO), then a pktinfo (the sticky source, or
+/// where a datagram arrived). A dual-stack socket receiving IPv4 gets both
+/// kinds of pktinfo (IPV6_PKTINFO with the mapped address, then
+/// IP_PKTINFO): 24 + 40 + 32 bytes of CMSG_SPACE. With 64, every such
+/// receive came back MSG_CTRUNC with the IPv4 one cut short.
+const CMSG_BUF: usize = 96;
+const _: () = assert!(CMSG_BUF >= 24 + pktinfo::SPACE + 32);
 
 /// Batches up to this size use header arrays of this size: a send or
 /// receive zeroes its arrays on every call, and for one datagram zeroing

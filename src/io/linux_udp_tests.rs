@@ -384,3 +384,64 @@ fn empty_datagram_between_coalesced_runs_keeps_its_place() {
         "datagrams changed, reordered or the empty one moved"
     );
 }
+
+/// A receive's control buffer holds everything the kernel puts there for
+/// an IPv4 datagram on a dual-stack socket with GRO on (the daemon's usual
+/// socket): the segment size of a coalesced run and both kinds of pktinfo,
+/// with nothing cut (MSG_CTRUNC).
+#[test]
+fn control_buffer_holds_gro_and_both_pktinfos() {
+    let rx = open(Family::DualStack);
+    let tx = open(Family::DualStack);
+    let dst = SocketAddr::from(([127, 0, 0, 1], rx.port()));
+    let run: Vec<Vec<u8>> = (0..8u8).map(|i| vec![i; 1000]).collect();
+    let refs: Vec<&[u8]> = run.iter().map(|d| d.as_slice()).collect();
+    tx.send(&refs, dst).unwrap();
+    tx.send(&[b"alone"], dst).unwrap();
+    let fd = rx.socket().as_raw_fd();
+    let (mut got, mut kinds) = (0, std::collections::BTreeSet::new());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while got < run.len() + 1 && Instant::now() < deadline {
+        let mut data = vec![0u8; 65_600];
+        let mut control = CmsgBuf([0u8; CMSG_BUF]);
+        let mut iov = libc::iovec {
+            iov_base: data.as_mut_ptr().cast(),
+            iov_len: data.len(),
+        };
+        // SAFETY: msghdr is plain data; it points at live locals below.
+        let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+        h.msg_iov = &mut iov;
+        h.msg_iovlen = 1;
+        h.msg_control = control.0.as_mut_ptr().cast();
+        h.msg_controllen = CMSG_BUF;
+        // SAFETY: `h` describes live buffers for the call.
+        let n = unsafe { libc::recvmsg(fd, &mut h, libc::MSG_DONTWAIT) };
+        if n < 0 {
+            continue;
+        }
+        assert_eq!(h.msg_flags & libc::MSG_CTRUNC, 0, "control data cut");
+        let seg = gro_size(&h);
+        got += if seg > 0 {
+            (n as usize).div_ceil(seg)
+        } else {
+            1
+        };
+        // SAFETY: walks what the kernel wrote, within msg_controllen.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&h);
+            while !c.is_null() {
+                kinds.insert(((*c).cmsg_level, (*c).cmsg_type));
+                c = libc::CMSG_NXTHDR(&h, c);
+            }
+        }
+        // SAFETY: as above.
+        let local = unsafe { pktinfo::parse(&h) };
+        assert_eq!(
+            local.map(|l| l.ip),
+            Some(std::net::IpAddr::from([127, 0, 0, 1]))
+        );
+    }
+    assert_eq!(got, run.len() + 1, "datagrams lost");
+    assert!(kinds.contains(&(libc::IPPROTO_IP, libc::IP_PKTINFO)));
+    assert!(kinds.contains(&(libc::IPPROTO_IPV6, libc::IPV6_PKTINFO)));
+}
