@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # TCP both ways at once through the bench tunnel (tunnel-lib.sh): one
 # `iperf3 --bidir` per round and implementation, rounds alternating between
-# the implementations. The one-way bench (../shared/bench/tunnel-bench.sh)
-# leaves a device's other direction idle; this one makes each daemon seal
-# and open at full speed together, which is where crypto workers earn
-# their hand-offs on a small machine. Prints, per IMPL and round, each
-# direction's Mbit/s and their sum, then the median sum.
+# the implementations (odd rounds in reverse order). The one-way bench
+# (../shared/bench/tunnel-bench.sh) leaves a device's other direction
+# idle; this one makes each daemon seal and open at full speed together,
+# which is where crypto workers earn their hand-offs on a small machine.
+# Prints, per IMPL and round, each direction's Mbit/s and their sum, then
+# the median sum.
 #
 #   benches/scripts/bidir.sh [-r ROUNDS] [-s SECONDS] [-P STREAMS] IMPL...
 #
@@ -29,19 +30,17 @@ OUT=$(mktemp -d)
 source "$(dirname "$0")/tunnel-lib.sh"
 trap 'tunnel_down; rm -rf "$OUT" "$TUNNEL_LOGS"' EXIT
 
-for ((r = 0; r < ROUNDS; r++)); do
-  i=0
-  for IMPL in "$@"; do
-    tunnel_up "$IMPL"
-    ip netns exec "$N2" iperf3 -s -1 -D -B 10.232.0.2 -I "$OUT/iperf.pid" >/dev/null 2>&1
-    for _ in $(seq 50); do [[ -s $OUT/iperf.pid ]] && break; sleep 0.1; done
-    ip netns exec "$N1" iperf3 -c 10.232.0.2 --bidir -P "$STREAMS" -t "$SECS" -J >"$OUT/$i.$r.json" 2>/dev/null || true
-    kill "$(cat "$OUT/iperf.pid" 2>/dev/null)" 2>/dev/null || true
-    rm -f "$OUT/iperf.pid"
-    tunnel_down
-    i=$((i + 1))
-  done
-done
+# One round of one IMPL: iperf3 --bidir into $OUT/INDEX.ROUND.json.
+bidir_round() {
+  local r=$1 i=$2
+  ip netns exec "$N2" iperf3 -s -1 -D -B 10.232.0.2 -I "$OUT/iperf.pid" >/dev/null 2>&1
+  for _ in $(seq 50); do [[ -s $OUT/iperf.pid ]] && break; sleep 0.1; done
+  ip netns exec "$N1" iperf3 -c 10.232.0.2 --bidir -P "$STREAMS" -t "$SECS" -J \
+    >"$OUT/$i.$r.json" 2>/dev/null || true
+  kill "$(cat "$OUT/iperf.pid" 2>/dev/null)" 2>/dev/null || true
+  rm -f "$OUT/iperf.pid"
+}
+tunnel_rounds "$ROUNDS" bidir_round "$@"
 
 i=0
 for IMPL in "$@"; do

@@ -32,23 +32,18 @@ OUT=$(mktemp -d)
 source "$(dirname "$0")/tunnel-lib.sh"
 trap 'tunnel_down; rm -rf "$OUT" "$TUNNEL_LOGS"' EXIT
 
-IMPLS=("$@")
-for ((r = 0; r < ROUNDS; r++)); do
-  # Odd rounds run the implementations in reverse order, so none always
-  # follows the same one.
-  order=$(seq 0 $(($# - 1)))
-  ((r % 2)) && order=$(seq $(($# - 1)) -1 0)
-  for i in $order; do
-    IMPL=${IMPLS[$i]}
-    tunnel_up "$IMPL"
-    ip netns exec $N2 iperf3 -s -1 -D -B 10.232.0.2 -I "$OUT/iperf.pid" >/dev/null 2>&1 || true
-    sleep 0.3
-    ip netns exec $N1 ping -c 50 -i 0.01 10.232.0.2 2>/dev/null \
-      | sed -n "s/.*icmp_seq=\([0-9]*\).*time=\([0-9.]*\) ms/$r \1 \2/p" >>"$OUT/$i"
-    [[ -s $OUT/iperf.pid ]] && kill "$(cat "$OUT/iperf.pid")" 2>/dev/null || true
-    tunnel_down
-  done
-done
+# One round of one IMPL: an iperf3 server up (as the bench's idle step
+# has), 0.3 s idle, 50 pings; lines "round seq rtt_ms" in $OUT/INDEX.
+idle_round() {
+  local r=$1 i=$2
+  ip netns exec $N2 iperf3 -s -1 -D -B 10.232.0.2 -I "$OUT/iperf.pid" >/dev/null 2>&1 || true
+  sleep 0.3
+  ip netns exec $N1 ping -c 50 -i 0.01 10.232.0.2 2>/dev/null \
+    | sed -n "s/.*icmp_seq=\([0-9]*\).*time=\([0-9.]*\) ms/$r \1 \2/p" >>"$OUT/$i"
+  [[ -s $OUT/iperf.pid ]] && kill "$(cat "$OUT/iperf.pid")" 2>/dev/null || true
+  rm -f "$OUT/iperf.pid"
+}
+tunnel_rounds "$ROUNDS" idle_round "$@"
 
 # One pass over the round files: per IMPL its summary, then (with two or
 # more) each one's per-round differences from the first.

@@ -5,8 +5,9 @@
 # of every thread, including the packets' kernel work done in their
 # system calls; context switches; CPU migrations). "busiest threads" is
 # each daemon's busiest thread, summed: the I/O thread, whose work lies on
-# the round trip's path, where other threads' (timers) does not. Rounds alternate
-# between the implementations (odd rounds in reverse order); with two
+# the round trip's path, where other threads' (timers) does not. Rounds
+# alternate between the implementations (odd rounds in reverse order,
+# tunnel_rounds in tunnel-lib.sh); with two
 # IMPLs or more, each one's per-round differences from the first are
 # printed too, as in idle-rtt-rounds.sh.
 # Why: idle RTT on this 2-vCPU machine swings by 10-25 us between series,
@@ -38,39 +39,40 @@ OUT=$(mktemp -d)
 source "$(dirname "$0")/tunnel-lib.sh"
 trap 'tunnel_down; rm -rf "$OUT" "$TUNNEL_LOGS"' EXIT
 
+# One round of one IMPL: COUNT pings with perf stat on both daemons, then
+# one line in $OUT/INDEX: round, task-clock ms, switches, migrations, the
+# busiest thread's task-clock ms of each daemon summed (the one on the
+# round trip's path: the I/O thread), avg RTT ms (missing when no ping
+# was answered). perf's lines are "comm-tid,value,unit,event,...".
+cpu_round() {
+  local r=$1 i=$2 stat rtt
+  sleep 0.3
+  perf stat --per-thread -x, -e task-clock,context-switches,cpu-migrations -p "$A,$B" \
+    -o "$OUT/stat" -- \
+    ip netns exec "$N1" ping -q -c "$COUNT" -i "$INTERVAL" 10.232.0.2 >"$OUT/ping" 2>&1 || true
+  # A's threads tell the two daemons' lines apart.
+  if ! ls "/proc/$A/task" >"$OUT/tids.a" 2>/dev/null; then
+    echo "$0: round $r: ${IMPLS[$i]} (A, PID $A) exited; see $TUNNEL_LOGS/a.log" >&2
+    return
+  fi
+  stat=$(awk -F, 'NR==FNR{a[$1]=1; next}
+    $2 ~ /^[0-9.]+$/ {
+      n=split($1, p, "-"); d=(p[n] in a) ? "a" : "b"
+      if ($4=="task-clock") { t+=$2; if ($2>top[d]) top[d]=$2 }
+      if ($4=="context-switches") c+=$2
+      if ($4=="cpu-migrations") m+=$2
+    }
+    END{print t, c, m, top["a"]+top["b"]}' "$OUT/tids.a" "$OUT/stat")
+  rtt=$(sed -n 's|.*= [0-9.]*/\([0-9.]*\)/.*|\1|p' "$OUT/ping")
+  echo "$r $stat $rtt" >>"$OUT/$i"
+}
 IMPLS=("$@")
-for ((r = 0; r < ROUNDS; r++)); do
-  order=$(seq 0 $(($# - 1)))
-  ((r % 2)) && order=$(seq $(($# - 1)) -1 0)
-  for i in $order; do
-    tunnel_up "${IMPLS[$i]}"
-    sleep 0.3
-    perf stat --per-thread -x, -e task-clock,context-switches,cpu-migrations -p "$A,$B" \
-      -o "$OUT/stat" -- \
-      ip netns exec "$N1" ping -q -c "$COUNT" -i "$INTERVAL" 10.232.0.2 >"$OUT/ping" 2>&1 || true
-    ls "/proc/$A/task" >"$OUT/tids.a"
-    # One line per round: round, task-clock ms, switches, migrations, the
-    # busiest thread's task-clock ms in each daemon summed (the one on the
-    # round trip's path: the I/O thread), avg RTT ms (missing when no ping
-    # was answered). Lines are "comm-tid,value,unit,event,...".
-    stat=$(awk -F, 'NR==FNR{a[$1]=1; next}
-      $2 ~ /^[0-9.]+$/ {
-        n=split($1, p, "-"); d=(p[n] in a) ? "a" : "b"
-        if ($4=="task-clock") { t+=$2; if ($2>top[d]) top[d]=$2 }
-        if ($4=="context-switches") c+=$2
-        if ($4=="cpu-migrations") m+=$2
-      }
-      END{print t, c, m, top["a"]+top["b"]}' "$OUT/tids.a" "$OUT/stat")
-    rtt=$(sed -n 's|.*= [0-9.]*/\([0-9.]*\)/.*|\1|p' "$OUT/ping")
-    echo "$r $stat $rtt" >>"$OUT/$i"
-    tunnel_down
-  done
-done
+tunnel_rounds "$ROUNDS" cpu_round "$@"
 
 python3 - "$OUT" "$COUNT" "$@" <<'PY'
 import statistics as st, sys
 out, count, impls = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-per = []  # per IMPL: {round: (cpu us/ping, switches/ping, migrations/ping, rtt us)}
+per = []  # per IMPL: {round: (cpu, switches, migrations, rtt, busiest)}, per ping, us
 for i, impl in enumerate(impls):
     rows = {}
     for l in open(f"{out}/{i}"):

@@ -8,6 +8,12 @@
 #
 #   tunnel_up IMPL [ENV=VALUE...]   sets A and B (the daemons' PIDs)
 #   tunnel_down                     kills them by PID, deletes the namespaces
+#   tunnel_rounds ROUNDS STEP IMPL...
+#       ROUNDS rounds over the IMPLs, odd rounds in reverse order (so none
+#       always follows the same one, and each round's pair shares the
+#       machine's load of that moment): for each, tunnel_up IMPL, then
+#       STEP ROUND INDEX IMPL (INDEX: the IMPL's place on the line), then
+#       tunnel_down
 #
 # Logs go to $TUNNEL_LOGS (default: a fresh temp dir) as a.log and b.log.
 N1=${TAG:?set TAG before sourcing tunnel-lib.sh}a
@@ -53,4 +59,19 @@ tunnel_down() {
   TUNNEL_PIDS=()
   ip netns del "$N1" 2>/dev/null || true; ip netns del "$N2" 2>/dev/null || true
   rm -f "/var/run/wireguard/${TAG}1.sock" "/var/run/wireguard/${TAG}2.sock"
+}
+
+tunnel_rounds() {
+  local rounds=$1 step=$2 r i order
+  shift 2
+  local impls=("$@")
+  for ((r = 0; r < rounds; r++)); do
+    order=$(seq 0 $((${#impls[@]} - 1)))
+    ((r % 2)) && order=$(seq $((${#impls[@]} - 1)) -1 0)
+    for i in $order; do
+      tunnel_up "${impls[$i]}"
+      "$step" "$r" "$i" "${impls[$i]}"
+      tunnel_down
+    done
+  done
 }
