@@ -486,7 +486,13 @@ fn gso_supported(fd: RawFd) -> bool {
 /// IP_PKTINFO): 24 + 40 + 32 bytes of CMSG_SPACE. With 64, every such
 /// receive came back MSG_CTRUNC with the IPv4 one cut short.
 const CMSG_BUF: usize = 96;
-const _: () = assert!(CMSG_BUF >= 24 + pktinfo::SPACE + 32);
+// SAFETY: CMSG_SPACE is arithmetic on its argument.
+const _: () = assert!(unsafe {
+    CMSG_BUF
+        >= libc::CMSG_SPACE(size_of::<libc::c_int>() as u32) as usize
+            + pktinfo::SPACE
+            + libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) as usize
+});
 
 /// Batches up to this size use header arrays of this size: a send or
 /// receive zeroes its arrays on every call, and for one datagram zeroing

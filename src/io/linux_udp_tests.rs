@@ -400,9 +400,16 @@ fn control_buffer_holds_gro_and_both_pktinfos() {
     tx.send(&[b"alone"], dst).unwrap();
     let fd = rx.socket().as_raw_fd();
     let (mut got, mut kinds) = (0, std::collections::BTreeSet::new());
+    let mut data = vec![0u8; 65_600];
     let deadline = Instant::now() + Duration::from_secs(3);
     while got < run.len() + 1 && Instant::now() < deadline {
-        let mut data = vec![0u8; 65_600];
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one live pollfd. Waits for the next datagram (or 100 ms).
+        unsafe { libc::poll(&mut pfd, 1, 100) };
         let mut control = CmsgBuf([0u8; CMSG_BUF]);
         let mut iov = libc::iovec {
             iov_base: data.as_mut_ptr().cast(),
