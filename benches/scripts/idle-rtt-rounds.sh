@@ -15,16 +15,36 @@
 # Series of the same builds have differed by 10-25 us in their overall
 # means; the paired difference is what says whether a change moved it.
 #
-#   benches/scripts/idle-rtt-rounds.sh [-r ROUNDS] IMPL...
+# -c A,B,P pins every thread of the first daemon to CPU A, of the second
+# to CPU B and the pinger to CPU P (taskset), so that each round runs the
+# same placement: the scheduler's choice of CPUs, which moves this round
+# trip by tens of us on a 2-vCPU VM, is then the same for every IMPL, and
+# what is left is each daemon's own path (its CPU work and its wake-ups).
+#
+#   benches/scripts/idle-rtt-rounds.sh [-r ROUNDS] [-c A,B,P] IMPL...
 #   e.g. idle-rtt-rounds.sh -r 15 "boringtun-cli -f --disable-drop-privileges" "target/release/phantommesh -f"
+#        idle-rtt-rounds.sh -r 10 -c 1,1,1 pm-before pm-after  # one CPU
 #
 # IMPL takes wireguard-go's command line. Needs root, iproute2,
 # wireguard-tools, iperf3, iputils-ping, python3. Traffic stays inside the
 # two namespaces it creates (10.231.0.0/24 underlay, 10.232.0.0/24 tunnel).
 set -euo pipefail
 ROUNDS=15
-[[ ${1:-} == -r ]] && { ROUNDS=$2; shift 2; }
-[[ $# -ge 1 ]] || { echo "usage: $0 [-r ROUNDS] IMPL..." >&2; exit 2; }
+CPUS=
+while [[ ${1:-} == -[rc] ]]; do
+  case $1 in
+    -r) ROUNDS=$2 ;;
+    -c) CPUS=$2 ;;
+  esac
+  shift 2
+done
+[[ $# -ge 1 ]] || { echo "usage: $0 [-r ROUNDS] [-c A,B,P] IMPL..." >&2; exit 2; }
+PING=(ping)
+if [[ -n $CPUS ]]; then
+  [[ $CPUS =~ ^[0-9]+,[0-9]+,[0-9]+$ ]] || { echo "$0: -c wants three CPU numbers, A,B,P" >&2; exit 2; }
+  IFS=, read -r CPU_A CPU_B CPU_P <<<"$CPUS"
+  PING=(taskset -c "$CPU_P" ping)
+fi
 [[ $(id -u) == 0 ]] || { echo "$0: needs root (network namespaces, TUN)" >&2; exit 1; }
 TAG=pmrr$$
 OUT=$(mktemp -d)
@@ -36,9 +56,14 @@ trap 'tunnel_down; rm -rf "$OUT" "$TUNNEL_LOGS"' EXIT
 # has), 0.3 s idle, 50 pings; lines "round seq rtt_ms" in $OUT/INDEX.
 idle_round() {
   local r=$1 i=$2
+  if [[ -n $CPUS ]]; then
+    # -a: every thread the daemon has; threads it starts later inherit.
+    taskset -a -p -c "$CPU_A" "$A" >/dev/null
+    taskset -a -p -c "$CPU_B" "$B" >/dev/null
+  fi
   ip netns exec $N2 iperf3 -s -1 -D -B 10.232.0.2 -I "$OUT/iperf.pid" >/dev/null 2>&1 || true
   sleep 0.3
-  ip netns exec $N1 ping -c 50 -i 0.01 10.232.0.2 2>/dev/null \
+  ip netns exec $N1 "${PING[@]}" -c 50 -i 0.01 10.232.0.2 2>/dev/null \
     | sed -n "s/.*icmp_seq=\([0-9]*\).*time=\([0-9.]*\) ms/$r \1 \2/p" >>"$OUT/$i"
   [[ -s $OUT/iperf.pid ]] && kill "$(cat "$OUT/iperf.pid")" 2>/dev/null || true
   rm -f "$OUT/iperf.pid"
