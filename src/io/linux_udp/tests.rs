@@ -1,3 +1,4 @@
+use super::recv::gro_size;
 use super::*;
 use crate::io::linux_bind::LinuxBind;
 use crate::io::linux_tun::test_support::privileged;
