@@ -2,9 +2,9 @@
 //!
 //! Hand-rolled on libc rather than quinn-udp: the trait moves plain slices to
 //! one destination, which maps one-to-one onto sendmmsg/recvmmsg with arrays on
-//! the stack (no allocation per call). A later issue adds UDP GSO/GRO
-//! (UDP_SEGMENT cmsg on send, UDP_GRO on receive); both slot into `send_chunk`
-//! and `recv` as control messages without changing the trait.
+//! the stack (no allocation per call). UDP GSO and GRO (a UDP_SEGMENT
+//! control message on send, UDP_GRO on receive) ride in those same calls,
+//! so the trait does not know about them.
 //!
 //! Here: the socket, its options and the [`Udp`] face. `send.rs` builds
 //! the sendmmsg batches (GSO runs, per-datagram destinations, retries),
@@ -363,11 +363,8 @@ impl Udp for LinuxUdp {
         while at < bufs.len() {
             let end = (at + MAX_BATCH).min(bufs.len());
             let chunk = &bufs[at..end];
-            let res = if self.gso.load(Ordering::Relaxed) && chunk.len() > 1 {
-                self.send_gso(chunk, &mut name, namelen, src.as_ref())
-            } else {
-                self.send_chunk(chunk, &mut name, namelen, src.as_ref())
-            };
+            let gso = self.gso.load(Ordering::Relaxed) && chunk.len() > 1;
+            let res = self.send_to_one(chunk, &mut name, namelen, src.as_ref(), gso);
             match res {
                 Ok(()) => at = end,
                 Err((k, e)) if src.is_some() && source_rejected(&e) => {

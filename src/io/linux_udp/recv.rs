@@ -1,33 +1,59 @@
 use super::*;
 
 impl LinuxUdp {
-    /// recvmmsg with UDP_GRO: reads a few (possibly coalesced) messages
-    /// into the first buffers, then splits them in place.
-    ///
-    /// Message `i` lies in `bufs[i]` and its segments go to `bufs[first[i]..]`,
-    /// after those of the messages before it. Every message yields at least
-    /// one entry, so `first[i] >= i`: splitting the last message first never
-    /// overwrites a message not yet split, and a lone datagram is not copied
-    /// at all (an idle tunnel's packets arrive to cold caches; touching one
-    /// buffer instead of two is measurable there).
-    fn recv_gro(
+    /// `recv` with recvmmsg `flags` (blocking or not).
+    pub(super) fn recv_with(
         &self,
         bufs: &mut [Vec<u8>],
         meta: &mut [RecvMeta],
         flags: libc::c_int,
     ) -> io::Result<usize> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(closed_error());
+        }
         let n = bufs.len().min(meta.len()).min(MAX_BATCH);
-        // Each message may hold up to 64 datagrams: read no more messages
-        // than the batch has room for when all are full (wireguard-go reads
-        // 2 of 128 the same way).
-        let read = (n / crate::io::udp_gso::MAX_GSO_SEGMENTS).clamp(1, GRO_READS);
-        // Arrays for the messages read only: zeroing MAX_BATCH of each
-        // would cost a lone datagram more than its syscall.
-        let mut names = [RawAddr::zeroed(); GRO_READS];
+        if n == 0 {
+            return Ok(0);
+        }
+        if self.gro {
+            // Each message may hold up to 64 datagrams: read no more
+            // messages than the batch has room for when all are full
+            // (wireguard-go reads 2 of 128 the same way). Arrays for those
+            // only: zeroing MAX_BATCH of each would cost a lone datagram
+            // more than its system call.
+            let read = (n / crate::io::udp_gso::MAX_GSO_SEGMENTS).clamp(1, GRO_READS);
+            self.recv_msgs::<GRO_READS>(&mut bufs[..n], &mut meta[..n], flags, read)
+        } else {
+            self.recv_msgs::<MAX_BATCH>(&mut bufs[..n], &mut meta[..n], flags, n)
+        }
+    }
+
+    /// recvmmsg of up to `read` messages (N >= read) into the first
+    /// buffers, then each (possibly coalesced, with UDP_GRO) message split
+    /// in place.
+    ///
+    /// Message `i` lies in `bufs[i]` and its segments go to the slots after
+    /// those of the messages before it. Every message yields at least one
+    /// entry, so its first slot is at `i` or later: splitting the last
+    /// message first never overwrites a message not yet split, and a lone
+    /// datagram is not copied at all (an idle tunnel's packets arrive to
+    /// cold caches; touching one buffer instead of two is measurable
+    /// there). Without GRO every message is one datagram in its own slot.
+    fn recv_msgs<const N: usize>(
+        &self,
+        bufs: &mut [Vec<u8>],
+        meta: &mut [RecvMeta],
+        flags: libc::c_int,
+        read: usize,
+    ) -> io::Result<usize> {
+        let n = bufs.len();
+        let read = read.min(N).min(n);
+        let mut names = [RawAddr::zeroed(); N];
         // SAFETY (zeroed): iovec and mmsghdr are C structs valid when zeroed.
-        let mut iovs: [libc::iovec; GRO_READS] = unsafe { zeroed() };
-        let mut hdrs: [libc::mmsghdr; GRO_READS] = unsafe { zeroed() };
-        let mut cmsgs = [CmsgBuf([0; CMSG_BUF]); GRO_READS];
+        let mut iovs: [libc::iovec; N] = unsafe { zeroed() };
+        let mut hdrs: [libc::mmsghdr; N] = unsafe { zeroed() };
+        // Filled by the kernel and read only within what it reports.
+        let mut cmsgs = [const { MaybeUninit::<CmsgBuf>::uninit() }; N];
         for i in 0..read {
             iovs[i] = libc::iovec {
                 iov_base: bufs[i].as_mut_ptr().cast(),
@@ -38,41 +64,58 @@ impl LinuxUdp {
             h.msg_namelen = size_of::<RawAddr>() as libc::socklen_t;
             h.msg_iov = &mut iovs[i];
             h.msg_iovlen = 1;
-            h.msg_control = cmsgs[i].0.as_mut_ptr().cast();
+            h.msg_control = cmsgs[i].as_mut_ptr().cast();
             h.msg_controllen = CMSG_BUF;
         }
+        // With MSG_WAITFORONE: blocks up to SO_RCVTIMEO for the first
+        // datagram, then takes whatever else is already queued.
         // SAFETY: hdrs[..read] point at live iovecs (over caller buffers),
         // names and control buffers.
         let r = unsafe { self.recvmmsg(&mut hdrs[..read], flags)? };
-        let mut msgs = [(None, 0usize, 0usize, None); GRO_READS];
-        let mut first = [0usize; GRO_READS + 1];
+        // First pass: each message's metadata into its own slot (`meta[i]`;
+        // an unparseable source or an empty datagram as one empty datagram,
+        // which every caller drops) and its segment size aside.
+        let mut segs = [0u32; N];
+        let mut total = 0;
         for i in 0..r {
             let h = &hdrs[i].msg_hdr;
-            let (len, seg) = (hdrs[i].msg_len as usize, gro_size(h));
-            let src = names[i].to_std(h.msg_namelen);
-            // SAFETY: the kernel filled the control buffer of this header.
-            let local = unsafe { pktinfo::parse(h) };
-            // An unparseable source or an empty datagram is reported as one
-            // empty datagram (every caller drops those), as `recv` does.
-            let count = match src {
-                Some(_) => gro_segments(len, seg).count().max(1),
-                None => 1,
+            let len = hdrs[i].msg_len as usize;
+            meta[i] = match names[i].to_std(h.msg_namelen).filter(|_| len > 0) {
+                Some(src) => RecvMeta {
+                    len,
+                    src,
+                    // SAFETY: the kernel filled this header's control buffer.
+                    local: unsafe { pktinfo::parse(h) },
+                    connected: false,
+                },
+                None => RecvMeta::default(),
             };
-            msgs[i] = (src, len, seg, local);
-            first[i + 1] = first[i] + count;
+            segs[i] = if self.gro { gro_size(h) as u32 } else { 0 };
+            total += segments(&meta[i], segs[i]);
         }
+        if total == r {
+            // Nothing coalesced (always so without GRO): every message is
+            // one datagram, already in its own slot.
+            return Ok(r);
+        }
+        // Second pass, last message first: its segments into the slots
+        // from `end - count` on (the message's own slot is read before its
+        // first segment overwrites it).
+        let mut end = total;
         for i in (0..r).rev() {
-            let (src, len, seg, local) = msgs[i];
-            let Some(src) = src.filter(|_| len > 0) else {
-                if first[i] < n {
-                    meta[first[i]] = RecvMeta::default();
+            let m = meta[i];
+            let first = end - segments(&m, segs[i]);
+            end = first;
+            if m.len == 0 {
+                if first < n {
+                    meta[first] = RecvMeta::default();
                 }
                 continue;
-            };
-            for (k, (off, l)) in gro_segments(len, seg).enumerate() {
-                let dst = first[i] + k;
-                // With the sizing above this never triggers; it guards a
-                // small batch against segments it has no room for.
+            }
+            for (k, (off, l)) in gro_segments(m.len, segs[i] as usize).enumerate() {
+                let dst = first + k;
+                // With the sizing in `recv_with` this never triggers; it
+                // guards a small batch against segments it has no room for.
                 if dst >= n {
                     continue;
                 }
@@ -81,16 +124,16 @@ impl LinuxUdp {
                     let (front, back) = bufs.split_at_mut(dst);
                     back[0][..l].copy_from_slice(&front[i][off..off + l]);
                 }
-                meta[dst] = RecvMeta {
-                    len: l,
-                    src,
-                    local,
-                    connected: false,
-                };
+                meta[dst] = RecvMeta { len: l, ..m };
             }
         }
-        Ok(first[r].min(n))
+        Ok(total.min(n))
     }
+}
+
+/// Slots a received message takes: its GRO segments, at least one.
+fn segments(m: &RecvMeta, seg: u32) -> usize {
+    gro_segments(m.len, seg as usize).count().max(1)
 }
 
 impl LinuxUdp {
@@ -142,69 +185,4 @@ pub(super) fn gro_size(h: &libc::msghdr) -> usize {
         }
     }
     0
-}
-
-impl LinuxUdp {
-    /// `recv` with recvmmsg `flags` (blocking or not).
-    pub(super) fn recv_with(
-        &self,
-        bufs: &mut [Vec<u8>],
-        meta: &mut [RecvMeta],
-        flags: libc::c_int,
-    ) -> io::Result<usize> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(closed_error());
-        }
-        if self.gro && bufs.len().min(meta.len()) > 0 {
-            return self.recv_gro(bufs, meta, flags);
-        }
-        let n = bufs.len().min(meta.len()).min(MAX_BATCH);
-        if n == 0 {
-            return Ok(0);
-        }
-        let mut names = [RawAddr::zeroed(); MAX_BATCH];
-        // SAFETY (zeroed): iovec and mmsghdr are C structs valid when zeroed.
-        let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { zeroed() };
-        let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { zeroed() };
-        // Filled by the kernel and read only within what it reports.
-        let mut cmsgs = [const { MaybeUninit::<CmsgBuf>::uninit() }; MAX_BATCH];
-        for (iov, buf) in iovs.iter_mut().zip(bufs.iter_mut()) {
-            *iov = libc::iovec {
-                iov_base: buf.as_mut_ptr().cast(),
-                iov_len: buf.len(),
-            };
-        }
-        let (iov_base, name_base) = (iovs.as_mut_ptr(), names.as_mut_ptr());
-        for (i, h) in hdrs.iter_mut().take(n).enumerate() {
-            // SAFETY: i < n <= MAX_BATCH, inside both arrays.
-            unsafe {
-                h.msg_hdr.msg_name = name_base.add(i).cast();
-                h.msg_hdr.msg_iov = iov_base.add(i);
-            }
-            h.msg_hdr.msg_namelen = size_of::<RawAddr>() as libc::socklen_t;
-            h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_control = cmsgs[i].as_mut_ptr().cast();
-            h.msg_hdr.msg_controllen = CMSG_BUF;
-        }
-        // With MSG_WAITFORONE: blocks up to SO_RCVTIMEO for the first
-        // datagram, then takes whatever else is already queued.
-        // SAFETY: hdrs[..n] point at live iovecs (over caller buffers) and names.
-        let got = unsafe { self.recvmmsg(&mut hdrs[..n], flags)? };
-        for i in 0..got {
-            let h = &hdrs[i].msg_hdr;
-            // An unparseable source cannot be answered; an empty datagram is
-            // dropped by every caller, so report it as one.
-            meta[i] = match names[i].to_std(h.msg_namelen) {
-                Some(src) => RecvMeta {
-                    len: hdrs[i].msg_len as usize,
-                    src,
-                    // SAFETY: the kernel filled this header's control buffer.
-                    local: unsafe { pktinfo::parse(h) },
-                    connected: false,
-                },
-                None => RecvMeta::default(),
-            };
-        }
-        Ok(got)
-    }
 }

@@ -1,71 +1,111 @@
 use super::*;
 
 impl LinuxUdp {
-    /// Sends at most MAX_BATCH datagrams, retrying briefly when the kernel
-    /// has no room and dropping (counted) what still does not fit.
-    pub(super) fn send_chunk(
+    /// Sends at most MAX_BATCH datagrams to one destination: with `gso`, one
+    /// message per run of equal-size datagrams (UDP_SEGMENT, each datagram
+    /// its own iovec, no copying), else one message each. Retries briefly
+    /// when the kernel has no room and drops (counted) what still does not
+    /// fit. An error's index is that of the first datagram of the message
+    /// it concerns.
+    pub(super) fn send_to_one(
         &self,
         bufs: &[&[u8]],
         name: &mut RawAddr,
         namelen: libc::socklen_t,
         src: Option<&LocalAddr>,
+        gso: bool,
     ) -> Result<(), (usize, io::Error)> {
         if bufs.len() <= SMALL_BATCH {
-            self.send_chunk_n::<SMALL_BATCH>(bufs, name, namelen, src)
+            self.send_to_one_n::<SMALL_BATCH>(bufs, name, namelen, src, gso)
         } else {
-            self.send_chunk_n::<MAX_BATCH>(bufs, name, namelen, src)
+            self.send_to_one_n::<MAX_BATCH>(bufs, name, namelen, src, gso)
         }
     }
 
-    /// [`Self::send_chunk`] with header arrays of N entries.
-    fn send_chunk_n<const N: usize>(
+    /// [`Self::send_to_one`] with arrays of N entries.
+    fn send_to_one_n<const N: usize>(
         &self,
         bufs: &[&[u8]],
         name: &mut RawAddr,
         namelen: libc::socklen_t,
         src: Option<&LocalAddr>,
+        gso: bool,
     ) -> Result<(), (usize, io::Error)> {
         let n = bufs.len();
         assert!(n <= N);
-        // SAFETY (zeroed): iovec and mmsghdr are C structs valid when zeroed.
-        let mut iovs: [libc::iovec; N] = unsafe { zeroed() };
-        let mut hdrs: [libc::mmsghdr; N] = unsafe { zeroed() };
-        for (iov, buf) in iovs.iter_mut().zip(bufs) {
-            // The kernel only reads send buffers; iovec just has no const variant.
-            *iov = libc::iovec {
-                iov_base: buf.as_ptr() as *mut libc::c_void,
-                iov_len: buf.len(),
-            };
-        }
-        let iov_base = iovs.as_mut_ptr();
-        let name_ptr: *mut RawAddr = name;
-        // One destination, one source: every message shares one control
-        // buffer (the kernel only reads it).
-        let mut control = CmsgBuf([0u8; CMSG_BUF]);
-        let controllen = match src {
-            Some(src) => {
-                // SAFETY: a msghdr over `control`, CMSG_BUF >= pktinfo::SPACE.
-                unsafe {
-                    let mut h: libc::msghdr = zeroed();
-                    h.msg_control = control.0.as_mut_ptr().cast();
-                    h.msg_controllen = CMSG_BUF;
-                    pktinfo::write(libc::CMSG_FIRSTHDR(&h), src)
-                }
+        let mut groups = [(0usize, 0usize); N];
+        let g = if gso {
+            let mut lens = [0usize; N];
+            for (l, b) in lens.iter_mut().zip(bufs) {
+                *l = b.len();
             }
+            gso_groups(&lens[..n], &mut groups)
+        } else {
+            for (i, grp) in groups.iter_mut().take(n).enumerate() {
+                *grp = (i, i + 1);
+            }
+            n
+        };
+        let mut iovs = iovecs::<N>(bufs.iter().copied());
+        // SAFETY (zeroed): mmsghdr is a C struct valid when zeroed.
+        let mut hdrs: [libc::mmsghdr; N] = unsafe { zeroed() };
+        // A lone datagram's message carries just the source, the same for
+        // all of them: one control buffer they share (the kernel only reads
+        // it). A run's carries its segment size too: a buffer each.
+        let mut shared = CmsgBuf([0u8; CMSG_BUF]);
+        let shared_len = match src {
+            // SAFETY: a msghdr over `shared`, CMSG_BUF >= pktinfo::SPACE.
+            Some(src) => unsafe {
+                let mut h: libc::msghdr = zeroed();
+                h.msg_control = shared.0.as_mut_ptr().cast();
+                h.msg_controllen = CMSG_BUF;
+                pktinfo::write(libc::CMSG_FIRSTHDR(&h), src)
+            },
             None => 0,
         };
-        for (i, h) in hdrs.iter_mut().take(n).enumerate() {
-            h.msg_hdr.msg_name = name_ptr.cast();
-            h.msg_hdr.msg_namelen = namelen;
-            // SAFETY: i < n <= N, inside `iovs`.
-            h.msg_hdr.msg_iov = unsafe { iov_base.add(i) };
-            h.msg_hdr.msg_iovlen = 1;
-            if controllen > 0 {
-                h.msg_hdr.msg_control = control.0.as_mut_ptr().cast();
-                h.msg_hdr.msg_controllen = controllen;
+        let mut cmsgs = [const { MaybeUninit::<CmsgBuf>::uninit() }; N];
+        let name_ptr: *mut RawAddr = name;
+        for (k, &(start, end)) in groups[..g].iter().enumerate() {
+            let h = &mut hdrs[k].msg_hdr;
+            h.msg_name = name_ptr.cast();
+            h.msg_namelen = namelen;
+            // SAFETY: start < n <= N, inside `iovs`.
+            h.msg_iov = unsafe { iovs.as_mut_ptr().add(start) };
+            h.msg_iovlen = end - start;
+            if end - start == 1 {
+                if shared_len > 0 {
+                    h.msg_control = shared.0.as_mut_ptr().cast();
+                    h.msg_controllen = shared_len;
+                }
+                continue;
             }
+            // Zeroed up to what is written: CMSG_NXTHDR reads the next
+            // header's length.
+            let buf = cmsgs[k].write(CmsgBuf([0; CMSG_BUF]));
+            h.msg_control = buf.0.as_mut_ptr().cast();
+            h.msg_controllen = CMSG_BUF;
+            let mut used = 0;
+            // SAFETY: a pktinfo (SPACE) and a u16 cmsg fit CMSG_BUF (checked
+            // in mod.rs); each is written inside that buffer.
+            unsafe {
+                let mut c = libc::CMSG_FIRSTHDR(h);
+                if let Some(src) = src {
+                    used += pktinfo::write(c, src);
+                    c = c.cast::<u8>().add(used).cast();
+                }
+                (*c).cmsg_level = SOL_UDP;
+                (*c).cmsg_type = UDP_SEGMENT;
+                (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as usize;
+                std::ptr::write_unaligned(
+                    libc::CMSG_DATA(c).cast::<u16>(),
+                    bufs[start].len() as u16,
+                );
+                used += libc::CMSG_SPACE(size_of::<u16>() as u32) as usize;
+            }
+            h.msg_controllen = used;
         }
-        self.sendmmsg_all(&mut hdrs[..n])
+        self.sendmmsg_all(&mut hdrs[..g])
+            .map_err(|(k, e)| (groups[k].0, e))
     }
 
     /// Sends every message of `hdrs`, retrying briefly when the kernel has
@@ -117,89 +157,6 @@ impl LinuxUdp {
         }
         Ok(())
     }
-    /// Sends up to MAX_BATCH datagrams as GSO groups: one message per run
-    /// of equal-size datagrams, each datagram its own iovec (no copying).
-    pub(super) fn send_gso(
-        &self,
-        bufs: &[&[u8]],
-        name: &mut RawAddr,
-        namelen: libc::socklen_t,
-        src: Option<&LocalAddr>,
-    ) -> Result<(), (usize, io::Error)> {
-        if bufs.len() <= SMALL_BATCH {
-            self.send_gso_n::<SMALL_BATCH>(bufs, name, namelen, src)
-        } else {
-            self.send_gso_n::<MAX_BATCH>(bufs, name, namelen, src)
-        }
-    }
-
-    /// [`Self::send_gso`] with arrays of N entries.
-    /// An error's index is that of the first datagram of the group it
-    /// concerns.
-    fn send_gso_n<const N: usize>(
-        &self,
-        bufs: &[&[u8]],
-        name: &mut RawAddr,
-        namelen: libc::socklen_t,
-        src: Option<&LocalAddr>,
-    ) -> Result<(), (usize, io::Error)> {
-        let n = bufs.len();
-        assert!(n <= N);
-        let mut lens = [0usize; N];
-        for (l, b) in lens.iter_mut().zip(bufs) {
-            *l = b.len();
-        }
-        let mut groups = [(0usize, 0usize); N];
-        let g = gso_groups(&lens[..n], &mut groups);
-        // SAFETY (zeroed): iovec and mmsghdr are C structs valid when zeroed.
-        let mut iovs: [libc::iovec; N] = unsafe { zeroed() };
-        let mut hdrs: [libc::mmsghdr; N] = unsafe { zeroed() };
-        let mut cmsgs = [const { MaybeUninit::<CmsgBuf>::uninit() }; N];
-        for (iov, buf) in iovs.iter_mut().zip(bufs) {
-            *iov = libc::iovec {
-                iov_base: buf.as_ptr() as *mut libc::c_void,
-                iov_len: buf.len(),
-            };
-        }
-        let name_ptr: *mut RawAddr = name;
-        for (k, &(start, end)) in groups[..g].iter().enumerate() {
-            let h = &mut hdrs[k].msg_hdr;
-            h.msg_name = name_ptr.cast();
-            h.msg_namelen = namelen;
-            // SAFETY: start < n <= N, inside `iovs`.
-            h.msg_iov = unsafe { iovs.as_mut_ptr().add(start) };
-            h.msg_iovlen = end - start;
-            if end - start == 1 && src.is_none() {
-                continue;
-            }
-            // Zeroed up to what is written: CMSG_NXTHDR reads the next
-            // header's length.
-            let buf = cmsgs[k].write(CmsgBuf([0; CMSG_BUF]));
-            h.msg_control = buf.0.as_mut_ptr().cast();
-            h.msg_controllen = CMSG_BUF;
-            let mut used = 0;
-            // SAFETY: a pktinfo (SPACE) and a u16 cmsg fit CMSG_BUF (checked
-            // above); each is written inside that buffer.
-            unsafe {
-                let mut c = libc::CMSG_FIRSTHDR(h);
-                if let Some(src) = src {
-                    used += pktinfo::write(c, src);
-                    c = c.cast::<u8>().add(used).cast();
-                }
-                if end - start > 1 {
-                    (*c).cmsg_level = SOL_UDP;
-                    (*c).cmsg_type = UDP_SEGMENT;
-                    (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as usize;
-                    std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), lens[start] as u16);
-                    used += libc::CMSG_SPACE(size_of::<u16>() as u32) as usize;
-                }
-            }
-            h.msg_controllen = used;
-        }
-        self.sendmmsg_all(&mut hdrs[..g])
-            .map_err(|(k, e)| (groups[k].0, e))
-    }
-
     /// [`Udp::send_many_from`] for one chunk, with arrays of N entries. A
     /// message whose source the kernel refuses goes again without it, and
     /// `rejected` hears its index.
@@ -211,20 +168,13 @@ impl LinuxUdp {
         let n = chunk.len();
         assert!(n <= N);
         let mut names = [RawAddr::zeroed(); N];
-        // SAFETY (zeroed): iovec and mmsghdr are C structs valid when zeroed.
-        let mut iovs: [libc::iovec; N] = unsafe { zeroed() };
+        let mut iovs = iovecs::<N>(chunk.iter().map(|(buf, _)| *buf));
+        // SAFETY (zeroed): mmsghdr is a C struct valid when zeroed.
         let mut hdrs: [libc::mmsghdr; N] = unsafe { zeroed() };
         let mut cmsgs = [const { MaybeUninit::<CmsgBuf>::uninit() }; N];
         let mut lens = [0 as libc::socklen_t; N];
-        for (i, (buf, ep)) in chunk.iter().enumerate() {
-            let (name, len) = RawAddr::from_std(self.dst_for_socket(ep.dst)?);
-            names[i] = name;
-            lens[i] = len;
-            // The kernel only reads send buffers; iovec has no const variant.
-            iovs[i] = libc::iovec {
-                iov_base: buf.as_ptr() as *mut libc::c_void,
-                iov_len: buf.len(),
-            };
+        for (i, (_, ep)) in chunk.iter().enumerate() {
+            (names[i], lens[i]) = RawAddr::from_std(self.dst_for_socket(ep.dst)?);
         }
         let (iov_base, name_base) = (iovs.as_mut_ptr(), names.as_mut_ptr());
         for (i, h) in hdrs.iter_mut().take(n).enumerate() {
@@ -264,4 +214,18 @@ impl LinuxUdp {
         }
         Ok(())
     }
+}
+
+/// An iovec over each send buffer, the rest of the N zeroed. (The kernel
+/// only reads send buffers; iovec just has no const variant.)
+fn iovecs<'a, const N: usize>(bufs: impl Iterator<Item = &'a [u8]>) -> [libc::iovec; N] {
+    // SAFETY: iovec is a C struct valid when zeroed.
+    let mut iovs: [libc::iovec; N] = unsafe { zeroed() };
+    for (iov, buf) in iovs.iter_mut().zip(bufs) {
+        *iov = libc::iovec {
+            iov_base: buf.as_ptr() as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+    }
+    iovs
 }

@@ -301,12 +301,27 @@ fn recv_coalesced(udp: &LinuxUdp, slots: usize, want: usize) -> Vec<Vec<u8>> {
 /// size (send, send_many) and arrive whole and in order, also through a
 /// receive that reads one message instead of two. (Fewer than
 /// GRO_MIN_SLOTS buffers could not hold a full coalesced message; the
-/// device always receives into MAX_BATCH.)
+/// device always receives into MAX_BATCH.) With offloads on (GSO runs,
+/// GRO splits) and off (a message per datagram both ways).
 #[test]
 fn batches_around_the_small_array_size_arrive_in_order() {
+    for offload in [true, false] {
+        let opts = UdpOptions {
+            offload,
+            ..UdpOptions::default()
+        };
+        let rx = LinuxUdp::bind_with(0, 0, Family::DualStack, opts).unwrap();
+        let tx = LinuxUdp::bind_with(0, 0, Family::DualStack, opts).unwrap();
+        assert_eq!(
+            rx.offloads().1,
+            offload && open(Family::DualStack).offloads().1
+        );
+        small_array_batches(&rx, &tx, offload);
+    }
+}
+
+fn small_array_batches(rx: &LinuxUdp, tx: &LinuxUdp, offload: bool) {
     const GRO_MIN_SLOTS: usize = crate::io::udp_gso::MAX_GSO_SEGMENTS + 1;
-    let rx = open(Family::DualStack);
-    let tx = open(Family::DualStack);
     let dst = SocketAddr::from(([127, 0, 0, 1], rx.port()));
     for count in [
         1,
@@ -338,10 +353,10 @@ fn batches_around_the_small_array_size_arrive_in_order() {
                 } else {
                     tx.send_many(&msgs).unwrap();
                 }
-                let got = recv_coalesced(&rx, slots, count);
+                let got = recv_coalesced(rx, slots, count);
                 assert!(
                     got == *packets,
-                    "{how} of {count} {kind} datagrams, {slots} receive buffers: got {} back",
+                    "offload {offload}: {how} of {count} {kind} datagrams, {slots} receive buffers: got {} back",
                     got.len()
                 );
             }
