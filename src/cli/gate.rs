@@ -130,25 +130,9 @@ pub const EXIT_UNREACHABLE: i32 = exit::UNREACHABLE;
 /// `gate` narrows the report to one gate; `remote` says how to connect
 /// and which token to send.
 pub fn run(urls: &[String], gate: Option<&str>, json: bool, remote: &RemoteArgs) -> i32 {
-    let (client, token) = match remote.connect() {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("phantommesh gate: {e}");
-            return exit::of_fetch_error(&e);
-        }
-    };
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    run_with(
-        urls,
-        gate,
-        json,
-        &client,
-        token.as_deref(),
-        TIMEOUT,
-        &mut stdout.lock(),
-        &mut stderr.lock(),
-    )
+    remote.run("phantommesh gate", |client, token, out, err| {
+        run_with(urls, gate, json, client, token, TIMEOUT, out, err)
+    })
 }
 
 /// A node that could not be asked: why, and of which [`ErrorKind`].

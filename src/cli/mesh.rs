@@ -240,24 +240,9 @@ pub fn fetch_status(
 
 /// Entry point of `mesh status`.
 pub fn run_status(url: &str, json: bool, remote: &RemoteArgs) -> i32 {
-    let (client, token) = match remote.connect() {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("phantommesh mesh status: {e}");
-            return exit::of_fetch_error(&e);
-        }
-    };
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    run_status_with(
-        url,
-        json,
-        &client,
-        token.as_deref(),
-        TIMEOUT,
-        &mut stdout.lock(),
-        &mut stderr.lock(),
-    )
+    remote.run("phantommesh mesh status", |client, token, out, err| {
+        run_status_with(url, json, client, token, TIMEOUT, out, err)
+    })
 }
 
 /// [`run_status`] with the client, timeout and streams given (for tests).

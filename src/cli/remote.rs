@@ -1,7 +1,9 @@
 //! The options every admin-API client command shares (`gate`, `status`,
 //! `mesh status`): the bearer token file, the CA bundle for `https://`,
 //! and `--insecure`; and the client they make.
+use crate::cli::exit;
 use crate::gates::fetch::{Client, ClientOptions, FetchError};
+use std::io::Write;
 use std::path::PathBuf;
 
 /// How to reach a node's admin API.
@@ -40,6 +42,32 @@ impl RemoteArgs {
             Some(p) => Some(token_from_file(p).map_err(FetchError::usage)?),
         };
         Ok((client, token))
+    }
+
+    /// A client command's entry point: connects (a client that cannot be
+    /// made, say an unreadable token or CA file, is reported as
+    /// `{what}: ...` and gives its exit code) and runs `f` with the
+    /// client, the token and the process's locked stdout and stderr.
+    pub fn run(
+        &self,
+        what: &str,
+        f: impl FnOnce(&Client, Option<&str>, &mut dyn Write, &mut dyn Write) -> i32,
+    ) -> i32 {
+        let (client, token) = match self.connect() {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("{what}: {e}");
+                return exit::of_fetch_error(&e);
+            }
+        };
+        let stdout = std::io::stdout();
+        let stderr = std::io::stderr();
+        f(
+            &client,
+            token.as_deref(),
+            &mut stdout.lock(),
+            &mut stderr.lock(),
+        )
     }
 }
 

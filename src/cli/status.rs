@@ -547,24 +547,9 @@ pub fn collect(
 
 /// Entry point of `phantommesh status`.
 pub fn run(url: &str, json: bool, remote: &RemoteArgs) -> i32 {
-    let (client, token) = match remote.connect() {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("phantommesh status: {e}");
-            return exit::of_fetch_error(&e);
-        }
-    };
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    run_with(
-        url,
-        json,
-        &client,
-        token.as_deref(),
-        TIMEOUT,
-        &mut stdout.lock(),
-        &mut stderr.lock(),
-    )
+    remote.run("phantommesh status", |client, token, out, err| {
+        run_with(url, json, client, token, TIMEOUT, out, err)
+    })
 }
 
 /// [`run`] with the client, timeout and streams given (for tests).
