@@ -9,7 +9,7 @@
 //! Everything in the device that advances a peer's protocol state goes
 //! through here.
 use super::peer::Peer;
-use super::{Device, IndexEntry, Shared};
+use super::{bump, send, Device, IndexEntry, Shared};
 use crate::noise::driver::{self, Ctx};
 use crate::noise::handshake::Identity;
 use crate::noise::peer::{Env, IndexEvent, Output, PeerState};
@@ -135,6 +135,34 @@ impl Shared {
             }
         }
         rest
+    }
+
+    /// Carries out protocol outputs for `peer` (no peer lock held).
+    pub fn perform(&self, peer: &Arc<Peer>, out: Vec<Output>) {
+        for o in out {
+            match o {
+                Output::Handshake(msg) => {
+                    if msg.first() == Some(&1) {
+                        bump(&self.stats.handshakes_initiated, 1);
+                    }
+                    self.send_to_peer(peer, &[&msg]);
+                }
+                Output::Keepalive => send::send_keepalive(self, peer),
+                Output::SessionReady { confirm } => {
+                    bump(&self.stats.handshakes_completed, 1);
+                    let sent = send::flush_staged(self, peer);
+                    if !sent && confirm {
+                        send::send_keepalive(self, peer);
+                    }
+                }
+                Output::GaveUp => {
+                    bump(&self.stats.handshakes_failed, 1);
+                    peer.staged.lock().clear();
+                }
+                // Applied by the driver while the peer's state was locked.
+                Output::Index(_) => {}
+            }
+        }
     }
 }
 

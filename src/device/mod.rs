@@ -10,7 +10,7 @@
 //! - [`receive`]: reads the UDP socket and opens each session's run of
 //!   datagrams the same way; handshake messages go to a bounded queue so a
 //!   flood never stalls data.
-//! - crypto workers (one per core by default, [`pipeline`]): seal or open
+//! - crypto workers (one per core by default, [`workers`]): seal or open
 //!   any job, then deliver the peer's finished jobs in order (UDP send or
 //!   TUN write).
 //! - [`wire`]: the one function that puts sealed datagrams (data,
@@ -55,7 +55,6 @@ use crate::io::{Bind, Tun, Udp};
 use crate::noise::cookie::CookieChecker;
 use crate::noise::handshake::Identity;
 use crate::noise::keypair::Keypair;
-use crate::noise::peer::Output;
 use crate::routing::AllowedIps;
 use parking_lot::{Mutex, RwLock};
 use peer::{Peer, PeerRef};
@@ -569,53 +568,5 @@ impl Shared {
                 return i;
             }
         }
-    }
-
-    /// Carries out protocol outputs for `peer` (no peer lock held).
-    pub fn perform(&self, peer: &Arc<Peer>, out: Vec<Output>) {
-        for o in out {
-            match o {
-                Output::Handshake(msg) => {
-                    if msg.first() == Some(&1) {
-                        bump(&self.stats.handshakes_initiated, 1);
-                    }
-                    self.send_to_peer(peer, &[&msg]);
-                }
-                Output::Keepalive => send::send_keepalive(self, peer),
-                Output::SessionReady { confirm } => {
-                    bump(&self.stats.handshakes_completed, 1);
-                    let sent = send::flush_staged(self, peer);
-                    if !sent && confirm {
-                        send::send_keepalive(self, peer);
-                    }
-                }
-                Output::GaveUp => {
-                    bump(&self.stats.handshakes_failed, 1);
-                    peer.staged.lock().clear();
-                }
-                // Applied by the driver while the peer's state was locked.
-                Output::Index(_) => {}
-            }
-        }
-    }
-
-    /// Sends already-built datagrams (handshake messages, keepalives) to
-    /// the peer's endpoint, if it has one, through [`wire::transmit`].
-    /// True when the socket took them.
-    pub fn send_to_peer(&self, peer: &Peer, bufs: &[&[u8]]) -> bool {
-        let Some(ep) = peer.full_endpoint() else {
-            return false;
-        };
-        let run = wire::Run {
-            peer: Some(peer),
-            ep,
-            count: bufs.len(),
-        };
-        let mut sent = false;
-        wire::transmit(self, bufs, &[run], &mut |_| sent = true);
-        if sent {
-            peer.add_tx(bufs.iter().map(|b| b.len() as u64).sum());
-        }
-        sent
     }
 }

@@ -244,3 +244,25 @@ pub(super) fn count_sent_packets(
 pub(super) fn sealed_len(len: usize, mtu: usize) -> usize {
     HEADROOM + padded_len(len, mtu) + AEAD_TAG_LEN
 }
+
+impl Shared {
+    /// Sends already-built datagrams (handshake messages, keepalives) to
+    /// the peer's endpoint, if it has one, through [`transmit`].
+    /// True when the socket took them.
+    pub fn send_to_peer(&self, peer: &Peer, bufs: &[&[u8]]) -> bool {
+        let Some(ep) = peer.full_endpoint() else {
+            return false;
+        };
+        let run = Run {
+            peer: Some(peer),
+            ep,
+            count: bufs.len(),
+        };
+        let mut sent = false;
+        transmit(self, bufs, &[run], &mut |_| sent = true);
+        if sent {
+            peer.add_tx(bufs.iter().map(|b| b.len() as u64).sum());
+        }
+        sent
+    }
+}
