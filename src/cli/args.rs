@@ -81,40 +81,7 @@ pub fn help_tail() -> String {
     format!("{}\n\n{ENV_HELP}", crate::cli::exit::HELP)
 }
 
-/// `-o json|table`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum OutputFormat {
-    /// For people: the runbook's tables and lines.
-    #[default]
-    Table,
-    /// For scripts: one JSON document on stdout (shapes in the README).
-    Json,
-}
-
-/// The output options of the reporting commands.
-#[derive(clap::Args, Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutputArgs {
-    /// Output format: table for people, json for scripts (one JSON
-    /// document on stdout; the README documents each command's shape).
-    #[arg(
-        short = 'o',
-        long = "output",
-        value_enum,
-        value_name = "FORMAT",
-        default_value_t = OutputFormat::Table
-    )]
-    pub output: OutputFormat,
-    /// Same as `--output json` (kept for existing scripts).
-    #[arg(long)]
-    pub json: bool,
-}
-
-impl OutputArgs {
-    /// Whether JSON was asked for (`-o json` or `--json`).
-    pub fn is_json(&self) -> bool {
-        self.json || self.output == OutputFormat::Json
-    }
-}
+pub use super::output::{OutputArgs, OutputFormat};
 
 /// Admin base URL help, shared by `status` and `mesh status`.
 const URL_HELP: &str = "Admin API base URL of the daemon (http://HOST:PORT or https://HOST:PORT)";

@@ -9,6 +9,7 @@ pub mod gate;
 pub mod keys;
 pub mod logging;
 pub mod mesh;
+pub mod output;
 pub mod preflight;
 pub mod remote;
 pub mod status;

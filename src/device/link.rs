@@ -2,7 +2,7 @@
 //! came up: the admin plane re-runs its self test when the link came back
 //! (a test that overlapped a down link says nothing about the node now).
 //!
-//! The timer thread looks every tick ([`super::timers::TICK`]); anyone who
+//! The timer thread looks every [`super::timers::HOUSEKEEPING`]; anyone who
 //! asks [`super::Device::link_state`] looks at once, and what they see
 //! counts too, so a flap is noticed as soon as someone looks.
 use crate::io::LinkState;

@@ -10,9 +10,9 @@
 //! - [`receive`]: reads the UDP socket and opens each session's run of
 //!   datagrams the same way; handshake messages go to a bounded queue so a
 //!   flood never stalls data.
-//! - crypto workers (one per core by default, [`workers`]): seal or open
-//!   any job, then deliver the peer's finished jobs in order (UDP send or
-//!   TUN write).
+//! - crypto workers (one per core by default, `pipeline_worker` below):
+//!   seal or open any job, then deliver the peer's finished jobs in order
+//!   (UDP send or TUN write).
 //! - [`wire`]: the one function that puts sealed datagrams (data,
 //!   keepalives, handshake messages, cookie replies) on the wire.
 //! - [`handshake`]: drains that queue (MAC checks, cookies, rate limit).

@@ -250,7 +250,8 @@ impl Client {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let roots = OnceLock::new();
         if let Some(path) = &opts.ca_file {
-            let _ = roots.set(Ok(Arc::new(load_ca_file(path)?)));
+            let certs = load_ca_file(path).map_err(FetchError::usage)?;
+            let _ = roots.set(Ok(Arc::new(certs)));
         }
         Ok(Client {
             roots,
@@ -305,7 +306,7 @@ impl Client {
             (false, None) => Arc::new(Vec::new()),
             _ => self
                 .roots
-                .get_or_init(|| system_roots().map(Arc::new))
+                .get_or_init(|| system_roots().map(Arc::new).map_err(FetchError::usage))
                 .clone()?,
         };
         let tls = TlsConfig::builder()

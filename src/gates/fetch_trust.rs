@@ -1,12 +1,12 @@
 //! Trust anchors for the admin clients' TLS: the system's CA certificates
-//! or a `--ca-file` PEM bundle.
-use super::fetch::FetchError;
+//! or a `--ca-file` PEM bundle. An error is a message for the user (the
+//! client reports it as a usage error: nothing was asked of the node yet).
 use std::path::Path;
 use ureq::tls::Certificate;
 
 /// The system's CA certificates (as OpenSSL finds them; `SSL_CERT_FILE`
 /// and `SSL_CERT_DIR` override).
-pub(crate) fn system_roots() -> Result<Vec<Certificate<'static>>, FetchError> {
+pub(crate) fn system_roots() -> Result<Vec<Certificate<'static>>, String> {
     let found = rustls_native_certs::load_native_certs();
     let certs: Vec<_> = found
         .certs
@@ -19,18 +19,18 @@ pub(crate) fn system_roots() -> Result<Vec<Certificate<'static>>, FetchError> {
             .first()
             .map(|e| format!(" ({e})"))
             .unwrap_or_default();
-        return Err(FetchError::usage(format!(
+        return Err(format!(
             "no system CA certificates found{why}: install ca-certificates or pass --ca-file"
-        )));
+        ));
     }
     Ok(certs)
 }
 
 /// Every certificate in a PEM file, each checked to be a usable trust
 /// anchor.
-pub fn load_ca_file(path: &Path) -> Result<Vec<Certificate<'static>>, FetchError> {
+pub fn load_ca_file(path: &Path) -> Result<Vec<Certificate<'static>>, String> {
     use rustls::pki_types::{pem::PemObject, CertificateDer};
-    let bad = |why: String| FetchError::usage(format!("--ca-file {}: {why}", path.display()));
+    let bad = |why: String| format!("--ca-file {}: {why}", path.display());
     let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
     if meta.len() > 16 << 20 {
         return Err(bad("larger than 16 MiB".into()));

@@ -179,7 +179,7 @@ pub struct Options {
     pub json: bool,
     /// Output format: table (the Gate 2 table) or json (see --json).
     #[arg(short = 'o', long = "output", value_enum, value_name = "FORMAT")]
-    pub output: Option<crate::cli::args::OutputFormat>,
+    pub output: Option<crate::cli::output::OutputFormat>,
     /// Write a self-contained HTML report with charts.
     #[arg(long, value_name = "FILE.html")]
     pub report: Option<PathBuf>,
@@ -189,7 +189,7 @@ pub struct Options {
 }
 
 pub fn run(mut args: LoadtestArgs) -> i32 {
-    if args.output == Some(crate::cli::args::OutputFormat::Json) {
+    if args.output == Some(crate::cli::output::OutputFormat::Json) {
         args.options.json = true;
     }
     match runner::run(&args) {
