@@ -1,3 +1,4 @@
+use super::link::{ifindex, require_ifindex};
 use super::netlink::{find_ack, netlink_request};
 use super::test_support::{in_netns, privileged};
 use super::*;

@@ -6,7 +6,7 @@ use std::mem::{size_of, zeroed};
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use super::{cvt, require_ifindex, with_context};
+use super::link::{cvt, require_ifindex, with_context};
 
 fn push_attr(msg: &mut Vec<u8>, kind: u16, data: &[u8]) {
     let len = 4 + data.len();
