@@ -11,7 +11,7 @@ const EXCEPTIONS: [(&str, &str); 2] = [
         "the admin clients' HTTPS_PROXY/NO_PROXY convention, read where the CLI's HTTP client is built (ProxyEnv::from_lookup for tests)",
     ),
     (
-        "io/linux_tun.rs",
+        "io/linux_tun/test_support.rs",
         "PHANTOMMESH_SKIP_PRIVILEGED in a #[cfg(test)] module: a test gate, not product behaviour",
     ),
 ];
